@@ -1,0 +1,68 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Targets are split by dependency weight and arrows point down only:
+//   cairn → Snapshot → Repository → Storage
+// `Repository` knows nothing of files on disk as a user sees them; `Snapshot` knows
+// nothing of packs; `Storage` knows only named blobs. See docs/architecture.md.
+let package = Package(
+    name: "cairn",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "cairn", targets: ["cairn"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
+        .target(
+            name: "Storage",
+            dependencies: []
+        ),
+        .target(
+            name: "Repository",
+            dependencies: [
+                "Storage",
+                "CZstd",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Snapshot",
+            dependencies: [
+                "Repository",
+                "Storage",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "cairn",
+            dependencies: [
+                "Snapshot",
+                "Repository",
+                "Storage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "StorageTesting",
+            dependencies: ["Storage"],
+            path: "Sources/StorageTesting"
+        ),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
+        .testTarget(name: "RepositoryTests", dependencies: ["Repository", "Storage", "StorageTesting"]),
+        .testTarget(name: "SnapshotTests", dependencies: ["Snapshot", "Repository", "Storage", "StorageTesting"]),
+        .testTarget(name: "CLITests", dependencies: ["Snapshot", "Repository", "Storage"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,123 @@
+import Foundation
+
+/// A content-defined chunker: FastCDC-style gear hashing with normalised chunking (level 2).
+///
+/// The fingerprint is `fp = (fp << 1) &+ gear[byte]`, so its top bits depend on the last 64 bytes. A
+/// boundary is declared where the top bits selected by a mask are all zero: a *harder* mask (average bits
+/// + 2) between the minimum and the average size, an *easier* one (average bits − 2) beyond it. This
+/// pulls chunk sizes towards the average. The first `minSize` bytes of a chunk are skipped unhashed, and a
+/// chunk is cut at `maxSize` regardless. Boundaries depend only on content, so an insertion shifts only
+/// the chunks around it.
+public struct Chunker: Sendable {
+    public let parameters: ChunkerParameters
+    let gear: [UInt64]
+    let maskSmall: UInt64
+    let maskLarge: UInt64
+
+    public init(parameters: ChunkerParameters) {
+        self.parameters = parameters
+        self.gear = parameters.gearTable()
+        // Top-bit masks: the top bits of the fingerprint carry the widest window of input.
+        let hard = parameters.averageBits + 2
+        let easy = parameters.averageBits - 2
+        self.maskSmall = ~UInt64(0) << UInt64(64 - hard)
+        self.maskLarge = ~UInt64(0) << UInt64(64 - easy)
+    }
+
+    /// The length of the next chunk at the start of `buffer`. When `final` is false and no boundary is
+    /// found within `buffer`, returns nil (more input is needed); `buffer` must then hold fewer than
+    /// `maxSize` bytes, otherwise a cut at `maxSize` is returned.
+    public func nextBoundary(in buffer: UnsafeRawBufferPointer, final: Bool) -> Int? {
+        let n = buffer.count
+        let minSize = parameters.minSize
+        let maxSize = parameters.maxSize
+        let average = parameters.averageSize
+        if n <= minSize {
+            return final ? (n > 0 ? n : nil) : nil
+        }
+        let limit = min(n, maxSize)
+        let normal = min(average, limit)
+        return gear.withUnsafeBufferPointer { table -> Int? in
+            let bytes = buffer.bindMemory(to: UInt8.self)
+            var fp: UInt64 = 0
+            var i = minSize
+            let small = maskSmall
+            let large = maskLarge
+            while i < normal {
+                fp = (fp << 1) &+ table[Int(bytes[i])]
+                if fp & small == 0 { return i + 1 }
+                i += 1
+            }
+            while i < limit {
+                fp = (fp << 1) &+ table[Int(bytes[i])]
+                if fp & large == 0 { return i + 1 }
+                i += 1
+            }
+            if limit == maxSize || final { return limit }
+            return nil
+        }
+    }
+}
+
+/// Splits a stream read from a file descriptor into chunks, with one reusable buffer.
+///
+/// Memory: one buffer of `2 × maxSize`; each chunk is handed out as its own `Data`.
+public struct FileChunker {
+    let chunker: Chunker
+    let fd: Int32
+    var buffer: UnsafeMutableRawBufferPointer
+    var start = 0
+    var end = 0
+    var eof = false
+    /// Bytes read from the file so far.
+    public private(set) var bytesRead = 0
+
+    public init(chunker: Chunker, fd: Int32) {
+        self.chunker = chunker
+        self.fd = fd
+        self.buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * chunker.parameters.maxSize, alignment: 64)
+    }
+
+    /// Frees the buffer. Call once when done.
+    public func deallocate() {
+        buffer.deallocate()
+    }
+
+    mutating func fill() throws {
+        if start > 0 {
+            let live = end - start
+            if live > 0 {
+                buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + start, byteCount: live)
+            }
+            start = 0
+            end = live
+        }
+        while end < buffer.count && !eof {
+            let n = read(fd, buffer.baseAddress! + end, buffer.count - end)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw POSIXErrorCode(rawValue: errno).map { POSIXError($0) } ?? POSIXError(.EIO)
+            }
+            if n == 0 {
+                eof = true
+            } else {
+                end += n
+                bytesRead += n
+            }
+        }
+    }
+
+    /// The next chunk, or nil at the end of the file.
+    public mutating func next() throws -> Data? {
+        while true {
+            let window = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
+            if let cut = chunker.nextBoundary(in: window, final: eof) {
+                let chunk = Data(bytes: buffer.baseAddress! + start, count: cut)
+                start += cut
+                return chunk
+            }
+            if eof { return nil }
+            try fill()
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import Foundation
+import Storage
+
+/// What `check` found at the repository level.
+public struct RepositoryCheckReport: Sendable {
+    public var errors: [String] = []
+    public var warnings: [String] = []
+    /// Packs that are missing, truncated or fail verification.
+    public var damagedPacks: Set<BlobID> = []
+    /// Blobs that cannot be read intact (in damaged packs and not stored intact elsewhere).
+    public var damagedBlobs: Set<BlobID> = []
+    public var indexFiles = 0
+    public var packs = 0
+    public var blobs = 0
+    public var bytesRead = 0
+    public var unindexedPacks: [String] = []
+}
+
+extension Repository {
+    /// Checks structure: every index file decrypts and parses, every indexed pack exists and is at least as
+    /// long as its blobs. With `readData`, also reads every pack, checks its hash, header and every blob.
+    public func check(readData: Bool, progress: (@Sendable (Int, Int) -> Void)? = nil) async throws
+        -> RepositoryCheckReport {
+        var report = RepositoryCheckReport()
+        var files: [(name: String, file: IndexFile)] = []
+        for name in try await listFiles(.index) {
+            do {
+                let plain = try await loadFile(.index, name: name)
+                files.append((name, try IndexFile.decode(plain, location: "index/\(name)")))
+            } catch let error as RepositoryError {
+                report.errors.append("index/\(name): \(error.description)")
+            }
+        }
+        let superseded = Set(files.flatMap { $0.file.supersedes.map(\.hex) })
+        files.removeAll { superseded.contains($0.name) }
+        report.indexFiles = files.count
+
+        // pack → its blobs per index (the first index wins; all copies are compared against the header).
+        var packBlobs: [BlobID: [PackedBlob]] = [:]
+        var holders: [BlobID: [BlobID]] = [:]   // blob → packs holding it
+        for (_, file) in files {
+            for pack in file.packs where packBlobs[pack.id] == nil {
+                packBlobs[pack.id] = pack.blobs
+                for b in pack.blobs { holders[b.id, default: []].append(pack.id) }
+            }
+        }
+        report.packs = packBlobs.count
+        report.blobs = holders.count
+
+        let present = Dictionary(try await Self.wrapStorage { try await store.list(.data) }.map { ($0.name, $0.size) },
+                                 uniquingKeysWith: { a, _ in a })
+        for (pack, blobs) in packBlobs {
+            let end = blobs.map { Int($0.offset) + Int($0.length) }.max() ?? 0
+            guard let size = present[pack.hex] else {
+                report.errors.append("pack \(pack.hex) is in the index but missing from the repository")
+                report.damagedPacks.insert(pack)
+                continue
+            }
+            if size < end + 4 {
+                report.errors.append("pack \(pack.hex) is truncated: \(size) bytes, its blobs need \(end + 4)")
+                report.damagedPacks.insert(pack)
+            }
+        }
+        for name in present.keys where BlobID(hex: name).map({ packBlobs[$0] == nil }) ?? true {
+            report.unindexedPacks.append(name)
+        }
+        if !report.unindexedPacks.isEmpty {
+            report.warnings.append("\(report.unindexedPacks.count) pack(s) are not in any index (left by an interrupted backup or prune); `cairn prune` removes them")
+        }
+
+        if readData {
+            let toRead = packBlobs.keys.filter { !report.damagedPacks.contains($0) }.sorted()
+            let total = toRead.count
+            var done = 0
+            try await withThrowingTaskGroup(of: (BlobID, [String], Int).self) { group in
+                var iterator = toRead.makeIterator()
+                func addNext() {
+                    guard let pack = iterator.next() else { return }
+                    let blobs = packBlobs[pack]!
+                    group.addTask { (pack, await self.verifyPack(pack, indexed: blobs), 0) }
+                }
+                for _ in 0..<3 { addNext() }
+                while let (pack, problems, _) = try await group.next() {
+                    done += 1
+                    progress?(done, total)
+                    report.bytesRead += present[pack.hex] ?? 0
+                    if !problems.isEmpty {
+                        report.damagedPacks.insert(pack)
+                        report.errors += problems
+                    }
+                    addNext()
+                }
+            }
+        }
+        for pack in report.damagedPacks {
+            for b in packBlobs[pack] ?? [] {
+                let intactElsewhere = (holders[b.id] ?? []).contains { !report.damagedPacks.contains($0) }
+                if !intactElsewhere { report.damagedBlobs.insert(b.id) }
+            }
+        }
+        return report
+    }
+
+    /// Reads a whole pack and verifies its name, header and every blob; returns the problems found.
+    func verifyPack(_ pack: BlobID, indexed: [PackedBlob]) async -> [String] {
+        let data: Data
+        do {
+            data = try await store.load(BlobHandle(.data, pack.hex))
+        } catch {
+            return ["pack \(pack.hex) cannot be read: \(error)"]
+        }
+        var problems: [String] = []
+        if BlobID.sha256(data) != pack {
+            problems.append("pack \(pack.hex): content does not match its name (damaged bytes)")
+        }
+        let header: [PackedBlob]
+        do {
+            header = try PackFormat.readHeader(pack: data, cipher: cipher, location: "data/\(pack.hex)")
+        } catch {
+            problems.append("pack \(pack.hex): \(error)")
+            header = indexed
+        }
+        if Set(header) != Set(indexed) {
+            problems.append("pack \(pack.hex): header and index disagree about its blobs")
+        }
+        for blob in indexed {
+            let end = Int(blob.offset) + Int(blob.length)
+            guard end <= data.count else {
+                problems.append("pack \(pack.hex): blob \(blob.id.short) lies beyond the end")
+                continue
+            }
+            let location = BlobLocation(pack: 0, offset: blob.offset, length: blob.length, rawLength: blob.rawLength,
+                                        type: blob.type)
+            do {
+                _ = try decryptBlob(data.subdata(in: Int(blob.offset)..<end), id: blob.id, location: location, pack: pack)
+            } catch {
+                problems.append("pack \(pack.hex): blob \(blob.id.short) (\(blob.type)) fails verification")
+            }
+        }
+        return problems
+    }
+}

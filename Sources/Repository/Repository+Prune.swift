@@ -1,0 +1,146 @@
+import Foundation
+import Storage
+
+/// What prune did.
+public struct PruneReport: Sendable, Codable {
+    public var packsDeleted = 0
+    public var packsRepacked = 0
+    public var packsWritten = 0
+    public var leftoverPacksDeleted = 0
+    public var blobsRemoved = 0
+    public var bytesFreed = 0
+    public var bytesRepacked = 0
+    public var indexFilesReplaced = 0
+    public var temporaryFilesRemoved = 0
+}
+
+extension Repository {
+    /// Removes every blob not in `used`, and repacks packs where more than `maxUnusedFraction` of the bytes
+    /// are unused. The caller holds an exclusive lock and computed `used` from all snapshots.
+    ///
+    /// Crash safety, in this order: (1) new packs are written; (2) new index files are written, the last
+    /// one naming every old index file as superseded; (3) old index files are deleted; (4) obsolete packs
+    /// are deleted. A crash at any point leaves every snapshot readable; leftovers go at the next prune.
+    public func prune(used: Set<BlobID>, maxUnusedFraction: Double = 0.5, dryRun: Bool = false) async throws
+        -> PruneReport {
+        var report = PruneReport()
+        let files = try await readIndexFiles()
+        var packs: [BlobID: [PackedBlob]] = [:]
+        for (_, file) in files {
+            for pack in file.packs where packs[pack.id] == nil { packs[pack.id] = pack.blobs }
+        }
+        let present = Dictionary(try await Self.wrapStorage { try await store.list(.data) }.map { ($0.name, $0.size) },
+                                 uniquingKeysWith: { a, _ in a })
+
+        // Keep exactly one copy of each used blob, preferring packs that stay as they are.
+        var seen: Set<BlobID> = []
+        var keep: [BlobID: [PackedBlob]] = [:]     // packs kept unchanged
+        var repack: [BlobID: [PackedBlob]] = [:]   // packs whose used blobs move
+        var delete: [BlobID] = []
+        let ordered = packs.keys.sorted { (usedFraction(packs[$0]!, used) , $0) > (usedFraction(packs[$1]!, used), $1) }
+        for pack in ordered {
+            let blobs = packs[pack]!
+            let wanted = blobs.filter { used.contains($0.id) && !seen.contains($0.id) }
+            guard present[pack.hex] != nil else {
+                if !wanted.isEmpty {
+                    throw RepositoryError(.missing,
+                                          "pack \(pack.hex) holds blobs that snapshots need but is missing; prune stopped without changing anything — run `cairn repo check`")
+                }
+                delete.append(pack)
+                continue
+            }
+            let total = blobs.reduce(0) { $0 + Int($1.length) }
+            let wantedBytes = wanted.reduce(0) { $0 + Int($1.length) }
+            if wanted.isEmpty {
+                delete.append(pack)
+                report.blobsRemoved += blobs.count
+                report.bytesFreed += present[pack.hex] ?? total
+            } else if Double(total - wantedBytes) > maxUnusedFraction * Double(total) {
+                repack[pack] = wanted
+                report.blobsRemoved += blobs.count - wanted.count
+                report.bytesFreed += total - wantedBytes
+            } else {
+                keep[pack] = blobs
+            }
+            for b in wanted { seen.insert(b.id) }
+        }
+        let leftovers = present.keys.filter { BlobID(hex: $0).map { packs[$0] == nil } ?? false }
+        report.packsDeleted = delete.count
+        report.packsRepacked = repack.count
+        report.leftoverPacksDeleted = leftovers.count
+        report.indexFilesReplaced = files.count
+        if dryRun { return report }
+
+        // (1) Copy the used blobs of sparse packs into new packs. Ciphertexts move verbatim (the AAD binds
+        // type and ID, not the pack), after decrypting each once so damage is not carried over.
+        var written: [IndexFile.Pack] = []
+        var buffer = PackBuffer()
+        for (pack, blobs) in repack.sorted(by: { $0.key < $1.key }) {
+            let data = try await Self.wrapStorage { try await store.load(BlobHandle(.data, pack.hex)) }
+            for b in blobs {
+                let sealed = data.subdata(in: Int(b.offset)..<(Int(b.offset) + Int(b.length)))
+                let location = BlobLocation(pack: 0, offset: b.offset, length: b.length, rawLength: b.rawLength,
+                                            type: b.type)
+                _ = try decryptBlob(sealed, id: b.id, location: location, pack: pack)
+                buffer.append(type: b.type, id: b.id, sealed: sealed, rawLength: Int(b.rawLength))
+                report.bytesRepacked += sealed.count
+                if buffer.size >= config.packSize {
+                    written.append(try await writeRawPack(buffer))
+                    buffer = PackBuffer()
+                }
+            }
+        }
+        if !buffer.blobs.isEmpty { written.append(try await writeRawPack(buffer)) }
+        report.packsWritten = written.count
+
+        // (2) New index files covering everything kept; the last supersedes all old ones.
+        var all = keep.sorted { $0.key < $1.key }.map { IndexFile.Pack(id: $0.key, blobs: $0.value) } + written
+        let perFile = 50_000
+        var batches: [[IndexFile.Pack]] = []
+        var current: [IndexFile.Pack] = []
+        var count = 0
+        while !all.isEmpty {
+            let pack = all.removeFirst()
+            current.append(pack)
+            count += pack.blobs.count
+            if count >= perFile {
+                batches.append(current)
+                current = []
+                count = 0
+            }
+        }
+        batches.append(current)
+        for (i, batch) in batches.enumerated() {
+            var file = IndexFile(packs: batch)
+            if i == batches.count - 1 {
+                file.supersedes = files.compactMap { BlobID(hex: $0.name) }
+            }
+            try await writeIndex(file)
+        }
+        // (3) Old index files, (4) obsolete packs.
+        for (name, _) in files { try? await removeFile(.index, name: name) }
+        for pack in delete + Array(repack.keys) where present[pack.hex] != nil {
+            try await Self.wrapStorage { try await store.remove(BlobHandle(.data, pack.hex)) }
+        }
+        for name in leftovers {
+            report.bytesFreed += present[name] ?? 0
+            try await Self.wrapStorage { try await store.remove(BlobHandle(.data, name)) }
+        }
+        report.temporaryFilesRemoved = (try? await store.removeLeftovers()) ?? 0
+        try await loadIndex()
+        return report
+    }
+
+    private func usedFraction(_ blobs: [PackedBlob], _ used: Set<BlobID>) -> Double {
+        let total = blobs.reduce(0) { $0 + Int($1.length) }
+        guard total > 0 else { return 0 }
+        return Double(blobs.filter { used.contains($0.id) }.reduce(0) { $0 + Int($1.length) }) / Double(total)
+    }
+
+    /// Writes a pack whose blobs are already sealed; returns its index entry.
+    func writeRawPack(_ pack: PackBuffer) async throws -> IndexFile.Pack {
+        let (bytes, id) = try pack.finish(cipher: cipher)
+        try await Self.wrapStorage { try await store.save(BlobHandle(.data, id.hex), data: bytes) }
+        return IndexFile.Pack(id: id, blobs: pack.blobs)
+    }
+}

@@ -1,0 +1,461 @@
+import Crypto
+import Foundation
+import Logging
+import Storage
+import Synchronization
+
+/// An open, unlocked repository: the content store for snapshots.
+///
+/// Thread-safe; many tasks save and load blobs at once. Blobs saved with `saveBlob` become durable and
+/// indexed in batches; call `flush()` before writing anything that refers to them (a snapshot).
+public final class Repository: Sendable {
+    public let store: any BlobStore
+    public let config: RepositoryConfig
+    public let chunker: Chunker
+    /// Name of the key file the password opened.
+    public let keyName: String
+    let master: MasterKey
+    let cipher: BlobCipher
+    let idKeyBytes: Data
+    let logger: Logger
+    let state = Mutex(WriteState())
+
+    /// Packs written whose index entries are not yet in an index file trigger an index write at this count.
+    static let packsPerIndexFile = 4
+
+    struct WriteState {
+        var index = MasterIndex()
+        var pending: Set<BlobID> = []
+        var openPack = PackBuffer()
+        var unindexed: [IndexFile.Pack] = []
+        var lastIndexWrite = Date()
+    }
+
+    init(store: any BlobStore, config: RepositoryConfig, master: MasterKey, keyName: String, logger: Logger) {
+        self.store = store
+        self.config = config
+        self.master = master
+        self.cipher = master.cipher
+        self.idKeyBytes = master.id
+        self.keyName = keyName
+        self.chunker = Chunker(parameters: config.chunker)
+        self.logger = logger
+    }
+
+    // MARK: - Creating and opening
+
+    /// Creates a new repository in an empty store and returns it opened.
+    public static func initialize(store: any BlobStore, password: String, config: RepositoryConfig = .new(),
+                                  logger: Logger = Logger(label: "cairn.repository")) async throws -> Repository {
+        guard !password.isEmpty else {
+            throw RepositoryError(.invalidArgument, "an empty password is not allowed")
+        }
+        if let fs = store as? FileBlobStore {
+            try wrapStorage { try fs.create() }
+        }
+        if try await wrapStorage({ try await store.exists(BlobHandle(.config, "format")) }) {
+            throw RepositoryError(.invalidArgument, "a repository already exists here", location: store.location)
+        }
+        let master = MasterKey.generate()
+        let key = try KeyFile.create(master: master, password: password)
+        let keyData = try JSONEncoder.sorted.encode(key)
+        let keyName = BlobID.sha256(keyData).hex
+        let repo = Repository(store: store, config: config, master: master, keyName: keyName, logger: logger)
+        try await wrapStorage {
+            try await store.save(BlobHandle(.keys, keyName), data: keyData)
+            try await store.save(BlobHandle(.config, "config"), data: try repo.sealFile(
+                JSONEncoder.sorted.encode(config), kind: .config))
+            // The marker goes last: a directory is a repository only once everything else is durable.
+            try await store.save(BlobHandle(.config, "format"), data: try JSONEncoder.sorted.encode(FormatMarker.current),
+                                 options: SaveOptions(createOnly: true))
+        }
+        return repo
+    }
+
+    /// Opens an existing repository with a password.
+    public static func open(store: any BlobStore, password: String,
+                            logger: Logger = Logger(label: "cairn.repository")) async throws -> Repository {
+        let markerData: Data
+        do {
+            markerData = try await store.load(BlobHandle(.config, "format"))
+        } catch let error as StorageError where error.code == .notFound {
+            throw RepositoryError(.notARepository,
+                                  "no Cairn repository here; create one with `cairn repo init` or check --repo",
+                                  location: store.location)
+        } catch let error as StorageError {
+            throw RepositoryError(.storage, error.message, location: error.location, underlying: error.underlying)
+        }
+        guard let marker = try? JSONDecoder().decode(FormatMarker.self, from: markerData), marker.cairn == "repository"
+        else {
+            throw RepositoryError(.notARepository, "the format marker is not a Cairn repository marker",
+                                  location: store.location)
+        }
+        guard marker.version <= RepositoryConfig.formatVersion else {
+            throw RepositoryError(.newerFormat,
+                                  "this repository uses format \(marker.version), written by a newer Cairn; this Cairn reads format \(RepositoryConfig.formatVersion) — upgrade Cairn",
+                                  location: store.location)
+        }
+        let keys = try await wrapStorage { try await store.list(.keys) }
+        guard !keys.isEmpty else {
+            throw RepositoryError(.corrupt, "the repository has no key files; it cannot be opened",
+                                  location: store.location)
+        }
+        for info in keys.sorted(by: { $0.name < $1.name }) {
+            let data = try await wrapStorage { try await store.load(BlobHandle(.keys, info.name)) }
+            guard let keyFile = try? JSONDecoder().decode(KeyFile.self, from: data) else {
+                logger.warning("repository.key.malformed", metadata: ["cairn.key": "\(info.name)"])
+                continue
+            }
+            guard let master = try keyFile.open(password: password) else { continue }
+            let probe = Repository(store: store, config: .new(), master: master, keyName: info.name, logger: logger)
+            let configData = try await wrapStorage { try await store.load(BlobHandle(.config, "config")) }
+            let plain = try probe.openFile(configData, kind: .config, location: "config")
+            guard let config = try? JSONDecoder().decode(RepositoryConfig.self, from: plain) else {
+                throw RepositoryError.corrupt("repository config", "config", "malformed")
+            }
+            try config.validate()
+            guard config.version == marker.version else {
+                throw RepositoryError.corrupt("format marker", "format", "does not match the encrypted config")
+            }
+            return Repository(store: store, config: config, master: master, keyName: info.name, logger: logger)
+        }
+        throw RepositoryError(.wrongPassword,
+                              "wrong password: no key of this repository opens with it (tried \(keys.count))",
+                              location: store.location)
+    }
+
+    // MARK: - Passwords
+
+    /// Adds a key file for another password; returns its name.
+    public func addKey(password: String) async throws -> String {
+        guard !password.isEmpty else { throw RepositoryError(.invalidArgument, "an empty password is not allowed") }
+        let data = try JSONEncoder.sorted.encode(KeyFile.create(master: master, password: password))
+        let name = BlobID.sha256(data).hex
+        try await Self.wrapStorage { try await store.save(BlobHandle(.keys, name), data: data) }
+        return name
+    }
+
+    /// Lists key files (without secrets).
+    public func listKeys() async throws -> [(name: String, created: Date, hostname: String, username: String)] {
+        let infos = try await Self.wrapStorage { try await store.list(.keys) }
+        var out: [(name: String, created: Date, hostname: String, username: String)] = []
+        for info in infos {
+            let data = try await Self.wrapStorage { try await store.load(BlobHandle(.keys, info.name)) }
+            if let key = try? JSONDecoder().decode(KeyFile.self, from: data) {
+                out.append((info.name, key.created, key.hostname, key.username))
+            }
+        }
+        return out.sorted { $0.created < $1.created }
+    }
+
+    /// Removes a key file. The key in use and the last key cannot be removed.
+    public func removeKey(name: String) async throws {
+        let keys = try await Self.wrapStorage { try await store.list(.keys) }
+        let matches = keys.filter { $0.name.hasPrefix(name) }
+        guard matches.count == 1, let match = matches.first else {
+            throw RepositoryError(.invalidArgument, matches.isEmpty ? "no key named \(name)" : "key name \(name) is ambiguous")
+        }
+        guard match.name != keyName else {
+            throw RepositoryError(.keyInUse, "this is the key you opened the repository with; open it with another password to remove this one")
+        }
+        try await Self.wrapStorage { try await store.remove(BlobHandle(.keys, match.name)) }
+    }
+
+    // MARK: - Encrypted files (config, index, snapshots, locks)
+
+    func fileAAD(_ kind: BlobKind) -> Data { Data("cairn file \(kind.rawValue)".utf8) }
+
+    /// Encodes a metadata file: `seal(encoding ‖ payload, aad: "cairn file <kind>")`.
+    func sealFile(_ plaintext: Data, kind: BlobKind) throws -> Data {
+        try cipher.seal(Self.encode(plaintext, level: 3), aad: fileAAD(kind))
+    }
+
+    func openFile(_ sealed: Data, kind: BlobKind, location: String) throws -> Data {
+        guard let plain = try? cipher.open(sealed, aad: fileAAD(kind)) else {
+            throw RepositoryError.corrupt("\(kind.rawValue) file", location, "authentication failed")
+        }
+        return try Self.decode(plain, location: location)
+    }
+
+    /// Saves an encrypted metadata file named by the SHA-256 of its bytes; returns the name.
+    public func saveFile(_ plaintext: Data, kind: BlobKind) async throws -> BlobID {
+        let sealed = try sealFile(plaintext, kind: kind)
+        let id = BlobID.sha256(sealed)
+        try await Self.wrapStorage { try await store.save(BlobHandle(kind, id.hex), data: sealed) }
+        return id
+    }
+
+    /// Loads and decrypts a metadata file, checking its name against its content.
+    public func loadFile(_ kind: BlobKind, name: String) async throws -> Data {
+        let location = "\(kind.rawValue)/\(name)"
+        let sealed: Data
+        do {
+            sealed = try await store.load(BlobHandle(kind, name))
+        } catch let error as StorageError where error.code == .notFound {
+            throw RepositoryError(.missing, "no such \(kind.rawValue) file", location: location)
+        } catch let error as StorageError {
+            throw RepositoryError(.storage, error.message, location: error.location, underlying: error.underlying)
+        }
+        guard BlobID.sha256(sealed).hex == name else {
+            throw RepositoryError.corrupt("\(kind.rawValue) file", location, "content does not match its name")
+        }
+        return try openFile(sealed, kind: kind, location: location)
+    }
+
+    /// Names of all files of a kind.
+    public func listFiles(_ kind: BlobKind) async throws -> [String] {
+        try await Self.wrapStorage { try await store.list(kind) }.map(\.name)
+    }
+
+    public func removeFile(_ kind: BlobKind, name: String) async throws {
+        try await Self.wrapStorage { try await store.remove(BlobHandle(kind, name)) }
+    }
+
+    // MARK: - Blob payload encoding
+
+    /// `encoding ‖ payload`: 0 = stored, 1 = zstd. Compression is skipped quickly when a sample of the
+    /// input does not shrink, and whenever the result would not save at least 2%.
+    static func encode(_ plaintext: Data, level: Int) -> Data {
+        var out = Data(capacity: plaintext.count + 1)
+        guard level > 0, plaintext.count >= 64 else {
+            out.append(0)
+            out.append(plaintext)
+            return out
+        }
+        let compressed: Data? = plaintext.withUnsafeBytes { raw -> Data? in
+            if raw.count >= 64 << 10 {
+                // Probe 16 KiB from the middle at the fastest level: random data costs ~10 µs to reject.
+                let start = raw.count / 2 - 8 << 10
+                let sample = UnsafeRawBufferPointer(rebasing: raw[start..<(start + 16 << 10)])
+                if Zstd.compress(sample, level: 1, limit: (16 << 10) * 97 / 100) == nil { return nil }
+            }
+            return Zstd.compress(raw, level: Int32(level), limit: raw.count * 98 / 100)
+        }
+        if let compressed {
+            out.append(1)
+            out.append(compressed)
+        } else {
+            out.append(0)
+            out.append(plaintext)
+        }
+        return out
+    }
+
+    static func decode(_ encoded: Data, location: String, expectedSize: Int? = nil) throws -> Data {
+        guard let encoding = encoded.first else { throw RepositoryError.corrupt("blob", location, "empty") }
+        let payload = encoded.dropFirst()
+        switch encoding {
+        case 0:
+            return Data(payload)
+        case 1:
+            guard let size = expectedSize ?? Zstd.frameContentSize(Data(payload)) else {
+                throw RepositoryError.corrupt("blob", location, "zstd frame without a size")
+            }
+            do {
+                return try Zstd.decompress(Data(payload), expectedSize: size)
+            } catch {
+                throw RepositoryError.corrupt("blob", location, "does not decompress")
+            }
+        default:
+            throw RepositoryError.corrupt("blob", location, "unknown encoding \(encoding)")
+        }
+    }
+
+    // MARK: - Blobs
+
+    /// The keyed ID of a plaintext: HMAC-SHA256 under the repository's ID key.
+    public func blobID(for plaintext: Data) -> BlobID {
+        BlobID(bytes: Array(HMAC<SHA256>.authenticationCode(for: plaintext, using: SymmetricKey(data: idKeyBytes))))
+    }
+
+    /// Whether a blob is stored or being stored.
+    public func hasBlob(_ id: BlobID) -> Bool {
+        state.withLock { $0.index.contains(id) || $0.pending.contains(id) }
+    }
+
+    /// The index entry of a blob.
+    public func location(of id: BlobID) -> (pack: BlobID, location: BlobLocation)? {
+        state.withLock { s in s.index.lookup(id).map { (s.index.packID(of: $0), $0) } }
+    }
+
+    /// Stores a blob unless the repository has it already. Returns its ID and the number of bytes
+    /// (encrypted) added to the repository, 0 for a duplicate.
+    @discardableResult
+    public func saveBlob(_ type: BlobType, _ plaintext: Data) async throws -> (id: BlobID, added: Int) {
+        let id = blobID(for: plaintext)
+        let fresh = state.withLock { s -> Bool in
+            if s.index.contains(id) || s.pending.contains(id) { return false }
+            s.pending.insert(id)
+            return true
+        }
+        guard fresh else { return (id, 0) }
+        let sealed = try cipher.seal(Self.encode(plaintext, level: config.compressionLevel),
+                                     aad: PackFormat.blobAAD(type: type, id: id))
+        let full = state.withLock { s -> PackBuffer? in
+            s.openPack.append(type: type, id: id, sealed: sealed, rawLength: plaintext.count)
+            guard s.openPack.size >= config.packSize else { return nil }
+            defer { s.openPack = PackBuffer() }
+            return s.openPack
+        }
+        if let full { try await writePack(full) }
+        return (id, sealed.count)
+    }
+
+    /// Writes a finished pack, then records it for the next index file.
+    func writePack(_ pack: PackBuffer) async throws {
+        let (bytes, packID) = try pack.finish(cipher: cipher)
+        try await Self.wrapStorage { try await store.save(BlobHandle(.data, packID.hex), data: bytes) }
+        let batch = state.withLock { s -> [IndexFile.Pack]? in
+            s.index.add(pack: packID, blobs: pack.blobs)
+            for b in pack.blobs { s.pending.remove(b.id) }
+            s.unindexed.append(IndexFile.Pack(id: packID, blobs: pack.blobs))
+            guard s.unindexed.count >= Self.packsPerIndexFile || Date().timeIntervalSince(s.lastIndexWrite) > 15
+            else { return nil }
+            defer { s.unindexed = []; s.lastIndexWrite = Date() }
+            return s.unindexed
+        }
+        if let batch { try await writeIndex(IndexFile(packs: batch)) }
+    }
+
+    @discardableResult
+    func writeIndex(_ file: IndexFile) async throws -> BlobID {
+        try await saveFile(file.encode(), kind: .index)
+    }
+
+    /// Makes every blob saved so far durable and indexed.
+    public func flush() async throws {
+        let pack = state.withLock { s -> PackBuffer? in
+            guard !s.openPack.blobs.isEmpty else { return nil }
+            defer { s.openPack = PackBuffer() }
+            return s.openPack
+        }
+        if let pack { try await writePack(pack) }
+        let batch = state.withLock { s -> [IndexFile.Pack] in
+            defer { s.unindexed = []; s.lastIndexWrite = Date() }
+            return s.unindexed
+        }
+        if !batch.isEmpty { try await writeIndex(IndexFile(packs: batch)) }
+    }
+
+    /// Loads, decrypts and verifies one blob.
+    public func loadBlob(_ id: BlobID) async throws -> Data {
+        guard let (pack, location) = location(of: id) else {
+            throw RepositoryError(.missing, "blob \(id.short) is not in the index; run `cairn repo check`",
+                                  location: id.hex)
+        }
+        let range = Int(location.offset)..<(Int(location.offset) + Int(location.length))
+        let sealed: Data
+        do {
+            sealed = try await store.load(BlobHandle(.data, pack.hex), range: range)
+        } catch let error as StorageError where error.code == .notFound || error.code == .rangeNotSatisfiable {
+            throw RepositoryError(.missing, "pack \(pack.short) holding blob \(id.short) is missing or truncated; run `cairn repo check`",
+                                  location: "data/\(pack.hex)")
+        } catch let error as StorageError {
+            throw RepositoryError(.storage, error.message, location: error.location, underlying: error.underlying)
+        }
+        return try decryptBlob(sealed, id: id, location: location, pack: pack)
+    }
+
+    func decryptBlob(_ sealed: Data, id: BlobID, location: BlobLocation, pack: BlobID) throws -> Data {
+        let where_ = "data/\(pack.hex) blob \(id.short)"
+        guard let encoded = try? cipher.open(sealed, aad: PackFormat.blobAAD(type: location.type, id: id)) else {
+            throw RepositoryError.corrupt("blob", where_, "authentication failed")
+        }
+        let plain = try Self.decode(encoded, location: where_, expectedSize: Int(location.rawLength))
+        guard plain.count == Int(location.rawLength), blobID(for: plain) == id else {
+            throw RepositoryError.corrupt("blob", where_, "content does not match its ID")
+        }
+        return plain
+    }
+
+    // MARK: - Index
+
+    /// Reads every index file into memory. Superseded index files are skipped.
+    @discardableResult
+    public func loadIndex() async throws -> (files: Int, blobs: Int) {
+        let files = try await readIndexFiles()
+        var index = MasterIndex()
+        index.reserve(files.reduce(0) { $0 + $1.file.blobCount })
+        for (_, file) in files {
+            for pack in file.packs { index.add(pack: pack.id, blobs: pack.blobs) }
+        }
+        let count = index.count
+        state.withLock { $0.index = index }
+        return (files.count, count)
+    }
+
+    /// Reads and decodes all live index files, many at once.
+    func readIndexFiles() async throws -> [(name: String, file: IndexFile)] {
+        let names = try await listFiles(.index)
+        var result: [(name: String, file: IndexFile)] = []
+        try await withThrowingTaskGroup(of: (String, IndexFile).self) { group in
+            var iterator = names.makeIterator()
+            func addNext() {
+                guard let name = iterator.next() else { return }
+                group.addTask {
+                    let plain = try await self.loadFile(.index, name: name)
+                    return (name, try IndexFile.decode(plain, location: "index/\(name)"))
+                }
+            }
+            for _ in 0..<8 { addNext() }
+            while let item = try await group.next() {
+                result.append(item)
+                addNext()
+            }
+        }
+        let superseded = Set(result.flatMap { $0.file.supersedes.map(\.hex) })
+        return result.filter { !superseded.contains($0.name) }
+    }
+
+    /// A copy of the in-memory index.
+    public var index: MasterIndex { state.withLock { $0.index } }
+
+    static func wrapStorage<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as StorageError {
+            throw RepositoryError(.storage, error.message, location: error.location, underlying: error.underlying)
+        }
+    }
+
+    static func wrapStorage<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as StorageError {
+            throw RepositoryError(.storage, error.message, location: error.location, underlying: error.underlying)
+        }
+    }
+}
+
+/// A pack being filled in memory.
+struct PackBuffer: Sendable {
+    var data = Data()
+    var blobs: [PackedBlob] = []
+
+    var size: Int { data.count }
+
+    mutating func append(type: BlobType, id: BlobID, sealed: Data, rawLength: Int) {
+        if data.isEmpty { data.reserveCapacity(16 << 20 + 1 << 20) }
+        blobs.append(PackedBlob(type: type, id: id, offset: UInt32(data.count), length: UInt32(sealed.count),
+                                rawLength: UInt32(rawLength)))
+        data.append(sealed)
+    }
+
+    /// The pack's bytes with its sealed header and trailer, and its ID.
+    func finish(cipher: BlobCipher) throws -> (Data, BlobID) {
+        var out = data
+        let header = try cipher.seal(PackFormat.encodeHeader(blobs), aad: PackFormat.headerAAD)
+        out.append(header)
+        out.appendLE(UInt32(header.count))
+        return (out, BlobID.sha256(out))
+    }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        e.dateEncodingStrategy = .iso8601
+        return e
+    }
+}

@@ -1,0 +1,59 @@
+import CZstd
+import Foundation
+import Synchronization
+
+/// zstd through libzstd, with pooled contexts (a context costs hundreds of KiB to set up).
+public enum Zstd {
+    /// A libzstd context; used by one thread at a time (taken from and returned to the pool).
+    private struct Context: @unchecked Sendable {
+        let pointer: OpaquePointer
+    }
+
+    private final class ContextPool: Sendable {
+        let compress = Mutex<[Context]>([])
+        let decompress = Mutex<[Context]>([])
+    }
+
+    private static let pool = ContextPool()
+
+    /// Compresses `input` at `level`; returns nil when the output would not be smaller than `limit`.
+    public static func compress(_ input: UnsafeRawBufferPointer, level: Int32, limit: Int) -> Data? {
+        let context = pool.compress.withLock { $0.popLast() } ?? Context(pointer: ZSTD_createCCtx()!)
+        let ctx = context.pointer
+        defer { pool.compress.withLock { if $0.count < 16 { $0.append(context) } else { ZSTD_freeCCtx(ctx) } } }
+        let bound = min(ZSTD_compressBound(input.count), limit)
+        guard bound > 0 else { return nil }
+        var out = Data(count: bound)
+        let written = out.withUnsafeMutableBytes { dst in
+            ZSTD_compressCCtx(ctx, dst.baseAddress, bound, input.baseAddress, input.count, level)
+        }
+        if ZSTD_isError(written) != 0 { return nil }   // dstSize_tooSmall: did not fit under the limit
+        out.count = written
+        return out
+    }
+
+    /// Decompresses a frame whose content is exactly `expectedSize` bytes.
+    public static func decompress(_ input: Data, expectedSize: Int) throws -> Data {
+        let context = pool.decompress.withLock { $0.popLast() } ?? Context(pointer: ZSTD_createDCtx()!)
+        let ctx = context.pointer
+        defer { pool.decompress.withLock { if $0.count < 16 { $0.append(context) } else { ZSTD_freeDCtx(ctx) } } }
+        var out = Data(count: expectedSize)
+        let written = out.withUnsafeMutableBytes { dst in
+            input.withUnsafeBytes { src in
+                ZSTD_decompressDCtx(ctx, dst.baseAddress, expectedSize, src.baseAddress, src.count)
+            }
+        }
+        guard ZSTD_isError(written) == 0, written == expectedSize else {
+            throw RepositoryError(.corrupt, "compressed data does not decompress to its recorded size")
+        }
+        return out
+    }
+
+    /// The decompressed size recorded in a frame header, if any.
+    public static func frameContentSize(_ input: Data) -> Int? {
+        let size = input.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+        // ZSTD_CONTENTSIZE_UNKNOWN / _ERROR are the two largest UInt64 values.
+        guard size < UInt64.max - 1, size <= UInt64(Int32.max) else { return nil }
+        return Int(size)
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+
+/// The kinds of objects a repository keeps. Each kind lives in its own namespace of a store.
+public enum BlobKind: String, Sendable, CaseIterable, Codable {
+    /// The repository's marker and encrypted configuration (`config`, `format`).
+    case config
+    /// Password-wrapped master keys, one object per password.
+    case keys
+    /// Lock objects of running processes.
+    case locks
+    /// Encrypted snapshot manifests.
+    case snapshots
+    /// Encrypted index files mapping blobs to packs.
+    case index
+    /// Pack files holding encrypted blobs.
+    case data
+}
+
+/// The name of one object in a store.
+public struct BlobHandle: Hashable, Sendable, CustomStringConvertible {
+    public var kind: BlobKind
+    public var name: String
+
+    public init(_ kind: BlobKind, _ name: String) {
+        self.kind = kind
+        self.name = name
+    }
+
+    public var description: String { "\(kind.rawValue)/\(name)" }
+}
+
+/// One entry of a listing.
+public struct BlobInfo: Hashable, Sendable {
+    public var name: String
+    public var size: Int
+
+    public init(name: String, size: Int) {
+        self.name = name
+        self.size = size
+    }
+}
+
+/// Options for `BlobStore.save`.
+public struct SaveOptions: Sendable {
+    /// Fail with `StorageError.alreadyExists` instead of replacing an existing object.
+    public var createOnly: Bool
+
+    public init(createOnly: Bool = false) {
+        self.createOnly = createOnly
+    }
+}
+
+/// A flat store of named, immutable objects: a directory tree, an S3 bucket, memory.
+///
+/// The contract every backend keeps (checked by `BlobStoreConformance` in `StorageTesting`):
+///
+/// - `save` is **atomic**: a reader sees either no object or the whole object, never a prefix.
+///   When `save` returns, the object is **durable** (it survives a crash of this process and of the
+///   machine, as far as the medium allows). Saving a name that exists replaces it atomically,
+///   unless `SaveOptions.createOnly` is set, in which case the call fails with `.alreadyExists`.
+/// - `load` returns exactly the bytes saved, or the requested byte range of them. A range that
+///   reaches past the end is an error (`.rangeNotSatisfiable`), never a short read.
+/// - `list` returns every object of a kind whose `save` has returned, in no particular order, and
+///   nothing that is only partly written.
+/// - `remove` of a missing object fails with `.notFound`.
+/// - Every error is a `StorageError`; `StorageError.isTransient` tells the caller whether the same
+///   request may succeed when retried.
+public protocol BlobStore: Sendable {
+    /// A human-readable location (path or URL) without secrets, for messages.
+    var location: String { get }
+
+    /// Stores `data` under `handle`. Atomic and durable on return.
+    func save(_ handle: BlobHandle, data: Data, options: SaveOptions) async throws
+
+    /// Loads the whole object, or `range` of it.
+    func load(_ handle: BlobHandle, range: Range<Int>?) async throws -> Data
+
+    /// Returns the size in bytes of the object.
+    func size(of handle: BlobHandle) async throws -> Int
+
+    /// Removes the object.
+    func remove(_ handle: BlobHandle) async throws
+
+    /// Lists every object of a kind.
+    func list(_ kind: BlobKind) async throws -> [BlobInfo]
+
+    /// Removes leftovers of interrupted writes that the store itself keeps (temporary files). Called only
+    /// while no other process writes (under an exclusive repository lock). Returns how many it removed.
+    func removeLeftovers() async throws -> Int
+}
+
+extension BlobStore {
+    public func removeLeftovers() async throws -> Int { 0 }
+
+    public func save(_ handle: BlobHandle, data: Data) async throws {
+        try await save(handle, data: data, options: SaveOptions())
+    }
+
+    public func load(_ handle: BlobHandle) async throws -> Data {
+        try await load(handle, range: nil)
+    }
+
+    /// Whether the object exists.
+    public func exists(_ handle: BlobHandle) async throws -> Bool {
+        do {
+            _ = try await size(of: handle)
+            return true
+        } catch let error as StorageError where error.code == .notFound {
+            return false
+        }
+    }
+}

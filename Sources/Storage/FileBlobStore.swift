@@ -1,0 +1,247 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A `BlobStore` in a directory of the local filesystem.
+///
+/// Layout: `<root>/<kind>/<name>`, except pack files, which are spread over 256 subdirectories
+/// `<root>/data/<first two hex digits>/<name>` so no directory grows too large. Writes go to
+/// `<root>/tmp/` first, are `fsync`ed, renamed into place and the directory is `fsync`ed, so an object is
+/// either absent or complete and durable. Leftovers in `tmp/` are harmless and removed by `prune`.
+public struct FileBlobStore: BlobStore {
+    public let root: URL
+
+    public var location: String { root.path }
+
+    public init(root: URL) {
+        self.root = root.standardizedFileURL
+    }
+
+    /// Creates the directory layout. Fails if `root` exists and is not empty.
+    public func create() throws {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: root.path, isDirectory: &isDir) {
+            guard isDir.boolValue else {
+                throw StorageError(.alreadyExists, "the repository path exists and is not a directory",
+                                   location: root.path)
+            }
+            let entries = (try? fm.contentsOfDirectory(atPath: root.path)) ?? []
+            if !entries.isEmpty {
+                throw StorageError(.alreadyExists,
+                                   "the directory is not empty; choose an empty or new directory for a repository",
+                                   location: root.path)
+            }
+        }
+        var dirs = BlobKind.allCases.filter { $0 != .config }.map { root.appendingPathComponent($0.rawValue) }
+        dirs.append(root.appendingPathComponent("tmp"))
+        for i in 0..<256 {
+            dirs.append(root.appendingPathComponent("data").appendingPathComponent(String(format: "%02x", i)))
+        }
+        for dir in dirs {
+            if mkdir(root.path, 0o700) != 0 && errno != EEXIST {
+                throw StorageError.posix(errno, operation: "create repository directory", path: root.path)
+            }
+            do {
+                try fm.createDirectory(at: dir, withIntermediateDirectories: true,
+                                       attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw StorageError(.permissionDenied, "cannot create repository directory", location: dir.path,
+                                   underlying: "\(error)")
+            }
+        }
+    }
+
+    func path(_ handle: BlobHandle) -> String {
+        switch handle.kind {
+        case .config:
+            return root.appendingPathComponent(handle.name).path
+        case .data:
+            let prefix = handle.name.count >= 2 ? String(handle.name.prefix(2)) : "00"
+            return root.appendingPathComponent("data").appendingPathComponent(prefix)
+                .appendingPathComponent(handle.name).path
+        default:
+            return root.appendingPathComponent(handle.kind.rawValue).appendingPathComponent(handle.name).path
+        }
+    }
+
+    func directory(_ handle: BlobHandle) -> String {
+        (path(handle) as NSString).deletingLastPathComponent
+    }
+
+    public func save(_ handle: BlobHandle, data: Data, options: SaveOptions) async throws {
+        let target = path(handle)
+        let dir = directory(handle)
+        let tmpDir = root.appendingPathComponent("tmp").path
+        try await BlockingIO.run {
+            try Self.ensureDirectory(dir)
+            try Self.ensureDirectory(tmpDir)
+            let tmp = tmpDir + "/" + handle.kind.rawValue + "-" + UUID().uuidString
+            let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw StorageError.posix(errno, operation: "create temporary file", path: tmp) }
+            var ok = false
+            defer {
+                if !ok { unlink(tmp) }
+            }
+            do {
+                defer { close(fd) }
+                try data.withUnsafeBytes { raw in
+                    var offset = 0
+                    while offset < raw.count {
+                        let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                        if n < 0 {
+                            if errno == EINTR { continue }
+                            throw StorageError.posix(errno, operation: "write", path: target)
+                        }
+                        offset += n
+                    }
+                }
+                guard fsync(fd) == 0 else { throw StorageError.posix(errno, operation: "fsync", path: target) }
+            }
+            if options.createOnly {
+                // link(2) fails with EEXIST instead of replacing: an atomic create-only publish.
+                guard link(tmp, target) == 0 else {
+                    throw StorageError.posix(errno, operation: "save", path: target)
+                }
+                unlink(tmp)
+            } else {
+                guard rename(tmp, target) == 0 else { throw StorageError.posix(errno, operation: "rename", path: target) }
+            }
+            ok = true
+            try Self.syncDirectory(dir)
+        }
+    }
+
+    public func load(_ handle: BlobHandle, range: Range<Int>?) async throws -> Data {
+        let target = path(handle)
+        return try await BlockingIO.run {
+            let fd = open(target, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw StorageError.posix(errno, operation: "open", path: target) }
+            defer { close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw StorageError.posix(errno, operation: "stat", path: target) }
+            let size = Int(st.st_size)
+            let wanted = range ?? 0..<size
+            guard wanted.lowerBound >= 0, wanted.upperBound <= size else {
+                throw StorageError(.rangeNotSatisfiable,
+                                   "requested bytes \(wanted.lowerBound)..<\(wanted.upperBound) of an object of \(size) bytes",
+                                   location: target)
+            }
+            var data = Data(count: wanted.count)
+            try data.withUnsafeMutableBytes { raw in
+                var done = 0
+                while done < wanted.count {
+                    let n = pread(fd, raw.baseAddress! + done, wanted.count - done, off_t(wanted.lowerBound + done))
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw StorageError.posix(errno, operation: "read", path: target)
+                    }
+                    if n == 0 {
+                        throw StorageError(.io, "object shrank while it was read", location: target)
+                    }
+                    done += n
+                }
+            }
+            return data
+        }
+    }
+
+    public func size(of handle: BlobHandle) async throws -> Int {
+        let target = path(handle)
+        var st = stat()
+        guard stat(target, &st) == 0 else { throw StorageError.posix(errno, operation: "stat", path: target) }
+        return Int(st.st_size)
+    }
+
+    public func remove(_ handle: BlobHandle) async throws {
+        let target = path(handle)
+        let dir = directory(handle)
+        try await BlockingIO.run {
+            guard unlink(target) == 0 else { throw StorageError.posix(errno, operation: "remove", path: target) }
+            try Self.syncDirectory(dir)
+        }
+    }
+
+    public func list(_ kind: BlobKind) async throws -> [BlobInfo] {
+        let base = root.path
+        return try await BlockingIO.run {
+            switch kind {
+            case .config:
+                return try ["config", "format"].compactMap { name -> BlobInfo? in
+                    var st = stat()
+                    let p = base + "/" + name
+                    if stat(p, &st) != 0 {
+                        if errno == ENOENT { return nil }
+                        throw StorageError.posix(errno, operation: "stat", path: p)
+                    }
+                    return BlobInfo(name: name, size: Int(st.st_size))
+                }
+            case .data:
+                var result: [BlobInfo] = []
+                let dataDir = base + "/data"
+                for sub in try Self.entries(dataDir) {
+                    result += try Self.files(dataDir + "/" + sub)
+                }
+                return result
+            default:
+                return try Self.files(base + "/" + kind.rawValue)
+            }
+        }
+    }
+
+    public func removeLeftovers() async throws -> Int {
+        let dir = root.appendingPathComponent("tmp").path
+        return try await BlockingIO.run {
+            try Self.entries(dir).filter { unlink(dir + "/" + $0) == 0 }.count
+        }
+    }
+
+    static func entries(_ dir: String) throws -> [String] {
+        guard let d = opendir(dir) else {
+            if errno == ENOENT { return [] }
+            throw StorageError.posix(errno, operation: "list", path: dir)
+        }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let entry = readdir(d) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name == "." || name == ".." { continue }
+            names.append(name)
+        }
+        return names
+    }
+
+    static func files(_ dir: String) throws -> [BlobInfo] {
+        try entries(dir).compactMap { name in
+            var st = stat()
+            let p = dir + "/" + name
+            guard stat(p, &st) == 0 else {
+                if errno == ENOENT { return nil }
+                throw StorageError.posix(errno, operation: "stat", path: p)
+            }
+            guard (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+            return BlobInfo(name: name, size: Int(st.st_size))
+        }
+    }
+
+    static func ensureDirectory(_ dir: String) throws {
+        var st = stat()
+        if stat(dir, &st) == 0 { return }
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw StorageError(.io, "cannot create directory", location: dir, underlying: "\(error)")
+        }
+    }
+
+    static func syncDirectory(_ dir: String) throws {
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw StorageError.posix(errno, operation: "open directory", path: dir) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw StorageError.posix(errno, operation: "fsync directory", path: dir) }
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Storage
+import Synchronization
+
+/// Wraps a `BlobStore` and injects faults: for tests of what callers do when storage misbehaves.
+/// Mocks never stand in for a real backend; this only adds failures on top of one.
+public final class FaultyBlobStore: BlobStore {
+    public struct Rule: Sendable {
+        public var kinds: Set<BlobKind>
+        public var operations: Set<Operation>
+        public var error: StorageError
+        /// How many more matching calls fail (`nil`: all of them).
+        public var remaining: Int?
+
+        public init(kinds: Set<BlobKind> = Set(BlobKind.allCases), operations: Set<Operation>,
+                    error: StorageError, remaining: Int? = nil) {
+            self.kinds = kinds
+            self.operations = operations
+            self.error = error
+            self.remaining = remaining
+        }
+    }
+
+    public enum Operation: Sendable, Hashable { case save, load, size, remove, list }
+
+    public let base: any BlobStore
+    private let rules = Mutex<[Rule]>([])
+
+    public var location: String { base.location }
+
+    public init(_ base: any BlobStore) {
+        self.base = base
+    }
+
+    public func inject(_ rule: Rule) {
+        rules.withLock { $0.append(rule) }
+    }
+
+    public func clear() {
+        rules.withLock { $0.removeAll() }
+    }
+
+    private func check(_ op: Operation, _ kind: BlobKind) throws {
+        let failure: StorageError? = rules.withLock { rules in
+            for i in rules.indices where rules[i].operations.contains(op) && rules[i].kinds.contains(kind) {
+                if let left = rules[i].remaining {
+                    if left <= 0 { continue }
+                    rules[i].remaining = left - 1
+                }
+                return rules[i].error
+            }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
+    public func save(_ handle: BlobHandle, data: Data, options: SaveOptions) async throws {
+        try check(.save, handle.kind)
+        try await base.save(handle, data: data, options: options)
+    }
+
+    public func load(_ handle: BlobHandle, range: Range<Int>?) async throws -> Data {
+        try check(.load, handle.kind)
+        return try await base.load(handle, range: range)
+    }
+
+    public func size(of handle: BlobHandle) async throws -> Int {
+        try check(.size, handle.kind)
+        return try await base.size(of: handle)
+    }
+
+    public func remove(_ handle: BlobHandle) async throws {
+        try check(.remove, handle.kind)
+        try await base.remove(handle)
+    }
+
+    public func list(_ kind: BlobKind) async throws -> [BlobInfo] {
+        try check(.list, kind)
+        return try await base.list(kind)
+    }
+}
