@@ -61,7 +61,8 @@ public struct Chunker: Sendable {
 
 /// Splits a stream read from a file descriptor into chunks, with one reusable buffer.
 ///
-/// Memory: one buffer of `2 × maxSize`; each chunk is handed out as its own `Data`.
+/// Memory: one caller-provided buffer of at least `maxSize + 64 KiB`; each chunk is handed out as its
+/// own `Data`.
 public struct FileChunker {
     let chunker: Chunker
     let fd: Int32
@@ -72,15 +73,11 @@ public struct FileChunker {
     /// Bytes read from the file so far.
     public private(set) var bytesRead = 0
 
-    public init(chunker: Chunker, fd: Int32) {
+    public init(chunker: Chunker, fd: Int32, buffer: UnsafeMutableRawBufferPointer) {
+        precondition(buffer.count >= chunker.parameters.maxSize + (64 << 10), "chunker buffer too small")
         self.chunker = chunker
         self.fd = fd
-        self.buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * chunker.parameters.maxSize, alignment: 64)
-    }
-
-    /// Frees the buffer. Call once when done.
-    public func deallocate() {
-        buffer.deallocate()
+        self.buffer = buffer
     }
 
     mutating func fill() throws {

@@ -1,0 +1,411 @@
+import Foundation
+import Logging
+import Repository
+import Synchronization
+
+/// What to back up.
+public struct BackupOptions: Sendable {
+    public var paths: [String]
+    /// The snapshot to compare against: unchanged files are not read again.
+    public var parent: SnapshotManifest?
+    public var tags: [String]
+    public var hostname: String
+    /// How many files are read at once. Each file's chunks are also processed in parallel.
+    public var fileConcurrency: Int
+
+    public init(paths: [String], parent: SnapshotManifest? = nil, tags: [String] = [],
+                hostname: String = ProcessInfo.processInfo.hostName, fileConcurrency: Int = 4) {
+        self.paths = paths
+        self.parent = parent
+        self.tags = tags
+        self.hostname = hostname
+        self.fileConcurrency = fileConcurrency
+    }
+}
+
+/// Live counters of a running backup, readable from another task for a progress display.
+public final class BackupProgress: Sendable {
+    struct Counters {
+        var files = 0
+        var bytes = 0
+        var totalFiles = 0
+        var totalBytes = 0
+        var scanDone = false
+    }
+
+    let counters = Mutex(Counters())
+
+    public init() {}
+
+    public var snapshot: (files: Int, bytes: Int, totalFiles: Int, totalBytes: Int, scanDone: Bool) {
+        counters.withLock { ($0.files, $0.bytes, $0.totalFiles, $0.totalBytes, $0.scanDone) }
+    }
+
+    func add(files: Int = 0, bytes: Int = 0) {
+        counters.withLock {
+            $0.files += files
+            $0.bytes += bytes
+        }
+    }
+}
+
+/// The result of a backup.
+public struct BackupResult: Sendable {
+    public var snapshot: SnapshotManifest
+    /// Source files that could not be read; the snapshot does not contain them.
+    public var errors: [String]
+}
+
+/// Walks source paths and stores them as a snapshot.
+///
+/// Pipeline: the walk runs in directory order; up to `fileConcurrency` files are read at once (bounded
+/// by a semaphore, so memory does not grow with the input); each file is read and chunked in its task,
+/// and up to three of its chunks are hashed, compressed and encrypted in parallel; packs are written as
+/// they fill. Unchanged files (same size, mtime, ctime, inode as in the parent) are not read.
+public final class Archiver: Sendable {
+    let repository: Repository
+    let progress: BackupProgress
+    let logger: Logger
+    let errors = Mutex<[String]>([])
+    let summary = Mutex(BackupSummary())
+    let buffers: BufferPool
+
+    static let chunkWindow = 3
+
+    public init(repository: Repository, progress: BackupProgress = BackupProgress(),
+                logger: Logger = Logger(label: "cairn.archiver")) {
+        self.repository = repository
+        self.progress = progress
+        self.logger = logger
+        self.buffers = BufferPool(size: repository.chunker.parameters.maxSize + (1 << 20))
+    }
+
+    /// Runs the backup under a shared repository lock and writes the snapshot once all data is durable.
+    public func run(_ options: BackupOptions) async throws -> BackupResult {
+        guard !options.paths.isEmpty else {
+            throw RepositoryError(.invalidArgument, "nothing to back up: give at least one path")
+        }
+        let start = Date()
+        let paths = options.paths.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        let names = paths.map { $0 == "/" ? "root" : ($0 as NSString).lastPathComponent }
+        guard Set(names).count == names.count else {
+            throw RepositoryError(.invalidArgument, "two paths end in the same name; back them up in separate snapshots")
+        }
+        return try await RepositoryLock.with(repository, exclusive: false, operation: "backup", wait: 30) {
+            try await repository.loadIndex()
+            let scanner = Task { scan(paths) }
+            defer { scanner.cancel() }
+            var parentRoot: Tree?
+            if let parent = options.parent { parentRoot = try await repository.loadTree(parent.tree) }
+            let slots = AsyncSemaphore(permits: max(1, options.fileConcurrency))
+            var rootNodes: [Node] = []
+            for (path, name) in zip(paths, names) {
+                var st = stat()
+                guard lstat(path, &st) == 0 else {
+                    throw RepositoryError(.invalidArgument, "cannot back up \(path): \(String(cString: strerror(errno)))")
+                }
+                var node = Node(name: name, stat: st)
+                let previous = parentRoot?.node(named: name)
+                switch node.type {
+                case .dir:
+                    node = try await archiveDirectory(path, node: node, previous: previous, slots: slots)
+                case .file:
+                    guard let archived = try await archiveFileOrReuse(path, node: node, previous: previous) else {
+                        throw RepositoryError(.invalidArgument, "cannot back up \(path): \(errors.withLock { $0.last ?? "" })")
+                    }
+                    node = archived
+                default:
+                    node = try describeSpecial(path, node: node)
+                }
+                rootNodes.append(node)
+            }
+            let root = try await repository.saveBlob(.tree, Tree(nodes: rootNodes).encoded())
+            summary.withLock { $0.bytesAdded += root.added; $0.blobsAdded += root.added > 0 ? 1 : 0 }
+            // Durability order: data and index first, the snapshot that refers to them last.
+            try await repository.flush()
+            var final = summary.withLock { $0 }
+            final.errors = errors.withLock { $0.count }
+            final.seconds = Date().timeIntervalSince(start)
+            var manifest = SnapshotManifest(time: start, hostname: options.hostname,
+                                            username: ProcessInfo.processInfo.environment["USER"] ?? "",
+                                            paths: paths, tree: root.id, parent: options.parent?.id,
+                                            tags: options.tags, program: "cairn \(CairnVersion.current)",
+                                            summary: final)
+            manifest.id = try await SnapshotFiles.save(manifest, to: repository)
+            return BackupResult(snapshot: manifest, errors: errors.withLock { $0 })
+        }
+    }
+
+    func record(_ error: SourceError) {
+        logger.warning("backup.source.unreadable", metadata: ["file.path": "\(error.path)", "error": "\(error.reason)"])
+        errors.withLock { $0.append(error.description) }
+        summary.withLock { $0.errors += 1 }
+    }
+
+    func archiveDirectory(_ path: String, node: Node, previous: Node?, slots: AsyncSemaphore) async throws -> Node {
+        var node = node
+        let names: [String]
+        do {
+            names = try Self.listDirectory(path)
+        } catch let error as SourceError {
+            record(error)
+            names = []
+        }
+        let previousTree: Tree?
+        if let previous, previous.type == .dir, let subtree = previous.subtree {
+            previousTree = try? await repository.loadTree(subtree)
+        } else {
+            previousTree = nil
+        }
+        var nodes = [Node?](repeating: nil, count: names.count)
+        try await withThrowingTaskGroup(of: (Int, Node?).self) { group in
+            for (i, name) in names.enumerated() {
+                let full = path == "/" ? "/" + name : path + "/" + name
+                var st = stat()
+                guard lstat(full, &st) == 0 else {
+                    record(SourceError(path: full, errno: errno, operation: "lstat"))
+                    continue
+                }
+                var child = Node(name: name, stat: st)
+                let before = previousTree?.node(named: name)
+                switch child.type {
+                case .dir:
+                    child = try await archiveDirectory(full, node: child, previous: before, slots: slots)
+                    nodes[i] = child
+                case .file:
+                    if let before, let reused = reuse(child, previous: before) {
+                        nodes[i] = reused
+                        continue
+                    }
+                    await slots.acquire()
+                    group.addTask {
+                        defer { slots.release() }
+                        return (i, try await self.archiveFile(full, node: child, changed: before != nil))
+                    }
+                default:
+                    do {
+                        nodes[i] = try describeSpecial(full, node: child)
+                    } catch let error as SourceError {
+                        record(error)
+                    }
+                }
+            }
+            for try await (i, child) in group { nodes[i] = child }
+        }
+        let tree = Tree(nodes: nodes.compactMap { $0 })
+        let saved = try await repository.saveBlob(.tree, try tree.encoded())
+        summary.withLock {
+            $0.directories += 1
+            $0.bytesAdded += saved.added
+            $0.blobsAdded += saved.added > 0 ? 1 : 0
+        }
+        node.subtree = saved.id
+        return node
+    }
+
+    /// The previous node, carried over, when the file is unchanged and all its blobs are still stored.
+    func reuse(_ node: Node, previous: Node) -> Node? {
+        guard node.sameFile(as: previous), let content = previous.content,
+              content.allSatisfy({ repository.hasBlob($0) }) else { return nil }
+        var node = node
+        node.content = content
+        summary.withLock {
+            $0.filesUnmodified += 1
+            $0.bytesTotal += Int(node.size)
+        }
+        progress.add(files: 1, bytes: Int(node.size))
+        return node
+    }
+
+    func archiveFileOrReuse(_ path: String, node: Node, previous: Node?) async throws -> Node? {
+        if let previous, let reused = reuse(node, previous: previous) { return reused }
+        return try await archiveFile(path, node: node, changed: previous != nil)
+    }
+
+    /// Reads, chunks and stores one file. Source problems are recorded and give nil; repository
+    /// problems are thrown.
+    func archiveFile(_ path: String, node: Node, changed: Bool) async throws -> Node? {
+        var node = node
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            record(SourceError(path: path, errno: errno, operation: "open"))
+            return nil
+        }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) == 0 {
+            node = Node(name: node.name, stat: st)
+        }
+        var ids: [BlobID] = []
+        var bytesRead = 0
+        do {
+            if node.size <= UInt64(repository.chunker.parameters.minSize) {
+                // Small files are one chunk: read them whole, no chunker buffer needed.
+                let data = try Self.readAll(fd, sizeHint: Int(node.size), path: path)
+                bytesRead = data.count
+                if !data.isEmpty {
+                    let saved = try await repository.saveBlob(.data, data)
+                    ids.append(saved.id)
+                    count(saved.added)
+                }
+            } else {
+                (ids, bytesRead) = try await chunkAndStore(fd: fd, path: path)
+            }
+        } catch let error as SourceError {
+            record(error)
+            return nil
+        }
+        node.size = UInt64(bytesRead)
+        node.content = ids
+        summary.withLock {
+            if changed { $0.filesChanged += 1 } else { $0.filesNew += 1 }
+            $0.bytesRead += bytesRead
+            $0.bytesTotal += bytesRead
+        }
+        progress.add(files: 1)
+        return node
+    }
+
+    func count(_ added: Int) {
+        if added > 0 {
+            summary.withLock {
+                $0.bytesAdded += added
+                $0.blobsAdded += 1
+            }
+        }
+    }
+
+    func chunkAndStore(fd: Int32, path: String) async throws -> ([BlobID], Int) {
+        let buffer = buffers.take()
+        defer { buffers.give(buffer) }
+        var chunker = FileChunker(chunker: repository.chunker, fd: fd, buffer: buffer)
+        var ids: [BlobID] = []
+        try await withThrowingTaskGroup(of: (Int, BlobID, Int).self) { group in
+            var results: [Int: BlobID] = [:]
+            var next = 0
+            var inFlight = 0
+            while true {
+                let chunk: Data?
+                do {
+                    chunk = try chunker.next()
+                } catch {
+                    throw SourceError(path: path, errno: (error as? POSIXError)?.code.rawValue ?? EIO, operation: "read")
+                }
+                guard let chunk else { break }
+                progress.add(bytes: chunk.count)
+                if inFlight >= Self.chunkWindow, let (i, id, added) = try await group.next() {
+                    results[i] = id
+                    count(added)
+                    inFlight -= 1
+                }
+                let index = next
+                next += 1
+                inFlight += 1
+                group.addTask {
+                    let saved = try await self.repository.saveBlob(.data, chunk)
+                    return (index, saved.id, saved.added)
+                }
+            }
+            for try await (i, id, added) in group {
+                results[i] = id
+                count(added)
+            }
+            ids = (0..<next).map { results[$0]! }
+        }
+        return (ids, chunker.bytesRead)
+    }
+
+    func describeSpecial(_ path: String, node: Node) throws -> Node {
+        var node = node
+        if node.type == .symlink {
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlink(path, &buffer, buffer.count - 1)
+            guard n >= 0 else { throw SourceError(path: path, errno: errno, operation: "readlink") }
+            node.linkTarget = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        summary.withLock { $0.otherEntries += 1 }
+        return node
+    }
+
+    /// Counts files and bytes below the paths, for the progress display's ETA.
+    func scan(_ paths: [String]) {
+        var stack = paths
+        var files = 0, bytes = 0
+        while let path = stack.popLast(), !Task.isCancelled {
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }
+            if (st.st_mode & S_IFMT) == S_IFDIR {
+                for name in (try? Self.listDirectory(path)) ?? [] { stack.append(path == "/" ? "/" + name : path + "/" + name) }
+            } else if (st.st_mode & S_IFMT) == S_IFREG {
+                files += 1
+                bytes += Int(st.st_size)
+            }
+        }
+        progress.counters.withLock {
+            $0.totalFiles = files
+            $0.totalBytes = bytes
+            $0.scanDone = true
+        }
+    }
+
+    static func listDirectory(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw SourceError(path: path, errno: errno, operation: "opendir") }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    static func readAll(_ fd: Int32, sizeHint: Int, path: String) throws -> Data {
+        var data = Data(count: sizeHint + 1)
+        var filled = 0
+        while true {
+            if filled == data.count { data.count += 64 << 10 }
+            let n = data.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SourceError(path: path, errno: errno, operation: "read")
+            }
+            if n == 0 { break }
+            filled += n
+        }
+        data.count = filled
+        return data
+    }
+}
+
+/// Reusable chunker buffers, so files do not each map and unmap a large buffer.
+final class BufferPool: Sendable {
+    struct Buffer: @unchecked Sendable {
+        let pointer: UnsafeMutableRawBufferPointer
+    }
+
+    let size: Int
+    let free = Mutex<[Buffer]>([])
+
+    init(size: Int) {
+        self.size = size
+    }
+
+    func take() -> UnsafeMutableRawBufferPointer {
+        free.withLock { $0.popLast() }?.pointer ?? .allocate(byteCount: size, alignment: 64)
+    }
+
+    func give(_ buffer: UnsafeMutableRawBufferPointer) {
+        free.withLock { $0.append(Buffer(pointer: buffer)) }
+    }
+
+    deinit {
+        free.withLock { $0.forEach { $0.pointer.deallocate() } }
+    }
+}
+
+/// The version of this program, recorded in snapshots.
+public enum CairnVersion {
+    public static let current = "0.1.0"
+}

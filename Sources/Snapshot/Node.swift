@@ -1,0 +1,118 @@
+import Foundation
+import Repository
+
+/// The type of a file system entry.
+public enum NodeType: String, Codable, Sendable {
+    case file, dir, symlink, fifo, chardev, blockdev, socket
+}
+
+/// One entry of a directory in a snapshot. Times are nanoseconds since the Unix epoch.
+public struct Node: Codable, Sendable, Equatable {
+    public var name: String
+    public var type: NodeType
+    /// Permission bits, including setuid, setgid and sticky (`mode & 0o7777`).
+    public var mode: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+    public var mtime: Int64
+    public var ctime: Int64
+    public var inode: UInt64
+    public var device: UInt64
+    public var links: UInt64
+    public var size: UInt64
+    /// Symlink target.
+    public var linkTarget: String?
+    /// Device number of character and block devices.
+    public var rdev: UInt64?
+    /// File content, in order.
+    public var content: [BlobID]?
+    /// Directory listing.
+    public var subtree: BlobID?
+
+    public init(name: String, type: NodeType, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Int64, ctime: Int64,
+                inode: UInt64, device: UInt64, links: UInt64, size: UInt64) {
+        self.name = name
+        self.type = type
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.mtime = mtime
+        self.ctime = ctime
+        self.inode = inode
+        self.device = device
+        self.links = links
+        self.size = size
+    }
+
+    /// Builds a node from `lstat` output.
+    init(name: String, stat st: stat) {
+        let type: NodeType
+        switch st.st_mode & S_IFMT {
+        case S_IFDIR: type = .dir
+        case S_IFLNK: type = .symlink
+        case S_IFIFO: type = .fifo
+        case S_IFCHR: type = .chardev
+        case S_IFBLK: type = .blockdev
+        case S_IFSOCK: type = .socket
+        default: type = .file
+        }
+        self.init(name: name, type: type, mode: UInt32(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid,
+                  mtime: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                  ctime: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec),
+                  inode: UInt64(st.st_ino), device: UInt64(st.st_dev), links: UInt64(st.st_nlink),
+                  size: type == .file ? UInt64(st.st_size) : 0)
+        if type == .chardev || type == .blockdev { rdev = UInt64(st.st_rdev) }
+    }
+
+    /// Whether a file is unchanged since `previous` was recorded: same size, mtime, ctime and inode.
+    func sameFile(as previous: Node) -> Bool {
+        previous.type == .file && type == .file && previous.size == size && previous.mtime == mtime
+            && previous.ctime == ctime && previous.inode == inode
+    }
+}
+
+/// A directory listing, stored as a tree blob: JSON `{"nodes": [...]}` sorted by name, with sorted keys,
+/// so that an unchanged directory encodes to the same bytes and deduplicates.
+public struct Tree: Codable, Sendable {
+    public var nodes: [Node]
+
+    public init(nodes: [Node]) {
+        self.nodes = nodes.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+    }
+
+    public func node(named name: String) -> Node? {
+        // Nodes are sorted by UTF-8 bytes: binary search.
+        var lo = 0, hi = nodes.count
+        let key = Array(name.utf8)
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            let n = Array(nodes[mid].name.utf8)
+            if n == key { return nodes[mid] }
+            if n.lexicographicallyPrecedes(key) { lo = mid + 1 } else { hi = mid }
+        }
+        return nil
+    }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }()
+
+    public func encoded() throws -> Data { try Self.encoder.encode(self) }
+
+    public static func decode(_ data: Data, id: BlobID) throws -> Tree {
+        do {
+            return try JSONDecoder().decode(Tree.self, from: data)
+        } catch {
+            throw RepositoryError(.corrupt, "tree \(id.short) does not decode", location: id.hex)
+        }
+    }
+}
+
+extension Repository {
+    /// Loads and decodes a tree blob.
+    public func loadTree(_ id: BlobID) async throws -> Tree {
+        try Tree.decode(try await loadBlob(id), id: id)
+    }
+}

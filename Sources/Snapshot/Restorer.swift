@@ -1,0 +1,323 @@
+import Foundation
+import Logging
+import Repository
+import Synchronization
+
+/// What to do with a file that already exists in the restore target.
+public enum ExistingPolicy: String, Sendable, CaseIterable {
+    /// Stop before writing anything and list the conflicts.
+    case fail
+    /// Leave the existing file as it is.
+    case skip
+    /// Replace it with the snapshot's version.
+    case overwrite
+}
+
+public struct RestoreOptions: Sendable {
+    /// The directory to restore into (created if missing).
+    public var target: String
+    /// Paths inside the snapshot (as `cairn ls` shows them) to restore; empty means everything.
+    public var include: [String]
+    public var existing: ExistingPolicy
+    public var fileConcurrency: Int
+
+    public init(target: String, include: [String] = [], existing: ExistingPolicy = .fail, fileConcurrency: Int = 4) {
+        self.target = target
+        self.include = include
+        self.existing = existing
+        self.fileConcurrency = fileConcurrency
+    }
+}
+
+public struct RestoreReport: Sendable, Codable {
+    public var files = 0
+    public var directories = 0
+    public var links = 0
+    public var other = 0
+    public var bytes = 0
+    public var skipped = 0
+    public var errors: [String] = []
+}
+
+/// Writes a snapshot's tree into a directory.
+///
+/// Every file is written to a temporary name beside its destination and renamed into place only when
+/// all its content was read and verified, so a damaged blob never leaves a half-written file behind:
+/// the file is reported and the rest is restored. Runs of zero bytes (4 KiB blocks) are not written, so
+/// sparse files come back sparse. Hard links inside the restored set are re-created as links.
+public final class Restorer: Sendable {
+    let repository: Repository
+    let logger: Logger
+    public let bytesDone = Mutex(0)
+
+    public init(repository: Repository, logger: Logger = Logger(label: "cairn.restorer")) {
+        self.repository = repository
+        self.logger = logger
+    }
+
+    struct Entry: Sendable {
+        var path: String        // inside the snapshot, e.g. /src/a/b
+        var node: Node
+    }
+
+    public func run(_ snapshot: SnapshotManifest, options: RestoreOptions) async throws -> RestoreReport {
+        try await RepositoryLock.with(repository, exclusive: false, operation: "restore", wait: 30) {
+            try await repository.loadIndex()
+            return try await restore(snapshot, options: options)
+        }
+    }
+
+    func restore(_ snapshot: SnapshotManifest, options: RestoreOptions) async throws -> RestoreReport {
+        var report = RestoreReport()
+        let includes = options.include.map { Self.normalize($0) }
+        var entries: [Entry] = []
+        var unreadable: [String] = []
+        try await collect(tree: snapshot.tree, prefix: "", includes: includes, into: &entries, errors: &unreadable)
+        report.errors += unreadable
+        if !includes.isEmpty {
+            for include in includes where !entries.contains(where: { $0.path == include }) {
+                throw RepositoryError(.invalidArgument, "\(include) is not in snapshot \(snapshot.shortID); see `cairn ls \(snapshot.shortID)`")
+            }
+        }
+        let target = URL(fileURLWithPath: options.target).standardizedFileURL.path
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+
+        // Conflicts are decided before anything is written.
+        var conflicts: Set<String> = []
+        for entry in entries {
+            var st = stat()
+            if lstat(target + entry.path, &st) == 0 {
+                let isDir = (st.st_mode & S_IFMT) == S_IFDIR
+                if !(isDir && entry.node.type == .dir) { conflicts.insert(entry.path) }
+            }
+        }
+        if !conflicts.isEmpty && options.existing == .fail {
+            let sample = conflicts.sorted().prefix(5).joined(separator: ", ")
+            throw RepositoryError(.invalidArgument,
+                                  "\(conflicts.count) entr\(conflicts.count == 1 ? "y" : "ies") already exist in \(target) (\(sample)); nothing was written — choose --existing skip or --existing overwrite, or restore into an empty directory")
+        }
+
+        let isRoot = geteuid() == 0
+        var firstLink: [String: String] = [:]       // "device:inode" → restored path
+        var deferredLinks: [(String, String)] = []  // (path, existing path)
+        var directories: [Entry] = []
+        let slots = AsyncSemaphore(permits: max(1, options.fileConcurrency))
+        let results = Locked<(files: Int, bytes: Int, errors: [String])>((0, 0, []))
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for entry in entries {
+                let dest = target + entry.path
+                if conflicts.contains(entry.path) {
+                    if options.existing == .skip {
+                        report.skipped += 1
+                        continue
+                    }
+                    if entry.node.type != .file { _ = try? FileManager.default.removeItem(atPath: dest) }
+                }
+                switch entry.node.type {
+                case .dir:
+                    if mkdir(dest, 0o700) != 0 && errno != EEXIST {
+                        report.errors.append("\(entry.path): mkdir: \(String(cString: strerror(errno)))")
+                    }
+                    directories.append(entry)
+                    report.directories += 1
+                case .file:
+                    if entry.node.links > 1 {
+                        let key = "\(entry.node.device):\(entry.node.inode)"
+                        if let first = firstLink[key] {
+                            deferredLinks.append((dest, first))
+                            continue
+                        }
+                        firstLink[key] = dest
+                    }
+                    await slots.acquire()
+                    group.addTask {
+                        defer { slots.release() }
+                        do {
+                            let bytes = try await self.restoreFile(entry.node, to: dest, asRoot: isRoot)
+                            results.withLock { $0.files += 1; $0.bytes += bytes }
+                        } catch let error as RepositoryError where error.code != .storage {
+                            results.withLock { $0.errors.append("\(entry.path): \(error)") }
+                        }
+                    }
+                case .symlink:
+                    if symlink(entry.node.linkTarget ?? "", dest) != 0 {
+                        report.errors.append("\(entry.path): symlink: \(String(cString: strerror(errno)))")
+                        continue
+                    }
+                    if isRoot { lchown(dest, entry.node.uid, entry.node.gid) }
+                    Self.setTimes(dest, node: entry.node, followLinks: false)
+                    report.links += 1
+                case .fifo, .chardev, .blockdev:
+                    let kind: mode_t = entry.node.type == .fifo ? S_IFIFO : entry.node.type == .chardev ? S_IFCHR : S_IFBLK
+                    if mknod(dest, kind | mode_t(entry.node.mode), dev_t(entry.node.rdev ?? 0)) != 0 {
+                        report.errors.append("\(entry.path): mknod: \(String(cString: strerror(errno)))")
+                        continue
+                    }
+                    Self.applyMetadata(dest, node: entry.node, asRoot: isRoot)
+                    report.other += 1
+                case .socket:
+                    report.other += 1   // sockets are recreated by the programs that own them
+                }
+            }
+            try await group.waitForAll()
+        }
+        let done = results.withLock { $0 }
+        report.files += done.files
+        report.bytes += done.bytes
+        report.errors += done.errors
+        for (path, existing) in deferredLinks {
+            if options.existing == .overwrite { unlink(path) }
+            if link(existing, path) != 0 {
+                report.errors.append("\(path.dropFirst(target.count)): link: \(String(cString: strerror(errno)))")
+            } else {
+                report.files += 1
+            }
+        }
+        // Directory metadata last, deepest first, so writing children does not change a parent's mtime.
+        for entry in directories.reversed() {
+            Self.applyMetadata(target + entry.path, node: entry.node, asRoot: isRoot)
+        }
+        return report
+    }
+
+    /// Flattens the selected part of the tree in restore order (parents before children).
+    func collect(tree id: BlobID, prefix: String, includes: [String], into entries: inout [Entry],
+                 errors: inout [String]) async throws {
+        let tree: Tree
+        do {
+            tree = try await repository.loadTree(id)
+        } catch let error as RepositoryError where error.code != .storage {
+            errors.append("\(prefix.isEmpty ? "/" : prefix): directory cannot be read: \(error)")
+            return
+        }
+        for node in tree.nodes {
+            let path = prefix + "/" + node.name
+            let selected = includes.isEmpty || includes.contains { path == $0 || path.hasPrefix($0 + "/") }
+            let onTheWay = includes.contains { $0.hasPrefix(path + "/") }
+            guard selected || onTheWay else { continue }
+            entries.append(Entry(path: path, node: node))
+            if node.type == .dir, let subtree = node.subtree {
+                try await collect(tree: subtree, prefix: path, includes: includes, into: &entries, errors: &errors)
+            }
+        }
+    }
+
+    static func normalize(_ path: String) -> String {
+        let parts = path.split(separator: "/").filter { !$0.isEmpty && $0 != "." }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    /// Restores one file's content via a temporary file; returns bytes written.
+    func restoreFile(_ node: Node, to dest: String, asRoot: Bool) async throws -> Int {
+        let dir = (dest as NSString).deletingLastPathComponent
+        let tmp = dir + "/.cairn-restore-" + UUID().uuidString.prefix(8)
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw RepositoryError(.invalidArgument, "cannot create \(tmp): \(String(cString: strerror(errno)))")
+        }
+        var completed = false
+        defer {
+            close(fd)
+            if !completed { unlink(tmp) }
+        }
+        var offset = 0
+        let content = node.content ?? []
+        try await withThrowingTaskGroup(of: (Int, Data).self) { group in
+            var next = 0
+            var ready: [Int: Data] = [:]
+            var written = 0
+            func schedule() {
+                guard next < content.count else { return }
+                let i = next, id = content[i]
+                next += 1
+                group.addTask { (i, try await self.repository.loadBlob(id)) }
+            }
+            for _ in 0..<4 { schedule() }
+            while written < content.count {
+                guard let (i, data) = try await group.next() else { break }
+                ready[i] = data
+                while let data = ready.removeValue(forKey: written) {
+                    try Self.writeSparse(fd, data, at: offset, path: dest)
+                    offset += data.count
+                    written += 1
+                    bytesDone.withLock { $0 += data.count }
+                    schedule()
+                }
+            }
+        }
+        guard ftruncate(fd, off_t(offset)) == 0 else {
+            throw RepositoryError(.invalidArgument, "cannot size \(dest): \(String(cString: strerror(errno)))")
+        }
+        if asRoot { fchown(fd, node.uid, node.gid) }
+        fchmod(fd, mode_t(node.mode))
+        var times = [Self.timespec(ns: node.mtime), Self.timespec(ns: node.mtime)]
+        futimens(fd, &times)
+        guard rename(tmp, dest) == 0 else {
+            throw RepositoryError(.invalidArgument, "cannot move \(dest) into place: \(String(cString: strerror(errno)))")
+        }
+        completed = true
+        return offset
+    }
+
+    /// Writes `data` at `offset`, leaving 4 KiB blocks of zeros unwritten (holes).
+    static func writeSparse(_ fd: Int32, _ data: Data, at offset: Int, path: String) throws {
+        try data.withUnsafeBytes { raw in
+            let block = 4096
+            var start = 0
+            while start < raw.count {
+                // Skip zero blocks.
+                var runStart = start
+                while runStart < raw.count {
+                    let end = min(runStart + block, raw.count)
+                    if !isZero(raw, runStart, end) { break }
+                    runStart = end
+                }
+                var runEnd = runStart
+                while runEnd < raw.count {
+                    let end = min(runEnd + block, raw.count)
+                    if isZero(raw, runEnd, end) && end - runEnd == block { break }
+                    runEnd = end
+                }
+                var done = runStart
+                while done < runEnd {
+                    let n = pwrite(fd, raw.baseAddress! + done, runEnd - done, off_t(offset + done))
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw RepositoryError(.invalidArgument, "cannot write \(path): \(String(cString: strerror(errno)))")
+                    }
+                    done += n
+                }
+                start = runEnd
+            }
+        }
+    }
+
+    static func isZero(_ raw: UnsafeRawBufferPointer, _ from: Int, _ to: Int) -> Bool {
+        var i = from
+        while i + 8 <= to {
+            if raw.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
+            i += 8
+        }
+        while i < to {
+            if raw[i] != 0 { return false }
+            i += 1
+        }
+        return true
+    }
+
+    static func timespec(ns: Int64) -> Glibc.timespec {
+        Glibc.timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
+    }
+
+    static func setTimes(_ path: String, node: Node, followLinks: Bool) {
+        var times = [timespec(ns: node.mtime), timespec(ns: node.mtime)]
+        utimensat(AT_FDCWD, path, &times, followLinks ? 0 : AT_SYMLINK_NOFOLLOW)
+    }
+
+    static func applyMetadata(_ path: String, node: Node, asRoot: Bool) {
+        if asRoot { chown(path, node.uid, node.gid) }
+        chmod(path, mode_t(node.mode))
+        setTimes(path, node: node, followLinks: true)
+    }
+}
