@@ -102,7 +102,7 @@ public final class Repository: Sendable {
         }
         for info in keys.sorted(by: { $0.name < $1.name }) {
             let data = try await wrapStorage { try await store.load(BlobHandle(.keys, info.name)) }
-            guard let keyFile = try? JSONDecoder().decode(KeyFile.self, from: data) else {
+            guard let keyFile = try? JSONDecoder.iso.decode(KeyFile.self, from: data) else {
                 logger.warning("repository.key.malformed", metadata: ["cairn.key": "\(info.name)"])
                 continue
             }
@@ -110,7 +110,7 @@ public final class Repository: Sendable {
             let probe = Repository(store: store, config: .new(), master: master, keyName: info.name, logger: logger)
             let configData = try await wrapStorage { try await store.load(BlobHandle(.config, "config")) }
             let plain = try probe.openFile(configData, kind: .config, location: "config")
-            guard let config = try? JSONDecoder().decode(RepositoryConfig.self, from: plain) else {
+            guard let config = try? JSONDecoder.iso.decode(RepositoryConfig.self, from: plain) else {
                 throw RepositoryError.corrupt("repository config", "config", "malformed")
             }
             try config.validate()
@@ -141,7 +141,7 @@ public final class Repository: Sendable {
         var out: [(name: String, created: Date, hostname: String, username: String)] = []
         for info in infos {
             let data = try await Self.wrapStorage { try await store.load(BlobHandle(.keys, info.name)) }
-            if let key = try? JSONDecoder().decode(KeyFile.self, from: data) {
+            if let key = try? JSONDecoder.iso.decode(KeyFile.self, from: data) {
                 out.append((info.name, key.created, key.hostname, key.username))
             }
         }

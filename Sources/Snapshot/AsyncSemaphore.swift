@@ -41,14 +41,14 @@ final class AsyncSemaphore: Sendable {
 }
 
 /// A value shared between tasks behind a lock (a `Mutex` that can be captured by child tasks).
-final class Locked<Value: Sendable>: Sendable {
+public final class Locked<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
 
-    init(_ value: Value) {
+    public init(_ value: Value) {
         mutex = Mutex(value)
     }
 
-    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+    public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
         try mutex.withLock { try body(&$0) }
     }
 }

@@ -1,0 +1,169 @@
+import ArgumentParser
+import Foundation
+import Repository
+import Snapshot
+import Storage
+
+@main
+struct Cairn: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cairn",
+        abstract: "Protect stateful applications: deduplicated, compressed, encrypted backups.",
+        discussion: """
+            The repository comes from --repo or CAIRN_REPOSITORY; the password from CAIRN_PASSWORD, \
+            --password-file or a prompt. Exit codes: 0 success, 1 failure, 3 partial (the run finished \
+            but some files were skipped; see the messages), 10 not a repository, 11 wrong password, \
+            12 repository locked, 13 check found damage, 64 usage error.
+            """,
+        version: CairnVersion.current,
+        subcommands: [RepoCommand.self, BackupCommand.self, SnapshotsCommand.self, LsCommand.self,
+                      RestoreCommand.self, ForgetCommand.self, PruneCommand.self]
+    )
+}
+
+/// Exit codes, documented in README and `cairn --help`.
+enum Exit {
+    static let failure: Int32 = 1
+    static let partial: Int32 = 3
+    static let notARepository: Int32 = 10
+    static let wrongPassword: Int32 = 11
+    static let locked: Int32 = 12
+    static let damaged: Int32 = 13
+}
+
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Repository location (a directory). Default: $CAIRN_REPOSITORY.")
+    var repo: String?
+
+    @Option(name: .long, help: "Read the password from this file (first line).")
+    var passwordFile: String?
+
+    @Flag(name: .long, help: "Print machine-readable JSON on stdout.")
+    var json = false
+
+    @Flag(name: [.short, .long], help: "Print only errors.")
+    var quiet = false
+
+    func repositoryPath() throws -> String {
+        guard let location = repo ?? ProcessInfo.processInfo.environment["CAIRN_REPOSITORY"], !location.isEmpty else {
+            throw CLIError("no repository given: use --repo PATH or set CAIRN_REPOSITORY", code: 64)
+        }
+        if location.hasPrefix("s3:") {
+            throw CLIError("S3 locations are not supported by this version yet; use a directory", code: 64)
+        }
+        return location
+    }
+
+    func store() throws -> FileBlobStore {
+        FileBlobStore(root: URL(fileURLWithPath: try repositoryPath()))
+    }
+
+    func password(prompt: String = "Repository password: ") throws -> String {
+        if let text = ProcessInfo.processInfo.environment["CAIRN_PASSWORD"] { return text }
+        if let file = passwordFile { return try readPasswordFile(file) }
+        return try promptPassword(prompt)
+    }
+
+    func open() async throws -> Repository {
+        try await Repository.open(store: try store(), password: try password())
+    }
+
+    var showProgress: Bool { !json && !quiet && isatty(STDERR_FILENO) == 1 }
+}
+
+func readPasswordFile(_ path: String) throws -> String {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw CLIError("cannot read the password file \(path)", code: 64)
+    }
+    return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+}
+
+func promptPassword(_ prompt: String) throws -> String {
+    guard isatty(STDIN_FILENO) == 1, let raw = getpass(prompt) else {
+        throw CLIError("no password: set CAIRN_PASSWORD, use --password-file, or run on a terminal", code: 64)
+    }
+    return String(cString: raw)
+}
+
+/// An error the CLI reports itself, with its exit code.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    var code: Int32
+
+    init(_ message: String, code: Int32 = Exit.failure) {
+        self.description = message
+        self.code = code
+    }
+}
+
+/// Runs a command body, turning errors into a message on stderr and the documented exit code.
+func runReporting(_ body: () async throws -> Int32) async throws {
+    let code: Int32
+    do {
+        code = try await body()
+    } catch let error as CLIError {
+        printError(error.description)
+        code = error.code
+    } catch let error as RepositoryError {
+        printError(error.description)
+        switch error.code {
+        case .notARepository: code = Exit.notARepository
+        case .wrongPassword: code = Exit.wrongPassword
+        case .locked: code = Exit.locked
+        case .newerFormat: code = Exit.notARepository
+        default: code = Exit.failure
+        }
+    } catch let error as StorageError {
+        printError(error.description)
+        code = Exit.failure
+    }
+    if code != 0 { throw ExitCode(code) }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data("cairn: \(message)\n".utf8))
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.dateEncodingStrategy = .iso8601
+    FileHandle.standardOutput.write(try encoder.encode(value))
+    FileHandle.standardOutput.write(Data("\n".utf8))
+}
+
+func formatBytes(_ n: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(n)
+    var unit = 0
+    while value >= 1024 && unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
+}
+
+func formatDuration(_ seconds: Double) -> String {
+    let s = Int(seconds.rounded())
+    return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%02d:%02d", s / 60, s % 60)
+}
+
+func formatDate(_ date: Date) -> String {
+    let f = DateFormatter()
+    f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+    f.timeZone = TimeZone.current
+    return f.string(from: date)
+}
+
+/// Prints a table with aligned columns.
+func printTable(_ header: [String], _ rows: [[String]]) {
+    var widths = header.map(\.count)
+    for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+            .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+    }
+    print(line(header))
+    print(line(widths.map { String(repeating: "-", count: $0) }))
+    for row in rows { print(line(row)) }
+}
