@@ -56,7 +56,7 @@ let package = Package(
         ),
         .target(
             name: "StorageTesting",
-            dependencies: ["Storage"],
+            dependencies: ["Storage", .product(name: "Crypto", package: "swift-crypto")],
             path: "Sources/StorageTesting"
         ),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),

@@ -199,7 +199,7 @@ public struct FileBlobStore: BlobStore {
 
     static func entries(_ dir: String) throws -> [String] {
         guard let d = opendir(dir) else {
-            if errno == ENOENT { return [] }
+            if errno == ENOENT || errno == ENOTDIR { return [] }
             throw StorageError.posix(errno, operation: "list", path: dir)
         }
         defer { closedir(d) }

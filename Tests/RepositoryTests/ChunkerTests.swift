@@ -1,0 +1,87 @@
+import Foundation
+import Repository
+import StorageTesting
+import Testing
+
+@Suite("Content-defined chunker")
+struct ChunkerTests {
+    static let parameters = ChunkerParameters(seed: Data(repeating: 7, count: 32))
+
+    func chunks(_ data: Data, _ chunker: Chunker) -> [Int] {
+        var sizes: [Int] = []
+        data.withUnsafeBytes { raw in
+            var start = 0
+            while start < raw.count {
+                let window = UnsafeRawBufferPointer(rebasing: raw[start...])
+                let cut = chunker.nextBoundary(in: window, final: true)!
+                sizes.append(cut)
+                start += cut
+            }
+        }
+        return sizes
+    }
+
+    @Test("sizes stay within min and max and average near the target")
+    func sizes() {
+        let chunker = Chunker(parameters: Self.parameters)
+        var rng = SeededRandom(seed: 42)
+        let data = rng.bytes(64 << 20)
+        let sizes = chunks(data, chunker)
+        #expect(sizes.reduce(0, +) == data.count)
+        for size in sizes.dropLast() {
+            #expect(size >= Self.parameters.minSize && size <= Self.parameters.maxSize)
+        }
+        let mean = Double(data.count) / Double(sizes.count)
+        #expect(mean > 0.7 * 1048576 && mean < 1.6 * 1048576, "mean chunk \(mean)")
+    }
+
+    @Test("an insertion changes only the chunks around it")
+    func insertionLocality() {
+        let chunker = Chunker(parameters: Self.parameters)
+        var rng = SeededRandom(seed: 9)
+        let data = rng.bytes(24 << 20)
+        var edited = data
+        edited.insert(contentsOf: Data("inserted bytes".utf8), at: 10 << 20)
+        func boundaries(_ d: Data) -> Set<Int> {
+            var offsets: Set<Int> = []
+            var end = 0
+            for size in chunks(d, chunker) { end += size; offsets.insert(end) }
+            return offsets
+        }
+        let before = boundaries(data)
+        let after = Set(boundaries(edited).map { $0 > 10 << 20 ? $0 - 14 : $0 })
+        let shared = before.intersection(after).count
+        #expect(Double(shared) / Double(before.count) > 0.8, "\(shared) of \(before.count) boundaries survive")
+    }
+
+    @Test("the gear table depends on the repository secret")
+    func keyedTable() {
+        let a = ChunkerParameters(seed: Data(repeating: 1, count: 32)).gearTable()
+        let b = ChunkerParameters(seed: Data(repeating: 2, count: 32)).gearTable()
+        #expect(a != b)
+        #expect(a == ChunkerParameters(seed: Data(repeating: 1, count: 32)).gearTable())
+    }
+
+    @Test("streaming from a file gives the same chunks as the whole buffer")
+    func streamingMatches() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var rng = SeededRandom(seed: 3)
+        let data = rng.bytes(20 << 20)
+        try TestFiles.write(dir.sub("f"), data)
+        let chunker = Chunker(parameters: Self.parameters)
+        let fd = open(dir.sub("f"), O_RDONLY)
+        defer { close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.parameters.maxSize + (1 << 20), alignment: 64)
+        defer { buffer.deallocate() }
+        var stream = FileChunker(chunker: chunker, fd: fd, buffer: buffer)
+        var streamed: [Int] = []
+        var joined = Data()
+        while let chunk = try stream.next() {
+            streamed.append(chunk.count)
+            joined.append(chunk)
+        }
+        #expect(joined == data)
+        #expect(streamed == chunks(data, chunker))
+    }
+}

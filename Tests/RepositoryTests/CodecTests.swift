@@ -1,0 +1,93 @@
+import Crypto
+import Foundation
+@testable import Repository
+import StorageTesting
+import Testing
+
+@Suite("Encryption, compression and binary formats")
+struct CodecTests {
+    let cipher = BlobCipher(key: SymmetricKey(size: .bits256))
+
+    @Test("sealed messages open only with the same key and associated data")
+    func aead() throws {
+        let message = Data("the quick brown fox".utf8)
+        let sealed = try cipher.seal(message, aad: Data("a".utf8))
+        #expect(sealed.count == message.count + BlobCipher.overhead)
+        #expect(try cipher.open(sealed, aad: Data("a".utf8)) == message)
+        #expect(throws: (any Error).self) { try cipher.open(sealed, aad: Data("b".utf8)) }
+        #expect(throws: (any Error).self) {
+            try BlobCipher(key: SymmetricKey(size: .bits256)).open(sealed, aad: Data("a".utf8))
+        }
+        for position in [0, 16, 28, sealed.count - 1] {
+            var damaged = sealed
+            damaged[position] ^= 0x01
+            #expect(throws: (any Error).self) { try cipher.open(damaged, aad: Data("a".utf8)) }
+        }
+    }
+
+    @Test("every seal uses a fresh salt and nonce")
+    func freshNonces() throws {
+        var seen: Set<Data> = []
+        for _ in 0..<2000 {
+            let sealed = try cipher.seal(Data("same".utf8), aad: Data())
+            #expect(seen.insert(sealed.prefix(28)).inserted)
+        }
+    }
+
+    @Test("AES-256-GCM known answer (McGrew–Viega GCM test case 14)")
+    func knownAnswer() throws {
+        // McGrew & Viega GCM spec, test case 14: K = 0^256, P = 0^128, IV = 0^96.
+        let key = SymmetricKey(data: Data(repeating: 0, count: 32))
+        let box = try AES.GCM.seal(Data(repeating: 0, count: 16), using: key,
+                                   nonce: AES.GCM.Nonce(data: Data(repeating: 0, count: 12)))
+        #expect(box.ciphertext.map { String(format: "%02x", $0) }.joined() == "cea7403d4d606b6e074ec5d3baf39d18")
+        #expect(box.tag.map { String(format: "%02x", $0) }.joined() == "d0d1c8a799996bf0265b98b5d48ab919")
+    }
+
+    @Test("compressible data is compressed, random data is stored, both round-trip")
+    func compression() throws {
+        var rng = SeededRandom(seed: 5)
+        let text = rng.text(200_000)
+        let random = rng.bytes(200_000)
+        let t = Repository.encode(text, level: 3)
+        let r = Repository.encode(random, level: 3)
+        #expect(t.first == 1 && t.count < text.count / 2)
+        #expect(r.first == 0 && r.count == random.count + 1)
+        #expect(try Repository.decode(t, location: "t", expectedSize: text.count) == text)
+        #expect(try Repository.decode(r, location: "r") == random)
+        #expect(throws: RepositoryError.self) { try Repository.decode(Data([9, 1, 2]), location: "x") }
+    }
+
+    @Test("index files round-trip and reject damage")
+    func indexCodec() throws {
+        var rng = SeededRandom(seed: 8)
+        var file = IndexFile()
+        file.supersedes = [BlobID(bytes: Array(rng.bytes(32)))]
+        for _ in 0..<3 {
+            var blobs: [PackedBlob] = []
+            for i in 0..<50 {
+                let type: BlobType = i % 5 == 0 ? .tree : .data
+                let id = BlobID(bytes: Array(rng.bytes(32)))
+                blobs.append(PackedBlob(type: type, id: id, offset: UInt32(i * 100), length: 100,
+                                        rawLength: UInt32(i * 3)))
+            }
+            file.packs.append(IndexFile.Pack(id: BlobID(bytes: Array(rng.bytes(32))), blobs: blobs))
+        }
+        let encoded = file.encode()
+        let decoded = try IndexFile.decode(encoded, location: "t")
+        #expect(decoded.supersedes == file.supersedes)
+        #expect(decoded.packs.map(\.id) == file.packs.map(\.id))
+        #expect(decoded.packs.map(\.blobs) == file.packs.map(\.blobs))
+        #expect(throws: RepositoryError.self) { try IndexFile.decode(encoded.dropLast(3), location: "t") }
+        #expect(throws: RepositoryError.self) { try IndexFile.decode(encoded + Data([0]), location: "t") }
+    }
+
+    @Test("blob IDs print and parse as hex")
+    func ids() {
+        var rng = SeededRandom(seed: 1)
+        let id = BlobID(bytes: Array(rng.bytes(32)))
+        #expect(BlobID(hex: id.hex) == id)
+        #expect(BlobID(hex: "zz") == nil)
+        #expect(id.bytes.count == 32)
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+@testable import Repository
+import Storage
+import StorageTesting
+import Testing
+
+/// Cheap scrypt for tests; the cost is recorded per key, so these keys still open later.
+let testKDF: Void = { setenv("CAIRN_KDF_N", "1024", 1) }()
+
+func newRepository(_ store: any BlobStore = MemoryBlobStore(), password: String = "pw",
+                   packSize: Int = 1 << 20) async throws -> Repository {
+    _ = testKDF
+    var config = RepositoryConfig.new()
+    config.packSize = packSize
+    return try await Repository.initialize(store: store, password: password, config: config)
+}
+
+@Suite("Repository: keys, blobs, locks, check, prune")
+struct RepositoryTests {
+    @Test("opens with the right password and refuses a wrong one with a clear error")
+    func passwords() async throws {
+        let store = MemoryBlobStore()
+        _ = try await newRepository(store, password: "correct horse")
+        let opened = try await Repository.open(store: store, password: "correct horse")
+        #expect(opened.config.chunker.seed.count == 32)
+        do {
+            _ = try await Repository.open(store: store, password: "battery staple")
+            Issue.record("a wrong password opened the repository")
+        } catch let error as RepositoryError {
+            #expect(error.code == .wrongPassword)
+            #expect(error.description.contains("wrong password"))
+            #expect(!error.description.contains("battery"))
+        }
+    }
+
+    @Test("a second password opens the same repository; removing it locks it out")
+    func addAndRemoveKeys() async throws {
+        let store = MemoryBlobStore()
+        let repo = try await newRepository(store, password: "one")
+        let second = try await repo.addKey(password: "two")
+        let viaTwo = try await Repository.open(store: store, password: "two")
+        #expect(viaTwo.config.id == repo.config.id)
+        await #expect(throws: RepositoryError.self) { try await viaTwo.removeKey(name: second) }  // key in use
+        try await repo.removeKey(name: second)
+        await #expect(throws: RepositoryError.self) { _ = try await Repository.open(store: store, password: "two") }
+        _ = try await Repository.open(store: store, password: "one")
+        await #expect(throws: RepositoryError.self) { try await repo.removeKey(name: repo.keyName) }
+    }
+
+    @Test("a directory that is not a repository, or of a newer format, is named as such")
+    func notARepositoryAndNewerFormat() async throws {
+        let store = MemoryBlobStore()
+        do {
+            _ = try await Repository.open(store: store, password: "x")
+            Issue.record("opened an empty store")
+        } catch let error as RepositoryError {
+            #expect(error.code == .notARepository)
+        }
+        _ = try await newRepository(store)
+        try await store.save(BlobHandle(.config, "format"), data: Data(#"{"cairn":"repository","version":7}"#.utf8))
+        do {
+            _ = try await Repository.open(store: store, password: "pw")
+            Issue.record("opened a newer format")
+        } catch let error as RepositoryError {
+            #expect(error.code == .newerFormat)
+            #expect(error.description.contains("upgrade"))
+        }
+    }
+
+    @Test("blobs round-trip, deduplicate, and survive a reopen")
+    func blobs() async throws {
+        let store = MemoryBlobStore()
+        let repo = try await newRepository(store)
+        var rng = SeededRandom(seed: 11)
+        var ids: [BlobID: Data] = [:]
+        for i in 0..<60 {
+            let data = i % 2 == 0 ? rng.text(50_000) : rng.bytes(50_000)
+            let (id, added) = try await repo.saveBlob(.data, data)
+            #expect(added > 0)
+            ids[id] = data
+            #expect(try await repo.saveBlob(.data, data).added == 0)
+        }
+        try await repo.flush()
+        let reopened = try await Repository.open(store: store, password: "pw")
+        let loaded = try await reopened.loadIndex()
+        #expect(loaded.blobs == 60)
+        for (id, data) in ids { #expect(try await reopened.loadBlob(id) == data) }
+    }
+
+    @Test("blob IDs are keyed: the same content has different IDs in different repositories")
+    func keyedIDs() async throws {
+        let a = try await newRepository()
+        let b = try await newRepository()
+        let data = Data("same content".utf8)
+        #expect(a.blobID(for: data) != b.blobID(for: data))
+    }
+
+    @Test("shared locks coexist; an exclusive lock excludes them; stale locks are removed")
+    func locks() async throws {
+        let repo = try await newRepository()
+        let s1 = try await RepositoryLock.acquire(repo, exclusive: false, operation: "backup")
+        let s2 = try await RepositoryLock.acquire(repo, exclusive: false, operation: "backup")
+        do {
+            _ = try await RepositoryLock.acquire(repo, exclusive: true, operation: "prune")
+            Issue.record("exclusive lock taken while shared locks are held")
+        } catch let error as RepositoryError {
+            #expect(error.code == .locked)
+            #expect(error.description.contains("backup"))
+        }
+        await s1.release()
+        await s2.release()
+        let ex = try await RepositoryLock.acquire(repo, exclusive: true, operation: "prune")
+        await #expect(throws: RepositoryError.self) {
+            _ = try await RepositoryLock.acquire(repo, exclusive: false, operation: "backup")
+        }
+        await ex.release()
+
+        // A lock of a dead process on this host, and a lock not refreshed for an hour, are stale.
+        let dead = LockInfo(time: Date(), exclusive: true, hostname: ProcessInfo.processInfo.hostName, pid: 999_999,
+                            username: "x", operation: "prune")
+        let old = LockInfo(time: Date().addingTimeInterval(-3600), exclusive: true, hostname: "elsewhere", pid: 1,
+                           username: "x", operation: "prune")
+        for info in [dead, old] { _ = try await repo.saveFile(JSONEncoder.sorted.encode(info), kind: .locks) }
+        let fresh = try await RepositoryLock.acquire(repo, exclusive: true, operation: "prune")
+        await fresh.release()
+        #expect(try await repo.listFiles(.locks).isEmpty)
+    }
+
+    @Test("check finds a flipped byte in a pack, a truncated pack, a deleted pack and a damaged index file")
+    func checkFindsDamage() async throws {
+        let store = MemoryBlobStore()
+        let repo = try await newRepository(store, packSize: 1 << 20)
+        var rng = SeededRandom(seed: 2)
+        for _ in 0..<40 { try await repo.saveBlob(.data, rng.bytes(100_000)) }
+        try await repo.flush()
+        #expect(try await repo.check(readData: true).errors.isEmpty)
+        let packs = try await store.list(.data).map(\.name).sorted()
+        #expect(packs.count >= 3)
+
+        store.tamper(BlobHandle(.data, packs[0])) { $0[100] ^= 0xff }
+        store.tamper(BlobHandle(.data, packs[1])) { $0 = $0.prefix($0.count / 2) }
+        try await store.remove(BlobHandle(.data, packs[2]))
+        let structural = try await repo.check(readData: false)
+        #expect(structural.damagedPacks.map(\.hex).sorted() == [packs[1], packs[2]].sorted())
+        let full = try await repo.check(readData: true)
+        #expect(Set(full.damagedPacks.map(\.hex)) == Set(packs[0...2]))
+        #expect(!full.damagedBlobs.isEmpty)
+        #expect(full.errors.contains { $0.contains(packs[0]) })
+
+        let index = try await store.list(.index).map(\.name)[0]
+        store.tamper(BlobHandle(.index, index)) { $0[$0.count - 5] ^= 0x10 }
+        let afterIndex = try await repo.check(readData: false)
+        #expect(afterIndex.errors.contains { $0.contains(index) })
+    }
+
+    @Test("prune deletes unused packs, repacks sparse ones, and keeps every used blob readable")
+    func prune() async throws {
+        let store = MemoryBlobStore()
+        let repo = try await newRepository(store, packSize: 1 << 20)
+        var rng = SeededRandom(seed: 4)
+        var kept: [BlobID: Data] = [:]
+        var dropped: [BlobID] = []
+        for i in 0..<60 {
+            let data = rng.bytes(90_000)
+            let id = try await repo.saveBlob(.data, data).id
+            // Keep every third blob of the first half; drop the whole second half.
+            if i < 30 && i % 3 == 0 { kept[id] = data } else { dropped.append(id) }
+        }
+        try await repo.flush()
+        let packsBefore = try await store.list(.data).count
+        let report = try await repo.prune(used: Set(kept.keys))
+        #expect(report.packsDeleted + report.packsRepacked > 0)
+        #expect(report.blobsRemoved == dropped.count)
+        let packsAfter = try await store.list(.data).count
+        #expect(packsAfter < packsBefore)
+        #expect(try await store.list(.index).count == 1)
+        let reopened = try await Repository.open(store: store, password: "pw")
+        try await reopened.loadIndex()
+        for (id, data) in kept { #expect(try await reopened.loadBlob(id) == data) }
+        for id in dropped { #expect(reopened.location(of: id) == nil) }
+        #expect(try await reopened.check(readData: true).errors.isEmpty)
+    }
+
+    @Test("prune removes leftover packs that no index names")
+    func pruneLeftovers() async throws {
+        let store = MemoryBlobStore()
+        let repo = try await newRepository(store)
+        let id = try await repo.saveBlob(.data, Data("keep me".utf8)).id
+        try await repo.flush()
+        try await store.save(BlobHandle(.data, String(repeating: "ab", count: 32)), data: Data("leftover".utf8))
+        #expect(try await repo.check(readData: false).unindexedPacks.count == 1)
+        let report = try await repo.prune(used: [id])
+        #expect(report.leftoverPacksDeleted == 1)
+        #expect(try await repo.check(readData: true).unindexedPacks.isEmpty)
+    }
+
+    @Test("storage failures surface as repository errors naming the object, never the password")
+    func storageFailure() async throws {
+        let faulty = FaultyBlobStore(MemoryBlobStore())
+        let repo = try await newRepository(faulty, password: "hunter2")
+        faulty.inject(.init(kinds: [.data], operations: [.save],
+                            error: StorageError(.noSpace, "write: no space left", location: "data/x")))
+        var rng = SeededRandom(seed: 1)
+        do {
+            for _ in 0..<30 { try await repo.saveBlob(.data, rng.bytes(100_000)) }
+            try await repo.flush()
+            Issue.record("no error surfaced")
+        } catch let error as RepositoryError {
+            #expect(error.code == .storage)
+            #expect(error.description.contains("no space"))
+            #expect(!error.description.contains("hunter2"))
+        }
+    }
+}
