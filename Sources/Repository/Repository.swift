@@ -370,10 +370,12 @@ public final class Repository: Sendable {
 
     // MARK: - Index
 
-    /// Reads every index file into memory. Superseded index files are skipped.
+    /// Reads every index file into memory. Superseded index files are skipped. With `skippingDamaged`,
+    /// index files that cannot be read are left out (their blobs then count as missing) instead of
+    /// failing — for `check`, which reports them. Never for prune: it must see every index entry.
     @discardableResult
-    public func loadIndex() async throws -> (files: Int, blobs: Int) {
-        let files = try await readIndexFiles()
+    public func loadIndex(skippingDamaged: Bool = false) async throws -> (files: Int, blobs: Int) {
+        let files = try await readIndexFiles(skippingDamaged: skippingDamaged)
         var index = MasterIndex()
         index.reserve(files.reduce(0) { $0 + $1.file.blobCount })
         for (_, file) in files {
@@ -385,7 +387,7 @@ public final class Repository: Sendable {
     }
 
     /// Reads and decodes all live index files, many at once.
-    func readIndexFiles() async throws -> [(name: String, file: IndexFile)] {
+    func readIndexFiles(skippingDamaged: Bool = false) async throws -> [(name: String, file: IndexFile)] {
         let names = try await listFiles(.index)
         var result: [(name: String, file: IndexFile)] = []
         try await withThrowingTaskGroup(of: (String, IndexFile).self) { group in
@@ -393,8 +395,12 @@ public final class Repository: Sendable {
             func addNext() {
                 guard let name = iterator.next() else { return }
                 group.addTask {
-                    let plain = try await self.loadFile(.index, name: name)
-                    return (name, try IndexFile.decode(plain, location: "index/\(name)"))
+                    do {
+                        let plain = try await self.loadFile(.index, name: name)
+                        return (name, try IndexFile.decode(plain, location: "index/\(name)"))
+                    } catch let error as RepositoryError where skippingDamaged && error.code == .corrupt {
+                        return (name, IndexFile())
+                    }
                 }
             }
             for _ in 0..<8 { addNext() }

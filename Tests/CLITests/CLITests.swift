@@ -1,0 +1,190 @@
+import Foundation
+import StorageTesting
+import Testing
+
+@Suite("cairn CLI: exit codes and bad input")
+struct CLITests {
+    @Test("init, backup, snapshots, ls, restore and check work end to end with JSON output")
+    func endToEnd() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try TestFiles.makeTree(at: dir.sub("src"))
+        let cli = CLI(repo: dir.sub("repo"))
+        try cli.ok("repo", "init")
+        let backup = try cli.json("backup", dir.sub("src")) as! [String: Any]
+        let id = backup["snapshot"] as! String
+        let list = try cli.json("snapshots") as! [[String: Any]]
+        #expect(list.map { $0["id"] as! String } == [id])
+        let ls = try cli.json("ls", String(id.prefix(8))) as! [[String: Any]]
+        #expect(ls.contains { $0["path"] as? String == "/src/d0/e0/f0.txt" })
+        try cli.ok("restore", "latest", "--target", dir.sub("out"))
+        #expect(try TestFiles.digest(dir.sub("src")) == TestFiles.digest(dir.sub("out/src")))
+        let check = try cli.json("repo", "check", "--read-data") as! [String: Any]
+        #expect(check["ok"] as? Bool == true)
+    }
+
+    @Test("wrong password → exit 11; not a repository → 10; newer format → 10; usage → 64")
+    func exitCodes() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var cli = CLI(repo: dir.sub("repo"))
+        try cli.ok("repo", "init")
+        cli.password = "not it"
+        let wrong = try cli.run("snapshots")
+        #expect(wrong.status == 11)
+        #expect(wrong.stderr.contains("wrong password"))
+        #expect(!wrong.stderr.contains("not it"))
+
+        let notRepo = try CLI(repo: dir.path).run("snapshots")
+        #expect(notRepo.status == 10)
+        #expect(notRepo.stderr.contains("no Cairn repository"))
+
+        try Data(#"{"cairn":"repository","version":99}"#.utf8).write(to: URL(fileURLWithPath: dir.sub("repo/format")))
+        let newer = try CLI(repo: dir.sub("repo")).run("snapshots")
+        #expect(newer.status == 10)
+        #expect(newer.stderr.contains("newer Cairn"))
+
+        #expect(try CLI(repo: dir.sub("repo")).run("restore", "latest").status == 64)
+        let forgetAll = try CLI(repo: dir.sub("repo")).run("forget")
+        #expect(forgetAll.status == 64)
+    }
+
+    @Test("init refuses a non-empty directory and an existing repository")
+    func initRefuses() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try TestFiles.write(dir.sub("full/file"), Data("x".utf8))
+        let r = try CLI(repo: dir.sub("full")).run("repo", "init")
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("not empty"))
+        #expect(FileManager.default.fileExists(atPath: dir.sub("full/file")))
+    }
+
+    @Test("keys: a second password works, then is removed")
+    func keys() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var cli = CLI(repo: dir.sub("repo"))
+        try cli.ok("repo", "init")
+        cli.extraEnv["CAIRN_NEW_PASSWORD"] = "second password"
+        let added = try cli.json("repo", "key", "add") as! [String: String]
+        var second = CLI(repo: dir.sub("repo"))
+        second.password = "second password"
+        try second.ok("snapshots")
+        let keys = try cli.json("repo", "key", "list") as! [[String: Any]]
+        #expect(keys.count == 2)
+        try cli.ok("repo", "key", "remove", String(added["key"]!.prefix(12)))
+        #expect(try second.run("snapshots").status == 11)
+    }
+
+    @Test("an unreadable source file is reported, the backup goes on, and the exit code says partial")
+    func unreadableSource() throws {
+        // Root reads everything, so run cairn as `nobody` with setpriv.
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        chmod(dir.path, 0o777)
+        try TestFiles.write(dir.sub("src/readable.txt"), Data("fine".utf8), mode: 0o644)
+        try TestFiles.write(dir.sub("src/secret.txt"), Data("hidden".utf8), mode: 0o000)
+        try TestFiles.write(dir.sub("src/more/also-fine.txt"), Data("fine too".utf8), mode: 0o644)
+        for p in ["src", "src/more"] { chmod(dir.sub(p), 0o755) }
+        let cli = CLI(repo: dir.sub("repo"))
+        let asNobody = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        let initResult = try cli.run(["repo", "init"], prefix: asNobody)
+        try #require(initResult.status == 0, "\(initResult.stderr)")
+        let r = try cli.run(["backup", dir.sub("src")], prefix: asNobody)
+        #expect(r.status == 3, "\(r.stderr)")
+        #expect(r.stderr.contains("secret.txt"))
+        #expect(r.stderr.contains("ermission denied"))
+        try cli.ok("restore", "latest", "--target", dir.sub("out"))
+        #expect(FileManager.default.fileExists(atPath: dir.sub("out/src/more/also-fine.txt")))
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("out/src/secret.txt")))
+    }
+
+    @Test("flipped bytes in a pack, an index file and a snapshot file are each found by check")
+    func corruptionFound() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try TestFiles.makeTree(at: dir.sub("src"), largeFileBytes: 1 << 20)
+        let cli = CLI(repo: dir.sub("repo"))
+        try cli.ok("repo", "init")
+        try cli.ok("backup", dir.sub("src"))
+        try cli.ok("backup", dir.sub("src"), "--force", "--tag", "second")
+        let pristine = dir.sub("pristine")
+        try FileManager.default.copyItem(atPath: dir.sub("repo"), toPath: pristine)
+
+        func files(_ kind: String) throws -> [String] {
+            let base = dir.sub("repo/\(kind)")
+            if kind == "data" {
+                return try FileManager.default.subpathsOfDirectory(atPath: base).filter { $0.count > 60 }.map { base + "/" + $0 }
+            }
+            return try FileManager.default.contentsOfDirectory(atPath: base).map { base + "/" + $0 }
+        }
+        func flip(_ path: String, at offset: Int) throws {
+            var data = try Data(contentsOf: URL(fileURLWithPath: path))
+            data[min(offset, data.count - 1)] ^= 0x20
+            try data.write(to: URL(fileURLWithPath: path))
+        }
+        func reset() throws {
+            try FileManager.default.removeItem(atPath: dir.sub("repo"))
+            try FileManager.default.copyItem(atPath: pristine, toPath: dir.sub("repo"))
+        }
+
+        try flip(files("data")[0], at: 200)
+        let pack = try cli.run("repo", "check", "--read-data")
+        #expect(pack.status == 13)
+        #expect(pack.stderr.contains("damaged: snapshot"))
+        #expect(pack.stdout.contains("cannot be restored intact"))
+        try reset()
+
+        try flip(files("index")[0], at: 40)
+        let index = try cli.run("repo", "check")
+        #expect(index.status == 13)
+        #expect(index.stderr.contains("index/"))
+        try reset()
+
+        try flip(files("snapshots")[0], at: 40)
+        let snapshot = try cli.run("repo", "check")
+        #expect(snapshot.status == 13)
+        #expect(snapshot.stderr.contains("snapshots/"))
+        // The other snapshot still lists and restores.
+        let list = try cli.run("snapshots")
+        #expect(list.stdout.contains("1 snapshot(s)"))
+        try reset()
+
+        let truncatedPack = try files("data")[0]
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: truncatedPack))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: truncatedPack))
+        #expect(try cli.run("repo", "check").status == 13)
+        try reset()
+
+        try FileManager.default.removeItem(atPath: files("data")[0])
+        let deleted = try cli.run("repo", "check")
+        #expect(deleted.status == 13)
+        #expect(deleted.stderr.contains("missing"))
+    }
+
+    @Test("forget with a policy, then prune, keeps what the policy keeps and check passes")
+    func forgetPrune() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let cli = CLI(repo: dir.sub("repo"))
+        try cli.ok("repo", "init")
+        var rng = SeededRandom(seed: 3)
+        var digests: [String: [String: String]] = [:]
+        for i in 0..<4 {
+            try TestFiles.write(dir.sub("src/gen\(i).bin"), rng.bytes(700_000))
+            try TestFiles.write(dir.sub("src/changing.txt"), rng.text(300_000))
+            let b = try cli.json("backup", dir.sub("src")) as! [String: Any]
+            digests[b["snapshot"] as! String] = try TestFiles.digest(dir.sub("src"))
+        }
+        let result = try cli.json("forget", "--keep-last", "2", "--prune") as! [String: Any]
+        #expect((result["remove"] as! [Any]).count == 2)
+        let remaining = (try cli.json("snapshots") as! [[String: Any]]).map { $0["id"] as! String }
+        #expect(remaining.count == 2)
+        try cli.ok("repo", "check", "--read-data")
+        for id in remaining {
+            try cli.ok("restore", String(id.prefix(10)), "--target", dir.sub("r-\(id.prefix(6))"))
+            #expect(try TestFiles.digest(dir.sub("r-\(id.prefix(6))/src")) == digests[id])
+        }
+    }
+}
