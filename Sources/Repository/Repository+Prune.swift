@@ -74,7 +74,7 @@ extension Repository {
         // (1) Copy the used blobs of sparse packs into new packs. Ciphertexts move verbatim (the AAD binds
         // type and ID, not the pack), after decrypting each once so damage is not carried over.
         var written: [IndexFile.Pack] = []
-        var buffer = PackBuffer()
+        var buffer = PackBuffer(memory: packMemory)
         for (pack, blobs) in repack.sorted(by: { $0.key < $1.key }) {
             let data = try await Self.wrapStorage { try await store.load(BlobHandle(.data, pack.hex)) }
             for b in blobs {
@@ -86,11 +86,11 @@ extension Repository {
                 report.bytesRepacked += sealed.count
                 if buffer.size >= config.packSize {
                     written.append(try await writeRawPack(buffer))
-                    buffer = PackBuffer()
+                    buffer = PackBuffer(memory: packMemory)
                 }
             }
         }
-        if !buffer.blobs.isEmpty { written.append(try await writeRawPack(buffer)) }
+        if !buffer.isEmpty { written.append(try await writeRawPack(buffer)) }
         report.packsWritten = written.count
 
         // (2) New index files covering everything kept; the last supersedes all old ones.

@@ -18,15 +18,20 @@ public final class Repository: Sendable {
     let cipher: BlobCipher
     let idKeyBytes: Data
     let logger: Logger
-    let state = Mutex(WriteState())
+    let state: Mutex<WriteState>
+    /// At most two full packs wait for write + fsync at once; blob writers wait when both are busy, so
+    /// memory stays bounded when storage is slower than the CPU.
+    let packWrites = AsyncSemaphore(permits: 2)
 
     /// Packs written whose index entries are not yet in an index file trigger an index write at this count.
     static let packsPerIndexFile = 4
 
+    let packMemory: PackMemory
+
     struct WriteState {
         var index = MasterIndex()
         var pending: Set<BlobID> = []
-        var openPack = PackBuffer()
+        var openPack: PackBuffer
         var unindexed: [IndexFile.Pack] = []
         var lastIndexWrite = Date()
     }
@@ -40,9 +45,13 @@ public final class Repository: Sendable {
         self.keyName = keyName
         self.chunker = Chunker(parameters: config.chunker)
         self.logger = logger
+        let memory = PackMemory(capacity: config.packSize + config.chunker.maxSize + (1 << 20))
+        self.packMemory = memory
+        self.state = Mutex(WriteState(openPack: PackBuffer(memory: memory)))
     }
 
     // MARK: - Creating and opening
+
 
     /// Creates a new repository in an empty store and returns it opened.
     public static func initialize(store: any BlobStore, password: String, config: RepositoryConfig = .new(),
@@ -227,17 +236,13 @@ public final class Repository: Sendable {
                 // Probe 16 KiB from the middle at the fastest level: random data costs ~10 µs to reject.
                 let start = raw.count / 2 - 8 << 10
                 let sample = UnsafeRawBufferPointer(rebasing: raw[start..<(start + 16 << 10)])
-                if Zstd.compress(sample, level: 1, limit: (16 << 10) * 97 / 100) == nil { return nil }
+                if Zstd.compress(sample, level: 1, limit: (16 << 10) * 97 / 100, prefix: nil) == nil { return nil }
             }
-            return Zstd.compress(raw, level: Int32(level), limit: raw.count * 98 / 100)
+            return Zstd.compress(raw, level: Int32(level), limit: raw.count * 98 / 100, prefix: 1)
         }
-        if let compressed {
-            out.append(1)
-            out.append(compressed)
-        } else {
-            out.append(0)
-            out.append(plaintext)
-        }
+        if let compressed { return compressed }
+        out.append(0)
+        out.append(plaintext)
         return out
     }
 
@@ -294,8 +299,7 @@ public final class Repository: Sendable {
         let full = state.withLock { s -> PackBuffer? in
             s.openPack.append(type: type, id: id, sealed: sealed, rawLength: plaintext.count)
             guard s.openPack.size >= config.packSize else { return nil }
-            defer { s.openPack = PackBuffer() }
-            return s.openPack
+            return s.takeOpenPack()
         }
         if let full { try await writePack(full) }
         return (id, sealed.count)
@@ -303,12 +307,15 @@ public final class Repository: Sendable {
 
     /// Writes a finished pack, then records it for the next index file.
     func writePack(_ pack: PackBuffer) async throws {
+        await packWrites.acquire()
+        defer { packWrites.release() }
+        let blobs = pack.blobs
         let (bytes, packID) = try pack.finish(cipher: cipher)
         try await Self.wrapStorage { try await store.save(BlobHandle(.data, packID.hex), data: bytes) }
         let batch = state.withLock { s -> [IndexFile.Pack]? in
-            s.index.add(pack: packID, blobs: pack.blobs)
-            for b in pack.blobs { s.pending.remove(b.id) }
-            s.unindexed.append(IndexFile.Pack(id: packID, blobs: pack.blobs))
+            s.index.add(pack: packID, blobs: blobs)
+            for b in blobs { s.pending.remove(b.id) }
+            s.unindexed.append(IndexFile.Pack(id: packID, blobs: blobs))
             guard s.unindexed.count >= Self.packsPerIndexFile || Date().timeIntervalSince(s.lastIndexWrite) > 15
             else { return nil }
             defer { s.unindexed = []; s.lastIndexWrite = Date() }
@@ -325,9 +332,7 @@ public final class Repository: Sendable {
     /// Makes every blob saved so far durable and indexed.
     public func flush() async throws {
         let pack = state.withLock { s -> PackBuffer? in
-            guard !s.openPack.blobs.isEmpty else { return nil }
-            defer { s.openPack = PackBuffer() }
-            return s.openPack
+            s.openPack.isEmpty ? nil : s.takeOpenPack()
         }
         if let pack { try await writePack(pack) }
         let batch = state.withLock { s -> [IndexFile.Pack] in
@@ -433,27 +438,11 @@ public final class Repository: Sendable {
     }
 }
 
-/// A pack being filled in memory.
-struct PackBuffer: Sendable {
-    var data = Data()
-    var blobs: [PackedBlob] = []
-
-    var size: Int { data.count }
-
-    mutating func append(type: BlobType, id: BlobID, sealed: Data, rawLength: Int) {
-        if data.isEmpty { data.reserveCapacity(16 << 20 + 1 << 20) }
-        blobs.append(PackedBlob(type: type, id: id, offset: UInt32(data.count), length: UInt32(sealed.count),
-                                rawLength: UInt32(rawLength)))
-        data.append(sealed)
-    }
-
-    /// The pack's bytes with its sealed header and trailer, and its ID.
-    func finish(cipher: BlobCipher) throws -> (Data, BlobID) {
-        var out = data
-        let header = try cipher.seal(PackFormat.encodeHeader(blobs), aad: PackFormat.headerAAD)
-        out.append(header)
-        out.appendLE(UInt32(header.count))
-        return (out, BlobID.sha256(out))
+extension Repository.WriteState {
+    /// Hands out the open pack and starts a new one.
+    mutating func takeOpenPack() -> PackBuffer {
+        defer { openPack = PackBuffer(memory: openPack.memory) }
+        return openPack
     }
 }
 

@@ -17,18 +17,21 @@ public enum Zstd {
     private static let pool = ContextPool()
 
     /// Compresses `input` at `level`; returns nil when the output would not be smaller than `limit`.
-    public static func compress(_ input: UnsafeRawBufferPointer, level: Int32, limit: Int) -> Data? {
+    /// With `prefix`, the result starts with that byte, followed by the frame (no extra copy).
+    public static func compress(_ input: UnsafeRawBufferPointer, level: Int32, limit: Int, prefix: UInt8?) -> Data? {
         let context = pool.compress.withLock { $0.popLast() } ?? Context(pointer: ZSTD_createCCtx()!)
         let ctx = context.pointer
         defer { pool.compress.withLock { if $0.count < 16 { $0.append(context) } else { ZSTD_freeCCtx(ctx) } } }
         let bound = min(ZSTD_compressBound(input.count), limit)
         guard bound > 0 else { return nil }
-        var out = Data(count: bound)
+        let skip = prefix == nil ? 0 : 1
+        var out = Data(count: bound + skip)
         let written = out.withUnsafeMutableBytes { dst in
-            ZSTD_compressCCtx(ctx, dst.baseAddress, bound, input.baseAddress, input.count, level)
+            if let prefix { dst[0] = prefix }
+            return ZSTD_compressCCtx(ctx, dst.baseAddress! + skip, bound, input.baseAddress, input.count, level)
         }
         if ZSTD_isError(written) != 0 { return nil }   // dstSize_tooSmall: did not fit under the limit
-        out.count = written
+        out.count = written + skip
         return out
     }
 

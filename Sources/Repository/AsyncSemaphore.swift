@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 /// Limits how many tasks do something at once; waiters resume in order.
-final class AsyncSemaphore: Sendable {
+public final class AsyncSemaphore: Sendable {
     private struct State {
         var permits: Int
         var waiters: [CheckedContinuation<Void, Never>] = []
@@ -10,11 +10,11 @@ final class AsyncSemaphore: Sendable {
 
     private let state: Mutex<State>
 
-    init(permits: Int) {
+    public init(permits: Int) {
         state = Mutex(State(permits: permits))
     }
 
-    func acquire() async {
+    public func acquire() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let ready = state.withLock { s -> Bool in
                 if s.permits > 0 {
@@ -28,7 +28,7 @@ final class AsyncSemaphore: Sendable {
         }
     }
 
-    func release() {
+    public func release() {
         let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
             if s.waiters.isEmpty {
                 s.permits += 1
