@@ -24,10 +24,25 @@ public struct Chunker: Sendable {
         self.maskLarge = ~UInt64(0) << UInt64(64 - easy)
     }
 
+    /// Where a scan that needed more input stopped, so it resumes instead of starting over.
+    public struct ScanState: Sendable {
+        var position = 0
+        var fingerprint: UInt64 = 0
+
+        public init() {}
+    }
+
     /// The length of the next chunk at the start of `buffer`. When `final` is false and no boundary is
     /// found within `buffer`, returns nil (more input is needed); `buffer` must then hold fewer than
     /// `maxSize` bytes, otherwise a cut at `maxSize` is returned.
     public func nextBoundary(in buffer: UnsafeRawBufferPointer, final: Bool) -> Int? {
+        var state = ScanState()
+        return nextBoundary(in: buffer, final: final, state: &state)
+    }
+
+    /// As `nextBoundary(in:final:)`, resuming from `state` when earlier calls for the same chunk returned
+    /// nil; `buffer` must start at the same chunk start and only have grown.
+    public func nextBoundary(in buffer: UnsafeRawBufferPointer, final: Bool, state: inout ScanState) -> Int? {
         let n = buffer.count
         let minSize = parameters.minSize
         let maxSize = parameters.maxSize
@@ -37,51 +52,63 @@ public struct Chunker: Sendable {
         }
         let limit = min(n, maxSize)
         let normal = min(average, limit)
-        return gear.withUnsafeBufferPointer { table -> Int? in
+        let resume = state
+        let result = gear.withUnsafeBufferPointer { table -> (Int?, Int, UInt64) in
             let bytes = buffer.bindMemory(to: UInt8.self)
-            var fp: UInt64 = 0
-            var i = minSize
+            var fp: UInt64 = resume.position > minSize ? resume.fingerprint : 0
+            var i = max(minSize, resume.position)
             let small = maskSmall
             let large = maskLarge
             while i < normal {
                 fp = (fp << 1) &+ table[Int(bytes[i])]
-                if fp & small == 0 { return i + 1 }
+                if fp & small == 0 { return (i + 1, 0, 0) }
                 i += 1
             }
             while i < limit {
                 fp = (fp << 1) &+ table[Int(bytes[i])]
-                if fp & large == 0 { return i + 1 }
+                if fp & large == 0 { return (i + 1, 0, 0) }
                 i += 1
             }
-            if limit == maxSize || final { return limit }
-            return nil
+            if limit == maxSize || final { return (limit, 0, 0) }
+            return (nil, i, fp)
         }
+        if let cut = result.0 {
+            state = ScanState()
+            return cut
+        }
+        state.position = result.1
+        state.fingerprint = result.2
+        return nil
     }
 }
 
 /// Splits a stream read from a file descriptor into chunks, with one reusable buffer.
 ///
-/// Memory: one caller-provided buffer of at least `maxSize + 64 KiB`; each chunk is handed out as its
-/// own `Data`.
+/// Reads 1 MiB at a time and only as far as the next boundary needs, resuming the scan where it stopped,
+/// so the memory touched is about the largest chunk plus 1 MiB. The caller provides a buffer of at least
+/// `maxSize + readSize`; each chunk is handed out as its own `Data`.
 public struct FileChunker {
+    public static let readSize = 1 << 20
     let chunker: Chunker
     let fd: Int32
     var buffer: UnsafeMutableRawBufferPointer
     var start = 0
     var end = 0
     var eof = false
+    var scan = Chunker.ScanState()
     /// Bytes read from the file so far.
     public private(set) var bytesRead = 0
 
     public init(chunker: Chunker, fd: Int32, buffer: UnsafeMutableRawBufferPointer) {
-        precondition(buffer.count >= chunker.parameters.maxSize + (64 << 10), "chunker buffer too small")
+        precondition(buffer.count >= chunker.parameters.maxSize + Self.readSize, "chunker buffer too small")
         self.chunker = chunker
         self.fd = fd
         self.buffer = buffer
     }
 
+    /// Reads up to `readSize` more bytes, first moving the unconsumed bytes to the front if needed.
     mutating func fill() throws {
-        if start > 0 {
+        if end + Self.readSize > buffer.count && start > 0 {
             let live = end - start
             if live > 0 {
                 buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + start, byteCount: live)
@@ -89,8 +116,9 @@ public struct FileChunker {
             start = 0
             end = live
         }
-        while end < buffer.count && !eof {
-            let n = read(fd, buffer.baseAddress! + end, buffer.count - end)
+        let target = min(buffer.count, end + Self.readSize)
+        while end < target && !eof {
+            let n = read(fd, buffer.baseAddress! + end, target - end)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw POSIXErrorCode(rawValue: errno).map { POSIXError($0) } ?? POSIXError(.EIO)
@@ -108,7 +136,7 @@ public struct FileChunker {
     public mutating func next() throws -> Data? {
         while true {
             let window = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
-            if let cut = chunker.nextBoundary(in: window, final: eof) {
+            if let cut = chunker.nextBoundary(in: window, final: eof, state: &scan) {
                 let chunk = Data(bytes: buffer.baseAddress! + start, count: cut)
                 start += cut
                 return chunk

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Storage
 import Synchronization
 
 /// Reusable memory for packs being filled. Packs are the largest allocations of a backup; allocating
@@ -13,7 +14,7 @@ final class PackMemory: Sendable {
 
     let capacity: Int
     let free = Mutex<[Block]>([])
-    static let kept = 3
+    static let kept = 2
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -39,21 +40,27 @@ final class PackMemory: Sendable {
     }
 }
 
-/// A pack being filled in memory: sealed blobs back to back, then (on `finish`) the sealed header and
-/// its length. Owned by one party at a time: the repository's write state (under its lock), then the
-/// task that writes it.
+/// A pack being filled: sealed blobs back to back, then (on `finish`) the sealed header and its length.
+/// Streams into a temporary object when the store can (no pack in memory), otherwise fills pooled memory
+/// and saves it whole. Owned by one party at a time: the repository's write state (under its lock), then
+/// the task that writes it.
 final class PackBuffer: @unchecked Sendable {
     let memory: PackMemory
     var block: PackMemory.Block?
-    var size = 0
+    let appender: (any BlobAppender)?
+    private(set) var size = 0
     var blobs: [PackedBlob] = []
+    /// Set when a write failed: the bytes no longer match `size`, so the pack must never be stored.
+    private(set) var broken = false
 
-    init(memory: PackMemory) {
+    init(memory: PackMemory, appender: (any BlobAppender)? = nil) {
         self.memory = memory
+        self.appender = appender
     }
 
     deinit {
         if let block { memory.give(block) }
+        appender?.abort()
     }
 
     var isEmpty: Bool { blobs.isEmpty }
@@ -67,31 +74,59 @@ final class PackBuffer: @unchecked Sendable {
         block = bigger
     }
 
-    private func write(_ bytes: UnsafeRawBufferPointer) {
-        reserve(bytes.count)
-        (block!.pointer + size).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+    private func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard !broken else { throw RepositoryError(.storage, "an earlier write to this pack failed") }
+        if let appender {
+            do {
+                try appender.append(bytes)
+            } catch {
+                broken = true
+                throw error
+            }
+        } else {
+            reserve(bytes.count)
+            (block!.pointer + size).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        }
         size += bytes.count
     }
 
-    func append(type: BlobType, id: BlobID, sealed: Data, rawLength: Int) {
-        blobs.append(PackedBlob(type: type, id: id, offset: UInt32(size), length: UInt32(sealed.count),
+    func append(type: BlobType, id: BlobID, sealed: Data, rawLength: Int) throws {
+        let offset = UInt32(size)
+        try sealed.withUnsafeBytes { try write($0) }
+        blobs.append(PackedBlob(type: type, id: id, offset: offset, length: UInt32(sealed.count),
                                 rawLength: UInt32(rawLength)))
-        sealed.withUnsafeBytes { write($0) }
     }
 
-    /// Seals the header, appends it and its length, and hands the bytes out without copying; the memory
-    /// returns to the pool when the returned `Data` is released.
-    func finish(cipher: BlobCipher) throws -> (Data, BlobID) {
+    /// Appends the sealed header and its length and stores the pack durably under its SHA-256 name.
+    func finish(cipher: BlobCipher, store: any BlobStore) async throws -> BlobID {
         let header = try cipher.seal(PackFormat.encodeHeader(blobs), aad: PackFormat.headerAAD)
-        header.withUnsafeBytes { write($0) }
+        try header.withUnsafeBytes { try write($0) }
         var length = UInt32(header.count).littleEndian
-        withUnsafeBytes(of: &length) { write($0) }
+        try withUnsafeBytes(of: &length) { try write($0) }
+        if let appender {
+            // Hash by reading back through the OS cache, 1 MiB at a time: the pack is never in memory.
+            var hasher = SHA256()
+            let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+            defer { piece.deallocate() }
+            var offset = 0
+            while offset < size {
+                let n = min(piece.count, size - offset)
+                let part = UnsafeMutableRawBufferPointer(rebasing: piece[0..<n])
+                try appender.read(at: offset, into: part)
+                hasher.update(bufferPointer: UnsafeRawBufferPointer(part))
+                offset += n
+            }
+            let id = BlobID(bytes: Array(hasher.finalize()))
+            try await appender.commit(as: BlobHandle(.data, id.hex))
+            return id
+        }
         let done = block!
         block = nil
         let memory = self.memory
         let bytes = UnsafeRawBufferPointer(start: done.pointer, count: size)
         let id = BlobID(bytes: Array(SHA256.hash(data: bytes)))
         let data = Data(bytesNoCopy: done.pointer, count: size, deallocator: .custom { _, _ in memory.give(done) })
-        return (data, id)
+        try await store.save(BlobHandle(.data, id.hex), data: data)
+        return id
     }
 }

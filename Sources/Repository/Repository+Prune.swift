@@ -74,7 +74,7 @@ extension Repository {
         // (1) Copy the used blobs of sparse packs into new packs. Ciphertexts move verbatim (the AAD binds
         // type and ID, not the pack), after decrypting each once so damage is not carried over.
         var written: [IndexFile.Pack] = []
-        var buffer = PackBuffer(memory: packMemory)
+        var buffer = try await newPack()
         for (pack, blobs) in repack.sorted(by: { $0.key < $1.key }) {
             let data = try await Self.wrapStorage { try await store.load(BlobHandle(.data, pack.hex)) }
             for b in blobs {
@@ -82,11 +82,11 @@ extension Repository {
                 let location = BlobLocation(pack: 0, offset: b.offset, length: b.length, rawLength: b.rawLength,
                                             type: b.type)
                 _ = try decryptBlob(sealed, id: b.id, location: location, pack: pack)
-                buffer.append(type: b.type, id: b.id, sealed: sealed, rawLength: Int(b.rawLength))
+                try buffer.append(type: b.type, id: b.id, sealed: sealed, rawLength: Int(b.rawLength))
                 report.bytesRepacked += sealed.count
                 if buffer.size >= config.packSize {
                     written.append(try await writeRawPack(buffer))
-                    buffer = PackBuffer(memory: packMemory)
+                    buffer = try await newPack()
                 }
             }
         }
@@ -139,8 +139,7 @@ extension Repository {
 
     /// Writes a pack whose blobs are already sealed; returns its index entry.
     func writeRawPack(_ pack: PackBuffer) async throws -> IndexFile.Pack {
-        let (bytes, id) = try pack.finish(cipher: cipher)
-        try await Self.wrapStorage { try await store.save(BlobHandle(.data, id.hex), data: bytes) }
+        let id = try await Self.wrapStorage { try await pack.finish(cipher: cipher, store: store) }
         return IndexFile.Pack(id: id, blobs: pack.blobs)
     }
 }

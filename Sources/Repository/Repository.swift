@@ -19,9 +19,9 @@ public final class Repository: Sendable {
     let idKeyBytes: Data
     let logger: Logger
     let state: Mutex<WriteState>
-    /// At most two full packs wait for write + fsync at once; blob writers wait when both are busy, so
+    /// At most one full pack is written (write + fsync) at a time; blob writers wait when both are busy, so
     /// memory stays bounded when storage is slower than the CPU.
-    let packWrites = AsyncSemaphore(permits: 2)
+    let packWrites = AsyncSemaphore(permits: 1)
 
     /// Packs written whose index entries are not yet in an index file trigger an index write at this count.
     static let packsPerIndexFile = 4
@@ -31,7 +31,7 @@ public final class Repository: Sendable {
     struct WriteState {
         var index = MasterIndex()
         var pending: Set<BlobID> = []
-        var openPack: PackBuffer
+        var openPack: PackBuffer?
         var unindexed: [IndexFile.Pack] = []
         var lastIndexWrite = Date()
     }
@@ -47,7 +47,7 @@ public final class Repository: Sendable {
         self.logger = logger
         let memory = PackMemory(capacity: config.packSize + config.chunker.maxSize + (1 << 20))
         self.packMemory = memory
-        self.state = Mutex(WriteState(openPack: PackBuffer(memory: memory)))
+        self.state = Mutex(WriteState())
     }
 
     // MARK: - Creating and opening
@@ -222,28 +222,36 @@ public final class Repository: Sendable {
 
     // MARK: - Blob payload encoding
 
-    /// `encoding ‖ payload`: 0 = stored, 1 = zstd. Compression is skipped quickly when a sample of the
-    /// input does not shrink, and whenever the result would not save at least 2%.
+    /// `encoding ‖ payload`: 0 = stored, 1 = zstd. Data that looks random (byte entropy of a sample above
+    /// 7.5 bits) is stored without trying, and compression is kept only when it saves at least 2%.
     static func encode(_ plaintext: Data, level: Int) -> Data {
-        var out = Data(capacity: plaintext.count + 1)
-        guard level > 0, plaintext.count >= 64 else {
-            out.append(0)
-            out.append(plaintext)
-            return out
-        }
         let compressed: Data? = plaintext.withUnsafeBytes { raw -> Data? in
-            if raw.count >= 64 << 10 {
-                // Probe 16 KiB from the middle at the fastest level: random data costs ~10 µs to reject.
-                let start = raw.count / 2 - 8 << 10
-                let sample = UnsafeRawBufferPointer(rebasing: raw[start..<(start + 16 << 10)])
-                if Zstd.compress(sample, level: 1, limit: (16 << 10) * 97 / 100, prefix: nil) == nil { return nil }
-            }
+            guard level > 0, raw.count >= 64, !looksRandom(raw) else { return nil }
             return Zstd.compress(raw, level: Int32(level), limit: raw.count * 98 / 100, prefix: 1)
         }
         if let compressed { return compressed }
+        var out = Data(capacity: plaintext.count + 1)
         out.append(0)
         out.append(plaintext)
         return out
+    }
+
+    /// Estimates the Shannon entropy of up to 8 KiB from the middle of the input. Random, encrypted and
+    /// already-compressed data is close to 8 bits per byte; text is near 4–5. Costs a few microseconds.
+    static func looksRandom(_ raw: UnsafeRawBufferPointer) -> Bool {
+        guard raw.count >= 4096 else { return false }
+        let n = min(raw.count, 8192)
+        let start = (raw.count - n) / 2
+        var counts = [Int](repeating: 0, count: 256)
+        for i in start..<(start + n) { counts[Int(raw[i])] += 1 }
+        var entropy = 0.0
+        let total = Double(n)
+        for c in counts where c > 0 {
+            let p = Double(c) / total
+            entropy -= p * log2(p)
+        }
+        // A sample of n bytes from uniform data has entropy slightly below 8 (≈ 7.97 for 8 KiB).
+        return entropy > 7.5
     }
 
     static func decode(_ encoded: Data, location: String, expectedSize: Int? = nil) throws -> Data {
@@ -296,13 +304,45 @@ public final class Repository: Sendable {
         guard fresh else { return (id, 0) }
         let sealed = try cipher.seal(Self.encode(plaintext, level: config.compressionLevel),
                                      aad: PackFormat.blobAAD(type: type, id: id))
-        let full = state.withLock { s -> PackBuffer? in
-            s.openPack.append(type: type, id: id, sealed: sealed, rawLength: plaintext.count)
-            guard s.openPack.size >= config.packSize else { return nil }
-            return s.takeOpenPack()
+        var full: PackBuffer?
+        while true {
+            let pack = try await openPack()
+            // Append only to the pack that is still open: another task may have taken it to write it.
+            let appended = try state.withLock { s -> Bool in
+                guard s.openPack === pack else { return false }
+                do {
+                    try pack.append(type: type, id: id, sealed: sealed, rawLength: plaintext.count)
+                } catch {
+                    s.openPack = nil   // broken: nobody appends to it again, it is never stored
+                    throw error
+                }
+                if pack.size >= config.packSize {
+                    s.openPack = nil
+                    full = pack
+                }
+                return true
+            }
+            if appended { break }
         }
         if let full { try await writePack(full) }
         return (id, sealed.count)
+    }
+
+    /// The pack blobs are appended to, created on first use.
+    func openPack() async throws -> PackBuffer {
+        if let pack = state.withLock({ $0.openPack }) { return pack }
+        let fresh = try await newPack()
+        return state.withLock { s in
+            if let raced = s.openPack { return raced }   // another task created one first; ours is dropped
+            s.openPack = fresh
+            return fresh
+        }
+    }
+
+    /// A new, empty pack: streaming into the store when it can, in memory otherwise.
+    func newPack() async throws -> PackBuffer {
+        let appender = try await Self.wrapStorage { try await store.makeAppender(.data) }
+        return PackBuffer(memory: packMemory, appender: appender)
     }
 
     /// Writes a finished pack, then records it for the next index file.
@@ -310,8 +350,7 @@ public final class Repository: Sendable {
         await packWrites.acquire()
         defer { packWrites.release() }
         let blobs = pack.blobs
-        let (bytes, packID) = try pack.finish(cipher: cipher)
-        try await Self.wrapStorage { try await store.save(BlobHandle(.data, packID.hex), data: bytes) }
+        let packID = try await Self.wrapStorage { try await pack.finish(cipher: cipher, store: store) }
         let batch = state.withLock { s -> [IndexFile.Pack]? in
             s.index.add(pack: packID, blobs: blobs)
             for b in blobs { s.pending.remove(b.id) }
@@ -332,7 +371,8 @@ public final class Repository: Sendable {
     /// Makes every blob saved so far durable and indexed.
     public func flush() async throws {
         let pack = state.withLock { s -> PackBuffer? in
-            s.openPack.isEmpty ? nil : s.takeOpenPack()
+            defer { s.openPack = nil }
+            return s.openPack.flatMap { $0.isEmpty ? nil : $0 }
         }
         if let pack { try await writePack(pack) }
         let batch = state.withLock { s -> [IndexFile.Pack] in
@@ -435,14 +475,6 @@ public final class Repository: Sendable {
         } catch let error as StorageError {
             throw RepositoryError(.storage, error.message, location: error.location, underlying: error.underlying)
         }
-    }
-}
-
-extension Repository.WriteState {
-    /// Hands out the open pack and starts a new one.
-    mutating func takeOpenPack() -> PackBuffer {
-        defer { openPack = PackBuffer(memory: openPack.memory) }
-        return openPack
     }
 }
 

@@ -14,7 +14,7 @@ public struct BackupOptions: Sendable {
     public var fileConcurrency: Int
 
     public init(paths: [String], parent: SnapshotManifest? = nil, tags: [String] = [],
-                hostname: String = ProcessInfo.processInfo.hostName, fileConcurrency: Int = 4) {
+                hostname: String = ProcessInfo.processInfo.hostName, fileConcurrency: Int = 8) {
         self.paths = paths
         self.parent = parent
         self.tags = tags
@@ -69,6 +69,9 @@ public final class Archiver: Sendable {
     let errors = Mutex<[String]>([])
     let summary = Mutex(BackupSummary())
     let buffers: BufferPool
+    /// Chunks being hashed, compressed and encrypted at once, across all files: one per core plus one, so
+    /// the cores stay busy and memory does not grow with the number of large files read at once.
+    let chunkSlots = AsyncSemaphore(permits: ProcessInfo.processInfo.activeProcessorCount + 1)
 
     static let chunkWindow = 3
 
@@ -77,7 +80,7 @@ public final class Archiver: Sendable {
         self.repository = repository
         self.progress = progress
         self.logger = logger
-        self.buffers = BufferPool(size: repository.chunker.parameters.maxSize + (1 << 20))
+        self.buffers = BufferPool(size: repository.chunker.parameters.maxSize + FileChunker.readSize)
     }
 
     /// Runs the backup under a shared repository lock and writes the snapshot once all data is durable.
@@ -192,7 +195,13 @@ public final class Archiver: Sendable {
             }
             for try await (i, child) in group { nodes[i] = child }
         }
-        let tree = Tree(nodes: nodes.compactMap { $0 })
+        let tree = Tree(sortedNodes: nodes.compactMap { $0 })
+        // Nothing below changed: the previous tree blob is this directory's tree, no need to encode it.
+        if let previousTree, let subtree = previous?.subtree, previousTree == tree, repository.hasBlob(subtree) {
+            summary.withLock { $0.directories += 1 }
+            node.subtree = subtree
+            return node
+        }
         let saved = try await repository.saveBlob(.tree, try tree.encoded())
         summary.withLock {
             $0.directories += 1
@@ -301,7 +310,9 @@ public final class Archiver: Sendable {
                 let index = next
                 next += 1
                 inFlight += 1
+                await chunkSlots.acquire()
                 group.addTask {
+                    defer { self.chunkSlots.release() }
                     let saved = try await self.repository.saveBlob(.data, chunk)
                     return (index, saved.id, saved.added)
                 }

@@ -71,42 +71,39 @@ public struct Node: Codable, Sendable, Equatable {
     }
 }
 
-/// A directory listing, stored as a tree blob: JSON `{"nodes": [...]}` sorted by name, with sorted keys,
-/// so that an unchanged directory encodes to the same bytes and deduplicates.
-public struct Tree: Codable, Sendable {
+/// A directory listing, stored as a tree blob in a compact binary encoding (see
+/// docs/repository-format.md, "Trees"), nodes sorted by the bytes of their names, so that an unchanged
+/// directory encodes to the same bytes and deduplicates.
+public struct Tree: Sendable, Equatable {
     public var nodes: [Node]
 
     public init(nodes: [Node]) {
         self.nodes = nodes.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
     }
 
+    init(sortedNodes: [Node]) {
+        self.nodes = sortedNodes
+    }
+
     public func node(named name: String) -> Node? {
         // Nodes are sorted by UTF-8 bytes: binary search.
         var lo = 0, hi = nodes.count
-        let key = Array(name.utf8)
         while lo < hi {
             let mid = (lo + hi) / 2
-            let n = Array(nodes[mid].name.utf8)
-            if n == key { return nodes[mid] }
-            if n.lexicographicallyPrecedes(key) { lo = mid + 1 } else { hi = mid }
+            let n = nodes[mid].name
+            if n == name { return nodes[mid] }
+            if n.utf8.lexicographicallyPrecedes(name.utf8) { lo = mid + 1 } else { hi = mid }
         }
         return nil
     }
 
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        return e
-    }()
-
-    public func encoded() throws -> Data { try Self.encoder.encode(self) }
+    public func encoded() throws -> Data { TreeCodec.encode(self) }
 
     public static func decode(_ data: Data, id: BlobID) throws -> Tree {
-        do {
-            return try JSONDecoder().decode(Tree.self, from: data)
-        } catch {
+        guard let tree = TreeCodec.decode(data) else {
             throw RepositoryError(.corrupt, "tree \(id.short) does not decode", location: id.hex)
         }
+        return tree
     }
 }
 

@@ -87,10 +87,31 @@ public protocol BlobStore: Sendable {
     /// Removes leftovers of interrupted writes that the store itself keeps (temporary files). Called only
     /// while no other process writes (under an exclusive repository lock). Returns how many it removed.
     func removeLeftovers() async throws -> Int
+
+    /// A writer that builds one object piece by piece without holding it in memory, or nil when the store
+    /// cannot (callers then buffer and use `save`). The object becomes visible only on `commit`, with the
+    /// same atomicity and durability as `save`.
+    func makeAppender(_ kind: BlobKind) async throws -> (any BlobAppender)?
+}
+
+/// An object being written sequentially (see `BlobStore.makeAppender`). Used by one owner at a time.
+public protocol BlobAppender: AnyObject, Sendable {
+    /// Bytes appended so far.
+    var size: Int { get }
+    /// Appends bytes. Blocking, but only as long as a write to the operating system's cache.
+    func append(_ bytes: UnsafeRawBufferPointer) throws
+    /// Reads back `count` bytes at `offset` of what was appended (to hash it without keeping it).
+    func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws
+    /// Makes the object durable and visible under `handle`. Atomic.
+    func commit(as handle: BlobHandle) async throws
+    /// Discards everything appended.
+    func abort()
 }
 
 extension BlobStore {
     public func removeLeftovers() async throws -> Int { 0 }
+
+    public func makeAppender(_ kind: BlobKind) async throws -> (any BlobAppender)? { nil }
 
     public func save(_ handle: BlobHandle, data: Data) async throws {
         try await save(handle, data: data, options: SaveOptions())

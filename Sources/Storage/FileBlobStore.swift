@@ -70,6 +70,12 @@ public struct FileBlobStore: BlobStore {
         (path(handle) as NSString).deletingLastPathComponent
     }
 
+    public func makeAppender(_ kind: BlobKind) async throws -> (any BlobAppender)? {
+        let tmpDir = root.appendingPathComponent("tmp").path
+        try Self.ensureDirectory(tmpDir)
+        return try FileAppender(store: self, path: tmpDir + "/" + kind.rawValue + "-" + UUID().uuidString)
+    }
+
     public func save(_ handle: BlobHandle, data: Data, options: SaveOptions) async throws {
         let target = path(handle)
         let dir = directory(handle)
@@ -243,5 +249,71 @@ public struct FileBlobStore: BlobStore {
         guard fd >= 0 else { throw StorageError.posix(errno, operation: "open directory", path: dir) }
         defer { close(fd) }
         guard fsync(fd) == 0 else { throw StorageError.posix(errno, operation: "fsync directory", path: dir) }
+    }
+}
+
+/// A temporary file in `tmp/` that becomes an object on `commit` (fsync, rename, fsync of the directory).
+final class FileAppender: BlobAppender, @unchecked Sendable {
+    let store: FileBlobStore
+    let path: String
+    let fd: Int32
+    private(set) var size = 0
+    private var closed = false
+
+    init(store: FileBlobStore, path: String) throws {
+        self.store = store
+        self.path = path
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StorageError.posix(errno, operation: "create temporary file", path: path) }
+    }
+
+    deinit {
+        if !closed { abort() }
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.posix(errno, operation: "write", path: path)
+            }
+            done += n
+        }
+        size += bytes.count
+    }
+
+    func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.posix(errno, operation: "read", path: path)
+            }
+            if n == 0 { throw StorageError(.io, "temporary file shorter than written", location: path) }
+            done += n
+        }
+    }
+
+    func commit(as handle: BlobHandle) async throws {
+        let target = store.path(handle)
+        let dir = store.directory(handle)
+        try await BlockingIO.run { [self] in
+            guard fsync(fd) == 0 else { throw StorageError.posix(errno, operation: "fsync", path: target) }
+            try FileBlobStore.ensureDirectory(dir)
+            guard rename(path, target) == 0 else { throw StorageError.posix(errno, operation: "rename", path: target) }
+            close(fd)
+            closed = true
+            try FileBlobStore.syncDirectory(dir)
+        }
+    }
+
+    func abort() {
+        guard !closed else { return }
+        closed = true
+        close(fd)
+        unlink(path)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import Repository
 import Snapshot
 import Storage
@@ -19,6 +20,28 @@ struct Cairn: AsyncParsableCommand {
         subcommands: [RepoCommand.self, BackupCommand.self, SnapshotsCommand.self, LsCommand.self,
                       RestoreCommand.self, ForgetCommand.self, PruneCommand.self]
     )
+
+    static func main() async {
+        // Logs go to stderr (stdout carries --json output); warnings and above unless CAIRN_LOG_LEVEL says
+        // otherwise (trace, debug, info, notice, warning, error, critical).
+        let level = ProcessInfo.processInfo.environment["CAIRN_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
+            ?? .warning
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Exit codes, documented in README and `cairn --help`.

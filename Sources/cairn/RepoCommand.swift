@@ -12,16 +12,22 @@ struct RepoCommand: AsyncParsableCommand {
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a new repository.")
         @OptionGroup var global: GlobalOptions
+        @Option(name: .long, help: "zstd level for stored data, 0 (off) to 19. Higher is smaller and slower.")
+        var compressionLevel = RepositoryConfig.defaultCompressionLevel
 
         func run() async throws {
             try await runReporting {
+                guard (0...19).contains(compressionLevel) else {
+                    throw CLIError("--compression-level must be between 0 and 19", code: 64)
+                }
                 let store = try global.store()
                 var password = try global.password(prompt: "New repository password: ")
                 if ProcessInfo.processInfo.environment["CAIRN_PASSWORD"] == nil && global.passwordFile == nil {
                     let again = try promptPassword("Repeat the password: ")
                     guard again == password else { throw CLIError("the passwords differ; nothing was created") }
                 }
-                let repo = try await Repository.initialize(store: store, password: password)
+                let repo = try await Repository.initialize(store: store, password: password,
+                                                          config: .new(compressionLevel: compressionLevel))
                 password = ""
                 if global.json {
                     try printJSON(["id": repo.config.id, "location": store.location])
