@@ -3,6 +3,7 @@ import PackageDescription
 
 // Targets are split by dependency weight and arrows point down only:
 //   cairn → Snapshot → Repository → Storage
+// Test support: StorageTesting (conformance suite, faults), KubeTesting (the local cluster fixture).
 // `Repository` knows nothing of files on disk as a user sees them; `Snapshot` knows
 // nothing of packs; `Storage` knows only named blobs. See docs/architecture.md.
 let package = Package(
@@ -59,6 +60,12 @@ let package = Package(
             dependencies: ["Storage", .product(name: "Crypto", package: "swift-crypto")],
             path: "Sources/StorageTesting"
         ),
+        .target(
+            name: "KubeTesting",
+            dependencies: [],
+            path: "Sources/KubeTesting"
+        ),
+        .testTarget(name: "ClusterTests", dependencies: ["KubeTesting"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", "Storage", "StorageTesting"]),
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshot", "Repository", "Storage", "StorageTesting"]),

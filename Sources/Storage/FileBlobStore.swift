@@ -92,17 +92,7 @@ public struct FileBlobStore: BlobStore {
             }
             do {
                 defer { close(fd) }
-                try data.withUnsafeBytes { raw in
-                    var offset = 0
-                    while offset < raw.count {
-                        let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                        if n < 0 {
-                            if errno == EINTR { continue }
-                            throw StorageError.posix(errno, operation: "write", path: target)
-                        }
-                        offset += n
-                    }
-                }
+                try data.withUnsafeBytes { try Self.writeAll(fd, $0, path: target) }
                 guard fsync(fd) == 0 else { throw StorageError.posix(errno, operation: "fsync", path: target) }
             }
             if options.createOnly {
@@ -233,6 +223,19 @@ public struct FileBlobStore: BlobStore {
         }
     }
 
+    /// Writes all of `bytes`, retrying short writes and interruptions.
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.posix(errno, operation: "write", path: path)
+            }
+            done += n
+        }
+    }
+
     static func ensureDirectory(_ dir: String) throws {
         var st = stat()
         if stat(dir, &st) == 0 { return }
@@ -272,15 +275,7 @@ final class FileAppender: BlobAppender, @unchecked Sendable {
     }
 
     func append(_ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StorageError.posix(errno, operation: "write", path: path)
-            }
-            done += n
-        }
+        try FileBlobStore.writeAll(fd, bytes, path: path)
         size += bytes.count
     }
 

@@ -1,0 +1,231 @@
+import Foundation
+
+/// The local single-node cluster of `scripts/local-cluster`, for tests: starts it (or reuses a running
+/// one), runs `kubectl` as the admin or as a namespace-scoped user, gives each test its own namespace,
+/// and creates hostPath PersistentVolumes on request.
+public final class LocalCluster: Sendable {
+    /// A user of the local cluster: the admin, or a user who administers one namespace only.
+    public enum User: String, Sendable, CaseIterable {
+        case admin
+        /// Administers `team-a` only.
+        case alice
+        /// Administers `team-b` only.
+        case bob
+    }
+
+    public struct CommandResult: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    public let name: String
+    public let kubeconfig: String
+    public let stateDirectory: String
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+    static let script = repositoryRoot + "/scripts/local-cluster"
+
+    private static let sharedCluster = Mutex<LocalCluster?>(nil)
+
+    init(name: String) {
+        self.name = name
+        let stateRoot = ProcessInfo.processInfo.environment["CAIRN_CLUSTER_STATE"] ?? "/var/lib/cairn-local-cluster"
+        self.stateDirectory = stateRoot + "/" + name
+        self.kubeconfig = stateDirectory + "/kubeconfig"
+    }
+
+    /// The default cluster, started by the first caller if it does not run yet (`scripts/test` starts it
+    /// before the tests, so this normally only checks it answers).
+    public static func shared() throws -> LocalCluster {
+        try sharedCluster.withLock { shared in
+            if let shared { return shared }
+            let cluster = LocalCluster(name: ProcessInfo.processInfo.environment["CAIRN_CLUSTER_NAME"] ?? "cairn")
+            if try cluster.kubectl(["get", "--raw", "/readyz"]).status != 0 {
+                try cluster.up()
+            }
+            shared = cluster
+            return cluster
+        }
+    }
+
+    /// Another cluster beside the default one (for disaster-recovery and migration tests).
+    public static func named(_ name: String) -> LocalCluster {
+        LocalCluster(name: name)
+    }
+
+    /// Starts the cluster (`scripts/local-cluster up`).
+    public func up() throws {
+        let r = try Self.run([Self.script, "up", "--name", name])
+        guard r.status == 0 else { throw ClusterError("local-cluster up --name \(name) failed: \(r.stderr.suffix(3000))") }
+    }
+
+    /// Stops it; with `purge` removes its state.
+    public func down(purge: Bool = false) throws {
+        let r = try Self.run([Self.script, "down", "--name", name] + (purge ? ["--purge"] : []))
+        guard r.status == 0 else { throw ClusterError("local-cluster down --name \(name) failed: \(r.stderr)") }
+    }
+
+    /// Checks that nothing of a stopped cluster is left (processes, mounts, network, cgroups, chains).
+    public func verifyDown() throws -> CommandResult {
+        try Self.run([Self.script, "verify-down", "--name", name])
+    }
+
+    /// Runs a command inside the cluster's network (where ClusterIPs and pod IPs are reachable).
+    public func execInNetwork(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
+        try Self.run([Self.script, "exec", "--name", name, "--"] + arguments, environment: environment)
+    }
+
+    /// Runs kubectl as `user`, optionally feeding `stdin`.
+    @discardableResult
+    public func kubectl(_ arguments: [String], as user: User = .admin, stdin: String? = nil) throws -> CommandResult {
+        try Self.run(["kubectl", "--context", "\(name)-\(user.rawValue)"] + arguments,
+                     environment: ["KUBECONFIG": kubeconfig], stdin: stdin)
+    }
+
+    /// Runs kubectl and fails with its stderr unless it succeeds; returns stdout.
+    @discardableResult
+    public func kubectlOK(_ arguments: [String], as user: User = .admin, stdin: String? = nil) throws -> String {
+        let r = try kubectl(arguments, as: user, stdin: stdin)
+        guard r.status == 0 else {
+            throw ClusterError("kubectl \(arguments.joined(separator: " ")) failed (\(r.status)): \(r.stderr)")
+        }
+        return r.stdout
+    }
+
+    /// Applies YAML or JSON manifests.
+    public func apply(_ manifest: String, as user: User = .admin) throws {
+        try kubectlOK(["apply", "-f", "-"], as: user, stdin: manifest)
+    }
+
+    /// Waits until `condition` returns true, polling every half second.
+    public func waitUntil(_ what: String, timeout: TimeInterval = 120, _ condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if (try? condition()) == true { return }
+            if Date() > deadline { throw ClusterError("timed out after \(Int(timeout)) s waiting for \(what)") }
+            usleep(500_000)
+        }
+    }
+
+    /// Creates a fresh namespace for one test, runs `body`, then deletes the namespace (and the hostPath
+    /// volumes made for it) and waits until it is gone.
+    public func withNamespace<T>(_ prefix: String = "t", _ body: (TestNamespace) throws -> T) throws -> T {
+        let name = "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
+        try kubectlOK(["create", "namespace", name])
+        let namespace = TestNamespace(cluster: self, name: name)
+        defer { namespace.cleanUp() }
+        return try body(namespace)
+    }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws
+        -> CommandResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = stdin == nil ? FileHandle.nullDevice : input
+        try p.run()
+        if let stdin {
+            input.fileHandleForWriting.write(Data(stdin.utf8))
+            try input.fileHandleForWriting.close()
+        }
+        // Read both pipes concurrently so neither fills up.
+        let errData = Locked(Data())
+        let reader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
+        reader.start()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        while !errData.done { usleep(1000) }
+        return CommandResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                             stderr: String(decoding: errData.value, as: UTF8.self))
+    }
+}
+
+/// A namespace that belongs to one test.
+public struct TestNamespace: Sendable {
+    public let cluster: LocalCluster
+    public let name: String
+
+    /// Host directory holding this namespace's hostPath volumes.
+    public var volumesDirectory: String { cluster.stateDirectory + "/volumes/" + name }
+
+    /// kubectl in this namespace.
+    @discardableResult
+    public func kubectl(_ arguments: [String], as user: LocalCluster.User = .admin, stdin: String? = nil) throws
+        -> LocalCluster.CommandResult {
+        try cluster.kubectl(["-n", name] + arguments, as: user, stdin: stdin)
+    }
+
+    @discardableResult
+    public func kubectlOK(_ arguments: [String], stdin: String? = nil) throws -> String {
+        try cluster.kubectlOK(["-n", name] + arguments, stdin: stdin)
+    }
+
+    public func apply(_ manifest: String) throws {
+        try kubectlOK(["apply", "-f", "-"], stdin: manifest)
+    }
+
+    /// Creates a hostPath PersistentVolume that only a claim named `claim` in this namespace binds, backed
+    /// by a fresh host directory; returns that directory.
+    @discardableResult
+    public func hostPathVolume(forClaim claim: String, size: String = "1Gi",
+                               storageClass: String = "cairn-hostpath") throws -> String {
+        let pvName = "\(name)-\(claim)"
+        let path = volumesDirectory + "/" + claim
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        chmod(path, 0o777)
+        try cluster.apply("""
+            apiVersion: v1
+            kind: PersistentVolume
+            metadata:
+              name: \(pvName)
+              labels: {cairn.dev/test-namespace: \(name)}
+            spec:
+              capacity: {storage: \(size)}
+              accessModes: [ReadWriteOnce]
+              persistentVolumeReclaimPolicy: Retain
+              storageClassName: \(storageClass)
+              claimRef: {namespace: \(name), name: \(claim)}
+              hostPath: {path: \(path), type: DirectoryOrCreate}
+            """)
+        return path
+    }
+
+    /// Waits until a pod is Running and Ready.
+    public func waitForPodReady(_ pod: String, timeout: TimeInterval = 180) throws {
+        try cluster.waitUntil("pod \(name)/\(pod) to be ready", timeout: timeout) {
+            let r = try kubectl(["get", "pod", pod, "-o",
+                                 "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])
+            return r.stdout == "True"
+        }
+    }
+
+    /// Waits until a pod has finished successfully.
+    public func waitForPodSucceeded(_ pod: String, timeout: TimeInterval = 120) throws {
+        try cluster.waitUntil("pod \(name)/\(pod) to succeed", timeout: timeout) {
+            let phase = try kubectl(["get", "pod", pod, "-o", "jsonpath={.status.phase}"]).stdout
+            if phase == "Failed" { throw ClusterError("pod \(pod) failed") }
+            return phase == "Succeeded"
+        }
+    }
+
+    func cleanUp() {
+        _ = try? cluster.kubectl(["delete", "namespace", name, "--wait=true", "--timeout=120s"])
+        _ = try? cluster.kubectl(["delete", "pv", "-l", "cairn.dev/test-namespace=\(name)", "--wait=false"])
+        try? FileManager.default.removeItem(atPath: volumesDirectory)
+    }
+}
+
+public struct ClusterError: Error, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import KubeTesting
+import Testing
+
+@Suite("The local cluster: real API server, kubelet, pods, volumes, RBAC")
+struct LocalClusterTests {
+    @Test("a busybox pod writes to a hostPath volume; kubectl logs, kubectl exec and the file on the host agree")
+    func hostPathPod() throws {
+        let cluster = try LocalCluster.shared()
+        try cluster.withNamespace { ns in
+            let dir = ns.volumesDirectory + "/scratch"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let token = UUID().uuidString
+            try ns.apply("""
+                apiVersion: v1
+                kind: Pod
+                metadata: {name: writer}
+                spec:
+                  containers:
+                  - name: main
+                    image: cairn.local/busybox:1.35
+                    imagePullPolicy: Never
+                    command: [sh, -c, "echo \(token) > /data/token; cat /data/token; sleep 3600"]
+                    volumeMounts: [{name: data, mountPath: /data}]
+                  volumes:
+                  - name: data
+                    hostPath: {path: \(dir), type: Directory}
+                  terminationGracePeriodSeconds: 1
+                """)
+            try ns.waitForPodReady("writer")
+            try cluster.waitUntil("the pod's log", timeout: 30) {
+                try ns.kubectl(["logs", "writer"]).stdout.contains(token)
+            }
+            let exec = try ns.kubectlOK(["exec", "writer", "--", "cat", "/data/token"])
+            let host = try String(contentsOfFile: dir + "/token", encoding: .utf8)
+            #expect(exec == token + "\n")
+            #expect(host == token + "\n")
+            let status = try ns.kubectl(["exec", "writer", "--", "sh", "-c", "exit 7"])
+            #expect(status.status == 7)
+        }
+    }
+
+    @Test("a PostgreSQL StatefulSet on a hostPath volume takes rows through its ClusterIP and keeps them across pod deletion")
+    func postgres() throws {
+        let cluster = try LocalCluster.shared()
+        try cluster.withNamespace { ns in
+            try ns.hostPathVolume(forClaim: "data-db-0", size: "1Gi")
+            try ns.apply("""
+                apiVersion: v1
+                kind: Secret
+                metadata: {name: db}
+                stringData: {password: s3cret-for-tests}
+                ---
+                apiVersion: v1
+                kind: Service
+                metadata: {name: db}
+                spec:
+                  selector: {app: db}
+                  ports: [{port: 5432, targetPort: 5432}]
+                ---
+                apiVersion: apps/v1
+                kind: StatefulSet
+                metadata: {name: db}
+                spec:
+                  serviceName: db
+                  replicas: 1
+                  selector: {matchLabels: {app: db}}
+                  template:
+                    metadata: {labels: {app: db}}
+                    spec:
+                      terminationGracePeriodSeconds: 5
+                      containers:
+                      - name: postgres
+                        image: cairn.local/postgres:15
+                        imagePullPolicy: Never
+                        env:
+                        - {name: POSTGRES_PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}
+                        - {name: PGDATA, value: /var/lib/postgresql/data/pgdata}
+                        ports: [{containerPort: 5432}]
+                        readinessProbe:
+                          exec: {command: [pg_isready, -U, postgres, -h, 127.0.0.1]}
+                          periodSeconds: 2
+                        volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]
+                  volumeClaimTemplates:
+                  - metadata: {name: data}
+                    spec:
+                      accessModes: [ReadWriteOnce]
+                      storageClassName: cairn-hostpath
+                      resources: {requests: {storage: 1Gi}}
+                """)
+            try ns.waitForPodReady("db-0", timeout: 240)
+            let ip = try ns.kubectlOK(["get", "service", "db", "-o", "jsonpath={.spec.clusterIP}"])
+            func psql(_ sql: String) throws -> LocalCluster.CommandResult {
+                try cluster.execInNetwork(["psql", "-h", ip, "-U", "postgres", "-tA", "-c", sql],
+                                          environment: ["PGPASSWORD": "s3cret-for-tests", "PGCONNECT_TIMEOUT": "5"])
+            }
+            try cluster.waitUntil("PostgreSQL through the Service", timeout: 60) { try psql("select 1").status == 0 }
+            let create = try psql("create table t (id int primary key, v text); insert into t select g, md5(g::text) from generate_series(1, 1000) g")
+            #expect(create.status == 0, "\(create.stderr)")
+            let before = try psql("select count(*), md5(string_agg(v, ',' order by id)) from t").stdout
+            #expect(before.hasPrefix("1000|"))
+
+            let uid = try ns.kubectlOK(["get", "pod", "db-0", "-o", "jsonpath={.metadata.uid}"])
+            try ns.kubectlOK(["delete", "pod", "db-0", "--wait=true"])
+            try cluster.waitUntil("a new db-0", timeout: 60) {
+                try ns.kubectl(["get", "pod", "db-0", "-o", "jsonpath={.metadata.uid}"]).stdout.count > 0
+                    && (try ns.kubectl(["get", "pod", "db-0", "-o", "jsonpath={.metadata.uid}"]).stdout != uid)
+            }
+            try ns.waitForPodReady("db-0", timeout: 240)
+            try cluster.waitUntil("PostgreSQL after the restart", timeout: 60) { try psql("select 1").status == 0 }
+            #expect(try psql("select count(*), md5(string_agg(v, ',' order by id)) from t").stdout == before)
+            let onHost = try FileManager.default.contentsOfDirectory(atPath: ns.volumesDirectory + "/data-db-0/pgdata")
+            #expect(onHost.contains("PG_VERSION"))
+        }
+    }
+
+    @Test("deleting a namespace finishes; a namespace-scoped user is Forbidden outside its namespace")
+    func namespacesAndRBAC() throws {
+        let cluster = try LocalCluster.shared()
+        // alice administers team-a only.
+        let name = "cm-\(UUID().uuidString.prefix(6).lowercased())"
+        try cluster.kubectlOK(["-n", "team-a", "create", "configmap", name, "--from-literal=k=v"], as: .alice)
+        try cluster.kubectlOK(["-n", "team-a", "delete", "configmap", name], as: .alice)
+        let inB = try cluster.kubectl(["-n", "team-b", "get", "configmaps"], as: .alice)
+        #expect(inB.status != 0)
+        #expect(inB.stderr.contains("Forbidden") || inB.stderr.contains("forbidden"))
+        #expect(inB.stderr.contains("alice"))
+        let clusterScoped = try cluster.kubectl(["get", "nodes"], as: .alice)
+        #expect(clusterScoped.status != 0 && clusterScoped.stderr.contains("forbidden"))
+        #expect(try cluster.kubectl(["-n", "team-b", "get", "configmaps"], as: .bob).status == 0)
+        #expect(try cluster.kubectl(["-n", "team-a", "get", "pods"], as: .bob).status != 0)
+
+        let ns = "gone-\(UUID().uuidString.prefix(6).lowercased())"
+        try cluster.kubectlOK(["create", "namespace", ns])
+        try cluster.kubectlOK(["-n", ns, "create", "configmap", "c", "--from-literal=a=b"])
+        try cluster.kubectlOK(["-n", ns, "run", "p", "--image=cairn.local/busybox:1.35", "--image-pull-policy=Never",
+                               "--restart=Never", "--command", "--", "sleep", "3600"])
+        try cluster.kubectlOK(["delete", "namespace", ns, "--wait=true", "--timeout=120s"])
+        #expect(try cluster.kubectl(["get", "namespace", ns]).status != 0)
+    }
+}
+
+@Suite("A second, independent cluster", .serialized)
+struct SecondClusterTests {
+    @Test("a second cluster runs beside the first, and down leaves no process, mount, bridge or chain behind")
+    func secondClusterUpAndDown() throws {
+        let first = try LocalCluster.shared()
+        let second = LocalCluster.named("second")
+        try second.up()
+        do {
+            try second.kubectlOK(["-n", "default", "run", "hello", "--image=cairn.local/busybox:1.35",
+                                  "--image-pull-policy=Never", "--restart=Never", "--command", "--", "echo", "hi"])
+            try second.waitUntil("the pod in the second cluster", timeout: 90) {
+                try second.kubectl(["-n", "default", "get", "pod", "hello", "-o", "jsonpath={.status.phase}"]).stdout
+                    == "Succeeded"
+            }
+            // Independent: objects of one are not in the other.
+            #expect(try first.kubectl(["-n", "default", "get", "pod", "hello"]).status != 0)
+        } catch {
+            try? second.down(purge: true)
+            throw error
+        }
+        try second.down(purge: true)
+        let verify = try second.verifyDown()
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        // The first cluster is unaffected.
+        #expect(try first.kubectl(["get", "--raw", "/readyz"]).status == 0)
+    }
+}
