@@ -72,6 +72,9 @@ public final class Archiver: Sendable {
     /// Chunks being hashed, compressed and encrypted at once, across all files: one per core plus one, so
     /// the cores stay busy and memory does not grow with the number of large files read at once.
     let chunkSlots = AsyncSemaphore(permits: ProcessInfo.processInfo.activeProcessorCount + 1)
+    /// Files large enough to be chunked, read at once: two keep the cores busy (their chunks are processed
+    /// in parallel); more would only add buffers.
+    let largeFileSlots = AsyncSemaphore(permits: 2)
 
     static let chunkWindow = 3
 
@@ -180,9 +183,14 @@ public final class Archiver: Sendable {
                         nodes[i] = reused
                         continue
                     }
+                    let large = child.size > UInt64(repository.chunker.parameters.minSize)
                     await slots.acquire()
+                    if large { await largeFileSlots.acquire() }
                     group.addTask {
-                        defer { slots.release() }
+                        defer {
+                            slots.release()
+                            if large { self.largeFileSlots.release() }
+                        }
                         return (i, try await self.archiveFile(full, node: child, changed: before != nil))
                     }
                 default:

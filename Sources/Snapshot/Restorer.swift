@@ -41,9 +41,9 @@ public struct RestoreReport: Sendable, Codable {
 
 /// Writes a snapshot's tree into a directory.
 ///
-/// Every file is written to a temporary name beside its destination and renamed into place only when
-/// all its content was read and verified, so a damaged blob never leaves a half-written file behind:
-/// the file is reported and the rest is restored. Runs of zero bytes (4 KiB blocks) are not written, so
+/// A file counts as restored only when all its content was read and verified; a file that fails is
+/// removed (an existing file being replaced is written beside it and renamed over it), so a damaged blob
+/// never leaves a half-written file behind: the file is reported and the rest is restored. Runs of zero bytes (4 KiB blocks) are not written, so
 /// sparse files come back sparse. Hard links inside the restored set are re-created as links.
 public final class Restorer: Sendable {
     let repository: Repository
@@ -130,11 +130,13 @@ public final class Restorer: Sendable {
                         }
                         firstLink[key] = dest
                     }
+                    let replacing = conflicts.contains(entry.path)
                     await slots.acquire()
                     group.addTask {
                         defer { slots.release() }
                         do {
-                            let bytes = try await self.restoreFile(entry.node, to: dest, asRoot: isRoot)
+                            let bytes = try await self.restoreFile(entry.node, to: dest, asRoot: isRoot,
+                                                                   replacing: replacing)
                             results.withLock { $0.files += 1; $0.bytes += bytes }
                         } catch let error as RepositoryError where error.code != .storage {
                             results.withLock { $0.errors.append("\(entry.path): \(error)") }
@@ -208,10 +210,12 @@ public final class Restorer: Sendable {
         return "/" + parts.joined(separator: "/")
     }
 
-    /// Restores one file's content via a temporary file; returns bytes written.
-    func restoreFile(_ node: Node, to dest: String, asRoot: Bool) async throws -> Int {
+    /// Restores one file's content; returns bytes written. A new file is written in place and removed
+    /// if anything fails; an existing file is replaced through a temporary file and a rename, so it is
+    /// never left half-written either.
+    func restoreFile(_ node: Node, to dest: String, asRoot: Bool, replacing: Bool) async throws -> Int {
         let dir = (dest as NSString).deletingLastPathComponent
-        let tmp = dir + "/.cairn-restore-" + UUID().uuidString.prefix(8)
+        let tmp = replacing ? dir + "/.cairn-restore-" + UUID().uuidString.prefix(8) : dest
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw RepositoryError(.invalidArgument, "cannot create \(tmp): \(String(cString: strerror(errno)))")
@@ -253,8 +257,10 @@ public final class Restorer: Sendable {
         fchmod(fd, mode_t(node.mode))
         var times = [Self.timespec(ns: node.mtime), Self.timespec(ns: node.mtime)]
         futimens(fd, &times)
-        guard rename(tmp, dest) == 0 else {
-            throw RepositoryError(.invalidArgument, "cannot move \(dest) into place: \(String(cString: strerror(errno)))")
+        if replacing {
+            guard rename(tmp, dest) == 0 else {
+                throw RepositoryError(.invalidArgument, "cannot move \(dest) into place: \(String(cString: strerror(errno)))")
+            }
         }
         completed = true
         return offset

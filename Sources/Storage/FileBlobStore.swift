@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,6 +12,9 @@ import Glibc
 /// either absent or complete and durable. Leftovers in `tmp/` are harmless and removed by `prune`.
 public struct FileBlobStore: BlobStore {
     public let root: URL
+    /// Open pack files, reused across ranged reads (a restore reads many blobs from each pack). Packs are
+    /// immutable and named by their content, so a cached descriptor always reads the right bytes.
+    let packFiles = DescriptorCache(capacity: 32)
 
     public var location: String { root.path }
 
@@ -111,13 +115,12 @@ public struct FileBlobStore: BlobStore {
 
     public func load(_ handle: BlobHandle, range: Range<Int>?) async throws -> Data {
         let target = path(handle)
+        let cache = handle.kind == .data && range != nil ? packFiles : nil
         return try await BlockingIO.run {
-            let fd = open(target, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw StorageError.posix(errno, operation: "open", path: target) }
-            defer { close(fd) }
-            var st = stat()
-            guard fstat(fd, &st) == 0 else { throw StorageError.posix(errno, operation: "stat", path: target) }
-            let size = Int(st.st_size)
+            let (fd, size) = try cache?.acquire(target) ?? Self.openForReading(target)
+            defer {
+                if let cache { cache.release(target) } else { close(fd) }
+            }
             let wanted = range ?? 0..<size
             guard wanted.lowerBound >= 0, wanted.upperBound <= size else {
                 throw StorageError(.rangeNotSatisfiable,
@@ -141,6 +144,17 @@ public struct FileBlobStore: BlobStore {
             }
             return data
         }
+    }
+
+    static func openForReading(_ target: String) throws -> (Int32, Int) {
+        let fd = open(target, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw StorageError.posix(errno, operation: "open", path: target) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            close(fd)
+            throw StorageError.posix(errno, operation: "stat", path: target)
+        }
+        return (fd, Int(st.st_size))
     }
 
     public func size(of handle: BlobHandle) async throws -> Int {
@@ -310,5 +324,73 @@ final class FileAppender: BlobAppender, @unchecked Sendable {
         closed = true
         close(fd)
         unlink(path)
+    }
+}
+
+/// A small cache of open, read-only file descriptors with reference counts: a descriptor is closed only
+/// when evicted and unused.
+final class DescriptorCache: Sendable {
+    struct Entry {
+        var fd: Int32
+        var size: Int
+        var users: Int
+        var lastUse: UInt64
+    }
+
+    let capacity: Int
+    let entries = Mutex<(files: [String: Entry], clock: UInt64)>(([:], 0))
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    func acquire(_ path: String) throws -> (Int32, Int) {
+        if let hit = entries.withLock({ state -> (Int32, Int)? in
+            guard var entry = state.files[path] else { return nil }
+            state.clock += 1
+            entry.users += 1
+            entry.lastUse = state.clock
+            state.files[path] = entry
+            return (entry.fd, entry.size)
+        }) {
+            return hit
+        }
+        let (fd, size) = try FileBlobStore.openForReading(path)
+        var raced = false
+        let evicted: [Int32] = entries.withLock { state in
+            state.clock += 1
+            if state.files[path] != nil {
+                // Another thread opened it meanwhile: share theirs (now in use, so never evicted).
+                state.files[path]!.users += 1
+                state.files[path]!.lastUse = state.clock
+                raced = true
+                return []
+            }
+            state.files[path] = Entry(fd: fd, size: size, users: 1, lastUse: state.clock)
+            var evicted: [Int32] = []
+            while state.files.count > capacity,
+                  let victim = state.files.filter({ $0.value.users == 0 })
+                      .min(by: { $0.value.lastUse < $1.value.lastUse }) {
+                evicted.append(victim.value.fd)
+                state.files.removeValue(forKey: victim.key)
+            }
+            return evicted
+        }
+        evicted.forEach { close($0) }
+        if raced {
+            close(fd)
+            return entries.withLock { state in (state.files[path]!.fd, state.files[path]!.size) }
+        }
+        return (fd, size)
+    }
+
+    func release(_ path: String) {
+        entries.withLock { state in
+            if state.files[path] != nil { state.files[path]!.users -= 1 }
+        }
+    }
+
+    deinit {
+        entries.withLock { state in state.files.values.forEach { close($0.fd) } }
     }
 }

@@ -58,6 +58,21 @@ struct CodecTests {
         #expect(throws: RepositoryError.self) { try Repository.decode(Data([9, 1, 2]), location: "x") }
     }
 
+    @Test("data that is half random, half structured (database pages) is still compressed")
+    func mixedDataCompressed() throws {
+        var rng = SeededRandom(seed: 12)
+        var pages = Data()
+        for i in 0..<128 {
+            var structured = Data(String(format: "PAGE%08d|", i).utf8)
+            while structured.count < 4096 { structured.append(contentsOf: String(format: "key-%06d|", i % 1000).utf8) }
+            pages.append(structured.prefix(4096))
+            pages.append(rng.bytes(4096))
+        }
+        let encoded = Repository.encode(pages, level: 1)
+        #expect(encoded.first == 1)
+        #expect(encoded.count < pages.count * 6 / 10)
+    }
+
     @Test("index files round-trip and reject damage")
     func indexCodec() throws {
         var rng = SeededRandom(seed: 8)
