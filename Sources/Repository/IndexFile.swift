@@ -42,9 +42,13 @@ public struct IndexFile: Sendable {
     }
 
     static func decode(_ data: Data, location: String) throws -> IndexFile {
-        var r = ByteReader(data)
+        try data.withUnsafeBytes { try decode(ByteReader($0), location: location) }
+    }
+
+    static func decode(_ reader: ByteReader, location: String) throws -> IndexFile {
+        var r = reader
         func bad(_ detail: String) -> RepositoryError { .corrupt("index file", location, detail) }
-        guard r.bytes(4) == magic, let sc = r.u32(), Int(sc) * 32 <= r.remaining else { throw bad("malformed") }
+        guard r.expect(magic), let sc = r.u32(), Int(sc) * 32 <= r.remaining else { throw bad("malformed") }
         var file = IndexFile()
         for _ in 0..<sc { file.supersedes.append(r.id()!) }
         guard let pc = r.u32() else { throw bad("malformed") }

@@ -45,9 +45,13 @@ enum PackFormat {
     }
 
     static func decodeHeader(_ data: Data, location: String) throws -> [PackedBlob] {
-        var reader = ByteReader(data)
-        guard let magic = reader.bytes(4), magic == headerMagic, let count = reader.u32(),
-              data.count == 8 + Int(count) * headerEntrySize else {
+        try data.withUnsafeBytes { try decodeHeader(ByteReader($0), location: location) }
+    }
+
+    static func decodeHeader(_ reader: ByteReader, location: String) throws -> [PackedBlob] {
+        var reader = reader
+        guard reader.expect(headerMagic), let count = reader.u32(),
+              reader.remaining == Int(count) * headerEntrySize else {
             throw RepositoryError.corrupt("pack header", location, "malformed")
         }
         var blobs: [PackedBlob] = []
@@ -67,8 +71,7 @@ enum PackFormat {
     /// Reads and decrypts the header at the end of a whole pack.
     static func readHeader(pack: Data, cipher: BlobCipher, location: String) throws -> [PackedBlob] {
         guard pack.count >= 4 else { throw RepositoryError.corrupt("pack", location, "shorter than its trailer") }
-        var reader = ByteReader(pack.suffix(4))
-        let headerLength = Int(reader.u32()!)
+        let headerLength = pack.suffix(4).withUnsafeBytes { Int(ByteReader($0).peekU32()) }
         guard headerLength + 4 <= pack.count else {
             throw RepositoryError.corrupt("pack", location, "header length exceeds the pack")
         }
@@ -95,50 +98,61 @@ extension Data {
     }
 }
 
-/// Bounds-checked little-endian reader over bytes; returns nil instead of trapping on short input.
-struct ByteReader {
-    let data: Data
-    var position: Int
+/// Bounds-checked little-endian reader over raw bytes; returns nil instead of trapping on short input.
+/// Shared by every binary format of the repository (pack headers, index files, trees).
+public struct ByteReader {
+    let raw: UnsafeRawBufferPointer
+    public private(set) var position = 0
 
-    init(_ data: Data) {
-        self.data = data
-        self.position = data.startIndex
+    public init(_ raw: UnsafeRawBufferPointer) {
+        self.raw = raw
     }
 
-    var remaining: Int { data.endIndex - position }
+    public var remaining: Int { raw.count - position }
 
-    mutating func bytes(_ n: Int) -> Data? {
+    public mutating func take(_ n: Int) -> UnsafeRawBufferPointer? {
         guard n >= 0, remaining >= n else { return nil }
         defer { position += n }
-        return data.subdata(in: position..<(position + n))
+        return UnsafeRawBufferPointer(rebasing: raw[position..<(position + n)])
     }
 
-    mutating func u8() -> UInt8? {
+    public mutating func u8() -> UInt8? {
         guard remaining >= 1 else { return nil }
         defer { position += 1 }
-        return data[position]
+        return raw[position]
     }
 
-    mutating func u32() -> UInt32? {
+    public mutating func u32() -> UInt32? {
         guard remaining >= 4 else { return nil }
-        var v: UInt32 = 0
-        for i in 0..<4 { v |= UInt32(data[position + i]) << (8 * UInt32(i)) }
-        position += 4
-        return v
+        defer { position += 4 }
+        return UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt32.self))
     }
 
-    mutating func id() -> BlobID? {
+    public mutating func u64() -> UInt64? {
+        guard remaining >= 8 else { return nil }
+        defer { position += 8 }
+        return UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+    }
+
+    /// A 32-byte ID, most significant byte first.
+    public mutating func id() -> BlobID? {
         guard remaining >= 32 else { return nil }
-        defer { position += 32 }
-        return data.withUnsafeBytes { raw -> BlobID in
-            let base = position - data.startIndex
-            func word(_ k: Int) -> UInt64 {
-                var w: UInt64 = 0
-                for i in 0..<8 { w = (w << 8) | UInt64(raw[base + k * 8 + i]) }
-                return w
-            }
-            return BlobID(w0: word(0), w1: word(1), w2: word(2), w3: word(3))
+        func word(_ k: Int) -> UInt64 {
+            UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: position + 8 * k, as: UInt64.self))
         }
+        defer { position += 32 }
+        return BlobID(w0: word(0), w1: word(1), w2: word(2), w3: word(3))
+    }
+
+    /// The next UInt32 without consuming it (0 if short).
+    public func peekU32() -> UInt32 {
+        remaining >= 4 ? UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt32.self)) : 0
+    }
+
+    /// Whether the next bytes are `expected` (consumed if so).
+    public mutating func expect(_ expected: Data) -> Bool {
+        guard let bytes = take(expected.count) else { return false }
+        return expected.elementsEqual(bytes)
     }
 }
 

@@ -73,8 +73,8 @@ enum TreeCodec {
 
     static func decode(_ data: Data) -> Tree? {
         data.withUnsafeBytes { raw -> Tree? in
-            var r = Reader(raw: raw)
-            guard r.take(4).map(Array.init) == magic, let count = r.u32(), Int(count) <= raw.count / 64 else { return nil }
+            var r = ByteReader(raw)
+            guard r.expect(Data(magic)), let count = r.u32(), Int(count) <= raw.count / 64 else { return nil }
             var nodes: [Node] = []
             nodes.reserveCapacity(Int(count))
             for _ in 0..<count {
@@ -111,46 +111,6 @@ enum TreeCodec {
             }
             guard r.remaining == 0 else { return nil }
             return Tree(sortedNodes: nodes)
-        }
-    }
-
-    struct Reader {
-        let raw: UnsafeRawBufferPointer
-        var position = 0
-
-        var remaining: Int { raw.count - position }
-
-        mutating func take(_ n: Int) -> UnsafeRawBufferPointer? {
-            guard n >= 0, remaining >= n else { return nil }
-            defer { position += n }
-            return UnsafeRawBufferPointer(rebasing: raw[position..<(position + n)])
-        }
-
-        mutating func u8() -> UInt8? {
-            guard remaining >= 1 else { return nil }
-            defer { position += 1 }
-            return raw[position]
-        }
-
-        mutating func u32() -> UInt32? {
-            guard remaining >= 4 else { return nil }
-            defer { position += 4 }
-            return UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt32.self))
-        }
-
-        mutating func u64() -> UInt64? {
-            guard remaining >= 8 else { return nil }
-            defer { position += 8 }
-            return UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt64.self))
-        }
-
-        mutating func id() -> BlobID? {
-            guard remaining >= 32 else { return nil }
-            func word(_ k: Int) -> UInt64 {
-                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: position + 8 * k, as: UInt64.self))
-            }
-            defer { position += 32 }
-            return BlobID(w0: word(0), w1: word(1), w2: word(2), w3: word(3))
         }
     }
 }
