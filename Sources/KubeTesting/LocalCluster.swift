@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The local single-node cluster of `scripts/local-cluster`, for tests: starts it (or reuses a running
 /// one), runs `kubectl` as the admin or as a namespace-scoped user, gives each test its own namespace,

@@ -13,7 +13,6 @@ public struct MasterKey: Sendable, Codable {
     }
 
     var cipher: BlobCipher { BlobCipher(key: SymmetricKey(data: encryption)) }
-    var idKey: SymmetricKey { SymmetricKey(data: id) }
 }
 
 func randomBytes(_ count: Int) -> Data {

@@ -7,7 +7,7 @@ public enum NodeType: String, Codable, Sendable {
 }
 
 /// One entry of a directory in a snapshot. Times are nanoseconds since the Unix epoch.
-public struct Node: Codable, Sendable, Equatable {
+public struct Node: Sendable, Equatable {
     public var name: String
     public var type: NodeType
     /// Permission bits, including setuid, setgid and sticky (`mode & 0o7777`).

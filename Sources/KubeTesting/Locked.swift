@@ -1,3 +1,0 @@
-import Synchronization
-
-typealias Mutex = Synchronization.Mutex
