@@ -38,22 +38,15 @@ public struct FileBlobStore: BlobStore {
                                    location: root.path)
             }
         }
-        var dirs = BlobKind.allCases.filter { $0 != .config }.map { root.appendingPathComponent($0.rawValue) }
-        dirs.append(root.appendingPathComponent("tmp"))
+        // Parents before children: the root, each kind's directory (data/ among them), tmp/, data/00…ff.
+        var dirs = [root.path]
+        dirs += BlobKind.allCases.filter { $0 != .config }.map { root.appendingPathComponent($0.rawValue).path }
+        dirs.append(root.appendingPathComponent("tmp").path)
         for i in 0..<256 {
-            dirs.append(root.appendingPathComponent("data").appendingPathComponent(String(format: "%02x", i)))
+            dirs.append(root.appendingPathComponent("data").appendingPathComponent(String(format: "%02x", i)).path)
         }
-        for dir in dirs {
-            if mkdir(root.path, 0o700) != 0 && errno != EEXIST {
-                throw StorageError.posix(errno, operation: "create repository directory", path: root.path)
-            }
-            do {
-                try fm.createDirectory(at: dir, withIntermediateDirectories: true,
-                                       attributes: [.posixPermissions: 0o700])
-            } catch {
-                throw StorageError(.permissionDenied, "cannot create repository directory", location: dir.path,
-                                   underlying: "\(error)")
-            }
+        for dir in dirs where mkdir(dir, 0o700) != 0 && errno != EEXIST {
+            throw StorageError.posix(errno, operation: "create repository directory", path: dir)
         }
     }
 
