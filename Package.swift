@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Targets are split by dependency weight and arrows point down only:
-//   cairn → Snapshot → Repository → Storage
+//   cairn → Snapshot → Repository → Storage;  cairn → Kube
 // Test support: StorageTesting (conformance suite, faults), KubeTesting (the local cluster fixture).
 // `Repository` knows nothing of files on disk as a user sees them; `Snapshot` knows
 // nothing of packs; `Storage` knows only named blobs. See docs/architecture.md.
@@ -16,6 +16,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -45,9 +49,27 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The Kubernetes client: kubeconfig, discovery, dynamic objects, watch, exec. Written here (no
+        // Swift client on the package list covers it); HTTP through async-http-client, exec's WebSocket
+        // through NIOWebSocket.
+        .target(
+            name: "Kube",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "cairn",
             dependencies: [
+                "Kube",
                 "Snapshot",
                 "Repository",
                 "Storage",
@@ -66,6 +88,7 @@ let package = Package(
             path: "Sources/KubeTesting"
         ),
         .testTarget(name: "ClusterTests", dependencies: ["KubeTesting"]),
+        .testTarget(name: "KubeTests", dependencies: ["Kube", "KubeTesting"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", "Storage", "StorageTesting"]),
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshot", "Repository", "Storage", "StorageTesting"]),

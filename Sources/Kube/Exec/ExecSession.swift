@@ -1,0 +1,297 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOWebSocket
+
+/// What a command run by `exec` wrote, and how it ended.
+public struct ExecResult: Sendable {
+    public var stdout: [UInt8]
+    public var stderr: [UInt8]
+    public var exitCode: Int32
+
+    public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+    public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
+}
+
+/// Output of a running command.
+public enum ExecOutput: Sendable, Equatable {
+    case stdout([UInt8])
+    case stderr([UInt8])
+}
+
+/// A command running in a container, spoken to over the API server's WebSocket exec protocol
+/// (`v4.channel.k8s.io`; `v5` when the server offers it). Every message is one binary frame whose first
+/// byte is the channel: 0 stdin, 1 stdout, 2 stderr, 3 the final `Status` (with the exit code), 4 resize,
+/// and with v5, 255 to close a channel.
+///
+/// Output is read only as fast as it is consumed (`next()`); stdin is written with `write(_:)`.
+/// Closing stdin (`closeStdin()`) needs v5 (Kubernetes 1.29+): with v4 the protocol has no way to say
+/// end-of-input, so a command that reads stdin to its end should be given a known length instead.
+public final class ExecSession {
+    let outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>
+    /// The subprotocol the server chose.
+    public let protocolVersion: String
+    let operation: String
+    private var iterator: NIOAsyncChannelInboundStream<WebSocketFrame>.AsyncIterator
+    private var fragments: ByteBuffer?
+    private var status: JSONValue?
+    private var closed = false
+
+    init(inbound: NIOAsyncChannelInboundStream<WebSocketFrame>, outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>,
+         protocolVersion: String, operation: String) {
+        self.iterator = inbound.makeAsyncIterator()
+        self.outbound = outbound
+        self.protocolVersion = protocolVersion
+        self.operation = operation
+    }
+
+    /// Sends bytes to the command's stdin (in frames of at most 64 KiB).
+    public func write(_ bytes: some Collection<UInt8>) async throws {
+        var rest = bytes[...]
+        repeat {
+            let piece = rest.prefix(64 * 1024)
+            rest = rest.dropFirst(piece.count)
+            var buffer = ByteBuffer()
+            buffer.writeInteger(UInt8(0))
+            buffer.writeBytes(piece)
+            try await send(WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: buffer))
+        } while !rest.isEmpty
+    }
+
+    /// Signals end of input. Returns false when the protocol cannot express it (v4).
+    @discardableResult
+    public func closeStdin() async throws -> Bool {
+        guard protocolVersion == "v5.channel.k8s.io" else { return false }
+        var buffer = ByteBuffer()
+        buffer.writeBytes([255, 0])
+        try await send(WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: buffer))
+        return true
+    }
+
+    private func send(_ frame: WebSocketFrame) async throws {
+        do {
+            try await outbound.write(frame)
+        } catch {
+            throw KubeError(.transport, "the exec connection closed: \(error)", operation: operation)
+        }
+    }
+
+    /// The next piece of output, or nil when the command has ended (then `exitCode()` tells how).
+    public func next() async throws -> ExecOutput? {
+        while !closed {
+            let frame: WebSocketFrame?
+            do {
+                frame = try await iterator.next()
+            } catch {
+                if Task.isCancelled { throw KubeError(.cancelled, "cancelled", operation: operation) }
+                throw KubeError(.transport, "the exec connection dropped: \(error)", operation: operation)
+            }
+            guard let frame else {
+                closed = true
+                break
+            }
+            switch frame.opcode {
+            case .binary, .text, .continuation:
+                var data = frame.unmaskedData
+                if frame.opcode != .continuation { fragments = nil }
+                if !frame.fin {
+                    if fragments == nil { fragments = data } else { fragments!.writeBuffer(&data) }
+                    continue
+                }
+                if var pending = fragments {
+                    pending.writeBuffer(&data)
+                    data = pending
+                    fragments = nil
+                }
+                guard let channel = data.readInteger(as: UInt8.self) else { continue }
+                let payload = Array(data.readableBytesView)
+                switch channel {
+                case 1 where !payload.isEmpty: return .stdout(payload)
+                case 2 where !payload.isEmpty: return .stderr(payload)
+                case 3 where !payload.isEmpty:
+                    status = try? JSONValue(parsing: payload)
+                    if status == nil {
+                        status = ["status": "Failure", "message": .string(String(decoding: payload, as: UTF8.self))]
+                    }
+                default: continue
+                }
+            case .ping:
+                var data = frame.unmaskedData
+                let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: data.readSlice(length: data.readableBytes) ?? ByteBuffer())
+                try? await outbound.write(pong)
+            case .connectionClose:
+                closed = true
+                let close = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: ByteBuffer())
+                try? await outbound.write(close)
+            default:
+                continue
+            }
+        }
+        return nil
+    }
+
+    /// How the command ended; reads (and drops) any output not yet consumed.
+    ///
+    /// - Throws: `KubeError` when the command could not run at all (no such executable, container not
+    ///   running) — as opposed to running and exiting non-zero, which is an exit code.
+    public func exitCode() async throws -> Int32 {
+        while try await next() != nil {}
+        guard let status else {
+            throw KubeError(.transport, "the exec stream ended without the command's status", operation: operation)
+        }
+        if status["status"]?.string == "Success" { return 0 }
+        if status["reason"]?.string == "NonZeroExitCode" {
+            for cause in status["details", "causes"]?.array ?? [] where cause["reason"]?.string == "ExitCode" {
+                if let code = cause["message"]?.string.flatMap(Int32.init) { return code }
+            }
+        }
+        throw KubeError(.execFailed, status["message"]?.string ?? "the command failed to run", operation: operation)
+    }
+}
+
+extension KubeClient {
+    /// Runs a command in a container and collects its output and exit status.
+    ///
+    /// - Parameters:
+    ///   - stdin: bytes for the command's standard input, or nil for none.
+    ///   - timeout: the whole session's deadline.
+    /// - Returns: stdout, stderr and the exit code (non-zero exit codes are results, not errors).
+    /// - Throws: `KubeError` when the pod or container is not there, the user may not exec, the command
+    ///   cannot be started (`execFailed`), or the deadline passes (`timeout`).
+    public func exec(pod: String, namespace: String? = nil, container: String? = nil, command: [String],
+                     stdin: [UInt8]? = nil, timeout: Duration = .seconds(300)) async throws -> ExecResult {
+        try await exec(pod: pod, namespace: namespace, container: container, command: command,
+                       stdin: stdin != nil, timeout: timeout) { session in
+            if let stdin {
+                try await session.write(stdin)
+                try await session.closeStdin()
+            }
+            var out: [UInt8] = []
+            var err: [UInt8] = []
+            while let piece = try await session.next() {
+                switch piece {
+                case .stdout(let bytes): out += bytes
+                case .stderr(let bytes): err += bytes
+                }
+            }
+            return ExecResult(stdout: out, stderr: err, exitCode: try await session.exitCode())
+        }
+    }
+
+    /// Runs a command in a container and hands the live session to `body`.
+    public func exec<T: Sendable>(pod: String, namespace: String? = nil, container: String? = nil, command: [String],
+                                  stdin: Bool = false, timeout: Duration = .seconds(300),
+                                  _ body: @escaping @Sendable (ExecSession) async throws -> T) async throws -> T {
+        guard !command.isEmpty else { throw KubeError(.invalid, "exec needs a command") }
+        let ns = namespace ?? connection.namespace
+        var query: [(String, String)] = command.map { ("command", $0) }
+        query += [("stdout", "true"), ("stderr", "true")]
+        if stdin { query.append(("stdin", "true")) }
+        if let container { query.append(("container", container)) }
+        let path = Pod.resource.path(namespace: ns, name: pod, subresource: "exec")
+        let operation = "exec in pod \(pod) in namespace \(ns)"
+        let request = APIRequest(method: .GET, path: path, query: query, idempotent: false, operation: operation)
+        return try await withDeadline(timeout, operation: operation) {
+            try await self.openWebSocket(request) { session in try await body(session) }
+        }
+    }
+
+    private enum Upgrade: Sendable {
+        case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, String)
+        case refused
+    }
+
+    func openWebSocket<T: Sendable>(_ request: APIRequest, _ body: @escaping @Sendable (ExecSession) async throws -> T)
+        async throws -> T
+    {
+        if let limiter { try await limiter.acquire() }
+        let authorization = try await tokens.authorization()
+        let host = connection.host
+        let port = connection.port
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: port == 443 || port == 80 ? host : "\(host):\(port)")
+        headers.add(name: "User-Agent", value: options.userAgent)
+        headers.add(name: "Sec-WebSocket-Protocol", value: "v5.channel.k8s.io, v4.channel.k8s.io")
+        headers.add(name: "Content-Length", value: "0")
+        if let authorization { headers.add(name: "Authorization", value: authorization) }
+        let uri = String(url(request).dropFirst(connection.server.count - connection.basePath.count))
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: headers)
+        let sslContext = try tls.map { try NIOSSLContext(configuration: $0) }
+        let sniHost: String? = (host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }) ? nil : host
+
+        let upgrade: EventLoopFuture<Upgrade>
+        do {
+            upgrade = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.seconds(10))
+                .connect(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        if let sslContext {
+                            let handler = try NIOSSLClientHandler(context: sslContext, serverHostname: sniHost)
+                            try channel.pipeline.syncOperations.addHandler(handler)
+                        }
+                        let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(
+                            maxFrameSize: 16 << 20,
+                            upgradePipelineHandler: { channel, response in
+                                channel.eventLoop.makeCompletedFuture {
+                                    let chosen = response.headers.first(name: "Sec-WebSocket-Protocol") ?? "v4.channel.k8s.io"
+                                    return Upgrade.websocket(
+                                        try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel),
+                                        chosen)
+                                }
+                            })
+                        let configuration = NIOTypedHTTPClientUpgradeConfiguration(
+                            upgradeRequestHead: head, upgraders: [upgrader],
+                            notUpgradingCompletionHandler: { channel in
+                                channel.eventLoop.makeCompletedFuture {
+                                    channel.close(promise: nil)
+                                    return Upgrade.refused
+                                }
+                            })
+                        return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
+                            configuration: .init(upgradeConfiguration: configuration))
+                    }
+                }
+        } catch {
+            throw transportError(error, request)
+        }
+        let result: Upgrade
+        do {
+            result = try await upgrade.get()
+        } catch {
+            throw transportError(error, request)
+        }
+        switch result {
+        case .refused:
+            // The server answered with an error instead of switching protocols. Ask again as a plain request
+            // to read its Status (Forbidden, NotFound, container not running, …).
+            _ = try await send(request)
+            throw KubeError(.badRequest, "the API server refused to open an exec stream", operation: request.operation)
+        case .websocket(let channel, let chosen):
+            let operation = request.operation
+            return try await channel.executeThenClose { inbound, outbound in
+                let session = ExecSession(inbound: inbound, outbound: outbound, protocolVersion: chosen,
+                                          operation: operation)
+                return try await body(session)
+            }
+        }
+    }
+
+    /// Runs `operation`, cancelling it and throwing `KubeError.timeout` when `timeout` passes first.
+    func withDeadline<T: Sendable>(_ timeout: Duration, operation name: String,
+                                   _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw KubeError(.timeout, "did not finish within \(timeout)", operation: name)
+            }
+            return value
+        }
+    }
+}
