@@ -88,7 +88,7 @@ let package = Package(
             path: "Sources/KubeTesting"
         ),
         .testTarget(name: "ClusterTests", dependencies: ["KubeTesting"]),
-        .testTarget(name: "KubeTests", dependencies: ["Kube", "KubeTesting"]),
+        .testTarget(name: "KubeTests", dependencies: ["Kube", "KubeTesting", "StorageTesting"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", "Storage", "StorageTesting"]),
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshot", "Repository", "Storage", "StorageTesting"]),

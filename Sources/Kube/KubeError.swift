@@ -25,6 +25,12 @@ public struct KubeError: Error, CustomStringConvertible, Sendable {
         public var field: String
         public var reason: String
         public var message: String
+
+        public init(field: String, reason: String, message: String) {
+            self.field = field
+            self.reason = reason
+            self.message = message
+        }
     }
 
     public var code: Code
@@ -133,5 +139,12 @@ public struct KubeError: Error, CustomStringConvertible, Sendable {
         case 504: return .timeout
         default: return .serverError
         }
+    }
+}
+
+extension KubeError {
+    /// `fromResponse` for tests of the decoding.
+    public static func fromResponseForTesting(status: Int, body: [UInt8], retryAfterHeader: String?) -> KubeError {
+        fromResponse(status: status, body: body, retryAfterHeader: retryAfterHeader, operation: "test")
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Kube
 import Logging
 import Repository
 import Snapshot
@@ -18,7 +19,7 @@ struct Cairn: AsyncParsableCommand {
             """,
         version: CairnVersion.current,
         subcommands: [RepoCommand.self, BackupCommand.self, SnapshotsCommand.self, LsCommand.self,
-                      RestoreCommand.self, ForgetCommand.self, PruneCommand.self]
+                      RestoreCommand.self, ForgetCommand.self, PruneCommand.self, ClusterCommand.self]
     )
 
     static func main() async {
@@ -52,6 +53,7 @@ enum Exit {
     static let wrongPassword: Int32 = 11
     static let locked: Int32 = 12
     static let damaged: Int32 = 13
+    static let usage: Int32 = 64
 }
 
 struct GlobalOptions: ParsableArguments {
@@ -139,6 +141,9 @@ func runReporting(_ body: () async throws -> Int32) async throws {
     } catch let error as StorageError {
         printError(error.description)
         code = Exit.failure
+    } catch let error as KubeError {
+        printError(error.description)
+        code = error.code == .configuration ? Exit.usage : Exit.failure
     }
     if code != 0 { throw ExitCode(code) }
 }

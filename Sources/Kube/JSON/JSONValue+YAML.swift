@@ -40,7 +40,7 @@ extension JSONValue {
     private static func convert(_ node: Node) throws -> JSONValue {
         switch node {
         case .scalar(let scalar):
-            switch Tag.Name(rawValue: scalar.tag.rawValue) {
+            switch Tag.Name(rawValue: node.tag.rawValue) {
             case .null: return .null
             case .bool: if let b = node.bool { return .bool(b) }
             case .int: if let i = node.int { return .int(Int64(i)) }

@@ -3,7 +3,7 @@
 /// Kubernetes objects are handled as `JSONValue` so that fields this client does not know — newer API
 /// versions, custom resources — survive a read-modify-write unchanged. Integers stay integers (`Int64`),
 /// so `generation` or a `replicas` count round-trips exactly.
-public enum JSONValue: Sendable, Hashable {
+public enum JSONValue: Sendable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -94,6 +94,36 @@ public enum JSONValue: Sendable, Hashable {
             var child = self[first] ?? .emptyObject
             child[path: path.dropFirst()] = newValue
             self[first] = child
+        }
+    }
+}
+
+/// JSON does not tell integers from floating-point numbers: `1000` and `1e3` are the same value.
+extension JSONValue: Hashable {
+    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+        switch (lhs, rhs) {
+        case (.null, .null): return true
+        case (.bool(let a), .bool(let b)): return a == b
+        case (.int(let a), .int(let b)): return a == b
+        case (.double(let a), .double(let b)): return a == b
+        case (.int(let a), .double(let b)), (.double(let b), .int(let a)): return Double(a) == b && Int64(exactly: b) == a
+        case (.string(let a), .string(let b)): return a == b
+        case (.array(let a), .array(let b)): return a == b
+        case (.object(let a), .object(let b)): return a == b
+        default: return false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .null: hasher.combine(0)
+        case .bool(let b): hasher.combine(b)
+        case .int(let i): hasher.combine(i)
+        case .double(let d):
+            if let i = Int64(exactly: d) { hasher.combine(i) } else { hasher.combine(d) }
+        case .string(let s): hasher.combine(s)
+        case .array(let a): hasher.combine(a)
+        case .object(let o): hasher.combine(o)
         }
     }
 }

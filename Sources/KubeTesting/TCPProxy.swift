@@ -1,0 +1,134 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A TCP relay on 127.0.0.1 in front of a real server, for fault injection: `dropAll()` cuts every
+/// relayed connection at once (as a network failure or a restarted load balancer would), `refuse` makes
+/// new connections fail. The bytes themselves pass untouched, so TLS still ends at the real server.
+public final class TCPProxy: @unchecked Sendable {
+    public let port: Int
+    private let targetHost: String
+    private let targetPort: Int
+    private let listener: Int32
+    private let lock = NSLock()
+    private var open: Set<Int32> = []
+    private var accepted = 0
+    private var stopped = false
+    private var refusing = false
+
+    public init(targetHost: String, targetPort: Int) throws {
+        self.targetHost = targetHost
+        self.targetPort = targetPort
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClusterError("socket: \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 64) == 0 else {
+            close(fd)
+            throw ClusterError("bind/listen: \(String(cString: strerror(errno)))")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        listener = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+        Thread.detachNewThread { [self] in acceptLoop() }
+    }
+
+    deinit { stop() }
+
+    /// Connections accepted so far.
+    public var connectionsAccepted: Int { lock.withLock { accepted } }
+
+    /// Connections currently relayed.
+    public var openConnections: Int { lock.withLock { open.count / 2 } }
+
+    /// When true, new connections are accepted and closed at once.
+    public var refuse: Bool {
+        get { lock.withLock { refusing } }
+        set { lock.withLock { refusing = newValue } }
+    }
+
+    /// Cuts every relayed connection (both directions, both ends).
+    public func dropAll() {
+        let fds = lock.withLock { open }
+        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
+    }
+
+    public func stop() {
+        let fds: Set<Int32> = lock.withLock {
+            if stopped { return [] }
+            stopped = true
+            return open
+        }
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
+    }
+
+    private func acceptLoop() {
+        while true {
+            let client = accept(listener, nil, nil)
+            if client < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            let (isStopped, isRefusing) = lock.withLock { (stopped, refusing) }
+            if isStopped { close(client); return }
+            if isRefusing { close(client); continue }
+            guard let upstream = connectTarget() else { close(client); continue }
+            lock.withLock {
+                accepted += 1
+                open.insert(client)
+                open.insert(upstream)
+            }
+            Thread.detachNewThread { [self] in pump(from: client, to: upstream) }
+            Thread.detachNewThread { [self] in pump(from: upstream, to: client) }
+        }
+    }
+
+    private func connectTarget() -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr(targetHost)
+        address.sin_port = UInt16(targetPort).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { close(fd); return nil }
+        return fd
+    }
+
+    private func pump(from source: Int32, to destination: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            var sent = 0
+            while sent < n {
+                let w = buffer.withUnsafeBytes { send(destination, $0.baseAddress! + sent, n - sent, Int32(MSG_NOSIGNAL)) }
+                if w < 0 && errno == EINTR { continue }
+                if w <= 0 { sent = -1; break }
+                sent += w
+            }
+            if sent < 0 { break }
+        }
+        shutdown(source, Int32(SHUT_RDWR))
+        shutdown(destination, Int32(SHUT_RDWR))
+        // Each pump closes the descriptor it reads from; the other pump closes the other one.
+        lock.withLock { _ = open.remove(source) }
+        close(source)
+    }
+}
