@@ -14,8 +14,12 @@ public final class TCPProxy: @unchecked Sendable {
     private let lock = NSLock()
     private var open: Set<Int32> = []
     private var accepted = 0
+    private var refused = 0
     private var stopped = false
     private var refusing = false
+    private var loseNext = false
+    /// Upstream descriptors whose answers are being swallowed.
+    private var muted: Set<Int32> = []
 
     public init(targetHost: String, targetPort: Int) throws {
         self.targetHost = targetHost
@@ -49,6 +53,9 @@ public final class TCPProxy: @unchecked Sendable {
     /// Connections accepted so far.
     public var connectionsAccepted: Int { lock.withLock { accepted } }
 
+    /// Connections closed at once because `refuse` was set.
+    public var refusedConnections: Int { lock.withLock { refused } }
+
     /// Connections currently relayed.
     public var openConnections: Int { lock.withLock { open.count / 2 } }
 
@@ -56,6 +63,12 @@ public final class TCPProxy: @unchecked Sendable {
     public var refuse: Bool {
         get { lock.withLock { refusing } }
         set { lock.withLock { refusing = newValue } }
+    }
+
+    /// The next request sent through the relay reaches the server, but its answer never comes back: the
+    /// connection is cut half a second later. What a client sees when a connection dies mid-request.
+    public func loseNextResponse() {
+        lock.withLock { loseNext = true }
     }
 
     /// Cuts every relayed connection (both directions, both ends).
@@ -84,15 +97,19 @@ public final class TCPProxy: @unchecked Sendable {
             }
             let (isStopped, isRefusing) = lock.withLock { (stopped, refusing) }
             if isStopped { close(client); return }
-            if isRefusing { close(client); continue }
+            if isRefusing {
+                lock.withLock { refused += 1 }
+                close(client)
+                continue
+            }
             guard let upstream = connectTarget() else { close(client); continue }
             lock.withLock {
                 accepted += 1
                 open.insert(client)
                 open.insert(upstream)
             }
-            Thread.detachNewThread { [self] in pump(from: client, to: upstream) }
-            Thread.detachNewThread { [self] in pump(from: upstream, to: client) }
+            Thread.detachNewThread { [self] in pump(from: client, to: upstream, clientSide: true) }
+            Thread.detachNewThread { [self] in pump(from: upstream, to: client, clientSide: false) }
         }
     }
 
@@ -110,12 +127,28 @@ public final class TCPProxy: @unchecked Sendable {
         return fd
     }
 
-    private func pump(from source: Int32, to destination: Int32) {
+    private func pump(from source: Int32, to destination: Int32, clientSide: Bool) {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
+            if !clientSide, lock.withLock({ muted.contains(source) }) { continue }
+            if clientSide {
+                let lose = lock.withLock {
+                    guard loseNext else { return false }
+                    loseNext = false
+                    muted.insert(destination)
+                    return true
+                }
+                if lose {
+                    Thread.detachNewThread {
+                        usleep(500_000)
+                        shutdown(source, Int32(SHUT_RDWR))
+                        shutdown(destination, Int32(SHUT_RDWR))
+                    }
+                }
+            }
             var sent = 0
             while sent < n {
                 let w = buffer.withUnsafeBytes { send(destination, $0.baseAddress! + sent, n - sent, Int32(MSG_NOSIGNAL)) }
@@ -128,7 +161,10 @@ public final class TCPProxy: @unchecked Sendable {
         shutdown(source, Int32(SHUT_RDWR))
         shutdown(destination, Int32(SHUT_RDWR))
         // Each pump closes the descriptor it reads from; the other pump closes the other one.
-        lock.withLock { _ = open.remove(source) }
+        lock.withLock {
+            _ = open.remove(source)
+            _ = muted.remove(source)
+        }
         close(source)
     }
 }

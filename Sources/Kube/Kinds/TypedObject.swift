@@ -59,6 +59,23 @@ extension KubeClient {
         T(try await update(object.object, options: options))
     }
 
+    /// Read-modify-write with optimistic concurrency: reads the object, applies `change`, writes it, and
+    /// starts over from a fresh read when someone else wrote in between (Conflict), up to `attempts` times.
+    @discardableResult
+    public func modify<T: TypedObject>(_ type: T.Type, _ name: String, namespace: String? = nil, attempts: Int = 5,
+                                       _ change: (inout T) throws -> Void) async throws -> T {
+        var attempt = 1
+        while true {
+            var object = try await get(type, name, namespace: namespace)
+            try change(&object)
+            do {
+                return try await update(object)
+            } catch let error as KubeError where error.code == .conflict && attempt < attempts {
+                attempt += 1
+            }
+        }
+    }
+
     @discardableResult
     public func delete<T: TypedObject>(_ type: T.Type, _ name: String, namespace: String? = nil,
                                        options: DeleteOptions = DeleteOptions()) async throws -> T? {
