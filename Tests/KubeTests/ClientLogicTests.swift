@@ -146,6 +146,8 @@ struct ClientLogicTests {
         #expect(policy.decide(after: dropped, attempt: 1, idempotent: true, elapsed: .zero, random: 0.5) != .fail)
         // Retry-After is honoured (capped at twice the longest wait).
         #expect(policy.decide(after: throttled, attempt: 1, idempotent: false, elapsed: .zero, random: 0.1) == .retry(after: .seconds(2)))
+        let admissionWait = KubeError(.timeout, "retry after the token is created", httpStatus: 500, retryAfter: 1)
+        #expect(policy.decide(after: admissionWait, attempt: 1, idempotent: false, elapsed: .zero, random: 0.1) == .retry(after: .seconds(1)))
         #expect(policy.decide(after: notFound, attempt: 1, idempotent: true, elapsed: .zero, random: 0.5) == .fail)
         #expect(policy.decide(after: unavailable, attempt: 1, idempotent: true, elapsed: .seconds(10), random: 0.5) == .fail)
     }

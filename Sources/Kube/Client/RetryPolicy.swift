@@ -1,6 +1,7 @@
 /// When a failed request is sent again. Pure decisions, tested without a server.
 ///
-/// - 429 Too Many Requests is retried for every verb: the server did not execute the request.
+/// - 429 Too Many Requests, and any answer with Retry-After, is retried for every verb: the server did not
+///   execute the request.
 /// - 5xx, timeouts and connection failures are retried only for idempotent requests (GET, PUT with a
 ///   resourceVersion, DELETE, server-side apply): a POST that may have been executed is not repeated.
 /// - Waits grow exponentially with full jitter, honour `Retry-After`, and stop when `maxAttempts` or the
@@ -33,7 +34,10 @@ public struct RetryPolicy: Sendable {
     public func decide(after error: KubeError, attempt: Int, idempotent: Bool, elapsed: Duration,
                        random: Double) -> Decision {
         guard attempt < maxAttempts, error.isTransient else { return .fail }
-        if error.code != .tooManyRequests && !idempotent { return .fail }
+        // The server answers 429, or a 5xx with Retry-After (e.g. admission waiting for a service-account
+        // token), only for requests it did not execute: those are safe to repeat whatever the verb.
+        let serverAskedForRetry = error.code == .tooManyRequests || (error.retryAfter != nil && error.httpStatus != nil)
+        if !serverAskedForRetry && !idempotent { return .fail }
         var delay = min(maxDelay, baseDelay * Int(1 << min(attempt - 1, 20)))
         delay = delay * random
         if let after = error.retryAfter {
