@@ -77,6 +77,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Bench only: the Cairn side of bench/kube/run.
+        .executableTarget(
+            name: "kube-bench",
+            dependencies: ["Kube", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .target(
             name: "StorageTesting",
             dependencies: ["Storage", .product(name: "Crypto", package: "swift-crypto")],

@@ -21,7 +21,7 @@ public final class KubeClient: Sendable {
         public var requestTimeout: Duration
         public var userAgent: String
 
-        public init(qps: Double? = 100, burst: Int = 200, retry: RetryPolicy = RetryPolicy(),
+        public init(qps: Double? = 400, burst: Int = 800, retry: RetryPolicy = RetryPolicy(),
                     requestTimeout: Duration = .seconds(60), userAgent: String = "cairn") {
             self.qps = qps
             self.burst = burst
