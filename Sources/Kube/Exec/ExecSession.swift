@@ -38,6 +38,9 @@ public final class ExecSession {
     private var fragments: ByteBuffer?
     private var status: JSONValue?
     private var closed = false
+    /// For diagnostics: how the stream ended.
+    private var frames = 0
+    private var closeFrame: String?
 
     init(inbound: NIOAsyncChannelInboundStream<WebSocketFrame>, outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>,
          protocolVersion: String, operation: String) {
@@ -92,6 +95,7 @@ public final class ExecSession {
                 closed = true
                 break
             }
+            frames += 1
             switch frame.opcode {
             case .binary, .text, .continuation:
                 var data = frame.unmaskedData
@@ -123,6 +127,9 @@ public final class ExecSession {
                 try? await outbound.write(pong)
             case .connectionClose:
                 closed = true
+                var data = frame.unmaskedData
+                let code = data.readInteger(as: UInt16.self).map(String.init) ?? "none"
+                closeFrame = "close code \(code) \(data.readString(length: data.readableBytes) ?? "")"
                 let close = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: ByteBuffer())
                 try? await outbound.write(close)
             default:
@@ -139,7 +146,8 @@ public final class ExecSession {
     public func exitCode() async throws -> Int32 {
         while try await next() != nil {}
         guard let status else {
-            throw KubeError(.transport, "the exec stream ended without the command's status", operation: operation)
+            throw KubeError(.transport, "the exec stream ended without the command's status (\(frames) frames, "
+                            + "\(closeFrame ?? "no close frame"))", operation: operation)
         }
         if status["status"]?.string == "Success" { return 0 }
         if status["reason"]?.string == "NonZeroExitCode" {
