@@ -31,6 +31,20 @@ let package = Package(
             name: "Storage",
             dependencies: []
         ),
+        // The S3 backend: SigV4, multipart, retries and adaptive concurrency over async-http-client.
+        .target(
+            name: "S3Storage",
+            dependencies: [
+                "Storage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "Repository",
             dependencies: [
@@ -95,6 +109,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["KubeTesting"]),
         .testTarget(name: "KubeTests", dependencies: ["Kube", "KubeTesting", "StorageTesting"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
+        .testTarget(name: "S3Tests", dependencies: ["S3Storage", "Storage", "StorageTesting", "Repository", "Snapshot"]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", "Storage", "StorageTesting"]),
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshot", "Repository", "Storage", "StorageTesting"]),
         .testTarget(name: "CLITests", dependencies: ["Snapshot", "Repository", "Storage"]),

@@ -88,6 +88,10 @@ public protocol BlobStore: Sendable {
     /// while no other process writes (under an exclusive repository lock). Returns how many it removed.
     func removeLeftovers() async throws -> Int
 
+    /// Objects of `kind` that must not be removed yet — object-lock retention on stores that support it —
+    /// with the time each may go. Prune and forget leave them alone; `remove` of one fails.
+    func protectedObjects(_ kind: BlobKind) async throws -> [String: Date]
+
     /// A writer that builds one object piece by piece without holding it in memory, or nil when the store
     /// cannot (callers then buffer and use `save`). The object becomes visible only on `commit`, with the
     /// same atomicity and durability as `save`.
@@ -110,6 +114,8 @@ public protocol BlobAppender: AnyObject, Sendable {
 
 extension BlobStore {
     public func removeLeftovers() async throws -> Int { 0 }
+
+    public func protectedObjects(_ kind: BlobKind) async throws -> [String: Date] { [:] }
 
     public func makeAppender(_ kind: BlobKind) async throws -> (any BlobAppender)? { nil }
 

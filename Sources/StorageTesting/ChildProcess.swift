@@ -1,0 +1,80 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs programs for test fixtures with posix_spawn (output to files, never pipes, so a daemon that
+/// inherits them cannot block a wait).
+public enum ChildProcess {
+    public struct Result: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    /// Runs a command to completion.
+    public static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+        let base = NSTemporaryDirectory() + "/cairn-run-" + UUID().uuidString
+        defer { unlink(base + ".out"); unlink(base + ".err") }
+        let pid = try spawn(arguments, environment: environment, stdout: base + ".out", stderr: base + ".err")
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw FixtureError("waitpid failed for \(arguments[0])") }
+        }
+        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return Result(status: code,
+                      stdout: (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
+                      stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
+    }
+
+    /// Starts a long-running command that the kernel stops when this process dies (PR_SET_PDEATHSIG,
+    /// through a one-line Python wrapper, since posix_spawn cannot set it).
+    public static func startDaemon(_ arguments: [String], environment: [String: String] = [:], log: String) throws -> pid_t {
+        let wrapper = ["python3", "-c",
+                       "import ctypes,os,signal,sys; ctypes.CDLL('libc.so.6').prctl(1, signal.SIGTERM); os.execvp(sys.argv[1], sys.argv[1:])"]
+        return try spawn(wrapper + arguments, environment: environment, stdout: log, stderr: log)
+    }
+
+    static func spawn(_ arguments: [String], environment: [String: String], stdout: String, stderr: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let spawned = posix_spawnp(&pid, arguments[0], &actions, nil, argv, envp)
+        guard spawned == 0 else { throw FixtureError("cannot run \(arguments[0]): \(String(cString: strerror(spawned)))") }
+        return pid
+    }
+
+    /// A TCP port nobody listens on right now.
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { ptr -> Bool in
+                bind(fd, ptr, length) == 0 && getsockname(fd, ptr, &length) == 0
+            }
+        }
+        guard ok else { throw FixtureError("cannot find a free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+public struct FixtureError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
