@@ -84,6 +84,7 @@ let package = Package(
             name: "cairn",
             dependencies: [
                 "Kube",
+                "S3Storage",
                 "Snapshot",
                 "Repository",
                 "Storage",
@@ -112,7 +113,7 @@ let package = Package(
         .testTarget(name: "S3Tests", dependencies: ["S3Storage", "Storage", "StorageTesting", "Repository", "Snapshot"]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", "Storage", "StorageTesting"]),
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshot", "Repository", "Storage", "StorageTesting"]),
-        .testTarget(name: "CLITests", dependencies: ["Snapshot", "Repository", "Storage"]),
+        .testTarget(name: "CLITests", dependencies: ["Snapshot", "Repository", "Storage", "StorageTesting"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -12,6 +12,9 @@ public struct PruneReport: Sendable, Codable {
     public var bytesRepacked = 0
     public var indexFilesReplaced = 0
     public var temporaryFilesRemoved = 0
+    /// Packs and index files left in place because the store protects them (object lock) for now.
+    public var protectedPacksKept = 0
+    public var protectedIndexFilesKept = 0
 }
 
 extension Repository {
@@ -21,6 +24,9 @@ extension Repository {
     /// Crash safety, in this order: (1) new packs are written; (2) new index files are written, the last
     /// one naming every old index file as superseded; (3) old index files are deleted; (4) obsolete packs
     /// are deleted. A crash at any point leaves every snapshot readable; leftovers go at the next prune.
+    ///
+    /// Objects the store protects (object-lock retention) are neither deleted nor repacked: their packs stay
+    /// indexed as they are, and a later prune removes them once the retention has passed.
     public func prune(used: Set<BlobID>, maxUnusedFraction: Double = 0.5, dryRun: Bool = false) async throws
         -> PruneReport {
         var report = PruneReport()
@@ -31,13 +37,23 @@ extension Repository {
         }
         let present = Dictionary(try await Self.wrapStorage { try await store.list(.data) }.map { ($0.name, $0.size) },
                                  uniquingKeysWith: { a, _ in a })
+        let protectedPacks = try await protectedFiles(.data)
+        let protectedIndexes = try await protectedFiles(.index)
+        let allIndexNames = try await listFiles(.index)
 
         // Keep exactly one copy of each used blob, preferring packs that stay as they are.
         var seen: Set<BlobID> = []
         var keep: [BlobID: [PackedBlob]] = [:]     // packs kept unchanged
         var repack: [BlobID: [PackedBlob]] = [:]   // packs whose used blobs move
         var delete: [BlobID] = []
-        let ordered = packs.keys.sorted { (usedFraction(packs[$0]!, used) , $0) > (usedFraction(packs[$1]!, used), $1) }
+        // Protected packs stay exactly as they are, so their blobs are the copies kept.
+        for (pack, blobs) in packs where protectedPacks[pack.hex] != nil && present[pack.hex] != nil {
+            keep[pack] = blobs
+            report.protectedPacksKept += 1
+            for b in blobs where used.contains(b.id) { seen.insert(b.id) }
+        }
+        let ordered = packs.keys.filter { keep[$0] == nil }
+            .sorted { (usedFraction(packs[$0]!, used) , $0) > (usedFraction(packs[$1]!, used), $1) }
         for pack in ordered {
             let blobs = packs[pack]!
             let wanted = blobs.filter { used.contains($0.id) && !seen.contains($0.id) }
@@ -64,7 +80,9 @@ extension Repository {
             }
             for b in wanted { seen.insert(b.id) }
         }
-        let leftovers = present.keys.filter { BlobID(hex: $0).map { packs[$0] == nil } ?? false }
+        let leftovers = present.keys.filter { name in
+            protectedPacks[name] == nil && (BlobID(hex: name).map { packs[$0] == nil } ?? false)
+        }
         report.packsDeleted = delete.count
         report.packsRepacked = repack.count
         report.leftoverPacksDeleted = leftovers.count
@@ -113,12 +131,20 @@ extension Repository {
         for (i, batch) in batches.enumerated() {
             var file = IndexFile(packs: batch)
             if i == batches.count - 1 {
-                file.supersedes = files.compactMap { BlobID(hex: $0.name) }
+                // Every index file present, also ones superseded earlier but kept because protected: if
+                // their superseder is deleted now, they must not come back to life.
+                file.supersedes = allIndexNames.compactMap { BlobID(hex: $0) }
             }
             try await writeIndex(file)
         }
         // (3) Old index files, (4) obsolete packs.
-        for (name, _) in files { try? await removeFile(.index, name: name) }
+        for (name, _) in files {
+            if protectedIndexes[name] != nil {
+                report.protectedIndexFilesKept += 1
+                continue
+            }
+            try? await removeFile(.index, name: name)
+        }
         for pack in delete + Array(repack.keys) where present[pack.hex] != nil {
             try await Self.wrapStorage { try await store.remove(BlobHandle(.data, pack.hex)) }
         }

@@ -216,6 +216,11 @@ public final class Repository: Sendable {
         try await Self.wrapStorage { try await store.list(kind) }.map(\.name)
     }
 
+    /// Files of a kind that the store protects (object-lock retention) and must not be removed yet.
+    public func protectedFiles(_ kind: BlobKind) async throws -> [String: Date] {
+        try await Self.wrapStorage { try await store.protectedObjects(kind) }
+    }
+
     public func removeFile(_ kind: BlobKind, name: String) async throws {
         try await Self.wrapStorage { try await store.remove(BlobHandle(kind, name)) }
     }

@@ -19,7 +19,7 @@ import Storage
 /// - With a protection period the objects (except lock files) are written with an object-lock retention
 ///   (COMPLIANCE mode) that even the bucket owner cannot shorten; `protectedUntil` tells the repository
 ///   which objects it must leave alone.
-public final class S3BlobStore: BlobStore {
+public final class S3BlobStore: BlobStore, @unchecked Sendable {
     public struct Options: Sendable {
         public var multipartThreshold = 32 << 20
         public var partSize = 16 << 20
@@ -33,7 +33,7 @@ public final class S3BlobStore: BlobStore {
         public init() {}
     }
 
-    public let s3: S3Location
+    public private(set) var s3: S3Location
     public let options: Options
     let client: S3Client
 
@@ -46,6 +46,10 @@ public final class S3BlobStore: BlobStore {
                             logger: Logger = Logger(label: "cairn.s3")) async throws -> S3BlobStore {
         let store = try S3BlobStore(location, credentials: credentials, options: options, logger: logger)
         try await store.checkBucket()
+        if location.protectionPeriod == nil {
+            // A repository created with a protection period says so in the retention of its format object.
+            store.s3.protectionPeriod = try await store.protectionOfExistingRepository()
+        }
         return store
     }
 
@@ -87,6 +91,25 @@ public final class S3BlobStore: BlobStore {
                                    + "'\(s3.bucket)' has none (create the bucket with object lock)", location: s3.description)
             }
         }
+    }
+
+    func protectionOfExistingRepository() async throws -> TimeInterval? {
+        let head = try await client.send(S3Client.Request(method: .HEAD, key: key(BlobHandle(.config, "format")),
+                                                          operation: "read the repository's protection",
+                                                          object: "config/format"), accept: [404])
+        guard head.status == 200,
+              let until = head.headers.first(name: "x-amz-object-lock-retain-until-date").flatMap(Self.parseDate),
+              let written = head.headers.first(name: "Last-Modified").flatMap(Self.parseHTTPDate)
+        else { return nil }
+        return (until.timeIntervalSince(written) / 60).rounded() * 60
+    }
+
+    static func parseHTTPDate(_ text: String) -> Date? {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return f.date(from: text)
     }
 
     func key(_ handle: BlobHandle) -> String {

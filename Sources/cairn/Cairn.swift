@@ -3,6 +3,7 @@ import Foundation
 import Kube
 import Logging
 import Repository
+import S3Storage
 import Snapshot
 import Storage
 
@@ -57,8 +58,21 @@ enum Exit {
 }
 
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: "Repository location (a directory). Default: $CAIRN_REPOSITORY.")
+    @Option(name: .long, help: "Repository location: a directory, or s3://BUCKET/PREFIX. Default: $CAIRN_REPOSITORY.")
     var repo: String?
+
+    @Option(name: .long, help: "S3-compatible endpoint URL (MinIO, Ceph, …). Default: $CAIRN_S3_ENDPOINT, else AWS.")
+    var s3Endpoint: String?
+
+    @Option(name: .long, help: "S3 region. Default: $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1.")
+    var s3Region: String?
+
+    @Flag(name: .long, inversion: .prefixedNo,
+          help: "Path-style S3 addressing (default for custom endpoints; virtual-hosted for AWS).")
+    var s3PathStyle: Bool?
+
+    @Option(name: .long, help: "PEM file of the CA that signed the S3 endpoint's certificate.")
+    var s3CaFile: String?
 
     @Option(name: .long, help: "Read the password from this file (first line).")
     var passwordFile: String?
@@ -73,14 +87,24 @@ struct GlobalOptions: ParsableArguments {
         guard let location = repo ?? ProcessInfo.processInfo.environment["CAIRN_REPOSITORY"], !location.isEmpty else {
             throw CLIError("no repository given: use --repo PATH or set CAIRN_REPOSITORY", code: 64)
         }
-        if location.hasPrefix("s3:") {
-            throw CLIError("S3 locations are not supported by this version yet; use a directory", code: 64)
-        }
         return location
     }
 
-    func store() throws -> FileBlobStore {
-        FileBlobStore(root: URL(fileURLWithPath: try repositoryPath()))
+    /// The repository's store: a directory, or an S3 bucket (credentials from AWS_ACCESS_KEY_ID/
+    /// AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN or AWS_PROFILE). `protectionDays` only when creating one.
+    func store(protectionDays: Int? = nil) async throws -> any BlobStore {
+        let location = try repositoryPath()
+        guard location.hasPrefix("s3:") else {
+            if protectionDays != nil {
+                throw CLIError("--protection-days needs an S3 location with object lock", code: 64)
+            }
+            return FileBlobStore(root: URL(fileURLWithPath: location))
+        }
+        let env = ProcessInfo.processInfo.environment
+        let s3 = try S3Location(url: location, endpoint: s3Endpoint ?? env["CAIRN_S3_ENDPOINT"], region: s3Region,
+                                pathStyle: s3PathStyle, caFile: s3CaFile,
+                                protectionPeriod: protectionDays.map { TimeInterval($0) * 86_400 })
+        return try await S3BlobStore.open(s3, credentials: try S3Credentials.fromEnvironment())
     }
 
     func password(prompt: String = "Repository password: ") throws -> String {
@@ -90,7 +114,7 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func open() async throws -> Repository {
-        try await Repository.open(store: try store(), password: try password())
+        try await Repository.open(store: try await store(), password: try password())
     }
 
     var showProgress: Bool { !json && !quiet && isatty(STDERR_FILENO) == 1 }

@@ -57,6 +57,16 @@ struct ForgetCommand: AsyncParsableCommand {
                         }
                     }
                 }
+                // Snapshots under object-lock retention cannot be forgotten yet.
+                let protected = try await repo.protectedFiles(.snapshots)
+                if !protected.isEmpty {
+                    let held = remove.filter { protected[$0.id] != nil }
+                    remove.removeAll { protected[$0.id] != nil }
+                    for h in held {
+                        keep.append(Item(id: h.id, time: h.time,
+                                         reasons: ["protected until \(formatDate(protected[h.id]!))"]))
+                    }
+                }
                 if !global.json && !global.quiet {
                     for k in keep { print("keep   \(k.id.prefix(8))  \(formatDate(k.time))  \(k.reasons.joined(separator: ", "))") }
                     for r in remove { print("remove \(r.shortID)  \(formatDate(r.time))") }

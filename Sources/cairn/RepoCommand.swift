@@ -14,13 +14,18 @@ struct RepoCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Option(name: .long, help: "zstd level for stored data, 0 (off) to 19. Higher is smaller and slower.")
         var compressionLevel = RepositoryConfig.defaultCompressionLevel
+        @Option(name: .long, help: ArgumentHelp("S3 only: write every object with an object-lock retention of this many days (the bucket must have object lock). Snapshots younger than that cannot be forgotten."))
+        var protectionDays: Int?
 
         func run() async throws {
             try await runReporting {
                 guard (0...19).contains(compressionLevel) else {
                     throw CLIError("--compression-level must be between 0 and 19", code: 64)
                 }
-                let store = try global.store()
+                if let protectionDays, protectionDays < 1 {
+                    throw CLIError("--protection-days must be at least 1", code: 64)
+                }
+                let store = try await global.store(protectionDays: protectionDays)
                 var password = try global.password(prompt: "New repository password: ")
                 if ProcessInfo.processInfo.environment["CAIRN_PASSWORD"] == nil && global.passwordFile == nil {
                     let again = try promptPassword("Repeat the password: ")
