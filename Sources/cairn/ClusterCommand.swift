@@ -16,8 +16,11 @@ struct ClusterOptions: ParsableArguments {
     }
 
     /// Runs `body` with a client of the chosen cluster.
+    /// Runs `body` with a client of the chosen cluster. A person is waiting: retries give up after 15 s.
     func withClient<T: Sendable>(_ body: (KubeClient) async throws -> T) async throws -> T {
-        try await KubeClient.with(try connection(), body)
+        var options = KubeClient.Options()
+        options.retry = RetryPolicy(maxAttempts: 3, budget: .seconds(15))
+        return try await KubeClient.with(try connection(), options: options, body)
     }
 }
 
@@ -66,14 +69,13 @@ struct ClusterInfoCommand: AsyncParsableCommand {
                 let resources = try await client.discovery.all(using: client, refresh: true)
                 let failures = await client.discovery.failures
                 let groups = Set(resources.map(\.group))
-                let preferred = resources.filter(\.preferred)
                 let installed = Set(resources.filter { $0.group == CairnKinds.group }.map(\.kind))
                 let v = try await version
                 return Info(
                     server: client.connection.server, version: v.gitVersion, platform: v.platform,
                     context: client.connection.contextName, user: client.connection.userName,
                     namespace: client.connection.namespace, groups: groups.count,
-                    resources: Set(preferred.map(\.qualifiedName)).count, unavailableGroupVersions: failures,
+                    resources: Set(resources.map(\.qualifiedName)).count, unavailableGroupVersions: failures,
                     cairnKindsInstalled: CairnKinds.all.filter(installed.contains),
                     cairnKindsMissing: CairnKinds.all.filter { !installed.contains($0) },
                     cairnInstalled: CairnKinds.all.allSatisfy(installed.contains))

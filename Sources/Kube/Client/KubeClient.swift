@@ -54,13 +54,13 @@ public final class KubeClient: Sendable {
         let tls = connection.scheme == "https" ? try Self.tlsConfiguration(connection) : nil
         self.tls = tls
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
-        configuration.timeout = .init(connect: .seconds(10), read: .seconds(90))
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(90))
         configuration.connectionPool = .init(idleTimeout: .seconds(60))
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 16
         configuration.decompression = .enabled(limit: .none)
         self.http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
         var streamingConfiguration = configuration
-        streamingConfiguration.timeout = .init(connect: .seconds(10), read: nil)
+        streamingConfiguration.timeout = .init(connect: .seconds(5), read: nil)
         // One HTTP/1.1 connection per watch, so a watch never shares (or is starved by) another stream.
         streamingConfiguration.httpVersion = .http1Only
         self.streaming = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
