@@ -408,6 +408,57 @@ public final class Repository: Sendable {
         return try decryptBlob(sealed, id: id, location: location, pack: pack)
     }
 
+    /// Splits `ids` (in order) into runs stored back to back in one pack, each at most `maxBytes`: a run
+    /// is read with one ranged request (one GET on object storage instead of one per blob).
+    public func contiguousRuns(_ ids: [BlobID], maxBytes: Int = 8 << 20) -> [Range<Int>] {
+        var runs: [Range<Int>] = []
+        var start = 0
+        var previous: (pack: BlobID, end: UInt32)?
+        var bytes = 0
+        for (i, id) in ids.enumerated() {
+            let here = location(of: id)
+            if let here, let p = previous, p.pack == here.0, p.end == here.1.offset,
+               bytes + Int(here.1.length) <= maxBytes {
+                bytes += Int(here.1.length)
+            } else {
+                if i > start { runs.append(start..<i) }
+                start = i
+                bytes = Int(here?.1.length ?? 0)
+            }
+            previous = here.map { ($0.0, $0.1.offset + $0.1.length) }
+        }
+        if ids.count > start { runs.append(start..<ids.count) }
+        return runs
+    }
+
+    /// Loads blobs that `contiguousRuns` grouped: one read for all of them, each blob verified.
+    public func loadBlobs(_ ids: ArraySlice<BlobID>) async throws -> [Data] {
+        guard ids.count > 1, let first = ids.first, let (pack, start) = location(of: first),
+              let last = ids.last, let (_, end) = location(of: last)
+        else { return try await ids.asyncMap { try await loadBlob($0) } }
+        let range = Int(start.offset)..<(Int(end.offset) + Int(end.length))
+        let sealed: Data
+        do {
+            sealed = try await store.load(BlobHandle(.data, pack.hex), range: range)
+        } catch let error as StorageError where error.code == .notFound || error.code == .rangeNotSatisfiable {
+            throw RepositoryError(.missing, "pack \(pack.short) is missing or truncated; run `cairn repo check`",
+                                  location: "data/\(pack.hex)")
+        } catch let error as StorageError {
+            throw RepositoryError(.storage, error.message, location: error.location, underlying: error.underlying)
+        }
+        var result: [Data] = []
+        result.reserveCapacity(ids.count)
+        for id in ids {
+            guard let (p, loc) = location(of: id), p == pack else {
+                throw RepositoryError(.missing, "blob \(id.short) is not in the index; run `cairn repo check`", location: id.hex)
+            }
+            let from = Int(loc.offset) - range.lowerBound
+            let piece = sealed.subdata(in: (sealed.startIndex + from)..<(sealed.startIndex + from + Int(loc.length)))
+            result.append(try decryptBlob(piece, id: id, location: loc, pack: pack))
+        }
+        return result
+    }
+
     func decryptBlob(_ sealed: Data, id: BlobID, location: BlobLocation, pack: BlobID) throws -> Data {
         let where_ = "data/\(pack.hex) blob \(id.short)"
         guard let encoded = try? cipher.open(sealed, aad: PackFormat.blobAAD(type: location.type, id: id)) else {
@@ -491,5 +542,15 @@ extension JSONEncoder {
         e.outputFormatting = [.sortedKeys]
         e.dateEncodingStrategy = .iso8601
         return e
+    }
+}
+
+
+extension Collection where Element: Sendable {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async throws -> [T] {
+        var result: [T] = []
+        result.reserveCapacity(count)
+        for element in self { result.append(try await transform(element)) }
+        return result
     }
 }

@@ -227,25 +227,29 @@ public final class Restorer: Sendable {
         }
         var offset = 0
         let content = node.content ?? []
-        try await withThrowingTaskGroup(of: (Int, Data).self) { group in
+        // Blobs stored back to back in one pack are read together (one request on object storage).
+        let runs = repository.contiguousRuns(content)
+        try await withThrowingTaskGroup(of: (Int, [Data]).self) { group in
             var next = 0
-            var ready: [Int: Data] = [:]
+            var ready: [Int: [Data]] = [:]
             var written = 0
             func schedule() {
-                guard next < content.count else { return }
-                let i = next, id = content[i]
+                guard next < runs.count else { return }
+                let i = next, ids = content[runs[i]]
                 next += 1
-                group.addTask { (i, try await self.repository.loadBlob(id)) }
+                group.addTask { (i, try await self.repository.loadBlobs(ids)) }
             }
             for _ in 0..<4 { schedule() }
-            while written < content.count {
-                guard let (i, data) = try await group.next() else { break }
-                ready[i] = data
-                while let data = ready.removeValue(forKey: written) {
-                    try Self.writeSparse(fd, data, at: offset, path: dest)
-                    offset += data.count
+            while written < runs.count {
+                guard let (i, pieces) = try await group.next() else { break }
+                ready[i] = pieces
+                while let pieces = ready.removeValue(forKey: written) {
+                    for data in pieces {
+                        try Self.writeSparse(fd, data, at: offset, path: dest)
+                        offset += data.count
+                        bytesDone.withLock { $0 += data.count }
+                    }
                     written += 1
-                    bytesDone.withLock { $0 += data.count }
                     schedule()
                 }
             }
