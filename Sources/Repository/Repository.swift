@@ -410,7 +410,7 @@ public final class Repository: Sendable {
 
     /// Splits `ids` (in order) into runs stored back to back in one pack, each at most `maxBytes`: a run
     /// is read with one ranged request (one GET on object storage instead of one per blob).
-    public func contiguousRuns(_ ids: [BlobID], maxBytes: Int = 8 << 20) -> [Range<Int>] {
+    public func contiguousRuns(_ ids: [BlobID], maxBytes: Int = 4 << 20) -> [Range<Int>] {
         var runs: [Range<Int>] = []
         var start = 0
         var previous: (pack: BlobID, end: UInt32)?

@@ -239,7 +239,8 @@ public final class Restorer: Sendable {
                 next += 1
                 group.addTask { (i, try await self.repository.loadBlobs(ids)) }
             }
-            for _ in 0..<4 { schedule() }
+            // At most 3 runs of ≤ 4 MiB in flight per file: bounded memory whatever the file's size.
+            for _ in 0..<3 { schedule() }
             while written < runs.count {
                 guard let (i, pieces) = try await group.next() else { break }
                 ready[i] = pieces
