@@ -18,6 +18,7 @@ public final class TCPProxy: @unchecked Sendable {
     private var stopped = false
     private var refusing = false
     private var loseNext = false
+    private var coalescing = false
     /// Upstream descriptors whose answers are being swallowed.
     private var muted: Set<Int32> = []
 
@@ -69,6 +70,13 @@ public final class TCPProxy: @unchecked Sendable {
     /// connection is cut half a second later. What a client sees when a connection dies mid-request.
     public func loseNextResponse() {
         lock.withLock { loseNext = true }
+    }
+
+    /// When true, what the server sends is held back briefly and delivered in one write, so a client sees an
+    /// answer and whatever followed it (e.g. a 101 and the first WebSocket frames) in a single read.
+    public var coalesceResponses: Bool {
+        get { lock.withLock { coalescing } }
+        set { lock.withLock { coalescing = newValue } }
     }
 
     /// Cuts every relayed connection (both directions, both ends).
@@ -130,10 +138,18 @@ public final class TCPProxy: @unchecked Sendable {
     private func pump(from source: Int32, to destination: Int32, clientSide: Bool) {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            let n = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
+            var n = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             if !clientSide, lock.withLock({ muted.contains(source) }) { continue }
+            if !clientSide, coalesceResponses {
+                usleep(300_000)
+                while n < buffer.count {
+                    let more = buffer.withUnsafeMutableBytes { recv(source, $0.baseAddress! + n, $0.count - n, Int32(MSG_DONTWAIT)) }
+                    if more <= 0 { break }
+                    n += more
+                }
+            }
             if clientSide {
                 let lose = lock.withLock {
                     guard loseNext else { return false }

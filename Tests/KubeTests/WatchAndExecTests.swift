@@ -129,6 +129,30 @@ struct WatchAndExecTests {
             #expect(result.exitCode == 3)
             let ok = try await client.exec(pod: "shell", namespace: ns, container: "side", command: ["true"])
             #expect(ok.exitCode == 0 && ok.stdout.isEmpty)
+            // Short commands: output, status and close can arrive in the same read as the 101 answer
+            // (regression: they were dropped with the HTTP decoder). A relay that coalesces makes it certain.
+            let base = try TestCluster.connection()
+            let proxy = try TCPProxy(targetHost: base.host, targetPort: base.port)
+            defer { proxy.stop() }
+            proxy.coalesceResponses = true
+            var viaProxy = base
+            viaProxy.host = "127.0.0.1"
+            viaProxy.port = proxy.port
+            try await KubeClient.with(viaProxy) { coalesced in
+                let quick = try await coalesced.exec(pod: "shell", namespace: ns, container: "main",
+                                                     command: ["sh", "-c", "echo quick; exit 4"])
+                #expect(quick.stdoutText == "quick\n" && quick.exitCode == 4)
+            }
+            // And many at once.
+            try await withThrowingTaskGroup(of: ExecResult.self) { group in
+                for i in 0..<24 {
+                    if i >= 8 { #expect(try await group.next()?.exitCode == 5) }
+                    group.addTask {
+                        try await client.exec(pod: "shell", namespace: ns, container: "main", command: ["sh", "-c", "echo \(i); exit 5"])
+                    }
+                }
+                for try await result in group { #expect(result.exitCode == 5) }
+            }
 
             // stdin: v4 cannot signal end of input, so the command reads a known length.
             let input = Array("hello, cairn".utf8)

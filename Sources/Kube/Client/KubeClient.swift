@@ -203,14 +203,13 @@ public final class KubeClient: Sendable {
 
     func transportError(_ error: any Error, _ request: APIRequest) -> KubeError {
         if let kube = error as? KubeError { return kube }
-        if error is CancellationError || Task.isCancelled {
+        // Only our own task's cancellation is a cancellation; a request the HTTP client gave up because its
+        // connection went away is a transport failure like any other.
+        if Task.isCancelled {
             return KubeError(.cancelled, "cancelled", operation: request.operation)
         }
-        if let http = error as? HTTPClientError {
-            if http == .deadlineExceeded || http == .readTimeout {
-                return KubeError(.timeout, "no answer from \(connection.server) in time", operation: request.operation)
-            }
-            if http == .cancelled { return KubeError(.cancelled, "cancelled", operation: request.operation) }
+        if let http = error as? HTTPClientError, http == .deadlineExceeded || http == .readTimeout {
+            return KubeError(.timeout, "no answer from \(connection.server) in time", operation: request.operation)
         }
         return KubeError(.transport, "cannot reach \(connection.server): \(error)", operation: request.operation)
     }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -206,11 +207,6 @@ extension KubeClient {
         }
     }
 
-    private enum Upgrade: Sendable {
-        case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, String)
-        case refused
-    }
-
     func openWebSocket<T: Sendable>(_ request: APIRequest, _ body: @escaping @Sendable (ExecSession) async throws -> T)
         async throws -> T
     {
@@ -218,71 +214,61 @@ extension KubeClient {
         let authorization = try await tokens.authorization()
         let host = connection.host
         let port = connection.port
-        var headers = HTTPHeaders()
-        headers.add(name: "Host", value: port == 443 || port == 80 ? host : "\(host):\(port)")
-        headers.add(name: "User-Agent", value: options.userAgent)
-        headers.add(name: "Sec-WebSocket-Protocol", value: "v5.channel.k8s.io, v4.channel.k8s.io")
-        headers.add(name: "Content-Length", value: "0")
-        if let authorization { headers.add(name: "Authorization", value: authorization) }
-        let uri = String(url(request).dropFirst(connection.server.count - connection.basePath.count))
-        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: headers)
+        var head = "GET \(String(url(request).dropFirst(connection.server.count - connection.basePath.count))) HTTP/1.1\r\n"
+        head += "Host: \(port == 443 || port == 80 ? host : "\(host):\(port)")\r\n"
+        head += "User-Agent: \(options.userAgent)\r\n"
+        head += "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        head += "Sec-WebSocket-Key: \(key)\r\n"
+        head += "Sec-WebSocket-Protocol: v5.channel.k8s.io, v4.channel.k8s.io\r\n"
+        if let authorization { head += "Authorization: \(authorization)\r\n" }
+        head += "\r\n"
         let sslContext = try tls.map { try NIOSSLContext(configuration: $0) }
         let sniHost: String? = (host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }) ? nil : host
+        let requestHead = head
 
-        let upgrade: EventLoopFuture<Upgrade>
+        let channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>
+        let handshake: EventLoopFuture<String>
         do {
-            upgrade = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(.seconds(10))
+            (channel, handshake) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.seconds(5))
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         if let sslContext {
                             let handler = try NIOSSLClientHandler(context: sslContext, serverHostname: sniHost)
                             try channel.pipeline.syncOperations.addHandler(handler)
                         }
-                        let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(
-                            maxFrameSize: 16 << 20,
-                            upgradePipelineHandler: { channel, response in
-                                channel.eventLoop.makeCompletedFuture {
-                                    let chosen = response.headers.first(name: "Sec-WebSocket-Protocol") ?? "v4.channel.k8s.io"
-                                    return Upgrade.websocket(
-                                        try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel),
-                                        chosen)
-                                }
-                            })
-                        let configuration = NIOTypedHTTPClientUpgradeConfiguration(
-                            upgradeRequestHead: head, upgraders: [upgrader],
-                            notUpgradingCompletionHandler: { channel in
-                                channel.eventLoop.makeCompletedFuture {
-                                    channel.close(promise: nil)
-                                    return Upgrade.refused
-                                }
-                            })
-                        return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-                            configuration: .init(upgradeConfiguration: configuration))
+                        let promise = channel.eventLoop.makePromise(of: String.self)
+                        try channel.pipeline.syncOperations.addHandler(
+                            WebSocketHandshakeHandler(request: requestHead, key: key, done: promise))
+                        try channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder())
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: 16 << 20)))
+                        let wrapped = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel)
+                        return (wrapped, promise.futureResult)
                     }
                 }
         } catch {
             throw transportError(error, request)
         }
-        let result: Upgrade
+        let chosen: String
         do {
-            result = try await upgrade.get()
-        } catch {
-            throw transportError(error, request)
-        }
-        switch result {
-        case .refused:
+            chosen = try await handshake.get()
+        } catch let refusal as WebSocketHandshakeHandler.Refused {
+            try? await channel.channel.close()
             // The server answered with an error instead of switching protocols. Ask again as a plain request
             // to read its Status (Forbidden, NotFound, container not running, …).
             _ = try await send(request)
-            throw KubeError(.badRequest, "the API server refused to open an exec stream", operation: request.operation)
-        case .websocket(let channel, let chosen):
-            let operation = request.operation
-            return try await channel.executeThenClose { inbound, outbound in
-                let session = ExecSession(inbound: inbound, outbound: outbound, protocolVersion: chosen,
-                                          operation: operation)
-                return try await body(session)
-            }
+            throw KubeError(.badRequest, "the API server refused to open an exec stream (HTTP \(refusal.status))",
+                            operation: request.operation)
+        } catch {
+            try? await channel.channel.close()
+            throw transportError(error, request)
+        }
+        let operation = request.operation
+        return try await channel.executeThenClose { inbound, outbound in
+            let session = ExecSession(inbound: inbound, outbound: outbound, protocolVersion: chosen, operation: operation)
+            return try await body(session)
         }
     }
 
@@ -301,5 +287,96 @@ extension KubeClient {
             }
             return value
         }
+    }
+}
+
+/// The client side of the WebSocket opening handshake (RFC 6455 §4), done by hand so that whatever the
+/// server sends right after its 101 answer — for a short command: all its output, its status and the
+/// close — is passed on to the frame decoder in the same breath, never dropped.
+final class WebSocketHandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    struct Refused: Error {
+        var status: Int
+    }
+
+    let request: String
+    let key: String
+    let done: EventLoopPromise<String>
+    private var buffer = ByteBuffer()
+    private var finished = false
+
+    init(request: String, key: String, done: EventLoopPromise<String>) {
+        self.request = request
+        self.key = key
+        self.done = done
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: request)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if finished {
+            context.fireChannelRead(data)
+            return
+        }
+        var incoming = unwrapInboundIn(data)
+        buffer.writeBuffer(&incoming)
+        let view = buffer.readableBytesView
+        guard let end = view.firstRange(of: [13, 10, 13, 10]) else {
+            if buffer.readableBytes > 64 * 1024 { fail(context, Refused(status: 0)) }
+            return
+        }
+        let headLength = end.upperBound - view.startIndex
+        let head = buffer.readString(length: headLength) ?? ""
+        let lines = head.components(separatedBy: "\r\n")
+        let status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
+        var headers: [String: String] = [:]
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        let expected = Data(Insecure.SHA1.hash(data: Data((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8)))
+            .base64EncodedString()
+        guard status == 101, headers["sec-websocket-accept"] == expected else {
+            fail(context, Refused(status: status))
+            return
+        }
+        finished = true
+        done.succeed(headers["sec-websocket-protocol"] ?? "v4.channel.k8s.io")
+        // Frames that came with the answer go on to the decoder now.
+        if buffer.readableBytes > 0 {
+            let rest = buffer
+            buffer = ByteBuffer()
+            context.fireChannelRead(wrapInboundOut(rest))
+        }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !finished {
+            finished = true
+            done.fail(KubeError(.transport, "the connection closed during the WebSocket handshake"))
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if !finished {
+            finished = true
+            done.fail(error)
+        }
+        context.fireErrorCaught(error)
+    }
+
+    private func fail(_ context: ChannelHandlerContext, _ error: any Error) {
+        finished = true
+        done.fail(error)
+        context.close(promise: nil)
     }
 }
