@@ -27,12 +27,28 @@ public enum ChildProcess {
                       stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
     }
 
-    /// Starts a long-running command that the kernel stops when this process dies (PR_SET_PDEATHSIG,
-    /// through a one-line Python wrapper, since posix_spawn cannot set it).
-    public static func startDaemon(_ arguments: [String], environment: [String: String] = [:], log: String) throws -> pid_t {
-        let wrapper = ["python3", "-c",
-                       "import ctypes,os,signal,sys; ctypes.CDLL('libc.so.6').prctl(1, signal.SIGTERM); os.execvp(sys.argv[1], sys.argv[1:])"]
-        return try spawn(wrapper + arguments, environment: environment, stdout: log, stderr: log)
+    /// Starts a long-running Python program (`module:function` called with `arguments` as argv) that ends
+    /// when this process does: a watchdog thread in it polls for this process and exits when it is gone.
+    /// (Signals on parent death do not survive the interpreter shims of pyenv and friends.)
+    public static func startPythonDaemon(entry: String, arguments: [String], environment: [String: String] = [:],
+                                         log: String) throws -> pid_t {
+        let parts = entry.split(separator: ":")
+        let script = """
+            import importlib, os, sys, threading, time
+            parent = int(sys.argv[1])
+            def watch():
+                while True:
+                    time.sleep(0.5)
+                    try:
+                        os.kill(parent, 0)
+                    except OSError:
+                        os._exit(0)
+            threading.Thread(target=watch, daemon=True).start()
+            sys.argv = sys.argv[2:]
+            getattr(importlib.import_module("\(parts[0])"), "\(parts[1])")(sys.argv[1:])
+            """
+        return try spawn(["python3", "-c", script, String(getpid())] + arguments, environment: environment,
+                         stdout: log, stderr: log)
     }
 
     static func spawn(_ arguments: [String], environment: [String: String], stdout: String, stderr: String) throws -> pid_t {

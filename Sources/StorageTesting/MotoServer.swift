@@ -32,7 +32,8 @@ public final class MotoServer: @unchecked Sendable {
         let log = NSTemporaryDirectory() + "/cairn-moto-\(port).log"
         // The first three requests (creating the IAM user, its policy and its key) need no signature;
         // every request after them is authenticated.
-        pid = try ChildProcess.startDaemon(["moto_server", "-H", "127.0.0.1", "-p", "\(port)"],
+        pid = try ChildProcess.startPythonDaemon(entry: "moto.server:main",
+                                                 arguments: ["moto_server", "-H", "127.0.0.1", "-p", "\(port)"],
                                            environment: authenticated ? ["INITIAL_NO_AUTH_ACTION_COUNT": "3"] : [:],
                                            log: log)
         let deadline = Date().addingTimeInterval(60)
