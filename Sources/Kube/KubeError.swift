@@ -7,8 +7,10 @@ public struct KubeError: Error, CustomStringConvertible, Sendable {
     public enum Code: String, Sendable {
         case notFound, alreadyExists, conflict, forbidden, unauthorized, invalid, badRequest, gone
         case methodNotAllowed, unsupportedMediaType, tooManyRequests, timeout, serverError, unavailable
-        /// The connection failed or dropped, or TLS failed.
+        /// The connection failed or dropped.
         case transport
+        /// The server's certificate is not trusted, or not for its address. Not retried.
+        case tls
         /// Kubeconfig or in-cluster configuration is missing or wrong.
         case configuration
         /// The server answered with something that is not what the API promises.
@@ -79,6 +81,7 @@ public struct KubeError: Error, CustomStringConvertible, Sendable {
         case .forbidden: return "ask a cluster administrator for a role that allows it"
         case .conflict where reason == "Conflict": return "the object changed since it was read; read it again and retry"
         case .transport: return "check that the API server is reachable and the kubeconfig's server address is right"
+        case .tls: return "check the kubeconfig's certificate-authority for this cluster"
         default: return nil
         }
     }

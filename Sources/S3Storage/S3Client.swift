@@ -166,6 +166,11 @@ final class S3Client: Sendable {
     }
 
     func transport(_ error: any Error, _ request: Request) -> StorageError {
+        if let tls = TLSFailure(error) {
+            return StorageError(.permissionDenied, "\(request.operation): the S3 endpoint's TLS certificate is not trusted "
+                                + "(\(tls.reason)); pass --s3-ca-file with the CA that signed it, or fix the endpoint's name",
+                                location: request.object)
+        }
         if error is CancellationError { return StorageError(.io, "\(request.operation): cancelled", location: request.object) }
         if let http = error as? HTTPClientError, http == .deadlineExceeded || http == .readTimeout {
             return StorageError(.unavailable, "\(request.operation): no answer from the S3 endpoint in time",
@@ -226,5 +231,24 @@ final class S3Client: Sendable {
         default:
             return StorageError(.io, "\(what) failed", location: object, underlying: detail)
         }
+    }
+}
+
+/// A TLS failure that retrying cannot fix: the peer's certificate is not trusted or not for this name.
+struct TLSFailure {
+    var reason: String
+
+    init?(_ error: any Error) {
+        if let ssl = error as? NIOSSLError, case .handshakeFailed(let inner) = ssl {
+            let text = "\(inner)"
+            if text.contains("CERTIFICATE_VERIFY_FAILED") { reason = "certificate verify failed"; return }
+            reason = "handshake failed"
+            return
+        }
+        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
+            reason = "the certificate is not for this host name"
+            return
+        }
+        return nil
     }
 }

@@ -12,28 +12,52 @@ public final class MotoServer: @unchecked Sendable {
     public let accessKeyID: String
     public let secretAccessKey: String
     public let pid: pid_t
-    public var endpoint: String { "http://127.0.0.1:\(port)" }
+    /// With TLS: the CA that signed the server's certificate (for 127.0.0.1).
+    public let caFile: String?
+    public var endpoint: String { "\(caFile == nil ? "http" : "https")://127.0.0.1:\(port)" }
 
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var servers: [Bool: MotoServer] = [:]
+    nonisolated(unsafe) private static var servers: [String: MotoServer] = [:]
 
     /// One server of each kind per test process, started on first use; it stops when the process exits.
-    public static func shared(authenticated: Bool = false) throws -> MotoServer {
+    public static func shared(authenticated: Bool = false, tls: Bool = false) throws -> MotoServer {
         try lock.withLock {
-            if let server = servers[authenticated] { return server }
-            let server = try MotoServer(authenticated: authenticated)
-            servers[authenticated] = server
+            let key = "\(authenticated)-\(tls)"
+            if let server = servers[key] { return server }
+            let server = try MotoServer(authenticated: authenticated, tls: tls)
+            servers[key] = server
             return server
         }
     }
 
-    public init(authenticated: Bool = false) throws {
+    public init(authenticated: Bool = false, tls: Bool = false) throws {
         port = try ChildProcess.freePort()
         let log = NSTemporaryDirectory() + "/cairn-moto-\(port).log"
+        var tlsArguments: [String] = []
+        if tls {
+            // A private CA and a certificate for 127.0.0.1 signed by it.
+            let dir = NSTemporaryDirectory() + "/cairn-moto-tls-\(port)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for command in [
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/ca.key", "-out", dir + "/ca.crt",
+                 "-days", "2", "-subj", "/CN=cairn-test-ca"],
+                ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/server.key", "-out", dir + "/server.csr",
+                 "-subj", "/CN=127.0.0.1"],
+                ["sh", "-c", "printf 'subjectAltName=IP:127.0.0.1\\n' > \(dir)/ext.cnf && openssl x509 -req -in \(dir)/server.csr "
+                 + "-CA \(dir)/ca.crt -CAkey \(dir)/ca.key -CAcreateserial -days 2 -extfile \(dir)/ext.cnf -out \(dir)/server.crt"],
+            ] {
+                let r = try ChildProcess.run(command)
+                guard r.status == 0 else { throw FixtureError("\(command[0]): \(r.stderr)") }
+            }
+            caFile = dir + "/ca.crt"
+            tlsArguments = ["-c", dir + "/server.crt", "-k", dir + "/server.key"]
+        } else {
+            caFile = nil
+        }
         // The first three requests (creating the IAM user, its policy and its key) need no signature;
         // every request after them is authenticated.
         pid = try ChildProcess.startPythonDaemon(entry: "moto.server:main",
-                                                 arguments: ["moto_server", "-H", "127.0.0.1", "-p", "\(port)"],
+                                                 arguments: ["moto_server", "-H", "127.0.0.1", "-p", "\(port)"] + tlsArguments,
                                            environment: authenticated ? ["INITIAL_NO_AUTH_ACTION_COUNT": "3"] : [:],
                                            log: log)
         let deadline = Date().addingTimeInterval(60)
@@ -46,9 +70,10 @@ public final class MotoServer: @unchecked Sendable {
             secretAccessKey = "cairn-test-secret"
             return
         }
-        let bootstrap = ["AWS_ACCESS_KEY_ID": "bootstrap", "AWS_SECRET_ACCESS_KEY": "bootstrap",
+        var bootstrap = ["AWS_ACCESS_KEY_ID": "bootstrap", "AWS_SECRET_ACCESS_KEY": "bootstrap",
                          "AWS_DEFAULT_REGION": "us-east-1"]
-        let e = "http://127.0.0.1:\(port)"
+        if let caFile { bootstrap["AWS_CA_BUNDLE"] = caFile }
+        let e = "\(tls ? "https" : "http")://127.0.0.1:\(port)"
         for command in [
             ["aws", "--endpoint-url", e, "iam", "create-user", "--user-name", "cairn"],
             ["aws", "--endpoint-url", e, "iam", "put-user-policy", "--user-name", "cairn", "--policy-name", "all",
@@ -71,7 +96,9 @@ public final class MotoServer: @unchecked Sendable {
 
     /// Environment for the AWS CLI (and restic) with this server's credentials.
     public var environment: [String: String] {
-        ["AWS_ACCESS_KEY_ID": accessKeyID, "AWS_SECRET_ACCESS_KEY": secretAccessKey, "AWS_DEFAULT_REGION": "us-east-1"]
+        var env = ["AWS_ACCESS_KEY_ID": accessKeyID, "AWS_SECRET_ACCESS_KEY": secretAccessKey, "AWS_DEFAULT_REGION": "us-east-1"]
+        if let caFile { env["AWS_CA_BUNDLE"] = caFile }
+        return env
     }
 
     /// Runs the AWS CLI against this server.

@@ -25,11 +25,11 @@ enum S3Fixture {
     }
 
     static func store(bucket: String, prefix: String = "repo", endpoint: String? = nil, protection: TimeInterval? = nil,
-                      credentials: S3Credentials? = nil, region: String = "us-east-1",
+                      credentials: S3Credentials? = nil, region: String = "us-east-1", caFile: String? = nil,
                       moto: MotoServer? = nil) async throws -> S3BlobStore {
         let moto = try moto ?? MotoServer.shared()
         let location = try S3Location(url: "s3://\(bucket)/\(prefix)", endpoint: endpoint ?? moto.endpoint, region: region,
-                                      protectionPeriod: protection, environment: [:])
+                                      caFile: caFile, protectionPeriod: protection, environment: [:])
         return try await S3BlobStore.open(location, credentials: credentials ?? Self.credentials(moto), options: options())
     }
 }
@@ -167,6 +167,26 @@ struct S3StoreTests {
         }
         #expect(unreachable?.code == .unavailable)
         #expect(unreachable?.description.contains("giving up") == true)
+    }
+
+    @Test("TLS with a private CA: trusted with the CA file, a clear error without it")
+    func customCA() async throws {
+        let moto = try MotoServer.shared(tls: true)
+        let bucket = try moto.makeBucket()
+        let store = try await S3Fixture.store(bucket: bucket, caFile: moto.caFile, moto: moto)
+        try await BlobStoreConformance(store).run()
+        var options = S3Fixture.options()
+        options.retryBudget = .seconds(30)
+        let untrusted: StorageError? = await {
+            do {
+                let location = try S3Location(url: "s3://\(bucket)/repo", endpoint: moto.endpoint, environment: [:])
+                _ = try await S3BlobStore.open(location, credentials: S3Fixture.credentials(moto), options: options)
+                return nil
+            } catch let error as StorageError { return error } catch { return nil }
+        }()
+        #expect(untrusted?.code == .permissionDenied, "\(String(describing: untrusted))")
+        #expect(untrusted?.description.contains("certificate") == true, "\(String(describing: untrusted))")
+        #expect(untrusted?.description.contains("--s3-ca-file") == true)
     }
 
     @Test("with a protection period objects carry COMPLIANCE retention, are reported protected, and cannot be removed")

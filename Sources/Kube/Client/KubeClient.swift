@@ -208,6 +208,14 @@ public final class KubeClient: Sendable {
         if Task.isCancelled {
             return KubeError(.cancelled, "cancelled", operation: request.operation)
         }
+        if let ssl = error as? NIOSSLError, case .handshakeFailed(let inner) = ssl {
+            let why = "\(inner)".contains("CERTIFICATE_VERIFY_FAILED") ? "its certificate is not trusted" : "the TLS handshake failed"
+            return KubeError(.tls, "cannot talk to \(connection.server): \(why)", operation: request.operation)
+        }
+        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
+            return KubeError(.tls, "cannot talk to \(connection.server): its certificate is not for this address",
+                             operation: request.operation)
+        }
         if let http = error as? HTTPClientError, http == .deadlineExceeded || http == .readTimeout {
             return KubeError(.timeout, "no answer from \(connection.server) in time", operation: request.operation)
         }
