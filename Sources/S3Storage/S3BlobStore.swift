@@ -19,7 +19,7 @@ import Storage
 /// - With a protection period the objects (except lock files) are written with an object-lock retention
 ///   (COMPLIANCE mode) that even the bucket owner cannot shorten; `protectedUntil` tells the repository
 ///   which objects it must leave alone.
-public final class S3BlobStore: BlobStore, @unchecked Sendable {
+public final class S3BlobStore: BlobStore {
     public struct Options: Sendable {
         public var multipartThreshold = 32 << 20
         public var partSize = 16 << 20
@@ -33,7 +33,7 @@ public final class S3BlobStore: BlobStore, @unchecked Sendable {
         public init() {}
     }
 
-    public private(set) var s3: S3Location
+    public let s3: S3Location
     public let options: Options
     let client: S3Client
 
@@ -46,9 +46,11 @@ public final class S3BlobStore: BlobStore, @unchecked Sendable {
                             logger: Logger = Logger(label: "cairn.s3")) async throws -> S3BlobStore {
         let store = try S3BlobStore(location, credentials: credentials, options: options, logger: logger)
         try await store.checkBucket()
-        if location.protectionPeriod == nil {
-            // A repository created with a protection period says so in the retention of its format object.
-            store.s3.protectionPeriod = try await store.protectionOfExistingRepository()
+        // A repository created with a protection period says so in the retention of its format object.
+        if location.protectionPeriod == nil, let period = try await store.protectionOfExistingRepository() {
+            var protected = location
+            protected.protectionPeriod = period
+            return try S3BlobStore(protected, credentials: credentials, options: options, logger: logger)
         }
         return store
     }
