@@ -58,3 +58,53 @@ struct JSONValueTests {
         #expect(throws: YAMLError.self) { try JSONValue(yaml: "a: [1, 2") }
     }
 }
+
+@Suite("JSON Patch (RFC 6902) on the client side")
+struct JSONPatchTests {
+    func patch(_ document: String, _ operations: String) throws -> JSONValue {
+        try JSONPatch.apply(try JSONValue(parsing: operations).array ?? [], to: try JSONValue(parsing: document))
+    }
+
+    @Test("the RFC's examples (Appendix A)", arguments: [
+        (#"{"foo":"bar"}"#, #"[{"op":"add","path":"/baz","value":"qux"}]"#, #"{"baz":"qux","foo":"bar"}"#),
+        (#"{"foo":["bar","baz"]}"#, #"[{"op":"add","path":"/foo/1","value":"qux"}]"#, #"{"foo":["bar","qux","baz"]}"#),
+        (#"{"baz":"qux","foo":"bar"}"#, #"[{"op":"remove","path":"/baz"}]"#, #"{"foo":"bar"}"#),
+        (#"{"foo":["bar","qux","baz"]}"#, #"[{"op":"remove","path":"/foo/1"}]"#, #"{"foo":["bar","baz"]}"#),
+        (#"{"baz":"qux","foo":"bar"}"#, #"[{"op":"replace","path":"/baz","value":"boo"}]"#, #"{"baz":"boo","foo":"bar"}"#),
+        (#"{"foo":{"bar":"baz","waldo":"fred"},"qux":{"corge":"grault"}}"#,
+         #"[{"op":"move","from":"/foo/waldo","path":"/qux/thud"}]"#,
+         #"{"foo":{"bar":"baz"},"qux":{"corge":"grault","thud":"fred"}}"#),
+        (#"{"foo":["all","grass","cows","eat"]}"#, #"[{"op":"move","from":"/foo/1","path":"/foo/3"}]"#,
+         #"{"foo":["all","cows","eat","grass"]}"#),
+        (#"{"baz":"qux","foo":["a",2,"c"]}"#,
+         #"[{"op":"test","path":"/baz","value":"qux"},{"op":"test","path":"/foo/1","value":2}]"#,
+         #"{"baz":"qux","foo":["a",2,"c"]}"#),
+        (#"{"foo":"bar"}"#, #"[{"op":"add","path":"/child","value":{"grandchild":{}}}]"#,
+         #"{"foo":"bar","child":{"grandchild":{}}}"#),
+        (#"{"/":9,"~1":10}"#, #"[{"op":"test","path":"/~01","value":10}]"#, #"{"/":9,"~1":10}"#),
+        (#"{"foo":["bar"]}"#, #"[{"op":"add","path":"/foo/-","value":["abc","def"]}]"#, #"{"foo":["bar",["abc","def"]]}"#),
+        (#"{"a":{"b":1}}"#, #"[{"op":"copy","from":"/a","path":"/c"}]"#, #"{"a":{"b":1},"c":{"b":1}}"#),
+    ])
+    func rfcExamples(_ document: String, _ operations: String, _ expected: String) throws {
+        #expect(try patch(document, operations) == JSONValue(parsing: expected))
+    }
+
+    @Test("failures name the operation, and nothing is applied", arguments: [
+        (#"{"baz":"qux"}"#, #"[{"op":"test","path":"/baz","value":"bar"}]"#, "test failed"),
+        (#"{"foo":"bar"}"#, #"[{"op":"add","path":"/baz/bat","value":"qux"}]"#, "does not exist"),
+        (#"{"foo":"bar"}"#, #"[{"op":"replace","path":"/nope","value":1}]"#, "does not exist"),
+        (#"{"foo":[1]}"#, #"[{"op":"add","path":"/foo/5","value":1}]"#, "not an index"),
+        (#"{"foo":1}"#, #"[{"op":"remove","path":"/foo"},{"op":"frobnicate","path":"/x"}]"#, "unknown op"),
+        (#"{"a":{"b":1}}"#, #"[{"op":"move","from":"/a","path":"/a/b/c"}]"#, "into itself"),
+        (#"{"a":1}"#, #"[{"op":"add","path":"a","value":1}]"#, "not a JSON pointer"),
+    ])
+    func failures(_ document: String, _ operations: String, _ reason: String) throws {
+        do {
+            _ = try patch(document, operations)
+            Issue.record("expected a failure")
+        } catch let error as JSONPatchError {
+            #expect(error.description.contains(reason), "\(error)")
+            #expect(error.description.hasPrefix("JSON patch operation"))
+        }
+    }
+}
