@@ -81,6 +81,12 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // Application protection: what to capture, how to clean it, in which order to restore it. Pure logic
+        // over Kube's objects; no HTTP, no files.
+        .target(
+            name: "Protection",
+            dependencies: ["Kube"]
+        ),
         .executableTarget(
             name: "cairn",
             dependencies: [
@@ -109,6 +115,7 @@ let package = Package(
             path: "Sources/KubeTesting"
         ),
         .testTarget(name: "ClusterTests", dependencies: ["KubeTesting"]),
+        .testTarget(name: "ProtectionTests", dependencies: ["Protection", "Kube"]),
         .testTarget(name: "KubeTests", dependencies: ["Kube", "KubeTesting", "StorageTesting"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
         .testTarget(name: "S3Tests", dependencies: ["S3Storage", "Storage", "StorageTesting", "Repository", "Snapshot"]),
