@@ -115,7 +115,7 @@ let package = Package(
             path: "Sources/KubeTesting"
         ),
         .testTarget(name: "ClusterTests", dependencies: ["KubeTesting"]),
-        .testTarget(name: "ProtectionTests", dependencies: ["Protection", "Kube"]),
+        .testTarget(name: "ProtectionTests", dependencies: ["Protection", "Kube", "KubeTesting"]),
         .testTarget(name: "KubeTests", dependencies: ["Kube", "KubeTesting", "StorageTesting"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
         .testTarget(name: "S3Tests", dependencies: ["S3Storage", "Storage", "StorageTesting", "Repository", "Snapshot"]),

@@ -1,0 +1,156 @@
+import Foundation
+import Kube
+import KubeTesting
+import Protection
+import Testing
+
+@Suite("Capturing an application from the local cluster", .serialized)
+struct ApplicationCaptureTests {
+    @Test("every namespaced type through discovery, custom resources included, regenerated objects left out, cluster-scoped dependencies added")
+    func capture() async throws {
+        let cluster = try LocalCluster.shared()
+        let connection = try ClusterConnection.resolve(kubeconfig: cluster.kubeconfig, context: "cairn-admin")
+        let tag = UUID().uuidString.prefix(6).lowercased()
+        let ns = "cap-\(tag)"
+        let group = "g\(tag).cairn.dev"
+        try await KubeClient.with(connection) { client in
+            _ = try await client.create(Namespace(name: ns))
+            defer {
+                _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=false"])
+                for object in ["storageclass/cairn-\(tag)", "pv/cairn-\(tag)", "crd/gadgets.\(group)",
+                               "clusterrole/cairn-\(tag)", "clusterrolebinding/cairn-\(tag)"] {
+                    _ = try? cluster.kubectl(["delete", object, "--wait=false"])
+                }
+            }
+            let manifests = """
+                apiVersion: storage.k8s.io/v1
+                kind: StorageClass
+                metadata: {name: cairn-\(tag)}
+                provisioner: kubernetes.io/no-provisioner
+                ---
+                apiVersion: v1
+                kind: PersistentVolume
+                metadata: {name: cairn-\(tag)}
+                spec:
+                  capacity: {storage: 1Gi}
+                  accessModes: [ReadWriteOnce]
+                  storageClassName: cairn-\(tag)
+                  claimRef: {namespace: \(ns), name: data}
+                  hostPath: {path: /tmp/cairn-capture-\(tag), type: DirectoryOrCreate}
+                ---
+                apiVersion: v1
+                kind: PersistentVolumeClaim
+                metadata: {name: data, namespace: \(ns), labels: {app: web}}
+                spec:
+                  accessModes: [ReadWriteOnce]
+                  storageClassName: cairn-\(tag)
+                  resources: {requests: {storage: 1Gi}}
+                ---
+                apiVersion: v1
+                kind: ServiceAccount
+                metadata: {name: app, namespace: \(ns)}
+                ---
+                apiVersion: rbac.authorization.k8s.io/v1
+                kind: ClusterRole
+                metadata: {name: cairn-\(tag)}
+                rules: [{apiGroups: [""], resources: [configmaps], verbs: [get]}]
+                ---
+                apiVersion: rbac.authorization.k8s.io/v1
+                kind: ClusterRoleBinding
+                metadata: {name: cairn-\(tag)}
+                roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cairn-\(tag)}
+                subjects: [{kind: ServiceAccount, name: app, namespace: \(ns)}]
+                ---
+                apiVersion: rbac.authorization.k8s.io/v1
+                kind: Role
+                metadata: {name: reader, namespace: \(ns)}
+                rules: [{apiGroups: [""], resources: [secrets], verbs: [get]}]
+                ---
+                apiVersion: rbac.authorization.k8s.io/v1
+                kind: RoleBinding
+                metadata: {name: reader, namespace: \(ns)}
+                roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+                subjects: [{kind: ServiceAccount, name: app, namespace: \(ns)}]
+                ---
+                apiVersion: v1
+                kind: ConfigMap
+                metadata: {name: settings, namespace: \(ns), labels: {app: web}}
+                data: {mode: fast}
+                ---
+                apiVersion: v1
+                kind: Secret
+                metadata: {name: db, namespace: \(ns)}
+                stringData: {password: s3cret}
+                ---
+                apiVersion: apps/v1
+                kind: Deployment
+                metadata: {name: web, namespace: \(ns), labels: {app: web}}
+                spec:
+                  replicas: 1
+                  selector: {matchLabels: {app: web}}
+                  template:
+                    metadata: {labels: {app: web}}
+                    spec:
+                      terminationGracePeriodSeconds: 1
+                      containers: [{name: main, image: cairn.local/busybox:1.35, imagePullPolicy: Never, command: [sleep, "3600"]}]
+                ---
+                apiVersion: apiextensions.k8s.io/v1
+                kind: CustomResourceDefinition
+                metadata: {name: gadgets.\(group)}
+                spec:
+                  group: \(group)
+                  scope: Namespaced
+                  names: {plural: gadgets, singular: gadget, kind: Gadget}
+                  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
+                """
+            try cluster.apply(manifests)
+            try await waitUntil("the claim to bind and the pod to exist") {
+                let claim = try await client.get(PersistentVolumeClaim.self, "data", namespace: ns)
+                let pods = try await client.list(Pod.self, namespace: ns)
+                let crd = try await client.get(CustomResourceDefinition.self, "gadgets.\(group)")
+                return claim.phase == "Bound" && !pods.isEmpty && crd.isEstablished
+            }
+            var gadget = KubeObject(apiVersion: "\(group)/v1", kind: "Gadget", name: "g1", namespace: ns)
+            gadget["spec"] = ["size": 3]
+            _ = try await client.create(gadget)
+
+            let result = try await ApplicationCapture(client: client).capture(namespace: ns)
+            let names = Set(result.objects.map { "\($0.kind)/\($0.name)" })
+            for expected in ["ConfigMap/settings", "Secret/db", "ServiceAccount/app", "Role/reader", "RoleBinding/reader",
+                             "Deployment/web", "PersistentVolumeClaim/data", "PersistentVolume/cairn-\(tag)",
+                             "StorageClass/cairn-\(tag)", "CustomResourceDefinition/gadgets.\(group)", "Gadget/g1",
+                             "ClusterRole/cairn-\(tag)", "ClusterRoleBinding/cairn-\(tag)"] {
+                #expect(names.contains(expected), "\(expected) not captured")
+            }
+            #expect(!names.contains("ConfigMap/kube-root-ca.crt"))
+            #expect(!result.objects.contains { $0.kind == "Pod" || $0.kind == "ReplicaSet" || $0.kind == "Event" })
+            #expect(!result.objects.contains { Secret($0).type == "kubernetes.io/service-account-token" })
+            #expect(result.skipped.contains { $0.object.hasPrefix("ReplicaSet \(ns)/web-") && $0.reason == "recreated by its Deployment web" })
+            #expect(result.skipped.contains { $0.object == "ConfigMap \(ns)/kube-root-ca.crt" })
+            #expect(result.objects.count == Set(result.objects.compactMap(\.uid)).count)  // each object once
+            // Restore order: the CRD first, the Gadget last.
+            #expect(result.objects.first?.kind == "CustomResourceDefinition")
+            #expect(result.objects.last?.kind == "Gadget")
+            #expect(result.resourceTypes > 20)
+
+            let web = try await ApplicationCapture(client: client, labelSelector: "app=web").capture(namespace: ns)
+            let webNames = Set(web.objects.filter { $0.namespace == ns }.map { "\($0.kind)/\($0.name)" })
+            #expect(webNames == ["ConfigMap/settings", "Deployment/web", "PersistentVolumeClaim/data"], "\(webNames)")
+            #expect(web.objects.contains { $0.kind == "PersistentVolume" })
+        }
+        // A user who may not read everything gets what they may read, and warnings for the rest.
+        try await KubeClient.with(try ClusterConnection.resolve(kubeconfig: cluster.kubeconfig, context: "cairn-alice")) { alice in
+            let result = try await ApplicationCapture(client: alice).capture(namespace: "team-a")
+            #expect(result.warnings.contains { $0.contains("custom resource definitions not captured") })
+        }
+    }
+
+    func waitUntil(_ what: String, _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(120)
+        while true {
+            if (try? await condition()) == true { return }
+            if ContinuousClock.now > deadline { throw ClusterError("timed out waiting for \(what)") }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+    }
+}
