@@ -111,7 +111,7 @@ let package = Package(
         ),
         .target(
             name: "KubeTesting",
-            dependencies: [],
+            dependencies: ["StorageTesting"],
             path: "Sources/KubeTesting"
         ),
         .testTarget(name: "ClusterTests", dependencies: ["KubeTesting"]),

@@ -1,4 +1,5 @@
 import Foundation
+import StorageTesting
 import Synchronization
 
 /// The local single-node cluster of `scripts/local-cluster`, for tests: starts it (or reuses a running
@@ -119,46 +120,11 @@ public final class LocalCluster: Sendable {
         return try body(namespace)
     }
 
-    /// Runs a command found on PATH with posix_spawn and waits for exactly that child. Output goes to
-    /// temporary files, not pipes: the cluster script starts daemons, and nothing they inherit can keep
-    /// a pipe open or a wait from returning.
+    /// Runs a command found on PATH and waits for it (see `ChildProcess`).
     static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws
         -> CommandResult {
-        let base = NSTemporaryDirectory() + "/cairn-cmd-" + UUID().uuidString
-        let (inPath, outPath, errPath) = (base + ".in", base + ".out", base + ".err")
-        try Data((stdin ?? "").utf8).write(to: URL(fileURLWithPath: inPath))
-        defer { for path in [inPath, outPath, errPath] { unlink(path) } }
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, inPath, O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment { env[k] = v }
-        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-        var pid: pid_t = 0
-        let spawned = posix_spawnp(&pid, arguments[0], &actions, nil, argv, envp)
-        guard spawned == 0 else {
-            throw ClusterError("cannot run \(arguments[0]): \(String(cString: strerror(spawned)))")
-        }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else { throw ClusterError("waitpid failed for \(arguments[0])") }
-        }
-        // WIFEXITED / WEXITSTATUS, spelled out (the C macros are not imported).
-        let exitCode: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        let out = (try? Data(contentsOf: URL(fileURLWithPath: outPath))) ?? Data()
-        let err = (try? Data(contentsOf: URL(fileURLWithPath: errPath))) ?? Data()
-        return CommandResult(status: exitCode, stdout: String(decoding: out, as: UTF8.self),
-                             stderr: String(decoding: err, as: UTF8.self))
+        let result = try ChildProcess.run(arguments, environment: environment, stdin: stdin)
+        return CommandResult(status: result.status, stdout: result.stdout, stderr: result.stderr)
     }
 }
 

@@ -24,29 +24,12 @@ final class S3Appender: BlobAppender, @unchecked Sendable {
     deinit { abort() }
 
     func append(_ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(size + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StorageError.posix(errno, operation: "write to the spool file", path: path)
-            }
-            done += n
-        }
+        try FileIO.writeAll(fd, bytes, path: path)
         size += bytes.count
     }
 
     func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
-        var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StorageError.posix(errno, operation: "read the spool file", path: path)
-            }
-            if n == 0 { throw StorageError(.io, "spool file shorter than written", location: path) }
-            done += n
-        }
+        try FileIO.readAll(fd, into: buffer, at: offset, path: path)
     }
 
     func chunk(_ offset: Int, _ count: Int) throws -> ByteBuffer {

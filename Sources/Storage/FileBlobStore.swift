@@ -89,7 +89,7 @@ public struct FileBlobStore: BlobStore {
             }
             do {
                 defer { close(fd) }
-                try data.withUnsafeBytes { try Self.writeAll(fd, $0, path: target) }
+                try data.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: target) }
                 guard fsync(fd) == 0 else { throw StorageError.posix(errno, operation: "fsync", path: target) }
             }
             if options.createOnly {
@@ -230,19 +230,6 @@ public struct FileBlobStore: BlobStore {
         }
     }
 
-    /// Writes all of `bytes`, retrying short writes and interruptions.
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StorageError.posix(errno, operation: "write", path: path)
-            }
-            done += n
-        }
-    }
-
     static func ensureDirectory(_ dir: String) throws {
         var st = stat()
         if stat(dir, &st) == 0 { return }
@@ -282,21 +269,12 @@ final class FileAppender: BlobAppender, @unchecked Sendable {
     }
 
     func append(_ bytes: UnsafeRawBufferPointer) throws {
-        try FileBlobStore.writeAll(fd, bytes, path: path)
+        try FileIO.writeAll(fd, bytes, path: path)
         size += bytes.count
     }
 
     func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
-        var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StorageError.posix(errno, operation: "read", path: path)
-            }
-            if n == 0 { throw StorageError(.io, "temporary file shorter than written", location: path) }
-            done += n
-        }
+        try FileIO.readAll(fd, into: buffer, at: offset, path: path)
     }
 
     func commit(as handle: BlobHandle) async throws {

@@ -3,8 +3,9 @@ import Foundation
 import Glibc
 #endif
 
-/// Runs programs for test fixtures with posix_spawn (output to files, never pipes, so a daemon that
-/// inherits them cannot block a wait).
+/// Runs programs for test fixtures with posix_spawn, waiting for exactly that child. Output goes to
+/// temporary files, never pipes: a daemon the program starts (the cluster script starts several) cannot
+/// keep a pipe open or a wait from returning. (Foundation's Process hung here.)
 public enum ChildProcess {
     public struct Result: Sendable {
         public var status: Int32
@@ -12,11 +13,15 @@ public enum ChildProcess {
         public var stderr: String
     }
 
-    /// Runs a command to completion.
-    public static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+    /// Runs a command to completion, with `stdin` as its standard input.
+    public static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws
+        -> Result
+    {
         let base = NSTemporaryDirectory() + "/cairn-run-" + UUID().uuidString
-        defer { unlink(base + ".out"); unlink(base + ".err") }
-        let pid = try spawn(arguments, environment: environment, stdout: base + ".out", stderr: base + ".err")
+        try Data((stdin ?? "").utf8).write(to: URL(fileURLWithPath: base + ".in"))
+        defer { unlink(base + ".in"); unlink(base + ".out"); unlink(base + ".err") }
+        let pid = try spawn(arguments, environment: environment, stdin: base + ".in", stdout: base + ".out",
+                            stderr: base + ".err")
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 {
             guard errno == EINTR else { throw FixtureError("waitpid failed for \(arguments[0])") }
@@ -48,14 +53,15 @@ public enum ChildProcess {
             getattr(importlib.import_module("\(parts[0])"), "\(parts[1])")(sys.argv[1:])
             """
         return try spawn(["python3", "-c", script, String(getpid())] + arguments, environment: environment,
-                         stdout: log, stderr: log)
+                         stdin: "/dev/null", stdout: log, stderr: log)
     }
 
-    static func spawn(_ arguments: [String], environment: [String: String], stdout: String, stderr: String) throws -> pid_t {
+    static func spawn(_ arguments: [String], environment: [String: String], stdin: String, stdout: String,
+                      stderr: String) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         var env = ProcessInfo.processInfo.environment

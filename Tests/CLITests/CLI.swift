@@ -1,15 +1,10 @@
 import Foundation
+import StorageTesting
 import Testing
 
 /// Runs the built `cairn` binary as a user would.
 struct CLI {
-    static let binary: String = {
-        if let explicit = ProcessInfo.processInfo.environment["CAIRN_BIN"] { return explicit }
-        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cairn").path
-        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug/cairn").path
-    }()
+    static let binary = CairnBinary.path
 
     var repo: String
     var password = "test password"

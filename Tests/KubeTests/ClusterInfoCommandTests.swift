@@ -6,13 +6,7 @@ import Testing
 
 @Suite("cairn cluster info against the local cluster")
 struct ClusterInfoCommandTests {
-    static let binary: String = {
-        if let explicit = ProcessInfo.processInfo.environment["CAIRN_BIN"] { return explicit }
-        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cairn").path
-        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug/cairn").path
-    }()
+    static let binary = CairnBinary.path
 
     @Test("reports server version, user, API size and Cairn's CRDs (missing, then partly installed); bad contexts are clear errors")
     func clusterInfo() async throws {
