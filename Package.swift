@@ -85,7 +85,7 @@ let package = Package(
         // over Kube's objects; no HTTP, no files.
         .target(
             name: "Protection",
-            dependencies: ["Kube"]
+            dependencies: ["Kube", "Snapshot", "Repository"]
         ),
         .executableTarget(
             name: "cairn",
@@ -115,7 +115,8 @@ let package = Package(
             path: "Sources/KubeTesting"
         ),
         .testTarget(name: "ClusterTests", dependencies: ["KubeTesting"]),
-        .testTarget(name: "ProtectionTests", dependencies: ["Protection", "Kube", "KubeTesting"]),
+        .testTarget(name: "ProtectionTests", dependencies: ["Protection", "Kube", "KubeTesting", "Snapshot", "Repository",
+                                                            "Storage", "StorageTesting"]),
         .testTarget(name: "KubeTests", dependencies: ["Kube", "KubeTesting", "StorageTesting"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
         .testTarget(name: "S3Tests", dependencies: ["S3Storage", "Storage", "StorageTesting", "Repository", "Snapshot"]),

@@ -35,7 +35,7 @@ public struct RepositoryError: Error, Sendable, CustomStringConvertible {
         return text
     }
 
-    static func corrupt(_ what: String, _ location: String, _ detail: String? = nil) -> RepositoryError {
+    public static func corrupt(_ what: String, _ location: String, _ detail: String? = nil) -> RepositoryError {
         RepositoryError(.corrupt,
                         "\(what) is damaged; run `cairn repo check --read-data` to see what it affects",
                         location: location, underlying: detail)

@@ -39,6 +39,19 @@ public struct SnapshotManifest: Codable, Sendable {
         case version, time, hostname, username, paths, tree, parent, tags, program, summary
     }
 
+    public init(time: Date, hostname: String, username: String, paths: [String], tree: BlobID, parent: String? = nil,
+                tags: [String], program: String, summary: BackupSummary? = nil) {
+        self.time = time
+        self.hostname = hostname
+        self.username = username
+        self.paths = paths
+        self.tree = tree
+        self.parent = parent
+        self.tags = tags
+        self.program = program
+        self.summary = summary
+    }
+
     public var shortID: String { String(id.prefix(8)) }
 }
 

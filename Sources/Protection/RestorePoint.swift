@@ -1,0 +1,137 @@
+import Foundation
+import Kube
+import Repository
+import Snapshot
+
+/// A restore point: one repository snapshot holding everything needed to bring an application back.
+///
+/// Layout of its tree (documented in docs/repository-format.md, "Restore points"):
+/// - `restorepoint.json` — `RestorePoint.Metadata`: the application, time, counts, Cairn version,
+///   warnings and what was left out;
+/// - `objects/<group>/<Kind>/<namespace>/<name>.json` — each object exactly as the API server returned it
+///   (group `core` for the core group, namespace `_cluster` for cluster-scoped objects); cleaning happens
+///   at restore time, so nothing is lost at capture;
+/// - `volumes/<claim>/…` — the files of each claim's volume (written by the volume movers).
+///
+/// The snapshot carries the tags `cairn.dev/restorepoint` and `namespace=<namespace>`, and the path
+/// `/restorepoints/<namespace>`, so `cairn snapshots` shows restore points next to file backups.
+public enum RestorePoint {
+    public static let tag = "cairn.dev/restorepoint"
+
+    public struct Metadata: Codable, Sendable, Equatable {
+        public var namespace: String
+        public var labelSelector: String?
+        public var time: Date
+        public var cairnVersion: String
+        public var objects: Int
+        public var objectsByKind: [String: Int]
+        public var skipped: [String]
+        public var warnings: [String]
+    }
+
+    /// What `list` shows.
+    public struct Summary: Sendable {
+        public var id: String
+        public var namespace: String
+        public var time: Date
+        public var snapshot: SnapshotManifest
+    }
+
+    static func path(of object: KubeObject) -> String {
+        let group = object.group.isEmpty ? "core" : object.group
+        let namespace = object.namespace ?? "_cluster"
+        return "objects/\(group)/\(object.kind)/\(namespace)/\(object.name).json"
+    }
+
+    /// Writes a capture (and any volume trees already in the repository) as a restore point.
+    public static func write(_ capture: ApplicationCapture.Result, namespace: String, labelSelector: String? = nil,
+                             volumes: [String: Node] = [:], to repository: Repository,
+                             time: Date = Date()) async throws -> SnapshotManifest {
+        var tree = MemoryTree(time: time)
+        var byKind: [String: Int] = [:]
+        for object in capture.objects {
+            try tree.addFile(path(of: object), object.json.serializedData())
+            byKind[object.kind, default: 0] += 1
+        }
+        for (claim, node) in volumes.sorted(by: { $0.key < $1.key }) {
+            try tree.addExisting("volumes/\(claim)", node)
+        }
+        let metadata = Metadata(namespace: namespace, labelSelector: labelSelector, time: time,
+                                cairnVersion: CairnVersion.current, objects: capture.objects.count,
+                                objectsByKind: byKind, skipped: capture.skipped.map { "\($0.object): \($0.reason)" },
+                                warnings: capture.warnings)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        encoder.dateEncodingStrategy = .iso8601
+        try tree.addFile("restorepoint.json", try encoder.encode(metadata))
+        let written = try await tree.write(to: repository)
+        // Data and index first, the snapshot that refers to them last.
+        try await repository.flush()
+        var manifest = SnapshotManifest(time: time, hostname: ProcessInfo.processInfo.hostName, username: "",
+                                        paths: ["/restorepoints/\(namespace)"], tree: written.tree, parent: nil,
+                                        tags: [tag, "namespace=\(namespace)"], program: "cairn \(CairnVersion.current)",
+                                        summary: nil)
+        manifest.id = try await SnapshotFiles.save(manifest, to: repository)
+        return manifest
+    }
+
+    /// Restore points in a repository, oldest first, optionally of one namespace.
+    public static func list(in repository: Repository, namespace: String? = nil) async throws -> [Summary] {
+        try await SnapshotFiles.all(in: repository).snapshots.compactMap { snapshot in
+            guard snapshot.tags.contains(tag),
+                  let ns = snapshot.tags.first(where: { $0.hasPrefix("namespace=") })?.dropFirst(10),
+                  namespace == nil || namespace == String(ns)
+            else { return nil }
+            return Summary(id: snapshot.id, namespace: String(ns), time: snapshot.time, snapshot: snapshot)
+        }.sorted { $0.time < $1.time }
+    }
+
+    /// The metadata and objects of a restore point.
+    public static func read(_ snapshot: SnapshotManifest, from repository: Repository) async throws
+        -> (metadata: Metadata, objects: [KubeObject])
+    {
+        guard snapshot.tags.contains(tag) else {
+            throw RepositoryError(.invalidArgument, "snapshot \(snapshot.shortID) is not a restore point")
+        }
+        let root = try await repository.loadTree(snapshot.tree)
+        guard let metaNode = root.node(named: "restorepoint.json") else {
+            throw RepositoryError.corrupt("restore point", snapshot.shortID, "restorepoint.json is missing")
+        }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let metadata: Metadata
+        do {
+            metadata = try decoder.decode(Metadata.self, from: try await content(of: metaNode, repository))
+        } catch let error as RepositoryError {
+            throw error
+        } catch {
+            throw RepositoryError.corrupt("restore point", snapshot.shortID, "restorepoint.json cannot be read: \(error)")
+        }
+        var objects: [KubeObject] = []
+        if let dir = root.node(named: "objects"), let subtree = dir.subtree {
+            try await collect(subtree, depth: 0, repository, into: &objects, snapshot: snapshot)
+        }
+        return (metadata, RestoreOrder.tiers(objects).flatMap(\.objects))
+    }
+
+    static func content(of node: Node, _ repository: Repository) async throws -> Data {
+        var data = Data()
+        for id in node.content ?? [] { data.append(try await repository.loadBlob(id)) }
+        return data
+    }
+
+    static func collect(_ tree: BlobID, depth: Int, _ repository: Repository, into objects: inout [KubeObject],
+                        snapshot: SnapshotManifest) async throws {
+        for node in try await repository.loadTree(tree).nodes {
+            if depth < 3, node.type == .dir, let subtree = node.subtree {
+                try await collect(subtree, depth: depth + 1, repository, into: &objects, snapshot: snapshot)
+            } else if depth == 3, node.type == .file {
+                do {
+                    objects.append(KubeObject(try JSONValue(parsing: try await content(of: node, repository))))
+                } catch let error as JSONParseError {
+                    throw RepositoryError.corrupt("restore point", snapshot.shortID, "object \(node.name): \(error)")
+                }
+            }
+        }
+    }
+}
