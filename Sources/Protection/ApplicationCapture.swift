@@ -4,7 +4,7 @@ import Kube
 /// fixed list: every namespaced resource type the server lists, custom resources included, filtered by
 /// `CaptureRules`; plus the cluster-scoped objects it depends on: the CRDs of its custom resources, the
 /// PersistentVolumes bound to its claims, the StorageClasses they use, and the ClusterRoles and
-/// ClusterRoleBindings that grant its service accounts.
+/// ClusterRoleBindings that grant its service accounts, and the Namespace object itself.
 public struct ApplicationCapture: Sendable {
     public struct Skipped: Sendable, Equatable {
         public var object: String
@@ -95,6 +95,12 @@ public struct ApplicationCapture: Sendable {
     /// The cluster-scoped objects the captured ones need.
     func dependencies(of objects: [KubeObject], namespace: String, warnings: inout [String]) async throws -> [KubeObject] {
         var found: [String: KubeObject] = [:]
+        // The namespace itself (labels and annotations matter: pod security, network policies, quotas).
+        do {
+            found["Namespace/" + namespace] = try await client.get(Namespace.resource, namespace)
+        } catch let error as KubeError where error.code == .forbidden {
+            warnings.append("the Namespace object not captured (a restore creates a plain one): \(error.message)")
+        }
         func fetch(_ r: APIResource, _ name: String, for user: String) async throws {
             let key = r.kind + "/" + name
             guard found[key] == nil else { return }

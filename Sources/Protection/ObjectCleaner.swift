@@ -43,6 +43,14 @@ public struct ObjectCleaner: Sendable {
             }
         case ("", "Pod"):
             object["spec", "nodeName"] = nil
+        case ("", "ServiceAccount"):
+            // Token secrets are minted per cluster; the new ones are added by the token controller.
+            if let secrets = object["secrets"]?.array {
+                let kept = secrets.filter { !($0["name"]?.string ?? "").hasPrefix(object.name + "-token-") }
+                object["secrets"] = kept.isEmpty ? nil : .array(kept)
+            }
+        case ("", "Namespace"):
+            object["spec", "finalizers"] = nil
         case ("", "PersistentVolumeClaim"):
             object["spec", "volumeName"] = nil
         case ("", "PersistentVolume"):

@@ -1,0 +1,186 @@
+import Kube
+
+/// Puts captured objects back into a cluster: cleaned, moved to the target namespace, transformed, then
+/// created tier by tier (`RestoreOrder`) with the objects of one tier in parallel. Every object gets an
+/// outcome; one the API rejects fails alone and the rest goes on.
+public struct ObjectRestorer: Sendable {
+    /// What to do when an object already exists.
+    public enum ExistingPolicy: String, Sendable, CaseIterable {
+        /// Leave it as it is.
+        case skip
+        /// Converge it to the restore point (server-side apply, Cairn owning the fields it restores).
+        case update
+        /// Delete it, wait until it is gone, create it again.
+        case recreate
+        /// Report it as failed.
+        case fail
+    }
+
+    public struct Options: Sendable {
+        public var targetNamespace: String?
+        public var existing: ExistingPolicy
+        public var transforms: TransformSet?
+        /// Plan only: no request reaches the cluster.
+        public var dryRun: Bool
+        public var cleaner: ObjectCleaner
+        public var concurrency: Int
+
+        public init(targetNamespace: String? = nil, existing: ExistingPolicy = .fail, transforms: TransformSet? = nil,
+                    dryRun: Bool = false, cleaner: ObjectCleaner = ObjectCleaner(), concurrency: Int = 16) {
+            self.targetNamespace = targetNamespace
+            self.existing = existing
+            self.transforms = transforms
+            self.dryRun = dryRun
+            self.cleaner = cleaner
+            self.concurrency = concurrency
+        }
+    }
+
+    public struct Outcome: Sendable, Equatable {
+        public enum Result: Sendable, Equatable {
+            case created, updated, recreated, skipped, planned
+            case failed(String)
+        }
+
+        /// `Kind namespace/name` as restored (after the namespace change).
+        public var object: String
+        public var tier: Int
+        public var result: Result
+        public var transforms: [String]
+
+        public var failed: Bool {
+            if case .failed = result { return true }
+            return false
+        }
+    }
+
+    public let client: KubeClient
+    public let options: Options
+
+    public init(client: KubeClient, options: Options = Options()) {
+        self.client = client
+        self.options = options
+    }
+
+    /// Prepares one object: cleaned, retargeted, transformed.
+    public func prepare(_ original: KubeObject, sourceNamespace: String) throws -> (KubeObject, [String]) {
+        var object = options.cleaner.clean(original)
+        if let target = options.targetNamespace, target != sourceNamespace {
+            if object.namespace == sourceNamespace { object.namespace = target }
+            if object.kind == "Namespace", object.group.isEmpty, object.name == sourceNamespace { object.name = target }
+            // Bindings grant the application's service accounts in their new namespace.
+            if object.group == "rbac.authorization.k8s.io", var subjects = object["subjects"]?.array {
+                for i in subjects.indices where subjects[i]["kind"]?.string == "ServiceAccount"
+                    && subjects[i]["namespace"]?.string == sourceNamespace {
+                    subjects[i]["namespace"] = .string(target)
+                }
+                object["subjects"] = .array(subjects)
+            }
+        }
+        guard let transforms = options.transforms else { return (object, []) }
+        do {
+            return try transforms.apply(to: object)
+        } catch {
+            throw KubeError(.invalid, error.description)
+        }
+    }
+
+    public func restore(_ objects: [KubeObject], sourceNamespace: String) async throws -> [Outcome] {
+        var outcomes: [Outcome] = []
+        var prepared: [(KubeObject, [String])] = []
+        for object in objects {
+            do {
+                prepared.append(try prepare(object, sourceNamespace: sourceNamespace))
+            } catch {
+                outcomes.append(Outcome(object: object.description, tier: RestoreOrder.tier(of: object),
+                                        result: .failed("\(error)"), transforms: []))
+            }
+        }
+        // A target namespace that the restore point does not bring (a user who could not read it) is made plain.
+        let target = options.targetNamespace ?? sourceNamespace
+        if !prepared.contains(where: { $0.0.kind == "Namespace" && $0.0.group.isEmpty && $0.0.name == target }),
+           prepared.contains(where: { $0.0.namespace == target }) {
+            prepared.append((Namespace(name: target).object, []))
+        }
+        let tiers = RestoreOrder.tiers(prepared.map(\.0))
+        let applied = Dictionary(prepared.map { ($0.0.description, $0.1) }, uniquingKeysWith: { a, _ in a })
+        for (tier, members) in tiers {
+            if options.dryRun {
+                outcomes += members.map { Outcome(object: $0.description, tier: tier, result: .planned,
+                                                  transforms: applied[$0.description] ?? []) }
+                continue
+            }
+            let results = try await withThrowingTaskGroup(of: Outcome.self) { group in
+                var results: [Outcome] = []
+                for (i, object) in members.enumerated() {
+                    if i >= options.concurrency, let done = try await group.next() { results.append(done) }
+                    group.addTask {
+                        Outcome(object: object.description, tier: tier, result: await self.put(object),
+                                transforms: applied[object.description] ?? [])
+                    }
+                }
+                for try await done in group { results.append(done) }
+                return results
+            }
+            outcomes += results
+            if tier == 0 { try await waitForCRDs(members) }
+        }
+        return outcomes
+    }
+
+    func put(_ object: KubeObject) async -> Outcome.Result {
+        do {
+            let resource = try await client.resource(for: object)
+            do {
+                _ = try await client.create(object, as: resource, namespace: object.namespace)
+                return .created
+            } catch let error as KubeError where error.code == .alreadyExists {
+                // The cluster makes a `default` ServiceAccount in every new namespace: merge into it.
+                let madeByCluster = object.kind == "ServiceAccount" && object.group.isEmpty && object.name == "default"
+                switch madeByCluster && options.existing != .skip ? .update : options.existing {
+                case .skip:
+                    return .skipped
+                case .fail:
+                    return .failed("already exists (restore with --existing skip, update or recreate)")
+                case .update:
+                    _ = try await client.patch(resource, object.name, namespace: object.namespace,
+                                               .apply(object.json, fieldManager: "cairn-restore", force: true))
+                    return .updated
+                case .recreate:
+                    try await client.delete(resource, object.name, namespace: object.namespace,
+                                            options: DeleteOptions(propagationPolicy: .foreground))
+                    let deadline = ContinuousClock.now + .seconds(120)
+                    while true {
+                        do {
+                            _ = try await client.get(resource, object.name, namespace: object.namespace)
+                        } catch let gone as KubeError where gone.code == .notFound {
+                            break
+                        }
+                        guard ContinuousClock.now < deadline else {
+                            return .failed("the old object was still being deleted after 2 minutes")
+                        }
+                        try await Task.sleep(for: .milliseconds(250))
+                    }
+                    _ = try await client.create(object, as: resource, namespace: object.namespace)
+                    return .recreated
+                }
+            }
+        } catch let error as KubeError {
+            return .failed(error.description)
+        } catch {
+            return .failed("\(error)")
+        }
+    }
+
+    /// Custom resources can be created only once their CRD is Established.
+    func waitForCRDs(_ crds: [KubeObject]) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        for crd in crds where crd.kind == "CustomResourceDefinition" {
+            while ContinuousClock.now < deadline {
+                if let current = try? await client.get(CustomResourceDefinition.self, crd.name), current.isEstablished { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        await client.discovery.invalidate()
+    }
+}
