@@ -144,10 +144,3 @@ public struct KubeError: Error, CustomStringConvertible, Sendable {
         }
     }
 }
-
-extension KubeError {
-    /// `fromResponse` for tests of the decoding.
-    public static func fromResponseForTesting(status: Int, body: [UInt8], retryAfterHeader: String?) -> KubeError {
-        fromResponse(status: status, body: body, retryAfterHeader: retryAfterHeader, operation: "test")
-    }
-}

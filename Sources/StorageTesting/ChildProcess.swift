@@ -78,22 +78,6 @@ public enum ChildProcess {
         return pid
     }
 
-    /// A TCP port nobody listens on right now.
-    public static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { ptr -> Bool in
-                bind(fd, ptr, length) == 0 && getsockname(fd, ptr, &length) == 0
-            }
-        }
-        guard ok else { throw FixtureError("cannot find a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
 }
 
 public struct FixtureError: Error, CustomStringConvertible {

@@ -47,24 +47,7 @@ public final class FaultyHTTPProxy: @unchecked Sendable {
         self.targetPort = targetPort
         self.rates = rates
         self.random = seed | 1
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { ptr -> Bool in
-                bind(fd, ptr, length) == 0 && listen(fd, 128) == 0 && getsockname(fd, ptr, &length) == 0
-            }
-        }
-        guard ok else {
-            close(fd)
-            throw FixtureError("fault proxy: cannot listen: \(String(cString: strerror(errno)))")
-        }
-        listener = fd
-        port = Int(UInt16(bigEndian: address.sin_port))
+        (listener, port) = try Loopback.listen()
         Thread.detachNewThread { [self] in acceptLoop() }
     }
 
@@ -197,16 +180,8 @@ public final class FaultyHTTPProxy: @unchecked Sendable {
     }
 
     private func forward(_ head: [UInt8], _ body: [UInt8], method: String) -> Message? {
-        let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard let upstream = Loopback.connect(port: targetPort) else { return nil }
         defer { close(upstream) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(targetPort).bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return nil }
         writeAll(upstream, head + body)
         var buffered: [UInt8] = []
         return readMessage(upstream, &buffered, isResponse: true, method: method)

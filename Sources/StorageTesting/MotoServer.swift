@@ -31,7 +31,7 @@ public final class MotoServer: @unchecked Sendable {
     }
 
     public init(authenticated: Bool = false, tls: Bool = false) throws {
-        port = try ChildProcess.freePort()
+        port = try Loopback.freePort()
         let log = NSTemporaryDirectory() + "/cairn-moto-\(port).log"
         var tlsArguments: [String] = []
         if tls {
@@ -61,7 +61,7 @@ public final class MotoServer: @unchecked Sendable {
                                            environment: authenticated ? ["INITIAL_NO_AUTH_ACTION_COUNT": "3"] : [:],
                                            log: log)
         let deadline = Date().addingTimeInterval(60)
-        while !Self.listening(port) {
+        while !Loopback.isListening(port) {
             guard Date() < deadline else { throw FixtureError("moto_server did not start; see \(log)") }
             usleep(100_000)
         }
@@ -120,15 +120,4 @@ public final class MotoServer: @unchecked Sendable {
         return name
     }
 
-    static func listening(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-    }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import Kube
+@testable import Kube
 import StorageTesting
 import Testing
 
@@ -114,7 +114,7 @@ struct ClientLogicTests {
     @Test("a Status answer becomes a typed error with reason, causes and Retry-After")
     func statusDecoding() {
         func decode(_ status: Int, _ body: String, retryAfter: String? = nil) -> KubeError {
-            KubeError.fromResponseForTesting(status: status, body: Array(body.utf8), retryAfterHeader: retryAfter)
+            KubeError.fromResponse(status: status, body: Array(body.utf8), retryAfterHeader: retryAfter, operation: "test")
         }
         #expect(decode(404, #"{"kind":"Status","status":"Failure","message":"configmaps \"x\" not found","reason":"NotFound","code":404}"#).code == .notFound)
         #expect(decode(409, #"{"reason":"AlreadyExists","code":409,"message":"exists"}"#).code == .alreadyExists)
@@ -168,7 +168,7 @@ struct ClientLogicTests {
     @Test("discovery folds subresources into their resource")
     func discoveryParsing() throws {
         let list = try JSONValue(parsing: #"{"groupVersion":"v1","resources":[{"name":"pods","singularName":"","namespaced":true,"kind":"Pod","verbs":["get","list"],"shortNames":["po"]},{"name":"pods/log","namespaced":true,"kind":"Pod","verbs":["get"]},{"name":"pods/exec","namespaced":true,"kind":"PodExecOptions","verbs":["get"]}]}"#)
-        let resources = Discovery.parseForTesting(list, group: "", version: "v1")
+        let resources = Discovery.parse(list, group: "", version: "v1", preferred: true)
         #expect(resources.count == 1)
         #expect(resources[0].subresources == ["log", "exec"])
         #expect(resources[0].singularName == "pod")

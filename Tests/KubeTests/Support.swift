@@ -1,6 +1,7 @@
 import Foundation
 import Kube
 import KubeTesting
+import StorageTesting
 import Testing
 
 /// The local cluster as the Kubernetes client sees it.
@@ -36,12 +37,7 @@ enum TestCluster {
     /// Polls `condition` until it holds.
     static func waitUntil(_ what: String, timeout: Duration = .seconds(120),
                           _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while true {
-            if (try? await condition()) == true { return }
-            if ContinuousClock.now > deadline { throw ClusterError("timed out waiting for \(what)") }
-            try await Task.sleep(for: .milliseconds(250))
-        }
+        try await eventually(what, timeout: timeout, condition)
     }
 
     static func configMap(_ name: String, _ namespace: String, data: [String: String] = [:],
@@ -52,16 +48,8 @@ enum TestCluster {
         return cm
     }
 
-    /// Expects `body` to throw a `KubeError` and returns it.
+    /// The `KubeError` that `body` throws, if any.
     static func kubeError(_ body: () async throws -> Void) async -> KubeError? {
-        do {
-            try await body()
-            return nil
-        } catch let error as KubeError {
-            return error
-        } catch {
-            Issue.record("expected a KubeError, got \(error)")
-            return nil
-        }
+        await caught(KubeError.self, body)
     }
 }

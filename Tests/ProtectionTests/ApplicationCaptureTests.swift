@@ -2,6 +2,7 @@ import Foundation
 import Kube
 import KubeTesting
 import Protection
+import StorageTesting
 import Testing
 
 @Suite("Capturing an application from the local cluster", .serialized)
@@ -46,10 +47,6 @@ struct ApplicationCaptureTests {
                   storageClassName: cairn-\(tag)
                   resources: {requests: {storage: 1Gi}}
                 ---
-                apiVersion: v1
-                kind: ServiceAccount
-                metadata: {name: app, namespace: \(ns)}
-                ---
                 apiVersion: rbac.authorization.k8s.io/v1
                 kind: ClusterRole
                 metadata: {name: cairn-\(tag)}
@@ -60,51 +57,10 @@ struct ApplicationCaptureTests {
                 metadata: {name: cairn-\(tag)}
                 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cairn-\(tag)}
                 subjects: [{kind: ServiceAccount, name: app, namespace: \(ns)}]
-                ---
-                apiVersion: rbac.authorization.k8s.io/v1
-                kind: Role
-                metadata: {name: reader, namespace: \(ns)}
-                rules: [{apiGroups: [""], resources: [secrets], verbs: [get]}]
-                ---
-                apiVersion: rbac.authorization.k8s.io/v1
-                kind: RoleBinding
-                metadata: {name: reader, namespace: \(ns)}
-                roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
-                subjects: [{kind: ServiceAccount, name: app, namespace: \(ns)}]
-                ---
-                apiVersion: v1
-                kind: ConfigMap
-                metadata: {name: settings, namespace: \(ns), labels: {app: web}}
-                data: {mode: fast}
-                ---
-                apiVersion: v1
-                kind: Secret
-                metadata: {name: db, namespace: \(ns)}
-                stringData: {password: s3cret}
-                ---
-                apiVersion: apps/v1
-                kind: Deployment
-                metadata: {name: web, namespace: \(ns), labels: {app: web}}
-                spec:
-                  replicas: 1
-                  selector: {matchLabels: {app: web}}
-                  template:
-                    metadata: {labels: {app: web}}
-                    spec:
-                      terminationGracePeriodSeconds: 1
-                      containers: [{name: main, image: cairn.local/busybox:1.35, imagePullPolicy: Never, command: [sleep, "3600"]}]
-                ---
-                apiVersion: apiextensions.k8s.io/v1
-                kind: CustomResourceDefinition
-                metadata: {name: gadgets.\(group)}
-                spec:
-                  group: \(group)
-                  scope: Namespaced
-                  names: {plural: gadgets, singular: gadget, kind: Gadget}
-                  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
                 """
-            try cluster.apply(manifests)
-            try await waitUntil("the claim to bind and the pod to exist") {
+            try cluster.apply(manifests + "\n---\n" + SampleApplication.objects(namespace: ns) + "\n---\n"
+                              + SampleApplication.crd(group: group))
+            try await eventually("the claim to bind and the pod to exist") {
                 let claim = try await client.get(PersistentVolumeClaim.self, "data", namespace: ns)
                 let pods = try await client.list(Pod.self, namespace: ns)
                 let crd = try await client.get(CustomResourceDefinition.self, "gadgets.\(group)")
@@ -142,15 +98,6 @@ struct ApplicationCaptureTests {
         try await KubeClient.with(try ClusterConnection.resolve(kubeconfig: cluster.kubeconfig, context: "cairn-alice")) { alice in
             let result = try await ApplicationCapture(client: alice).capture(namespace: "team-a")
             #expect(result.warnings.contains { $0.contains("custom resource definitions not captured") })
-        }
-    }
-
-    func waitUntil(_ what: String, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(120)
-        while true {
-            if (try? await condition()) == true { return }
-            if ContinuousClock.now > deadline { throw ClusterError("timed out waiting for \(what)") }
-            try await Task.sleep(for: .milliseconds(300))
         }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Kube
 import KubeTesting
 import Protection
+import StorageTesting
 import Testing
 
 @Suite("Restoring objects into the local cluster", .serialized)
@@ -22,66 +23,19 @@ struct ObjectRestorerTests {
             kind: Namespace
             metadata: {name: \(source)}
             ---
-            apiVersion: apiextensions.k8s.io/v1
-            kind: CustomResourceDefinition
-            metadata: {name: gadgets.\(group)}
-            spec:
-              group: \(group)
-              scope: Namespaced
-              names: {plural: gadgets, singular: gadget, kind: Gadget}
-              versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
-            ---
-            apiVersion: v1
-            kind: ServiceAccount
-            metadata: {name: app, namespace: \(source)}
-            ---
-            apiVersion: rbac.authorization.k8s.io/v1
-            kind: Role
-            metadata: {name: reader, namespace: \(source)}
-            rules: [{apiGroups: [""], resources: [secrets], verbs: [get]}]
-            ---
-            apiVersion: rbac.authorization.k8s.io/v1
-            kind: RoleBinding
-            metadata: {name: reader, namespace: \(source)}
-            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
-            subjects: [{kind: ServiceAccount, name: app, namespace: \(source)}]
-            ---
-            apiVersion: v1
-            kind: ConfigMap
-            metadata: {name: settings, namespace: \(source)}
-            data: {mode: fast}
-            ---
-            apiVersion: v1
-            kind: Secret
-            metadata: {name: db, namespace: \(source)}
-            stringData: {password: s3cret}
-            ---
             apiVersion: v1
             kind: Service
             metadata: {name: web, namespace: \(source)}
             spec:
               selector: {app: web}
               ports: [{port: 80, targetPort: 8080}]
-            ---
-            apiVersion: apps/v1
-            kind: Deployment
-            metadata: {name: web, namespace: \(source)}
-            spec:
-              replicas: 1
-              selector: {matchLabels: {app: web}}
-              template:
-                metadata: {labels: {app: web}}
-                spec:
-                  terminationGracePeriodSeconds: 1
-                  serviceAccountName: app
-                  containers: [{name: main, image: cairn.local/busybox:1.35, imagePullPolicy: Never, command: [sleep, "3600"]}]
-            """)
+            """ + "\n---\n" + SampleApplication.objects(namespace: source) + "\n---\n" + SampleApplication.crd(group: group))
         try await KubeClient.with(connection) { client in
-            try await waitUntil { try await client.get(CustomResourceDefinition.self, "gadgets.\(group)").isEstablished }
+            try await eventually("the CRD to be established") { try await client.get(CustomResourceDefinition.self, "gadgets.\(group)").isEstablished }
             var gadget = KubeObject(apiVersion: "\(group)/v1", kind: "Gadget", name: "g1", namespace: source)
             gadget["spec"] = ["size": 3]
             _ = try await client.create(gadget)
-            try await waitUntil { !(try await client.list(Pod.self, namespace: source)).isEmpty }
+            try await eventually("the pod to exist") { !(try await client.list(Pod.self, namespace: source)).isEmpty }
             let captured = try await ApplicationCapture(client: client).capture(namespace: source).objects
 
             // Clone with a transform, into a namespace that does not exist yet (the Namespace object comes along).
@@ -135,30 +89,8 @@ struct ObjectRestorerTests {
             #expect(plan.allSatisfy { $0.result == .planned })
             #expect(plan.map(\.tier) == plan.map(\.tier).sorted())
             #expect(plan.first?.object == "CustomResourceDefinition gadgets.\(group)")
-            let notCreated = await TestClusterError.kubeError { _ = try await client.get(Namespace.self, planned) }
+            let notCreated = await caught(KubeError.self) { _ = try await client.get(Namespace.self, planned) }
             #expect(notCreated?.code == .notFound)
-        }
-    }
-
-    func waitUntil(_ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(120)
-        while true {
-            if (try? await condition()) == true { return }
-            if ContinuousClock.now > deadline { throw ClusterError("timed out") }
-            try await Task.sleep(for: .milliseconds(250))
-        }
-    }
-}
-
-enum TestClusterError {
-    static func kubeError(_ body: () async throws -> Void) async -> KubeError? {
-        do {
-            try await body()
-            return nil
-        } catch let error as KubeError {
-            return error
-        } catch {
-            return nil
         }
     }
 }

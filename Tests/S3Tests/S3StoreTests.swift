@@ -118,16 +118,8 @@ struct S3StoreTests {
         let plain = try MotoServer.shared()
         let moto = try MotoServer.shared(authenticated: true)
         let bucket = try moto.makeBucket()
-        func failure(_ body: () async throws -> S3BlobStore) async -> StorageError? {
-            do {
-                _ = try await body()
-                return nil
-            } catch let error as StorageError {
-                return error
-            } catch {
-                Issue.record("not a StorageError: \(error)")
-                return nil
-            }
+        func failure(_ open: () async throws -> S3BlobStore) async -> StorageError? {
+            await caught(StorageError.self) { _ = try await open() }
         }
         _ = try await S3Fixture.store(bucket: bucket, moto: moto)
         let wrongSecret = await failure {
@@ -158,7 +150,7 @@ struct S3StoreTests {
         let web = await failure { try await S3Fixture.store(bucket: bucket, endpoint: notS3.endpoint) }
         #expect(web?.code == .invalidArgument)
         #expect(web?.description.contains("does not answer like S3") == true, "\(String(describing: web))")
-        let closedPort = try ChildProcess.freePort()
+        let closedPort = try Loopback.freePort()
         let unreachable = await failure {
             var options = S3Fixture.options()
             options.retryBudget = .seconds(2)
@@ -177,13 +169,10 @@ struct S3StoreTests {
         try await BlobStoreConformance(store).run()
         var options = S3Fixture.options()
         options.retryBudget = .seconds(30)
-        let untrusted: StorageError? = await {
-            do {
-                let location = try S3Location(url: "s3://\(bucket)/repo", endpoint: moto.endpoint, environment: [:])
-                _ = try await S3BlobStore.open(location, credentials: S3Fixture.credentials(moto), options: options)
-                return nil
-            } catch let error as StorageError { return error } catch { return nil }
-        }()
+        let untrusted = await caught(StorageError.self) {
+            let location = try S3Location(url: "s3://\(bucket)/repo", endpoint: moto.endpoint, environment: [:])
+            _ = try await S3BlobStore.open(location, credentials: S3Fixture.credentials(moto), options: options)
+        }
         #expect(untrusted?.code == .permissionDenied, "\(String(describing: untrusted))")
         #expect(untrusted?.description.contains("certificate") == true, "\(String(describing: untrusted))")
         #expect(untrusted?.description.contains("--s3-ca-file") == true)
@@ -193,9 +182,7 @@ struct S3StoreTests {
     func objectLock() async throws {
         let moto = try MotoServer.shared()
         let plain = try moto.makeBucket()
-        let refused: StorageError? = await {
-            do { _ = try await S3Fixture.store(bucket: plain, protection: 3600); return nil } catch let e as StorageError { return e } catch { return nil }
-        }()
+        let refused = await caught(StorageError.self) { _ = try await S3Fixture.store(bucket: plain, protection: 3600) }
         #expect(refused?.description.contains("object lock") == true)
         let bucket = try moto.makeBucket("locked", objectLock: true)
         let store = try await S3Fixture.store(bucket: bucket, protection: 3600)

@@ -174,10 +174,3 @@ extension KubeClient {
                              minor: v["minor"]?.string ?? "", platform: v["platform"]?.string ?? "")
     }
 }
-
-extension Discovery {
-    /// `parse` for tests.
-    public static func parseForTesting(_ list: JSONValue, group: String, version: String) -> [APIResource] {
-        parse(list, group: group, version: version, preferred: true)
-    }
-}

@@ -133,7 +133,7 @@ public struct PersistentVolume: TypedObject {
     public var phase: String? { object["status", "phase"]?.string }
 }
 
-/// Base64 of Secret data, without Foundation's `Data` on the hot path.
+/// Base64 of Secret data.
 enum Base64 {
     static func encode(_ bytes: [UInt8]) -> String {
         Data(bytes).base64EncodedString()
