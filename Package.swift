@@ -81,16 +81,17 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        // Application protection: what to capture, how to clean it, in which order to restore it. Pure logic
-        // over Kube's objects; no HTTP, no files.
+        // Application protection: capture, restore points, volume access (host, mover pods), backup and
+        // restore of whole applications over Kube's client and the repository.
         .target(
             name: "Protection",
-            dependencies: ["Kube", "Snapshot", "Repository"]
+            dependencies: ["Kube", "Snapshot", "Repository", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .executableTarget(
             name: "cairn",
             dependencies: [
                 "Kube",
+                "Protection",
                 "S3Storage",
                 "Snapshot",
                 "Repository",

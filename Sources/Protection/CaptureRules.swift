@@ -8,6 +8,7 @@ import Kube
 /// - Pods, ReplicaSets, Jobs and ControllerRevisions owned by a controller (Deployment, StatefulSet,
 ///   DaemonSet, CronJob, ReplicaSet): their owner recreates them; replaying them would fight it.
 /// - Service-account token Secrets and the `kube-root-ca.crt` ConfigMap: minted per cluster.
+/// - Cairn's own mover pods (label `cairn.dev/mover`).
 public struct CaptureRules: Sendable {
     /// One selector: `Kind`, `group/Kind`, or either followed by `/name` (e.g. `Secret/db-tls`,
     /// `apps/Deployment`, `*.cert-manager.io` for a whole group).
@@ -83,6 +84,9 @@ public struct CaptureRules: Sendable {
         }
         if object.kind == "Secret", object["type"]?.string == "kubernetes.io/service-account-token" {
             return .skip(reason: "service-account token, minted by the cluster")
+        }
+        if object.kind == "Pod", object.group.isEmpty, object.labels["cairn.dev/mover"] != nil {
+            return .skip(reason: "a Cairn mover pod")
         }
         if object.kind == "ConfigMap", object.name == "kube-root-ca.crt" {
             return .skip(reason: "published by the cluster in every namespace")

@@ -85,7 +85,11 @@ public struct ObjectRestorer: Sendable {
         }
     }
 
-    public func restore(_ objects: [KubeObject], sourceNamespace: String) async throws -> [Outcome] {
+    /// Restores the objects tier by tier. `afterTier` runs once each tier is done (not in a dry run),
+    /// with that tier's outcomes; its outcomes are added to the report (restore writes volume data there,
+    /// after the claims and before any workload).
+    public func restore(_ objects: [KubeObject], sourceNamespace: String,
+                        afterTier: (Int, [Outcome]) async throws -> [Outcome] = { _, _ in [] }) async throws -> [Outcome] {
         var outcomes: [Outcome] = []
         var prepared: [(KubeObject, [String])] = []
         for object in objects {
@@ -124,6 +128,7 @@ public struct ObjectRestorer: Sendable {
             }
             outcomes += results
             if tier == 0 { try await waitForCRDs(members) }
+            outcomes += try await afterTier(tier, results)
         }
         return outcomes
     }

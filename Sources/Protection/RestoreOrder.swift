@@ -14,6 +14,9 @@ public enum RestoreOrder {
                                    "configuration", "storage classes and volumes", "claims", "services",
                                    "workloads", "everything else"]
 
+    /// The tier of PersistentVolumeClaims: volume data is written once it is done.
+    public static let claimsTier = 6
+
     public static func tier(of object: KubeObject) -> Int {
         switch (object.group, object.kind) {
         case ("apiextensions.k8s.io", "CustomResourceDefinition"): return 0

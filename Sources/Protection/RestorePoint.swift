@@ -27,6 +27,10 @@ public enum RestorePoint {
         public var objectsByKind: [String: Int]
         public var skipped: [String]
         public var warnings: [String]
+        /// The volumes stored under `volumes/`, how they were read and how much.
+        public var volumes: [VolumeTransfer]?
+        /// Workloads scaled to zero while the volumes were read (`--quiesce scale`).
+        public var quiesced: [String]?
     }
 
     /// What `list` shows.
@@ -45,7 +49,8 @@ public enum RestorePoint {
 
     /// Writes a capture (and any volume trees already in the repository) as a restore point.
     public static func write(_ capture: ApplicationCapture.Result, namespace: String, labelSelector: String? = nil,
-                             volumes: [String: Node] = [:], to repository: Repository,
+                             volumes: [String: Node] = [:], transfers: [VolumeTransfer] = [],
+                             quiesced: [String] = [], to repository: Repository,
                              time: Date = Date()) async throws -> SnapshotManifest {
         var tree = MemoryTree(time: time)
         var byKind: [String: Int] = [:]
@@ -59,7 +64,7 @@ public enum RestorePoint {
         let metadata = Metadata(namespace: namespace, labelSelector: labelSelector, time: time,
                                 cairnVersion: CairnVersion.current, objects: capture.objects.count,
                                 objectsByKind: byKind, skipped: capture.skipped.map { "\($0.object): \($0.reason)" },
-                                warnings: capture.warnings)
+                                warnings: capture.warnings, volumes: transfers, quiesced: quiesced)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         encoder.dateEncodingStrategy = .iso8601
@@ -84,6 +89,20 @@ public enum RestorePoint {
             else { return nil }
             return Summary(id: snapshot.id, namespace: String(ns), time: snapshot.time, snapshot: snapshot)
         }.sorted { $0.time < $1.time }
+    }
+
+    /// The node of one volume's files in a restore point, or nil if it has none for the claim.
+    public static func volume(_ claim: String, of snapshot: SnapshotManifest, in repository: Repository) async throws -> Node? {
+        let root = try await repository.loadTree(snapshot.tree)
+        guard let volumes = root.node(named: "volumes"), let subtree = volumes.subtree else { return nil }
+        return try await repository.loadTree(subtree).node(named: claim)
+    }
+
+    /// Every volume node of a restore point, by claim.
+    public static func volumes(of snapshot: SnapshotManifest, in repository: Repository) async throws -> [String: Node] {
+        let root = try await repository.loadTree(snapshot.tree)
+        guard let volumes = root.node(named: "volumes"), let subtree = volumes.subtree else { return [:] }
+        return Dictionary(try await repository.loadTree(subtree).nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// The metadata and objects of a restore point.

@@ -146,3 +146,65 @@ public struct FileChunker {
         }
     }
 }
+
+/// Splits a stream that arrives in pieces (a volume streamed by a mover pod) into the same chunks
+/// `FileChunker` would cut from the same bytes read from a file: boundaries depend only on content.
+public struct StreamChunker {
+    let chunker: Chunker
+    var buffer: [UInt8] = []
+    var start = 0
+    var scan = Chunker.ScanState()
+    /// Bytes appended so far.
+    public private(set) var bytesIn = 0
+
+    public init(chunker: Chunker) {
+        self.chunker = chunker
+        buffer.reserveCapacity(chunker.parameters.maxSize + FileChunker.readSize)
+    }
+
+    /// Appends bytes and returns the chunks they completed.
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) -> [Data] {
+        bytesIn += bytes.count
+        if start > 0 && start >= buffer.count / 2 {
+            buffer.removeFirst(start)
+            start = 0
+        }
+        buffer.append(contentsOf: bytes)
+        return cut(final: false)
+    }
+
+    /// Appends `count` zero bytes (a hole in a sparse file).
+    public mutating func appendZeros(_ count: Int) -> [Data] {
+        var chunks: [Data] = []
+        var left = count
+        let zeros = [UInt8](repeating: 0, count: min(count, FileChunker.readSize))
+        while left > 0 {
+            let n = min(left, zeros.count)
+            chunks += zeros.withUnsafeBytes { append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            left -= n
+        }
+        return chunks
+    }
+
+    /// The remaining chunks at the end of the stream; the chunker is then empty again.
+    public mutating func finish() -> [Data] {
+        let chunks = cut(final: true)
+        buffer.removeAll(keepingCapacity: true)
+        start = 0
+        scan = Chunker.ScanState()
+        return chunks
+    }
+
+    mutating func cut(final: Bool) -> [Data] {
+        var chunks: [Data] = []
+        while start < buffer.count {
+            let next = buffer.withUnsafeBytes { raw -> Int? in
+                chunker.nextBoundary(in: UnsafeRawBufferPointer(rebasing: raw[start...]), final: final, state: &scan)
+            }
+            guard let length = next else { break }
+            chunks.append(buffer.withUnsafeBytes { Data($0[start..<(start + length)]) })
+            start += length
+        }
+        return chunks
+    }
+}

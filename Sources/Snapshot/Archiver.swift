@@ -142,6 +142,23 @@ public final class Archiver: Sendable {
         }
     }
 
+    /// Stores one directory (a volume's files, read on the host) as a node called `name`, reusing the
+    /// unchanged files of `previous`. The caller holds a repository lock and has loaded the index; no
+    /// snapshot is written (the caller places the node in one).
+    public func archiveDirectory(_ path: String, name: String, previous: Node?) async throws
+        -> (node: Node, summary: BackupSummary, errors: [String])
+    {
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw RepositoryError(.invalidArgument, "\(path) is not a directory on this machine")
+        }
+        let node = try await archiveDirectory(path, node: Node(name: name, stat: st), previous: previous,
+                                              slots: AsyncSemaphore(permits: 8))
+        var final = summary.withLock { $0 }
+        final.errors = errors.withLock { $0.count }
+        return (node, final, errors.withLock { $0 })
+    }
+
     func record(_ error: SourceError) {
         logger.warning("backup.source.unreadable", metadata: ["file.path": "\(error.path)", "error": "\(error.reason)"])
         errors.withLock { $0.append(error.description) }

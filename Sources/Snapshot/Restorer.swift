@@ -68,15 +68,29 @@ public final class Restorer: Sendable {
     }
 
     func restore(_ snapshot: SnapshotManifest, options: RestoreOptions) async throws -> RestoreReport {
+        try await restore(tree: snapshot.tree, root: nil, source: "snapshot \(snapshot.shortID); see `cairn ls \(snapshot.shortID)`",
+                          options: options)
+    }
+
+    /// Restores the contents of a directory node (a volume of a restore point) into `options.target`,
+    /// whose own metadata becomes the node's. The caller holds a repository lock and has loaded the index.
+    public func restoreDirectory(_ node: Node, options: RestoreOptions) async throws -> RestoreReport {
+        guard node.type == .dir, let subtree = node.subtree else {
+            throw RepositoryError(.invalidArgument, "\(node.name) is not a directory")
+        }
+        return try await restore(tree: subtree, root: node, source: "\(node.name)", options: options)
+    }
+
+    func restore(tree: BlobID, root: Node?, source: String, options: RestoreOptions) async throws -> RestoreReport {
         var report = RestoreReport()
         let includes = options.include.map { Self.normalize($0) }
         var entries: [Entry] = []
         var unreadable: [String] = []
-        try await collect(tree: snapshot.tree, prefix: "", includes: includes, into: &entries, errors: &unreadable)
+        try await collect(tree: tree, prefix: "", includes: includes, into: &entries, errors: &unreadable)
         report.errors += unreadable
         if !includes.isEmpty {
             for include in includes where !entries.contains(where: { $0.path == include }) {
-                throw RepositoryError(.invalidArgument, "\(include) is not in snapshot \(snapshot.shortID); see `cairn ls \(snapshot.shortID)`")
+                throw RepositoryError(.invalidArgument, "\(include) is not in \(source)")
             }
         }
         let target = URL(fileURLWithPath: options.target).standardizedFileURL.path
@@ -180,6 +194,7 @@ public final class Restorer: Sendable {
         for entry in directories.reversed() {
             Self.applyMetadata(target + entry.path, node: entry.node, asRoot: isRoot)
         }
+        if let root, includes.isEmpty { Self.applyMetadata(target, node: root, asRoot: isRoot) }
         return report
     }
 

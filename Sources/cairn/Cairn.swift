@@ -20,7 +20,8 @@ struct Cairn: AsyncParsableCommand {
             """,
         version: CairnVersion.current,
         subcommands: [RepoCommand.self, BackupCommand.self, SnapshotsCommand.self, LsCommand.self,
-                      RestoreCommand.self, ForgetCommand.self, PruneCommand.self, ClusterCommand.self]
+                      RestoreCommand.self, ForgetCommand.self, PruneCommand.self, ClusterCommand.self,
+                      AppCommand.self, RestorePointsCommand.self, MoverCommand.self]
     )
 
     static func main() async {
@@ -168,6 +169,9 @@ func runReporting(_ body: () async throws -> Int32) async throws {
     } catch let error as KubeError {
         printError(error.description)
         code = error.code == .configuration ? Exit.usage : Exit.failure
+    } catch let error as CustomStringConvertible & Error {
+        printError(error.description)
+        code = Exit.failure
     }
     if code != 0 { throw ExitCode(code) }
 }

@@ -1,0 +1,258 @@
+import Crypto
+import Foundation
+import Kube
+import Repository
+import Snapshot
+
+/// Brings an application back from a restore point: objects in dependency order (`ObjectRestorer`),
+/// volume data written into the restored claims after the claims tier and before any workload, into the
+/// same namespace or another, with transforms, an existing-object policy, and partial selections.
+///
+/// PersistentVolumes are never replayed as captured: every restored claim with data gets a volume of its
+/// own — for hostPath/local volumes a copy of the original definition pointing at a new directory beside
+/// the original (`<path>-<id>`), pre-bound to the restored claim; for other volume types the claim's
+/// storage class provisions one — so the original volume and its data are never touched.
+public struct ApplicationRestore: Sendable {
+    public struct Options: Sendable {
+        public var targetNamespace: String?
+        public var existing: ObjectRestorer.ExistingPolicy
+        public var transforms: TransformSet?
+        public var dryRun: Bool
+        /// Only objects matching these selectors (`Kind`, `Kind/name`, `group/Kind`…); empty: all.
+        public var only: [CaptureRules.Selector]
+        /// Only claims and their data, no other object.
+        public var volumesOnly: Bool
+        /// The claims whose data is written back; nil: every claim restored that has data.
+        public var volumes: Set<String>?
+        /// Whether volume data is written at all.
+        public var volumeData: Bool
+        public var volumeAccess: VolumeAccessMode
+        public var moverImage: String
+        public var bindTimeout: Duration
+
+        public init(targetNamespace: String? = nil, existing: ObjectRestorer.ExistingPolicy = .fail,
+                    transforms: TransformSet? = nil, dryRun: Bool = false, only: [CaptureRules.Selector] = [],
+                    volumesOnly: Bool = false, volumes: Set<String>? = nil, volumeData: Bool = true,
+                    volumeAccess: VolumeAccessMode = .auto, moverImage: String = MoverVolumeAccess.defaultImage,
+                    bindTimeout: Duration = .seconds(120)) {
+            self.targetNamespace = targetNamespace
+            self.existing = existing
+            self.transforms = transforms
+            self.dryRun = dryRun
+            self.only = only
+            self.volumesOnly = volumesOnly
+            self.volumes = volumes
+            self.volumeData = volumeData
+            self.volumeAccess = volumeAccess
+            self.moverImage = moverImage
+            self.bindTimeout = bindTimeout
+        }
+    }
+
+    /// The result of one object or volume.
+    public struct Row: Sendable, Codable, Equatable {
+        public var object: String
+        public var tier: Int
+        /// created, updated, recreated, skipped, planned, failed, or for volumes: written, skipped, failed, planned.
+        public var result: String
+        public var detail: String?
+        public var transforms: [String]?
+        public var volume: VolumeTransfer?
+    }
+
+    public struct Report: Sendable, Codable {
+        public var restorePoint: String
+        public var sourceNamespace: String
+        public var targetNamespace: String
+        public var dryRun: Bool
+        public var objects: [Row]
+        public var volumes: [Row]
+        public var seconds: Double
+
+        public var failures: Int { (objects + volumes).filter { $0.result == "failed" }.count }
+    }
+
+    public let client: KubeClient
+    public let repository: Repository
+    public let options: Options
+
+    public init(client: KubeClient, repository: Repository, options: Options) {
+        self.client = client
+        self.repository = repository
+        self.options = options
+    }
+
+    /// A planned volume: the claim as restored and what backs it.
+    struct PlannedVolume: Sendable {
+        var claim: String
+        var data: Node
+        /// The new PersistentVolume made for the claim, if its original was hostPath/local.
+        var volume: KubeObject?
+    }
+
+    public func run(_ snapshot: SnapshotManifest, progress: @Sendable (String) -> Void = { _ in }) async throws -> Report {
+        let start = Date()
+        return try await RepositoryLock.with(repository, exclusive: false, operation: "app restore", wait: 30) {
+            try await repository.loadIndex()
+            let (metadata, captured) = try await RestorePoint.read(snapshot, from: repository)
+            let source = metadata.namespace
+            let target = options.targetNamespace ?? source
+            let stored = options.volumeData ? try await RestorePoint.volumes(of: snapshot, in: repository) : [:]
+            if let wanted = options.volumes {
+                for claim in wanted.sorted() where stored[claim] == nil {
+                    throw RepositoryError(.invalidArgument, "restore point \(snapshot.shortID) has no data of claim \(claim); it has: \(stored.keys.sorted().joined(separator: ", "))")
+                }
+            }
+            // PersistentVolumes are replaced by new ones (see the type's documentation).
+            var objects = captured.filter { !($0.kind == "PersistentVolume" && $0.group.isEmpty) }
+            if options.volumesOnly {
+                objects = objects.filter { $0.kind == "PersistentVolumeClaim" && $0.group.isEmpty
+                    && (options.volumes?.contains($0.name) ?? true) }
+            } else if !options.only.isEmpty {
+                objects = objects.filter { object in options.only.contains { $0.matches(object) } }
+            }
+            let originals = Dictionary(captured.filter { $0.kind == "PersistentVolume" && $0.group.isEmpty }.map { ($0.name, $0) },
+                                       uniquingKeysWith: { a, _ in a })
+            var planned: [String: PlannedVolume] = [:]
+            for claim in objects where claim.kind == "PersistentVolumeClaim" && claim.group.isEmpty {
+                guard let data = stored[claim.name], options.volumes?.contains(claim.name) ?? true else { continue }
+                let original = claim["spec", "volumeName"]?.string.flatMap { originals[$0] }
+                let volume = original.flatMap { newVolume(from: $0, claim: claim.name, targetNamespace: target, snapshot: snapshot) }
+                planned[claim.name] = PlannedVolume(claim: claim.name, data: data, volume: volume)
+                if let volume { objects.append(volume) }
+            }
+            let restorer = ObjectRestorer(client: client, options: ObjectRestorer.Options(
+                targetNamespace: target, existing: options.existing, transforms: options.transforms, dryRun: options.dryRun))
+            var volumeRows: [Row] = []
+            progress("restoring \(objects.count) objects and \(planned.count) volumes of \(source) into \(target)")
+            let outcomes = try await restorer.restore(objects, sourceNamespace: source) { tier, results in
+                guard tier == RestoreOrder.claimsTier else { return [] }
+                volumeRows = await writeVolumes(planned, claims: results, namespace: target, progress: progress)
+                return []
+            }
+            if options.dryRun {
+                volumeRows = planned.values.sorted { $0.claim < $1.claim }.map { plan in
+                    Row(object: "volume \(target)/\(plan.claim)", tier: 6, result: "planned",
+                        detail: plan.volume.map { "new PersistentVolume \($0.name) at \(ClaimVolume(namespace: target, claim: plan.claim, volume: $0).directory ?? "?")" }
+                            ?? "volume provisioned by the claim's storage class", transforms: nil, volume: nil)
+                }
+            }
+            let rows = outcomes.map { outcome -> Row in
+                let (result, detail): (String, String?) = switch outcome.result {
+                case .created: ("created", nil)
+                case .updated: ("updated", nil)
+                case .recreated: ("recreated", nil)
+                case .skipped: ("skipped", "already exists")
+                case .planned: ("planned", nil)
+                case .failed(let reason): ("failed", reason)
+                }
+                return Row(object: outcome.object, tier: outcome.tier, result: result, detail: detail,
+                           transforms: outcome.transforms.isEmpty ? nil : outcome.transforms, volume: nil)
+            }
+            return Report(restorePoint: snapshot.id, sourceNamespace: source, targetNamespace: target,
+                          dryRun: options.dryRun, objects: rows, volumes: volumeRows,
+                          seconds: Date().timeIntervalSince(start))
+        }
+    }
+
+    /// A new volume for a restored claim, from the original's definition: hostPath and local volumes get a
+    /// new directory beside the original; other types are left to the claim's storage class (nil).
+    func newVolume(from original: KubeObject, claim: String, targetNamespace: String, snapshot: SnapshotManifest) -> KubeObject? {
+        let kind: String
+        if original["spec", "hostPath"] != nil { kind = "hostPath" } else if original["spec", "local"] != nil { kind = "local" } else { return nil }
+        guard let path = original["spec", kind, "path"]?.string else { return nil }
+        let digest = SHA256.hash(data: Data("\(targetNamespace)/\(claim)/\(snapshot.id)".utf8))
+        let id = digest.prefix(4).map { String(format: "%02x", $0) }.joined()
+        var volume = ObjectCleaner().clean(original)
+        volume.name = String(original.name.prefix(240)) + "-" + id
+        var labels = volume.labels
+        labels["cairn.dev/restored-from"] = String(original.name.prefix(63))
+        volume.labels = labels
+        volume["spec", kind, "path"] = .string(path.hasSuffix("/") ? String(path.dropLast()) + "-" + id : path + "-" + id)
+        if kind == "hostPath" { volume["spec", "hostPath", "type"] = "DirectoryOrCreate" }
+        volume["spec", "claimRef"] = ["apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                      "namespace": .string(targetNamespace), "name": .string(claim)]
+        return volume
+    }
+
+    /// Writes the planned volumes into the restored claims: after the claims tier, before workloads.
+    func writeVolumes(_ planned: [String: PlannedVolume], claims results: [ObjectRestorer.Outcome], namespace: String,
+                      progress: @Sendable (String) -> Void) async -> [Row] {
+        var rows: [Row] = []
+        for plan in planned.values.sorted(by: { $0.claim < $1.claim }) {
+            let label = "volume \(namespace)/\(plan.claim)"
+            let outcome = results.first { $0.object == "PersistentVolumeClaim \(namespace)/\(plan.claim)" }
+            switch outcome?.result {
+            case .failed(let reason)?:
+                rows.append(Row(object: label, tier: 6, result: "failed", detail: "the claim was not restored: \(reason)"))
+                continue
+            case .skipped?:
+                rows.append(Row(object: label, tier: 6, result: "skipped", detail: "the claim already exists (--existing skip): its data was left as it is"))
+                continue
+            case nil:
+                rows.append(Row(object: label, tier: 6, result: "failed", detail: "the claim is not part of this restore"))
+                continue
+            default:
+                break
+            }
+            do {
+                let volume = try await boundVolume(plan, namespace: namespace)
+                let access: any VolumeAccess
+                switch options.volumeAccess {
+                case .host: access = HostVolumeAccess(repository: repository)
+                case .mover: access = MoverVolumeAccess(client: client, repository: repository, image: options.moverImage)
+                case .auto:
+                    access = await HostVolumeAccess.canServe(volume, client: client)
+                        ? HostVolumeAccess(repository: repository)
+                        : MoverVolumeAccess(client: client, repository: repository, image: options.moverImage)
+                }
+                progress("writing claim \(plan.claim) (\(access.method))")
+                if access is HostVolumeAccess, let directory = volume.directory {
+                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                }
+                let transfer = try await access.restore(plan.data, into: volume)
+                progress("  \(transfer.files) files, \(transfer.bytes) bytes, \(String(format: "%.1f", transfer.seconds)) s")
+                rows.append(Row(object: label, tier: 6, result: transfer.problems.isEmpty ? "written" : "failed",
+                                detail: transfer.problems.isEmpty ? nil : "\(transfer.problems.count) files not written: \(transfer.problems.prefix(3).joined(separator: "; "))",
+                                volume: transfer))
+            } catch {
+                rows.append(Row(object: label, tier: 6, result: "failed", detail: "\(error)"))
+            }
+        }
+        return rows
+    }
+
+    /// The claim's volume once bound. A claim waiting for its first consumer (a storage class with
+    /// `WaitForFirstConsumer`) is returned unbound: a mover pod is that consumer.
+    func boundVolume(_ plan: PlannedVolume, namespace: String) async throws -> ClaimVolume {
+        // A claim without a volume of ours is provisioned dynamically; it may wait for a consumer.
+        let dynamic = plan.volume == nil && options.volumeAccess != .host
+        let deadline = ContinuousClock.now + (dynamic ? .seconds(10) : options.bindTimeout)
+        while true {
+            let claim = try await client.get(PersistentVolumeClaim.self, plan.claim, namespace: namespace)
+            if claim.phase == "Bound", let name = claim.volumeName {
+                let volume = try await client.get(PersistentVolume.self, name)
+                return ClaimVolume(namespace: namespace, claim: plan.claim, volume: volume.object)
+            }
+            guard ContinuousClock.now < deadline else {
+                if dynamic { return ClaimVolume(namespace: namespace, claim: plan.claim, volume: nil) }
+                throw VolumeError("claim \(namespace)/\(plan.claim) was not bound within \(options.bindTimeout) (phase \(claim.phase ?? "unknown"))")
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
+    /// Restores files of one volume of a restore point into a local directory (no cluster involved).
+    public static func restoreFiles(_ snapshot: SnapshotManifest, claim: String, paths: [String], target: String,
+                                    existing: ExistingPolicy, repository: Repository) async throws -> RestoreReport {
+        try await RepositoryLock.with(repository, exclusive: false, operation: "restore", wait: 30) {
+            try await repository.loadIndex()
+            guard let node = try await RestorePoint.volume(claim, of: snapshot, in: repository) else {
+                let stored = try await RestorePoint.volumes(of: snapshot, in: repository).keys.sorted()
+                throw RepositoryError(.invalidArgument, "restore point \(snapshot.shortID) has no data of claim \(claim); it has: \(stored.isEmpty ? "none" : stored.joined(separator: ", "))")
+            }
+            return try await Restorer(repository: repository)
+                .restoreDirectory(node, options: RestoreOptions(target: target, include: paths, existing: existing))
+        }
+    }
+}

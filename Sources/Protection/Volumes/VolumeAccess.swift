@@ -1,0 +1,141 @@
+import Foundation
+import Kube
+import Repository
+import Snapshot
+
+/// How a claim's files are read and written back.
+public enum VolumeAccessMode: String, Sendable, CaseIterable, Codable {
+    /// Host access where it works (a hostPath/local volume whose directory is on this machine, i.e. Cairn
+    /// runs on the volume's node), a mover pod otherwise.
+    case auto
+    /// Read and write the volume's directory on this machine (hostPath and local volumes).
+    case host
+    /// A pod of Cairn's image mounts the claim and streams its files through the API server.
+    case mover
+}
+
+/// A claim and what is known about where its data lives.
+public struct ClaimVolume: Sendable {
+    public var namespace: String
+    public var claim: String
+    /// The PersistentVolume bound to the claim (or, on restore, made for it).
+    public var volume: KubeObject?
+    /// The node of a running pod that mounts the claim: a mover must run there (ReadWriteOnce).
+    public var node: String?
+
+    public init(namespace: String, claim: String, volume: KubeObject?, node: String? = nil) {
+        self.namespace = namespace
+        self.claim = claim
+        self.volume = volume
+        self.node = node
+    }
+
+    /// The directory of a hostPath or local volume, on its node.
+    public var directory: String? {
+        volume?["spec", "hostPath", "path"]?.string ?? volume?["spec", "local", "path"]?.string
+    }
+}
+
+/// What one volume transfer did, for reports and restore point metadata.
+public struct VolumeTransfer: Sendable, Codable, Equatable {
+    public var claim: String
+    /// `host` or `mover`.
+    public var method: String
+    public var files: Int
+    public var bytes: Int
+    /// Bytes new to the repository (backup only).
+    public var bytesAdded: Int?
+    public var seconds: Double
+    /// Files that could not be read or written, with the reason.
+    public var problems: [String]
+
+    public init(claim: String, method: String, files: Int = 0, bytes: Int = 0, bytesAdded: Int? = nil,
+                seconds: Double = 0, problems: [String] = []) {
+        self.claim = claim
+        self.method = method
+        self.files = files
+        self.bytes = bytes
+        self.bytesAdded = bytesAdded
+        self.seconds = seconds
+        self.problems = problems
+    }
+}
+
+/// Reads a volume's files into the repository and writes them back.
+///
+/// Backup gives a directory node (named after the claim) for the restore point's `volumes/`; the
+/// caller holds a repository lock and has loaded the index. Restore writes a node's contents into the
+/// volume, replacing entries of the same name.
+public protocol VolumeAccess: Sendable {
+    var method: String { get }
+    func backup(_ volume: ClaimVolume, previous: Node?) async throws -> (Node, VolumeTransfer)
+    func restore(_ data: Node, into volume: ClaimVolume) async throws -> VolumeTransfer
+}
+
+public struct VolumeError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Direct access on the host: the volume's directory is read and written in place. For hostPath and
+/// local volumes when Cairn runs on their node (the local cluster, a DaemonSet, a single-node cluster).
+public struct HostVolumeAccess: VolumeAccess {
+    public let repository: Repository
+    public var method: String { "host" }
+
+    public init(repository: Repository) {
+        self.repository = repository
+    }
+
+    func directory(of volume: ClaimVolume) throws -> String {
+        guard let directory = volume.directory else {
+            throw VolumeError("claim \(volume.namespace)/\(volume.claim) is not on a hostPath or local volume; use --volume-access mover")
+        }
+        return directory
+    }
+
+    public func backup(_ volume: ClaimVolume, previous: Node?) async throws -> (Node, VolumeTransfer) {
+        let path = try directory(of: volume)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw VolumeError("the directory \(path) of claim \(volume.namespace)/\(volume.claim) is not on this machine; run Cairn on the volume's node or use --volume-access mover")
+        }
+        let start = Date()
+        let (node, summary, errors) = try await Archiver(repository: repository)
+            .archiveDirectory(path, name: volume.claim, previous: previous)
+        return (node, VolumeTransfer(claim: volume.claim, method: method,
+                                     files: summary.filesNew + summary.filesChanged + summary.filesUnmodified,
+                                     bytes: summary.bytesTotal, bytesAdded: summary.bytesAdded,
+                                     seconds: Date().timeIntervalSince(start), problems: errors))
+    }
+
+    public func restore(_ data: Node, into volume: ClaimVolume) async throws -> VolumeTransfer {
+        let path = try directory(of: volume)
+        let start = Date()
+        let report = try await Restorer(repository: repository)
+            .restoreDirectory(data, options: RestoreOptions(target: path, existing: .overwrite))
+        return VolumeTransfer(claim: volume.claim, method: method, files: report.files, bytes: report.bytes,
+                              seconds: Date().timeIntervalSince(start), problems: report.errors)
+    }
+
+    /// Whether host access can serve this volume from here: a hostPath/local volume whose directory
+    /// exists on this machine, and this machine is the volume's node (a local volume's node affinity, or
+    /// the node of the pod using it; for a hostPath volume with neither, a cluster of one node that is
+    /// this machine).
+    public static func canServe(_ volume: ClaimVolume, client: KubeClient) async -> Bool {
+        guard let path = volume.directory, FileManager.default.fileExists(atPath: path) else { return false }
+        let here = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? ""
+        func isHere(_ node: String) -> Bool { node == here || node.split(separator: ".").first.map(String.init) == here }
+        if let node = volume.node { return isHere(node) }
+        let affinity = volume.volume?["spec", "nodeAffinity", "required", "nodeSelectorTerms"]?.array ?? []
+        let pinned = affinity.flatMap { $0["matchExpressions"]?.array ?? [] }
+            .filter { $0["key"]?.string == "kubernetes.io/hostname" }
+            .flatMap { $0["values"]?.array ?? [] }.compactMap(\.string)
+        if !pinned.isEmpty { return pinned.contains(where: isHere) }
+        guard let nodes = try? await client.list(clusterNodes).items else { return false }
+        return nodes.count == 1 && isHere(nodes[0].name)
+    }
+}
+
+/// The cluster's nodes (core/v1), to tell whether Cairn runs on one.
+let clusterNodes = APIResource(group: "", version: "v1", name: "nodes", kind: "Node", namespaced: false)

@@ -1,0 +1,235 @@
+import Foundation
+import Repository
+
+/// Cairn's side of a volume backup through a mover pod: reads the volume stream and stores it in the
+/// repository exactly as a backup of the same directory on the host would (same chunks, same trees), so
+/// the two ways of reading a volume deduplicate against each other.
+///
+/// The caller holds a repository lock and has loaded the index.
+public final class StreamArchiver {
+    let repository: Repository
+    /// Files of the previous backup of this volume, by path relative to the volume root, whose blobs are
+    /// all stored: what the sender may report as unchanged.
+    let previous: [String: Node]
+
+    public struct Result: Sendable {
+        public var root: Node
+        public var files = 0
+        public var unchangedFiles = 0
+        public var bytes = 0
+        public var bytesAdded = 0
+        public var warnings: [String] = []
+    }
+
+    public init(repository: Repository, previous: [String: Node] = [:]) {
+        self.repository = repository
+        self.previous = previous
+    }
+
+    /// Files below a directory node of an earlier snapshot, by relative path, whose blobs are all stored.
+    public static func files(below node: Node, in repository: Repository) async throws -> [String: Node] {
+        var files: [String: Node] = [:]
+        func walk(_ id: BlobID, _ prefix: String) async throws {
+            for child in try await repository.loadTree(id).nodes {
+                let path = prefix.isEmpty ? child.name : prefix + "/" + child.name
+                if child.type == .dir, let subtree = child.subtree {
+                    try await walk(subtree, path)
+                } else if child.type == .file, (child.content ?? []).allSatisfy({ repository.hasBlob($0) }) {
+                    files[path] = child
+                }
+            }
+        }
+        if node.type == .dir, let subtree = node.subtree { try await walk(subtree, "") }
+        return files
+    }
+
+    /// The parent listing to send to the mover before it walks the volume.
+    public static func listing(_ files: [String: Node]) -> [VolumeStream.ListedFile] {
+        files.sorted { $0.key < $1.key }.map {
+            VolumeStream.ListedFile(path: $0.key, size: $0.value.size, mtime: $0.value.mtime, ctime: $0.value.ctime,
+                                    inode: $0.value.inode)
+        }
+    }
+
+    /// Reads a whole stream; the root directory becomes a node called `name`.
+    public func archive(_ reader: VolumeStreamReader, name: String) async throws -> Result {
+        try await reader.header()
+        guard case .node(var rootNode)? = try await reader.next(), rootNode.type == .dir else {
+            throw VolumeStream.FormatError("the stream does not start with a directory")
+        }
+        rootNode.name = name
+        var result = Result(root: rootNode)
+        var stack: [(node: Node, path: String, children: [Node])] = [(rootNode, "", [])]
+        while let event = try await reader.next() {
+            switch event {
+            case .node(var node):
+                let path = stack.last!.path.isEmpty ? node.name : stack.last!.path + "/" + node.name
+                switch node.type {
+                case .dir:
+                    stack.append((node, path, []))
+                    continue
+                case .file:
+                    node = try await archiveFile(node, path: path, reader: reader, result: &result)
+                default:
+                    break
+                }
+                stack[stack.count - 1].children.append(node)
+            case .unchanged(var node):
+                let path = stack.last!.path.isEmpty ? node.name : stack.last!.path + "/" + node.name
+                guard let before = previous[path], before.sameFile(as: node) else {
+                    throw VolumeStream.FormatError("the mover reported \(path) unchanged, but the earlier backup has no such file")
+                }
+                node.content = before.content
+                result.files += 1
+                result.unchangedFiles += 1
+                result.bytes += Int(node.size)
+                stack[stack.count - 1].children.append(node)
+            case .up:
+                var done = stack.removeLast()
+                let saved = try await repository.saveBlob(.tree, try Tree(nodes: done.children).encoded())
+                result.bytesAdded += saved.added
+                done.node.subtree = saved.id
+                if stack.isEmpty {
+                    result.root = done.node
+                } else {
+                    stack[stack.count - 1].children.append(done.node)
+                }
+            case .warning(let path, let message):
+                result.warnings.append("\(path): \(message)")
+            case .end(let files, let bytes):
+                guard stack.isEmpty else { throw VolumeStream.FormatError("the stream ended inside a directory") }
+                guard files == UInt64(result.files), bytes == UInt64(result.bytes) else {
+                    throw VolumeStream.FormatError("the mover sent \(files) files and \(bytes) bytes, Cairn received \(result.files) and \(result.bytes)")
+                }
+                return result
+            case .data, .hole, .fileEnd:
+                throw VolumeStream.FormatError("file content outside a file")
+            }
+        }
+        throw VolumeStream.FormatError("the stream ended before its end record: the mover stopped")
+    }
+
+    /// Chunks and stores one file's content as it arrives, a few chunks in flight.
+    func archiveFile(_ node: Node, path: String, reader: VolumeStreamReader, result: inout Result) async throws -> Node {
+        var node = node
+        var chunker = StreamChunker(chunker: repository.chunker)
+        var warnings: [String] = []
+        var size: UInt64 = 0
+        let repository = self.repository
+        let (ids, added) = try await withThrowingTaskGroup(of: (Int, BlobID, Int).self) { group in
+            var ids: [Int: BlobID] = [:]
+            var added = 0
+            var next = 0
+            var inFlight = 0
+            func store(_ chunks: [Data]) async throws {
+                for chunk in chunks {
+                    if inFlight >= 4, let (i, id, n) = try await group.next() {
+                        ids[i] = id
+                        added += n
+                        inFlight -= 1
+                    }
+                    let index = next
+                    next += 1
+                    inFlight += 1
+                    group.addTask {
+                        let saved = try await repository.saveBlob(.data, chunk)
+                        return (index, saved.id, saved.added)
+                    }
+                }
+            }
+            loop: while true {
+                guard let event = try await reader.next() else {
+                    throw VolumeStream.FormatError("the stream ended inside \(path)")
+                }
+                switch event {
+                case .data(let bytes):
+                    try await store(bytes.withUnsafeBytes { chunker.append($0) })
+                case .hole(let count):
+                    try await store(chunker.appendZeros(Int(count)))
+                case .fileEnd(let total):
+                    size = total
+                    try await store(chunker.finish())
+                    break loop
+                case .warning(let where_, let message):
+                    warnings.append("\(where_): \(message)")
+                default:
+                    throw VolumeStream.FormatError("unexpected record inside \(path)")
+                }
+            }
+            for try await (i, id, n) in group {
+                ids[i] = id
+                added += n
+            }
+            return ((0..<next).map { ids[$0]! }, added)
+        }
+        guard UInt64(chunker.bytesIn) == size else {
+            throw VolumeStream.FormatError("\(path): \(chunker.bytesIn) bytes received, the mover says \(size)")
+        }
+        node.size = size
+        node.content = ids
+        result.files += 1
+        result.bytes += Int(size)
+        result.bytesAdded += added
+        result.warnings += warnings
+        return node
+    }
+}
+
+/// Cairn's side of a volume restore through a mover pod: streams a directory of a snapshot, contents
+/// read from the repository (blobs stored back to back read together, the next run read while the
+/// current one is sent); blobs of zeros go as holes.
+public struct TreeSender {
+    let repository: Repository
+
+    public init(repository: Repository) {
+        self.repository = repository
+    }
+
+    public func send(_ root: Node, to writer: VolumeStreamWriter) async throws -> (files: UInt64, bytes: UInt64) {
+        guard root.type == .dir else { throw RepositoryError(.invalidArgument, "\(root.name) is not a directory") }
+        var totals: (files: UInt64, bytes: UInt64) = (0, 0)
+        try await writer.header()
+        var node = root
+        node.name = "root"
+        try await send(node, writer: writer, totals: &totals)
+        try await writer.end(files: totals.files, bytes: totals.bytes)
+        return totals
+    }
+
+    func send(_ node: Node, writer: VolumeStreamWriter, totals: inout (files: UInt64, bytes: UInt64)) async throws {
+        try await writer.node(node)
+        switch node.type {
+        case .dir:
+            if let subtree = node.subtree {
+                for child in try await repository.loadTree(subtree).nodes {
+                    try await send(child, writer: writer, totals: &totals)
+                }
+            }
+            try await writer.up()
+        case .file:
+            let content = node.content ?? []
+            let runs = repository.contiguousRuns(content)
+            let repository = self.repository
+            var loading: Task<[Data], Error>? = runs.first.map { r in Task { try await repository.loadBlobs(content[r]) } }
+            var size: UInt64 = 0
+            for i in runs.indices {
+                let pieces = try await loading!.value
+                loading = i + 1 < runs.count
+                    ? Task { [r = runs[i + 1]] in try await repository.loadBlobs(content[r]) } : nil
+                for data in pieces {
+                    if data.withUnsafeBytes({ Restorer.isZero($0, 0, $0.count) }) {
+                        try await writer.hole(UInt64(data.count))
+                    } else {
+                        try await writer.data(data)
+                    }
+                    size += UInt64(data.count)
+                }
+            }
+            try await writer.fileEnd(size: size)
+            totals.files += 1
+            totals.bytes += size
+        default:
+            break
+        }
+    }
+}

@@ -1,0 +1,311 @@
+import ArgumentParser
+import Foundation
+import Kube
+import Protection
+import Repository
+import Snapshot
+
+extension VolumeAccessMode: ExpressibleByArgument {}
+extension ApplicationBackup.Quiesce: ExpressibleByArgument {}
+extension ObjectRestorer.ExistingPolicy: ExpressibleByArgument {}
+
+struct AppCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "app",
+        abstract: "Protect whole applications: a namespace's objects and volume data as restore points.",
+        subcommands: [AppListCommand.self, AppBackupCommand.self, AppRestoreCommand.self])
+}
+
+/// Finds a restore point: an ID prefix, or a namespace name for its latest restore point.
+func findRestorePoint(_ reference: String, in repository: Repository) async throws -> SnapshotManifest {
+    let all = try await RestorePoint.list(in: repository)
+    let byID = all.filter { $0.id.hasPrefix(reference.lowercased()) }
+    if reference.count >= 4, reference.allSatisfy(\.isHexDigit), byID.count == 1 { return byID[0].snapshot }
+    if byID.count > 1 { throw CLIError("\(reference) matches \(byID.count) restore points; give more of the ID", code: Exit.usage) }
+    if let latest = all.last(where: { $0.namespace == reference }) { return latest.snapshot }
+    throw CLIError("no restore point \(reference) (an ID prefix, or a namespace for its latest); see `cairn restorepoints`",
+                   code: Exit.usage)
+}
+
+struct AppListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List applications (namespaces) with their workloads and claims, and their latest restore point when --repo is given.")
+
+    @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "Include kube-system, kube-public and kube-node-lease.")
+    var all = false
+
+    struct Row: Encodable {
+        var namespace: String
+        var workloads: Int
+        var claims: Int
+        var latestRestorePoint: String?
+        var latestTime: Date?
+    }
+
+    func run() async throws {
+        try await runReporting {
+            var points: [String: RestorePoint.Summary] = [:]
+            if global.repo != nil || ProcessInfo.processInfo.environment["CAIRN_REPOSITORY"] != nil {
+                let repo = try await global.open()
+                for point in try await RestorePoint.list(in: repo) { points[point.namespace] = point }
+            }
+            let rows = try await cluster.withClient { client -> [Row] in
+                let namespaces = try await client.list(Namespace.self).map(\.name)
+                    .filter { all || !["kube-system", "kube-public", "kube-node-lease"].contains($0) }
+                async let deployments = client.list(Deployment.self)
+                async let statefulSets = client.list(StatefulSet.self)
+                async let claims = client.list(PersistentVolumeClaim.self)
+                var workloads: [String: Int] = [:]
+                for w in try await deployments { workloads[w.namespace ?? "", default: 0] += 1 }
+                for w in try await statefulSets { workloads[w.namespace ?? "", default: 0] += 1 }
+                var claimCount: [String: Int] = [:]
+                for c in try await claims { claimCount[c.namespace ?? "", default: 0] += 1 }
+                return namespaces.sorted().map {
+                    Row(namespace: $0, workloads: workloads[$0] ?? 0, claims: claimCount[$0] ?? 0,
+                        latestRestorePoint: points[$0]?.id, latestTime: points[$0]?.time)
+                }
+            }
+            if global.json {
+                try printJSON(rows)
+            } else {
+                printTable(["NAMESPACE", "WORKLOADS", "CLAIMS", "LATEST RESTORE POINT"], rows.map {
+                    [$0.namespace, "\($0.workloads)", "\($0.claims)",
+                     $0.latestRestorePoint.map { "\($0.prefix(8))" } .map { id in "\(id) \(formatDate(rows.first { $0.latestRestorePoint?.hasPrefix(id) == true }?.latestTime ?? Date()))" } ?? "-"]
+                })
+            }
+            return 0
+        }
+    }
+}
+
+struct AppBackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Back up an application — every object of a namespace and its volume data — into a restore point.",
+        discussion: """
+            Objects come from discovery (custom resources included) plus the cluster-scoped objects the \
+            application needs (its CRDs, PersistentVolumes, StorageClasses, cluster roles and bindings). Left \
+            out by rule: Events, Endpoints(Slices), Leases, controller-owned Pods/ReplicaSets/Jobs, \
+            service-account tokens, kube-root-ca.crt; --include/--exclude override (Kind, Kind/name, \
+            group/Kind, *.group). Volume data of bound claims is read by host access (hostPath/local volumes on \
+            this machine) or a mover pod of Cairn's image (any volume; image built by scripts/build-image).
+            """)
+
+    @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The application's namespace.")
+    var namespace: String
+    @Option(name: [.short, .long], help: "Only objects with these labels (a label selector).")
+    var selector: String?
+    @Option(name: .long, help: "Capture objects the rules leave out (repeatable): Kind, Kind/name, group/Kind, *.group.")
+    var include: [String] = []
+    @Option(name: .long, help: "Leave objects out (repeatable): Kind, Kind/name, group/Kind, *.group.")
+    var exclude: [String] = []
+    @Option(name: .long, help: "Stop the application while its volumes are read: none or scale (to zero and back).")
+    var quiesce: ApplicationBackup.Quiesce = .none
+    @Option(name: .long, help: "How volume data is read: auto, host or mover.")
+    var volumeAccess: VolumeAccessMode = .auto
+    @Option(name: .long, help: "Image of mover pods. Default: $CAIRN_MOVER_IMAGE or \(MoverVolumeAccess.defaultImage).")
+    var moverImage: String?
+    @Flag(name: .long, help: "Objects only: do not read volume data.")
+    var noVolumes = false
+
+    struct Output: Encodable {
+        var restorePoint: String
+        var namespace: String
+        var objects: Int
+        var objectsByKind: [String: Int]
+        var volumes: [VolumeTransfer]
+        var skipped: [String]
+        var warnings: [String]
+        var quiesced: [String]
+        var seconds: Double
+    }
+
+    func run() async throws {
+        try await runReporting {
+            let rules = CaptureRules(include: try selectors(include, "--include"), exclude: try selectors(exclude, "--exclude"))
+            let repo = try await global.open()
+            let showProgress = !global.json && !global.quiet
+            let result = try await cluster.withClient { client in
+                try await ApplicationBackup(client: client, repository: repo, options: ApplicationBackup.Options(
+                    namespace: namespace, labelSelector: selector, rules: rules, volumeAccess: volumeAccess,
+                    moverImage: moverImage ?? ProcessInfo.processInfo.environment["CAIRN_MOVER_IMAGE"] ?? MoverVolumeAccess.defaultImage,
+                    quiesce: quiesce, volumes: !noVolumes
+                )).run(progress: { line in if showProgress { printError(line) } })
+            }
+            let m = result.metadata
+            if global.json {
+                try printJSON(Output(restorePoint: result.snapshot.id, namespace: m.namespace, objects: m.objects,
+                                     objectsByKind: m.objectsByKind, volumes: m.volumes ?? [], skipped: m.skipped,
+                                     warnings: m.warnings, quiesced: m.quiesced ?? [], seconds: result.seconds))
+            } else {
+                for warning in m.warnings { printError("warning: \(warning)") }
+                if !global.quiet {
+                    let kinds = m.objectsByKind.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+                    print("objects: \(m.objects) (\(kinds)); \(m.skipped.count) left out by rule")
+                    for v in m.volumes ?? [] {
+                        print("volume \(v.claim): \(v.files) files, \(formatBytes(v.bytes)), \(formatBytes(v.bytesAdded ?? 0)) new (\(v.method))")
+                    }
+                    print("restore point \(result.snapshot.shortID) of namespace \(m.namespace) saved in \(formatDuration(result.seconds))")
+                }
+            }
+            let problems = (m.volumes ?? []).flatMap(\.problems)
+            if !problems.isEmpty {
+                for p in problems.prefix(20) { printError("not backed up: \(p)") }
+                return Exit.partial
+            }
+            return 0
+        }
+    }
+}
+
+func selectors(_ texts: [String], _ option: String) throws -> [CaptureRules.Selector] {
+    try texts.map { text in
+        guard let selector = CaptureRules.Selector(text) else {
+            throw CLIError("\(option) \(text): expected Kind, Kind/name, group/Kind, group/Kind/name or *.group", code: Exit.usage)
+        }
+        return selector
+    }
+}
+
+struct AppRestoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore an application from a restore point: in place, into another namespace, with transforms, or in part.",
+        discussion: """
+            RESTOREPOINT is an ID prefix (see `cairn restorepoints`) or a namespace for its latest restore point. \
+            Objects go back in dependency order; volume data is written into new volumes after the claims \
+            and before any workload. Exit 3 when some objects or volumes failed (the rest is restored; see \
+            the report). With --target, files of one volume (--volume) are restored into a local directory instead.
+            """)
+
+    @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Restore point ID prefix, or a namespace (its latest restore point).")
+    var restorePoint: String
+    @Option(name: .long, help: "Restore into this namespace instead of the original.")
+    var toNamespace: String?
+    @Option(name: .long, help: "A transforms file (YAML or JSON; a TransformSet resource is read the same).")
+    var transform: String?
+    @Option(name: .long, help: "Objects that already exist: skip, update, recreate or fail.")
+    var existing: ObjectRestorer.ExistingPolicy = .fail
+    @Flag(name: .long, help: "Print the plan (order, objects, transforms) without touching the cluster.")
+    var dryRun = false
+    @Option(name: .long, help: "Only these objects (repeatable): Kind, Kind/name, group/Kind, *.group.")
+    var only: [String] = []
+    @Flag(name: .long, help: "Only claims and their data.")
+    var volumesOnly = false
+    @Option(name: .long, help: "Only the data of this claim (repeatable).")
+    var volume: [String] = []
+    @Flag(name: .long, help: "Objects only: do not write volume data.")
+    var noVolumes = false
+    @Option(name: .long, help: "How volume data is written: auto, host or mover.")
+    var volumeAccess: VolumeAccessMode = .auto
+    @Option(name: .long, help: "Image of mover pods. Default: $CAIRN_MOVER_IMAGE or \(MoverVolumeAccess.defaultImage).")
+    var moverImage: String?
+    @Option(name: .long, help: "Restore files of --volume into this local directory instead of the cluster.")
+    var target: String?
+    @Option(name: .long, help: "With --target: only these paths inside the volume (repeatable).")
+    var path: [String] = []
+
+    func run() async throws {
+        try await runReporting {
+            let repo = try await global.open()
+            let snapshot = try await findRestorePoint(restorePoint, in: repo)
+            if let target {
+                guard volume.count == 1 else { throw CLIError("--target needs exactly one --volume CLAIM", code: Exit.usage) }
+                let report = try await ApplicationRestore.restoreFiles(snapshot, claim: volume[0], paths: path, target: target,
+                                                                     existing: .fail, repository: repo)
+                if global.json {
+                    try printJSON(report)
+                } else if !global.quiet {
+                    for error in report.errors { printError(error) }
+                    print("restored \(report.files) files, \(report.directories) directories, \(formatBytes(report.bytes)) of claim \(volume[0]) into \(target)")
+                }
+                return report.errors.isEmpty ? 0 : Exit.partial
+            }
+            var transforms: TransformSet?
+            if let transform {
+                guard let text = try? String(contentsOfFile: transform, encoding: .utf8) else {
+                    throw CLIError("cannot read the transforms file \(transform)", code: Exit.usage)
+                }
+                do {
+                    transforms = try TransformSet(yaml: text)
+                } catch {
+                    throw CLIError("\(transform): \(error)", code: Exit.usage)
+                }
+            }
+            let options = ApplicationRestore.Options(
+                targetNamespace: toNamespace, existing: existing, transforms: transforms, dryRun: dryRun,
+                only: try selectors(only, "--only"), volumesOnly: volumesOnly,
+                volumes: volume.isEmpty ? nil : Set(volume), volumeData: !noVolumes, volumeAccess: volumeAccess,
+                moverImage: moverImage ?? ProcessInfo.processInfo.environment["CAIRN_MOVER_IMAGE"] ?? MoverVolumeAccess.defaultImage)
+            let showProgress = !global.json && !global.quiet
+            let report = try await cluster.withClient { client in
+                try await ApplicationRestore(client: client, repository: repo, options: options)
+                    .run(snapshot, progress: { line in if showProgress { printError(line) } })
+            }
+            if global.json {
+                try printJSON(report)
+            } else if !global.quiet {
+                let rows = (report.objects + report.volumes).sorted { ($0.tier, $0.volume == nil ? 0 : 1) < ($1.tier, $1.volume == nil ? 0 : 1) }
+                printTable(["TIER", "OBJECT", "RESULT", "DETAIL"], rows.map { row in
+                    var detail = row.detail ?? ""
+                    if let v = row.volume { detail = "\(v.files) files, \(formatBytes(v.bytes)) (\(v.method))" + (detail.isEmpty ? "" : "; " + detail) }
+                    if let t = row.transforms { detail += (detail.isEmpty ? "" : "; ") + "transforms: " + t.joined(separator: ", ") }
+                    return ["\(row.tier) \(RestoreOrder.tierNames[row.tier])", row.object, row.result, detail]
+                })
+                let counts = Dictionary(grouping: report.objects + report.volumes, by: \.result).mapValues(\.count)
+                print((report.dryRun ? "plan: " : "") + counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+                      + " — restore point \(String(report.restorePoint.prefix(8))) of \(report.sourceNamespace) into \(report.targetNamespace) in \(formatDuration(report.seconds))")
+            }
+            return report.failures > 0 ? Exit.partial : 0
+        }
+    }
+}
+
+struct RestorePointsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restorepoints", abstract: "List restore points, of one namespace or all.")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Only restore points of this namespace.")
+    var namespace: String?
+
+    struct Row: Encodable {
+        var id: String
+        var time: Date
+        var namespace: String
+        var labelSelector: String?
+        var objects: Int
+        var volumes: [VolumeTransfer]
+        var warnings: [String]
+        var cairnVersion: String
+    }
+
+    func run() async throws {
+        try await runReporting {
+            let repo = try await global.open()
+            var rows: [Row] = []
+            for point in try await RestorePoint.list(in: repo, namespace: namespace) {
+                let (m, _) = try await RestorePoint.read(point.snapshot, from: repo)
+                rows.append(Row(id: point.id, time: point.time, namespace: point.namespace, labelSelector: m.labelSelector,
+                                objects: m.objects, volumes: m.volumes ?? [], warnings: m.warnings, cairnVersion: m.cairnVersion))
+            }
+            if global.json {
+                try printJSON(rows)
+            } else {
+                printTable(["ID", "TIME", "NAMESPACE", "OBJECTS", "VOLUMES", "DATA"], rows.map {
+                    [String($0.id.prefix(8)), formatDate($0.time), $0.namespace + ($0.labelSelector.map { " (\($0))" } ?? ""),
+                     "\($0.objects)", "\($0.volumes.count)", formatBytes($0.volumes.map(\.bytes).reduce(0, +))]
+                })
+                print("\(rows.count) restore point(s)")
+            }
+            return 0
+        }
+    }
+}
