@@ -290,6 +290,7 @@ struct RestorePointsCommand: AsyncParsableCommand {
     func run() async throws {
         try await runReporting {
             let repo = try await global.open()
+            try await repo.loadIndex()
             var rows: [Row] = []
             for point in try await RestorePoint.list(in: repo, namespace: namespace) {
                 let (m, _) = try await RestorePoint.read(point.snapshot, from: repo)

@@ -119,21 +119,28 @@ public struct HostVolumeAccess: VolumeAccess {
     }
 
     /// Whether host access can serve this volume from here: a hostPath/local volume whose directory
-    /// exists on this machine, and this machine is the volume's node (a local volume's node affinity, or
-    /// the node of the pod using it; for a hostPath volume with neither, a cluster of one node that is
-    /// this machine).
+    /// exists on this machine, and this machine is the volume's node — the node of the pod using it, a
+    /// local volume's node affinity, or the only node of the cluster — told by the node's boot ID
+    /// (`status.nodeInfo.bootID`, the kernel's `/proc/sys/kernel/random/boot_id`), not by its name.
     public static func canServe(_ volume: ClaimVolume, client: KubeClient) async -> Bool {
-        guard let path = volume.directory, FileManager.default.fileExists(atPath: path) else { return false }
-        let here = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? ""
-        func isHere(_ node: String) -> Bool { node == here || node.split(separator: ".").first.map(String.init) == here }
-        if let node = volume.node { return isHere(node) }
+        guard let path = volume.directory, FileManager.default.fileExists(atPath: path),
+              let bootID = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)
+                  .trimmingCharacters(in: .whitespacesAndNewlines),
+              let nodes = try? await client.list(clusterNodes).items
+        else { return false }
         let affinity = volume.volume?["spec", "nodeAffinity", "required", "nodeSelectorTerms"]?.array ?? []
         let pinned = affinity.flatMap { $0["matchExpressions"]?.array ?? [] }
             .filter { $0["key"]?.string == "kubernetes.io/hostname" }
             .flatMap { $0["values"]?.array ?? [] }.compactMap(\.string)
-        if !pinned.isEmpty { return pinned.contains(where: isHere) }
-        guard let nodes = try? await client.list(clusterNodes).items else { return false }
-        return nodes.count == 1 && isHere(nodes[0].name)
+        let candidates: [KubeObject]
+        if let node = volume.node {
+            candidates = nodes.filter { $0.name == node }
+        } else if !pinned.isEmpty {
+            candidates = nodes.filter { pinned.contains($0.name) || pinned.contains($0.labels["kubernetes.io/hostname"] ?? "") }
+        } else {
+            candidates = nodes.count == 1 ? nodes : []
+        }
+        return !candidates.isEmpty && candidates.allSatisfy { $0["status", "nodeInfo", "bootID"]?.string == bootID }
     }
 }
 
