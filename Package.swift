@@ -118,6 +118,8 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["KubeTesting"]),
         .testTarget(name: "ProtectionTests", dependencies: ["Protection", "Kube", "KubeTesting", "Snapshot", "Repository",
                                                             "Storage", "StorageTesting"]),
+        .testTarget(name: "ApplicationTests", dependencies: ["Protection", "Kube", "KubeTesting", "Repository", "Storage",
+                                                             "StorageTesting"]),
         .testTarget(name: "KubeTests", dependencies: ["Kube", "KubeTesting", "StorageTesting"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
         .testTarget(name: "S3Tests", dependencies: ["S3Storage", "Storage", "StorageTesting", "Repository", "Snapshot"]),

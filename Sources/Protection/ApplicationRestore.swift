@@ -202,7 +202,7 @@ public struct ApplicationRestore: Sendable {
                 case .host: access = HostVolumeAccess(repository: repository)
                 case .mover: access = MoverVolumeAccess(client: client, repository: repository, image: options.moverImage)
                 case .auto:
-                    access = await HostVolumeAccess.canServe(volume, client: client)
+                    access = await HostVolumeAccess.canServe(volume, client: client, creating: true)
                         ? HostVolumeAccess(repository: repository)
                         : MoverVolumeAccess(client: client, repository: repository, image: options.moverImage)
                 }

@@ -142,6 +142,11 @@ public struct ObjectRestorer: Sendable {
             } catch let error as KubeError where error.code == .alreadyExists {
                 // The cluster makes a `default` ServiceAccount in every new namespace: merge into it.
                 let madeByCluster = object.kind == "ServiceAccount" && object.group.isEmpty && object.name == "default"
+                // Cluster-scoped objects (CRDs, classes, cluster roles) are shared with other applications:
+                // an existing one is used as it is — never failed on, never deleted (deleting a CRD would
+                // delete every custom resource of its kind in the cluster) — and updated only on request.
+                let shared = object.namespace == nil && !(object.kind == "Namespace" && object.group.isEmpty)
+                if shared && options.existing != .update { return .skipped }
                 switch madeByCluster && options.existing != .skip ? .update : options.existing {
                 case .skip:
                     return .skipped

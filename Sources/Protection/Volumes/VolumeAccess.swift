@@ -122,8 +122,10 @@ public struct HostVolumeAccess: VolumeAccess {
     /// exists on this machine, and this machine is the volume's node — the node of the pod using it, a
     /// local volume's node affinity, or the only node of the cluster — told by the node's boot ID
     /// (`status.nodeInfo.bootID`, the kernel's `/proc/sys/kernel/random/boot_id`), not by its name.
-    public static func canServe(_ volume: ClaimVolume, client: KubeClient) async -> Bool {
-        guard let path = volume.directory, FileManager.default.fileExists(atPath: path),
+    /// For a volume about to be written (`creating`), its directory's parent must exist instead.
+    public static func canServe(_ volume: ClaimVolume, client: KubeClient, creating: Bool = false) async -> Bool {
+        guard let path = volume.directory,
+              FileManager.default.fileExists(atPath: creating ? (path as NSString).deletingLastPathComponent : path),
               let bootID = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)
                   .trimmingCharacters(in: .whitespacesAndNewlines),
               let nodes = try? await client.list(clusterNodes).items

@@ -1,7 +1,7 @@
 /// The application the Protection tests capture and restore: a service account with a Role and binding,
 /// a ConfigMap, a Secret and a Deployment (labelled `app: web`), and a CRD for `Gadget` custom resources.
-enum SampleApplication {
-    static func crd(group: String) -> String {
+public enum SampleApplication {
+    public static func crd(group: String) -> String {
         """
         apiVersion: apiextensions.k8s.io/v1
         kind: CustomResourceDefinition
@@ -14,7 +14,7 @@ enum SampleApplication {
         """
     }
 
-    static func objects(namespace ns: String) -> String {
+    public static func objects(namespace ns: String) -> String {
         """
         apiVersion: v1
         kind: ServiceAccount

@@ -1,0 +1,383 @@
+import Foundation
+import Kube
+import KubeTesting
+import Protection
+import Repository
+import Storage
+import StorageTesting
+import Testing
+
+/// The main job, end to end, as a user runs it: `cairn app backup`, delete the namespace, `cairn app
+/// restore`, on the local cluster with a running PostgreSQL, real volumes and Cairn's mover image.
+@Suite("Whole applications: back up, lose, restore, clone", .serialized)
+struct ApplicationProtectionTests {
+    let cluster: LocalCluster
+    let tag = UUID().uuidString.prefix(6).lowercased()
+    let namespace: String
+    let clone: String
+    let group: String
+    let volumes: String
+    let repository: TemporaryDirectory
+
+    init() throws {
+        cluster = try LocalCluster.shared()
+        namespace = "app-\(tag)"
+        clone = "clone-\(tag)"
+        group = "a\(tag).cairn.dev"
+        volumes = cluster.stateDirectory + "/volumes/app-\(tag)"
+        repository = try TemporaryDirectory()
+    }
+
+    func cairn(_ arguments: [String]) throws -> ChildProcess.Result {
+        try ChildProcess.run([CairnBinary.path] + arguments, environment: [
+            "CAIRN_REPOSITORY": repository.path + "/repo", "CAIRN_PASSWORD": "application password",
+            "CAIRN_KDF_N": "1024", "KUBECONFIG": cluster.kubeconfig,
+        ])
+    }
+
+    func cairnOK(_ arguments: String...) throws -> String {
+        let result = try cairn(arguments)
+        #expect(result.status == 0, "cairn \(arguments.joined(separator: " ")): \(result.stderr)")
+        guard result.status == 0 else { throw ClusterError("cairn \(arguments.first ?? "") failed: \(result.stderr)") }
+        return result.stdout
+    }
+
+    func kubectlOK(_ arguments: String...) throws -> String { try cluster.kubectlOK(arguments) }
+
+    func psql(_ ns: String, _ sql: String) throws -> LocalCluster.CommandResult {
+        let ip = try cluster.kubectlOK(["-n", ns, "get", "service", "db", "-o", "jsonpath={.spec.clusterIP}"])
+        return try cluster.execInNetwork(["psql", "-h", ip, "-U", "postgres", "-tA", "-c", sql],
+                                         environment: ["PGPASSWORD": "s3cret", "PGCONNECT_TIMEOUT": "5"])
+    }
+
+    func waitForDatabase(_ ns: String) throws {
+        try cluster.waitUntil("PostgreSQL of \(ns) through its Service", timeout: 240) { try psql(ns, "select 1").status == 0 }
+    }
+
+    static let rowsQuery = "select count(*), md5(string_agg(v, ',' order by id)) from t"
+
+    func hostPathVolume(_ claim: String) throws -> String {
+        let path = volumes + "/" + claim
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        chmod(path, 0o777)
+        try cluster.apply("""
+            apiVersion: v1
+            kind: PersistentVolume
+            metadata: {name: \(namespace)-\(claim), labels: {cairn.dev/test-namespace: \(namespace)}}
+            spec:
+              capacity: {storage: 1Gi}
+              accessModes: [ReadWriteOnce]
+              persistentVolumeReclaimPolicy: Retain
+              storageClassName: cairn-hostpath
+              claimRef: {namespace: \(namespace), name: \(claim)}
+              hostPath: {path: \(path), type: DirectoryOrCreate}
+            """)
+        return path
+    }
+
+    /// 10,000 small files in 100 directories, symlinks (to files, to a directory, dangling), modes, and a
+    /// 256 MiB sparse file with three written blocks; and 96 MiB of random data in three files.
+    func writeData(files: String, bulk: String) throws {
+        var generator = SystemRandomNumberGenerator()
+        for d in 0..<100 {
+            let dir = files + "/dir\(d)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for f in 0..<100 {
+                let size = 100 + (d * 31 + f * 17) % 1900
+                try Data((0..<size).map { _ in UInt8.random(in: 32...126, using: &generator) })
+                    .write(to: URL(fileURLWithPath: "\(dir)/file\(f).txt"))
+            }
+            chmod(dir + "/file0.txt", d % 2 == 0 ? 0o600 : 0o755)
+        }
+        for i in 0..<20 { symlink("dir\(i)/file\(i).txt", files + "/link\(i)") }
+        symlink("dir7", files + "/dirlink")
+        symlink("nowhere/at/all", files + "/dangling")
+        let fd = open(files + "/sparse.img", O_CREAT | O_WRONLY, 0o644)
+        ftruncate(fd, 256 << 20)
+        for offset in [0, 100 << 20, (256 << 20) - 4096] {
+            _ = "block at \(offset)".withCString { pwrite(fd, $0, strlen($0), off_t(offset)) }
+        }
+        close(fd)
+        let random = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+        for i in 0..<3 {
+            try random.readData(ofLength: 32 << 20).write(to: URL(fileURLWithPath: "\(bulk)/blob\(i).bin"))
+        }
+    }
+
+    func deploy() throws {
+        try cluster.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: \(namespace)}")
+        _ = try hostPathVolume("data-db-0")
+        try writeData(files: try hostPathVolume("files"), bulk: try hostPathVolume("bulk"))
+        try cluster.apply(SampleApplication.crd(group: group))
+        try cluster.waitUntil("the CRD to be established") {
+            try cluster.kubectl(["get", "crd", "gadgets.\(group)", "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"]).stdout == "True"
+        }
+        let ns = namespace
+        try cluster.apply(SampleApplication.objects(namespace: ns) + """
+
+            ---
+            apiVersion: \(group)/v1
+            kind: Gadget
+            metadata: {name: sprocket, namespace: \(ns)}
+            spec: {size: 7, colour: teal}
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: web, namespace: \(ns)}
+            spec:
+              selector: {app: web}
+              ports: [{port: 80, targetPort: 8080}]
+            ---
+            apiVersion: networking.k8s.io/v1
+            kind: Ingress
+            metadata: {name: web, namespace: \(ns)}
+            spec:
+              rules:
+              - host: web.example.test
+                http:
+                  paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]
+            ---
+            apiVersion: v1
+            kind: PersistentVolumeClaim
+            metadata: {name: files, namespace: \(ns)}
+            spec: {accessModes: [ReadWriteOnce], storageClassName: cairn-hostpath, resources: {requests: {storage: 1Gi}}}
+            ---
+            apiVersion: v1
+            kind: PersistentVolumeClaim
+            metadata: {name: bulk, namespace: \(ns)}
+            spec: {accessModes: [ReadWriteOnce], storageClassName: cairn-hostpath, resources: {requests: {storage: 1Gi}}}
+            ---
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: {name: worker, namespace: \(ns)}
+            spec:
+              replicas: 1
+              selector: {matchLabels: {app: worker}}
+              template:
+                metadata: {labels: {app: worker}}
+                spec:
+                  terminationGracePeriodSeconds: 1
+                  containers:
+                  - {name: main, image: cairn.local/busybox:1.35, imagePullPolicy: Never, command: [sleep, "3600"],
+                     volumeMounts: [{name: files, mountPath: /files}, {name: bulk, mountPath: /bulk}]}
+                  volumes:
+                  - {name: files, persistentVolumeClaim: {claimName: files}}
+                  - {name: bulk, persistentVolumeClaim: {claimName: bulk}}
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: db, namespace: \(ns)}
+            spec:
+              selector: {app: db}
+              ports: [{port: 5432, targetPort: 5432}]
+            ---
+            apiVersion: apps/v1
+            kind: StatefulSet
+            metadata: {name: db, namespace: \(ns)}
+            spec:
+              serviceName: db
+              replicas: 1
+              selector: {matchLabels: {app: db}}
+              template:
+                metadata: {labels: {app: db}}
+                spec:
+                  terminationGracePeriodSeconds: 5
+                  containers:
+                  - name: postgres
+                    image: cairn.local/postgres:15
+                    imagePullPolicy: Never
+                    env:
+                    - {name: POSTGRES_PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}
+                    - {name: PGDATA, value: /var/lib/postgresql/data/pgdata}
+                    ports: [{containerPort: 5432}]
+                    readinessProbe:
+                      exec: {command: [pg_isready, -U, postgres, -h, 127.0.0.1]}
+                      periodSeconds: 2
+                    volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]
+              volumeClaimTemplates:
+              - metadata: {name: data}
+                spec:
+                  accessModes: [ReadWriteOnce]
+                  storageClassName: cairn-hostpath
+                  resources: {requests: {storage: 1Gi}}
+            """)
+        try waitForDatabase(ns)
+        let create = try psql(ns, "create table t (id int primary key, v text); insert into t select g, md5(g::text) from generate_series(1, 5000) g")
+        #expect(create.status == 0, "\(create.stderr)")
+    }
+
+    /// The directory of the volume bound to a claim.
+    func directory(ofClaim claim: String, in ns: String) throws -> String {
+        let volume = try cluster.kubectlOK(["-n", ns, "get", "pvc", claim, "-o", "jsonpath={.spec.volumeName}"])
+        return try cluster.kubectlOK(["get", "pv", volume, "-o", "jsonpath={.spec.hostPath.path}"])
+    }
+
+    func expectSameFiles(_ a: String, _ b: String) throws {
+        let diff = try ChildProcess.run(["diff", "-r", "--no-dereference", a, b])
+        #expect(diff.status == 0, "\(a) and \(b) differ: \(diff.stdout.prefix(2000))")
+        guard FileManager.default.fileExists(atPath: a + "/sparse.img") else { return }
+        var st = stat()
+        #expect(lstat(b + "/sparse.img", &st) == 0 && st.st_size == 256 << 20 && st.st_blocks * 512 < 1 << 20,
+                "the sparse file came back with \(st.st_blocks * 512) bytes allocated")
+        #expect(lstat(b + "/dir0/file0.txt", &st) == 0 && st.st_mode & 0o777 == 0o600)
+        #expect(lstat(b + "/dir1/file0.txt", &st) == 0 && st.st_mode & 0o777 == 0o755)
+    }
+
+    /// The restore point's objects, compared with the live ones after both are cleaned the same way.
+    func expectObjectsEqual(restorePoint: String, in ns: String) async throws {
+        let store = FileBlobStore(root: URL(fileURLWithPath: repository.path + "/repo"))
+        let repo = try await Repository.open(store: store, password: "application password")
+        try await repo.loadIndex()
+        let snapshot = try await RestorePoint.list(in: repo).first { $0.id.hasPrefix(restorePoint) }!.snapshot
+        let (_, objects) = try await RestorePoint.read(snapshot, from: repo)
+        #expect(Set(objects.map(\.kind)).isSuperset(of: ["Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Secret",
+                                                       "PersistentVolumeClaim", "Service", "Deployment", "StatefulSet", "Ingress",
+                                                       "CustomResourceDefinition", "Gadget", "PersistentVolume"]))
+        let connection = try ClusterConnection.resolve(kubeconfig: cluster.kubeconfig, context: "cairn-admin")
+        try await KubeClient.with(connection) { client in
+            let cleaner = ObjectCleaner()
+            func normal(_ object: KubeObject) -> KubeObject {
+                var o = cleaner.clean(object)
+                o["secrets"] = nil  // a service account's token secrets are minted again
+                return o
+            }
+            var compared = 0
+            for object in objects where object.kind != "PersistentVolume" {
+                let resource = try await client.resource(for: object)
+                let live = try await client.get(resource, object.name, namespace: object.namespace)
+                #expect(normal(live).json == normal(object).json, "\(object) differs after the restore")
+                compared += 1
+            }
+            #expect(compared >= 16)
+        }
+    }
+
+    func deleteNamespaceAndCRD() throws {
+        try cluster.kubectlOK(["delete", "namespace", namespace, "--wait=true", "--timeout=180s"])
+        try cluster.kubectlOK(["delete", "crd", "gadgets.\(group)", "--wait=true"])
+        try cluster.waitUntil("namespace \(namespace) to be gone") {
+            try cluster.kubectl(["get", "namespace", namespace]).status != 0
+        }
+    }
+
+    func cleanUp() {
+        for ns in [namespace, clone] { _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=true", "--timeout=120s"]) }
+        _ = try? cluster.kubectl(["delete", "pv", "-l", "cairn.dev/test-namespace=\(namespace)", "--wait=false"])
+        _ = try? cluster.kubectl(["delete", "crd", "gadgets.\(group)", "--wait=false"])
+        try? FileManager.default.removeItem(atPath: volumes)
+        repository.remove()
+    }
+
+    @Test("host access and mover pods: back up, delete the namespace, restore — every object, byte and row back; clone with transforms while the original runs; a rejected object fails alone; skip changes nothing, update converges")
+    func wholeApplication() async throws {
+        defer { cleanUp() }
+        let started = Date()
+        func step(_ text: String) { FileHandle.standardError.write(Data("[\(Int(Date().timeIntervalSince(started)))s] \(text)\n".utf8)) }
+        try deploy()
+        let rows = try psql(namespace, Self.rowsQuery).stdout
+        #expect(rows.hasPrefix("5000|"))
+        step("deployed")
+        _ = try cairnOK("repo", "init")
+        let original = try #require(try? FileManager.default.contentsOfDirectory(atPath: volumes)).sorted()
+        #expect(original == ["bulk", "data-db-0", "files"])
+        let reference = try TemporaryDirectory()
+        defer { reference.remove() }
+        for claim in ["files", "bulk"] {
+            let copy = try ChildProcess.run(["cp", "-a", volumes + "/" + claim, reference.path + "/" + claim])
+            #expect(copy.status == 0)
+        }
+
+        // Two restore points: volumes read on the host, then by mover pods (quiesced both times).
+        let listed = try cairnOK("app", "list")
+        #expect(listed.contains(namespace))
+        step("backing up by host access")
+        let hostBackup = try cairn(["app", "backup", namespace, "--quiesce", "scale", "--volume-access", "host", "--json"])
+        #expect(hostBackup.status == 0, "\(hostBackup.stderr)")
+        let hostPoint = try #require(try JSONValue(parsing: Array(hostBackup.stdout.utf8))["restorePoint"]?.string)
+        step("backing up by mover pods")
+        let moverBackup = try cairn(["app", "backup", namespace, "--quiesce", "scale", "--volume-access", "mover", "--json"])
+        #expect(moverBackup.status == 0, "\(moverBackup.stderr)")
+        let moverJSON = try JSONValue(parsing: Array(moverBackup.stdout.utf8))
+        let moverPoint = try #require(moverJSON["restorePoint"]?.string)
+        let transfers = moverJSON["volumes"]?.array ?? []
+        #expect(Set(transfers.compactMap { $0["method"]?.string }) == ["mover"])
+        #expect(transfers.first { $0["claim"] == "files" }?["files"]?.int == 10_001)
+        #expect(Set(moverJSON["quiesced"]?.array?.compactMap(\.string) ?? []) == ["Deployment/web", "Deployment/worker", "StatefulSet/db"])
+        // Scaled back: the database answers again; the mover pods are gone.
+        try waitForDatabase(namespace)
+        #expect(try cluster.kubectlOK(["-n", namespace, "get", "pods", "-l", "cairn.dev/mover", "-o", "name"]).isEmpty)
+        let points = try cairnOK("restorepoints", namespace)
+        #expect(points.contains(String(hostPoint.prefix(8))) && points.contains(String(moverPoint.prefix(8))))
+
+        step("restoring")
+        for (point, access) in [(hostPoint, "host"), (moverPoint, "mover")] {
+            try deleteNamespaceAndCRD()
+            step("restoring by \(access)")
+            let restore = try cairn(["app", "restore", String(point.prefix(10)), "--volume-access", access])
+            #expect(restore.status == 0, "restore by \(access): \(restore.stdout) \(restore.stderr)")
+            #expect(restore.stdout.contains("Gadget \(namespace)/sprocket") && restore.stdout.contains("written"))
+            try waitForDatabase(namespace)
+            #expect(try psql(namespace, Self.rowsQuery).stdout == rows, "rows after the \(access) restore")
+            for claim in ["files", "bulk"] {
+                let restored = try directory(ofClaim: claim, in: namespace)
+                #expect(restored != volumes + "/" + claim, "a restored claim gets a new volume")
+                try expectSameFiles(reference.path + "/" + claim, restored)
+            }
+            try await expectObjectsEqual(restorePoint: point, in: namespace)
+        }
+
+        step("cloning")
+        // Clone while the original runs: transforms (no web replicas; a patch the API rejects for one ConfigMap).
+        let transforms = repository.path + "/transforms.yaml"
+        try """
+            transforms:
+              - name: break the settings
+                match: {kind: ConfigMap, name: settings}
+                patch: [{op: add, path: /data/count, value: 5}]
+            replicas: {Deployment/web: 0}
+            """.write(toFile: transforms, atomically: true, encoding: .utf8)
+        let originalVolume = try directory(ofClaim: "files", in: namespace)
+        let cloned = try cairn(["app", "restore", namespace, "--to-namespace", clone, "--transform", transforms, "--json"])
+        #expect(cloned.status == 3, "one object fails: exit 3 (\(cloned.stderr))")
+        let report = try JSONValue(parsing: Array(cloned.stdout.utf8))
+        let results = Dictionary((report["objects"]?.array ?? []).map { ($0["object"]?.string ?? "", $0["result"]?.string ?? "") },
+                                 uniquingKeysWith: { a, _ in a })
+        #expect(results["ConfigMap \(clone)/settings"] == "failed")
+        #expect(results["StatefulSet \(clone)/db"] == "created" && results["Gadget \(clone)/sprocket"] == "created")
+        #expect(results.values.filter { $0 == "failed" }.count == 1, "\(report["objects"]?.array?.filter { $0["result"] == "failed" } ?? [])")
+        #expect((report["volumes"]?.array ?? []).allSatisfy { $0["result"] == "written" })
+        try waitForDatabase(clone)
+        #expect(try psql(clone, Self.rowsQuery).stdout == rows)
+        #expect(try kubectlOK("-n", clone, "get", "deployment", "web", "-o", "jsonpath={.spec.replicas}") == "0")
+        #expect(try directory(ofClaim: "files", in: namespace) == originalVolume, "the original keeps its volume")
+        try expectSameFiles(reference.path + "/files", try directory(ofClaim: "files", in: clone))
+        #expect(try psql(namespace, Self.rowsQuery).stdout == rows, "the original still serves")
+
+        step("skip")
+        // Again with skip: nothing changes.
+        let version = try kubectlOK("-n", clone, "get", "statefulset", "db", "-o", "jsonpath={.metadata.resourceVersion}")
+        let skipped = try cairn(["app", "restore", namespace, "--to-namespace", clone, "--existing", "skip", "--json"])
+        let skipReport = try JSONValue(parsing: Array(skipped.stdout.utf8))
+        let skipResults = (skipReport["objects"]?.array ?? []).compactMap { $0["result"]?.string }
+        #expect(skipResults.filter { $0 != "skipped" }.count == 1, "all but the missing ConfigMap skipped: \(skipResults)")
+        #expect((skipReport["volumes"]?.array ?? []).allSatisfy { $0["result"] == "skipped" })
+        #expect(try kubectlOK("-n", clone, "get", "statefulset", "db", "-o", "jsonpath={.metadata.resourceVersion}") == version)
+
+        step("update")
+        // Update converges: drift is undone, the missing ConfigMap comes back.
+        _ = try kubectlOK("-n", clone, "scale", "deployment", "web", "--replicas=3")
+        _ = try kubectlOK("-n", clone, "delete", "configmap", "settings", "--ignore-not-found")
+        let updated = try cairn(["app", "restore", namespace, "--to-namespace", clone, "--existing", "update", "--no-volumes"])
+        #expect(updated.status == 0, "\(updated.stdout) \(updated.stderr)")
+        #expect(try kubectlOK("-n", clone, "get", "deployment", "web", "-o", "jsonpath={.spec.replicas}") == "1")
+        #expect(try kubectlOK("-n", clone, "get", "configmap", "settings", "-o", "jsonpath={.data.mode}") == "fast")
+        try waitForDatabase(clone)
+
+        // Partial: one volume's files into a local directory.
+        let out = repository.path + "/out"
+        _ = try cairnOK("app", "restore", String(moverPoint.prefix(10)), "--volume", "files", "--path", "dir3", "--target", out)
+        let diff = try ChildProcess.run(["diff", "-r", reference.path + "/files/dir3", out + "/dir3"])
+        #expect(diff.status == 0)
+        _ = try? cluster.kubectl(["delete", "namespace", clone, "--wait=false"])
+    }
+}

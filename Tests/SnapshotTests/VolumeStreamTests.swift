@@ -1,0 +1,147 @@
+import Foundation
+@testable import Repository
+@testable import Snapshot
+import Storage
+import StorageTesting
+import Testing
+
+/// The volume stream between a mover pod and Cairn, without a cluster: both ends run here, the bytes in
+/// between held in memory (the exec session carries exactly these bytes).
+@Suite("Volume stream")
+struct VolumeStreamTests {
+    /// Runs a sender into memory and returns the bytes, cut into uneven pieces as a network delivers them.
+    static func stream(_ send: (VolumeStreamWriter) async throws -> Void) async throws -> [[UInt8]] {
+        let collected = Locked([UInt8]())
+        let writer = VolumeStreamWriter(flushThreshold: 10_000, sink: { bytes in collected.withLock { $0 += bytes } })
+        try await send(writer)
+        let all = collected.withLock { $0 }
+        var pieces: [[UInt8]] = []
+        var offset = 0
+        var size = 1
+        while offset < all.count {
+            let n = min(size, all.count - offset)
+            pieces.append(Array(all[offset..<(offset + n)]))
+            offset += n
+            size = size * 3 % 70_001 + 1
+        }
+        return pieces
+    }
+
+    static func reader(_ pieces: [[UInt8]]) -> VolumeStreamReader {
+        let queue = Locked(pieces[...])
+        return VolumeStreamReader(source: { queue.withLock { $0.popFirst() } })
+    }
+
+    static func makeVolume(_ root: String) throws {
+        try TestFiles.makeTree(at: root, seed: 9, files: 30, largeFileBytes: 5 << 20)
+        try FileManager.default.createDirectory(atPath: root + "/nothing-here", withIntermediateDirectories: true)
+        symlink("d0/e0/f0.txt", root + "/link")
+        symlink("missing", root + "/dangling")
+        let fd = open(root + "/sparse", O_CREAT | O_WRONLY, 0o640)
+        ftruncate(fd, 64 << 20)
+        _ = "middle".withCString { pwrite(fd, $0, 6, 32 << 20) }
+        close(fd)
+        chmod(root, 0o750)
+    }
+
+    /// (path, type, size, content) of every entry below a node, for comparing trees by content.
+    static func listing(_ node: Node, _ repo: Repository, _ prefix: String = "") async throws -> [String] {
+        var lines: [String] = []
+        for child in try await repo.loadTree(node.subtree!).nodes {
+            let path = prefix + "/" + child.name
+            lines.append("\(path) \(child.type) \(child.mode) \(child.size) \(child.linkTarget ?? "") \((child.content ?? []).map(\.short))")
+            if child.type == .dir { lines += try await listing(child, repo, path) }
+        }
+        return lines
+    }
+
+    @Test("a volume sent by a mover is stored with the same chunks as a host backup, comes back byte for byte and sparse, and only changed files travel the second time")
+    func roundTrip() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let volume = dir.sub("volume")
+        try Self.makeVolume(volume)
+        let repo = try await newRepository()
+        try await repo.loadIndex()
+
+        let found = try ChildProcess.run(["find", volume, "-type", "f", "-not", "-name", "sparse", "-printf", "%s\\n"])
+        let files = found.stdout.split(separator: "\n").count + 1
+        let dataBytes = found.stdout.split(separator: "\n").compactMap { Int($0) }.reduce(0, +)
+        let pieces = try await Self.stream { writer in
+            let totals = try await DirectorySender(root: volume).send(to: writer)
+            #expect(totals.files == UInt64(files) && totals.warnings == 0)
+        }
+        // The sparse file's 64 MiB travel as a hole: the stream is about the size of the data.
+        #expect(pieces.map(\.count).reduce(0, +) < dataBytes + (1 << 20))
+        let streamed = try await StreamArchiver(repository: repo).archive(Self.reader(pieces), name: "data")
+        #expect(streamed.files == files && streamed.unchangedFiles == 0 && streamed.warnings.isEmpty)
+        let host = try await Archiver(repository: repo).archiveDirectory(volume, name: "data", previous: nil)
+        try await repo.flush()
+        #expect(host.summary.bytesAdded < 64 << 10, "the host backup found every chunk already stored")
+        #expect(try await Self.listing(streamed.root, repo) == Self.listing(host.node, repo))
+        #expect(streamed.root.mode == 0o750)
+
+        // Cairn → mover: written into an empty directory exactly as it was.
+        let restored = try await Self.stream { writer in _ = try await TreeSender(repository: repo).send(streamed.root, to: writer) }
+        let totals = try await DirectoryReceiver(root: dir.sub("restored")).receive(from: Self.reader(restored))
+        #expect(totals.errors.isEmpty && totals.files == files && totals.links == 2)
+        let diff = try ChildProcess.run(["diff", "-r", "--no-dereference", volume, dir.sub("restored")])
+        #expect(diff.status == 0, "\(diff.stdout)")
+        var st = stat()
+        #expect(lstat(dir.sub("restored/sparse"), &st) == 0 && st.st_size == 64 << 20 && st.st_blocks * 512 < 1 << 20)
+        #expect(lstat(dir.sub("restored"), &st) == 0 && st.st_mode & 0o777 == 0o750)
+
+        // Second backup with the parent listing: only the changed file's content is sent.
+        try Data("changed".utf8).write(to: URL(fileURLWithPath: volume + "/d1/e1/f1.txt"))
+        let earlier = try await StreamArchiver.files(below: streamed.root, in: repo)
+        let listingBytes = try await Self.stream { try await $0.listing(StreamArchiver.listing(earlier)) }
+        let parent = try await Self.reader(listingBytes).listing()
+        #expect(parent.count == files)
+        let second = try await Self.stream { writer in _ = try await DirectorySender(root: volume, parent: parent).send(to: writer) }
+        #expect(second.map(\.count).reduce(0, +) < 64 << 10)
+        let again = try await StreamArchiver(repository: repo, previous: earlier).archive(Self.reader(second), name: "data")
+        #expect(again.files == files && again.unchangedFiles == files - 1)
+        let host2 = try await Archiver(repository: repo).archiveDirectory(volume, name: "data", previous: nil)
+        try await repo.flush()
+        #expect(try await Self.listing(again.root, repo) == Self.listing(host2.node, repo))
+    }
+
+    @Test("a cut, foreign or inconsistent stream is an error that says so, never a silently short volume")
+    func badStreams() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try TestFiles.makeTree(at: dir.sub("v"), seed: 2, files: 5, largeFileBytes: 200_000)
+        let repo = try await newRepository()
+        try await repo.loadIndex()
+        let pieces = try await Self.stream { _ = try await DirectorySender(root: dir.sub("v")).send(to: $0) }
+        let bytes = pieces.flatMap { $0 }
+
+        for cut in [bytes.count - 1, bytes.count - 17, bytes.count / 2, 9] {
+            let error = await #expect(throws: VolumeStream.FormatError.self) {
+                _ = try await StreamArchiver(repository: repo).archive(Self.reader([Array(bytes[0..<cut])]), name: "v")
+            }
+            #expect(error?.description.contains("ended") == true, "\(String(describing: error))")
+            await #expect(throws: VolumeStream.FormatError.self) {
+                _ = try await DirectoryReceiver(root: dir.sub("r\(cut)")).receive(from: Self.reader([Array(bytes[0..<cut])]))
+            }
+        }
+        let foreign = await #expect(throws: VolumeStream.FormatError.self) {
+            _ = try await StreamArchiver(repository: repo).archive(Self.reader([Array("<html>hello</html>".utf8)]), name: "v")
+        }
+        #expect(foreign?.description.contains("CAIRNVS1") == true)
+        // A sender claiming a file unchanged that Cairn never stored.
+        let claim = try await Self.stream { writer in
+            try await writer.header()
+            try await writer.node(Node(name: "root", type: .dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, ctime: 0, inode: 1,
+                                       device: 0, links: 1, size: 0))
+            try await writer.node(Node(name: "f", type: .file, mode: 0o644, uid: 0, gid: 0, mtime: 0, ctime: 0, inode: 2,
+                                       device: 0, links: 1, size: 5), unchanged: true)
+            try await writer.up()
+            try await writer.end(files: 1, bytes: 5)
+        }
+        let unchanged = await #expect(throws: VolumeStream.FormatError.self) {
+            _ = try await StreamArchiver(repository: repo).archive(Self.reader(claim), name: "v")
+        }
+        #expect(unchanged?.description.contains("unchanged") == true)
+    }
+}
