@@ -107,7 +107,7 @@ public struct ApplicationBackup: Sendable {
             }
             return manifest
         }
-        let (metadata, _) = try await RestorePoint.read(result, from: repository)
+        let metadata = try await RestorePoint.metadata(result, from: repository)
         return Result(snapshot: result, metadata: metadata, seconds: Date().timeIntervalSince(start))
     }
 

@@ -26,7 +26,7 @@ public struct ObjectRestorer: Sendable {
         public var concurrency: Int
 
         public init(targetNamespace: String? = nil, existing: ExistingPolicy = .fail, transforms: TransformSet? = nil,
-                    dryRun: Bool = false, cleaner: ObjectCleaner = ObjectCleaner(), concurrency: Int = 16) {
+                    dryRun: Bool = false, cleaner: ObjectCleaner = ObjectCleaner(), concurrency: Int = 32) {
             self.targetNamespace = targetNamespace
             self.existing = existing
             self.transforms = transforms

@@ -105,6 +105,14 @@ public enum RestorePoint {
         return Dictionary(try await repository.loadTree(subtree).nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
+    /// The metadata of a restore point (without reading its objects).
+    public static func metadata(_ snapshot: SnapshotManifest, from repository: Repository) async throws -> Metadata {
+        guard snapshot.tags.contains(tag) else {
+            throw RepositoryError(.invalidArgument, "snapshot \(snapshot.shortID) is not a restore point")
+        }
+        return try await metadata(root: try await repository.loadTree(snapshot.tree), snapshot, repository)
+    }
+
     /// The metadata and objects of a restore point.
     public static func read(_ snapshot: SnapshotManifest, from repository: Repository) async throws
         -> (metadata: Metadata, objects: [KubeObject])
@@ -113,6 +121,15 @@ public enum RestorePoint {
             throw RepositoryError(.invalidArgument, "snapshot \(snapshot.shortID) is not a restore point")
         }
         let root = try await repository.loadTree(snapshot.tree)
+        let metadata = try await metadata(root: root, snapshot, repository)
+        var objects: [KubeObject] = []
+        if let dir = root.node(named: "objects"), let subtree = dir.subtree {
+            try await collect(subtree, depth: 0, repository, into: &objects, snapshot: snapshot)
+        }
+        return (metadata, RestoreOrder.tiers(objects).flatMap(\.objects))
+    }
+
+    static func metadata(root: Tree, _ snapshot: SnapshotManifest, _ repository: Repository) async throws -> Metadata {
         guard let metaNode = root.node(named: "restorepoint.json") else {
             throw RepositoryError.corrupt("restore point", snapshot.shortID, "restorepoint.json is missing")
         }
@@ -126,11 +143,7 @@ public enum RestorePoint {
         } catch {
             throw RepositoryError.corrupt("restore point", snapshot.shortID, "restorepoint.json cannot be read: \(error)")
         }
-        var objects: [KubeObject] = []
-        if let dir = root.node(named: "objects"), let subtree = dir.subtree {
-            try await collect(subtree, depth: 0, repository, into: &objects, snapshot: snapshot)
-        }
-        return (metadata, RestoreOrder.tiers(objects).flatMap(\.objects))
+        return metadata
     }
 
     static func content(of node: Node, _ repository: Repository) async throws -> Data {

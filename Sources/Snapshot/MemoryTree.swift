@@ -61,14 +61,18 @@ public struct MemoryTree: Sendable {
                 level[name] = entry
                 return
             }
+            // Taken out of the parent while it changes, so the dictionary is uniquely referenced and
+            // updated in place (not copied per insertion: 50,000 objects of one kind in one directory).
             var children: [String: Entry]
-            switch level[name] {
+            switch level.removeValue(forKey: name) {
             case nil: children = [:]
             case .directory(let existing): children = existing
-            default: throw .conflict(path)
+            case let other?:
+                level[name] = other
+                throw .conflict(path)
             }
+            defer { level[name] = .directory(children) }
             try place(&children, rest.dropFirst())
-            level[name] = .directory(children)
         }
         try place(&root, parts[...])
     }

@@ -71,9 +71,9 @@ struct AppListCommand: AsyncParsableCommand {
             if global.json {
                 try printJSON(rows)
             } else {
-                printTable(["NAMESPACE", "WORKLOADS", "CLAIMS", "LATEST RESTORE POINT"], rows.map {
-                    [$0.namespace, "\($0.workloads)", "\($0.claims)",
-                     $0.latestRestorePoint.map { "\($0.prefix(8))" } .map { id in "\(id) \(formatDate(rows.first { $0.latestRestorePoint?.hasPrefix(id) == true }?.latestTime ?? Date()))" } ?? "-"]
+                printTable(["NAMESPACE", "WORKLOADS", "CLAIMS", "LATEST RESTORE POINT"], rows.map { row in
+                    return [row.namespace, "\(row.workloads)", "\(row.claims)",
+                            row.latestRestorePoint == nil ? "-" : "\(row.latestRestorePoint!.prefix(8)) \(formatDate(row.latestTime!))"]
                 })
             }
             return 0
@@ -143,7 +143,7 @@ struct AppBackupCommand: AsyncParsableCommand {
                                      objectsByKind: m.objectsByKind, volumes: m.volumes ?? [], skipped: m.skipped,
                                      warnings: m.warnings, quiesced: m.quiesced ?? [], seconds: result.seconds))
             } else {
-                for warning in m.warnings { printError("warning: \(warning)") }
+                printWarnings(m.warnings)
                 if !global.quiet {
                     let kinds = m.objectsByKind.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
                     print("objects: \(m.objects) (\(kinds)); \(m.skipped.count) left out by rule")
@@ -161,6 +161,12 @@ struct AppBackupCommand: AsyncParsableCommand {
             return 0
         }
     }
+}
+
+/// Prints at most ten warnings; the rest are counted (all of them are in --json and the restore point).
+func printWarnings(_ warnings: [String]) {
+    for warning in warnings.prefix(10) { printError("warning: \(warning)") }
+    if warnings.count > 10 { printError("… and \(warnings.count - 10) more warnings (all of them with --json and in `cairn restorepoints --json`)") }
 }
 
 func selectors(_ texts: [String], _ option: String) throws -> [CaptureRules.Selector] {
@@ -293,7 +299,7 @@ struct RestorePointsCommand: AsyncParsableCommand {
             try await repo.loadIndex()
             var rows: [Row] = []
             for point in try await RestorePoint.list(in: repo, namespace: namespace) {
-                let (m, _) = try await RestorePoint.read(point.snapshot, from: repo)
+                let m = try await RestorePoint.metadata(point.snapshot, from: repo)
                 rows.append(Row(id: point.id, time: point.time, namespace: point.namespace, labelSelector: m.labelSelector,
                                 objects: m.objects, volumes: m.volumes ?? [], warnings: m.warnings, cairnVersion: m.cairnVersion))
             }

@@ -11,6 +11,9 @@ struct ClusterOptions: ParsableArguments {
     @Option(name: .long, help: "Kubeconfig context. Default: the current context.")
     var context: String?
 
+    @Option(name: .long, help: "Requests per second Cairn sends the API server at most (burst: twice as many; 0: no limit). The server's own priority and fairness protects it; this is a courtesy.")
+    var kubeQps: Double = 1000
+
     func connection() throws -> ClusterConnection {
         try ClusterConnection.resolve(kubeconfig: kubeconfig, context: context)
     }
@@ -20,6 +23,8 @@ struct ClusterOptions: ParsableArguments {
     func withClient<T: Sendable>(_ body: (KubeClient) async throws -> T) async throws -> T {
         var options = KubeClient.Options()
         options.retry = RetryPolicy(maxAttempts: 3, budget: .seconds(15))
+        options.qps = kubeQps > 0 ? kubeQps : nil
+        options.burst = max(1, Int(kubeQps * 2))
         return try await KubeClient.with(try connection(), options: options, body)
     }
 }
