@@ -380,4 +380,35 @@ struct ApplicationProtectionTests {
         #expect(diff.status == 0)
         _ = try? cluster.kubectl(["delete", "namespace", clone, "--wait=false"])
     }
+
+    @Test("a mover that cannot start fails the backup with what to do — no restore point, no pod left behind; a restore point that is not there is a usage error")
+    func moverFailures() async throws {
+        defer { cleanUp() }
+        try cluster.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: \(namespace)}")
+        let path = try hostPathVolume("files")
+        try Data("hello".utf8).write(to: URL(fileURLWithPath: path + "/a.txt"))
+        try cluster.apply("""
+            apiVersion: v1
+            kind: PersistentVolumeClaim
+            metadata: {name: files, namespace: \(namespace)}
+            spec: {accessModes: [ReadWriteOnce], storageClassName: cairn-hostpath, resources: {requests: {storage: 1Gi}}}
+            """)
+        try cluster.waitUntil("the claim to be bound") {
+            try cluster.kubectlOK(["-n", namespace, "get", "pvc", "files", "-o", "jsonpath={.status.phase}"]) == "Bound"
+        }
+        _ = try cairnOK("repo", "init")
+        let failed = try cairn(["app", "backup", namespace, "--volume-access", "mover", "--mover-image", "cairn.local/no-such-image:1"])
+        #expect(failed.status == 1)
+        #expect(failed.stderr.contains("cairn.local/no-such-image:1") && failed.stderr.contains("scripts/build-image"), "\(failed.stderr)")
+        #expect(try cairnOK("restorepoints").contains("0 restore point(s)"))
+        try cluster.waitUntil("the mover pod to be gone", timeout: 60) {
+            try cluster.kubectlOK(["-n", namespace, "get", "pods", "-o", "name"]).isEmpty
+        }
+        let missing = try cairn(["app", "restore", "no-such-namespace"])
+        #expect(missing.status == 64 && missing.stderr.contains("cairn restorepoints"), "\(missing.stderr)")
+        // Host access where the volume is not on this machine's disk says so.
+        try FileManager.default.removeItem(atPath: path)
+        let host = try cairn(["app", "backup", namespace, "--volume-access", "host"])
+        #expect(host.status == 1 && host.stderr.contains("not on this machine"), "\(host.stderr)")
+    }
 }
