@@ -373,6 +373,23 @@ struct ApplicationProtectionTests {
         #expect(try kubectlOK("-n", clone, "get", "configmap", "settings", "-o", "jsonpath={.data.mode}") == "fast")
         try waitForDatabase(clone)
 
+        // A plan touches nothing; only one volume restores just its claim and data.
+        let planned = try cairn(["app", "restore", namespace, "--to-namespace", "\(clone)-plan", "--dry-run", "--json"])
+        #expect(planned.status == 0, "\(planned.stderr)")
+        let plan = try JSONValue(parsing: Array(planned.stdout.utf8))
+        #expect((plan["objects"]?.array ?? []).allSatisfy { $0["result"] == "planned" } && plan["dryRun"] == true)
+        #expect((plan["volumes"]?.array ?? []).count == 3)
+        #expect(try cluster.kubectl(["get", "namespace", "\(clone)-plan"]).status != 0, "a dry run creates nothing")
+        let single = "\(clone)-one"
+        defer { _ = try? cluster.kubectl(["delete", "namespace", single, "--wait=false"]) }
+        let one = try cairn(["app", "restore", namespace, "--to-namespace", single, "--volumes-only", "--volume", "files", "--json"])
+        #expect(one.status == 0, "\(one.stderr)")
+        let oneReport = try JSONValue(parsing: Array(one.stdout.utf8))
+        #expect(Set((oneReport["objects"]?.array ?? []).compactMap { $0["object"]?.string?.split(separator: " ").first.map(String.init) })
+                == ["Namespace", "PersistentVolume", "PersistentVolumeClaim"])
+        #expect(try kubectlOK("-n", single, "get", "pvc", "-o", "name").trimmingCharacters(in: .whitespacesAndNewlines) == "persistentvolumeclaim/files")
+        try expectSameFiles(reference.path + "/files", try directory(ofClaim: "files", in: single))
+
         // Partial: one volume's files into a local directory.
         let out = repository.path + "/out"
         _ = try cairnOK("app", "restore", String(moverPoint.prefix(10)), "--volume", "files", "--path", "dir3", "--target", out)
