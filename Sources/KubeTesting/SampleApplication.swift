@@ -1,4 +1,4 @@
-/// The application the Protection tests capture and restore: a service account with a Role and binding,
+/// Manifests the application tests share. The application the Protection tests capture and restore: a service account with a Role and binding,
 /// a ConfigMap, a Secret and a Deployment (labelled `app: web`), and a CRD for `Gadget` custom resources.
 public enum SampleApplication {
     public static func crd(group: String) -> String {
@@ -53,6 +53,50 @@ public enum SampleApplication {
               terminationGracePeriodSeconds: 1
               serviceAccountName: app
               containers: [{name: main, image: cairn.local/busybox:1.35, imagePullPolicy: Never, command: [sleep, "3600"]}]
+        """
+    }
+
+    /// PostgreSQL 15 as a StatefulSet `db` (one replica, claim template `data` on `cairn-hostpath`, the
+    /// password from Secret `db` key `password`) behind the ClusterIP Service `db`. The claim `data-db-0`
+    /// needs a volume made for it.
+    public static func database(namespace ns: String) -> String {
+        """
+        apiVersion: v1
+        kind: Service
+        metadata: {name: db, namespace: \(ns)}
+        spec:
+          selector: {app: db}
+          ports: [{port: 5432, targetPort: 5432}]
+        ---
+        apiVersion: apps/v1
+        kind: StatefulSet
+        metadata: {name: db, namespace: \(ns)}
+        spec:
+          serviceName: db
+          replicas: 1
+          selector: {matchLabels: {app: db}}
+          template:
+            metadata: {labels: {app: db}}
+            spec:
+              terminationGracePeriodSeconds: 5
+              containers:
+              - name: postgres
+                image: cairn.local/postgres:15
+                imagePullPolicy: Never
+                env:
+                - {name: POSTGRES_PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}
+                - {name: PGDATA, value: /var/lib/postgresql/data/pgdata}
+                ports: [{containerPort: 5432}]
+                readinessProbe:
+                  exec: {command: [pg_isready, -U, postgres, -h, 127.0.0.1]}
+                  periodSeconds: 2
+                volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]
+          volumeClaimTemplates:
+          - metadata: {name: data}
+            spec:
+              accessModes: [ReadWriteOnce]
+              storageClassName: cairn-hostpath
+              resources: {requests: {storage: 1Gi}}
         """
     }
 }

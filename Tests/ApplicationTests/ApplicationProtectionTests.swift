@@ -163,44 +163,7 @@ struct ApplicationProtectionTests {
                   volumes:
                   - {name: files, persistentVolumeClaim: {claimName: files}}
                   - {name: bulk, persistentVolumeClaim: {claimName: bulk}}
-            ---
-            apiVersion: v1
-            kind: Service
-            metadata: {name: db, namespace: \(ns)}
-            spec:
-              selector: {app: db}
-              ports: [{port: 5432, targetPort: 5432}]
-            ---
-            apiVersion: apps/v1
-            kind: StatefulSet
-            metadata: {name: db, namespace: \(ns)}
-            spec:
-              serviceName: db
-              replicas: 1
-              selector: {matchLabels: {app: db}}
-              template:
-                metadata: {labels: {app: db}}
-                spec:
-                  terminationGracePeriodSeconds: 5
-                  containers:
-                  - name: postgres
-                    image: cairn.local/postgres:15
-                    imagePullPolicy: Never
-                    env:
-                    - {name: POSTGRES_PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}
-                    - {name: PGDATA, value: /var/lib/postgresql/data/pgdata}
-                    ports: [{containerPort: 5432}]
-                    readinessProbe:
-                      exec: {command: [pg_isready, -U, postgres, -h, 127.0.0.1]}
-                      periodSeconds: 2
-                    volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]
-              volumeClaimTemplates:
-              - metadata: {name: data}
-                spec:
-                  accessModes: [ReadWriteOnce]
-                  storageClassName: cairn-hostpath
-                  resources: {requests: {storage: 1Gi}}
-            """)
+            """ + "\n---\n" + SampleApplication.database(namespace: ns))
         try waitForDatabase(ns)
         let create = try psql(ns, "create table t (id int primary key, v text); insert into t select g, md5(g::text) from generate_series(1, 5000) g")
         #expect(create.status == 0, "\(create.stderr)")

@@ -50,44 +50,7 @@ struct LocalClusterTests {
                 kind: Secret
                 metadata: {name: db}
                 stringData: {password: s3cret-for-tests}
-                ---
-                apiVersion: v1
-                kind: Service
-                metadata: {name: db}
-                spec:
-                  selector: {app: db}
-                  ports: [{port: 5432, targetPort: 5432}]
-                ---
-                apiVersion: apps/v1
-                kind: StatefulSet
-                metadata: {name: db}
-                spec:
-                  serviceName: db
-                  replicas: 1
-                  selector: {matchLabels: {app: db}}
-                  template:
-                    metadata: {labels: {app: db}}
-                    spec:
-                      terminationGracePeriodSeconds: 5
-                      containers:
-                      - name: postgres
-                        image: cairn.local/postgres:15
-                        imagePullPolicy: Never
-                        env:
-                        - {name: POSTGRES_PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}
-                        - {name: PGDATA, value: /var/lib/postgresql/data/pgdata}
-                        ports: [{containerPort: 5432}]
-                        readinessProbe:
-                          exec: {command: [pg_isready, -U, postgres, -h, 127.0.0.1]}
-                          periodSeconds: 2
-                        volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]
-                  volumeClaimTemplates:
-                  - metadata: {name: data}
-                    spec:
-                      accessModes: [ReadWriteOnce]
-                      storageClassName: cairn-hostpath
-                      resources: {requests: {storage: 1Gi}}
-                """)
+                """ + "\n---\n" + SampleApplication.database(namespace: ns.name))
             try ns.waitForPodReady("db-0", timeout: 240)
             let ip = try ns.kubectlOK(["get", "service", "db", "-o", "jsonpath={.spec.clusterIP}"])
             func psql(_ sql: String) throws -> LocalCluster.CommandResult {
