@@ -88,7 +88,8 @@ public struct ApplicationBackup: Sendable {
                 }
                 unscaled = try await quiesced(workloads) {
                     for claim in claims {
-                        let access = try await access(for: claim)
+                        let access = await options.volumeAccess.accessor(for: claim, client: client, repository: repository,
+                                                                         moverImage: options.moverImage)
                         progress("reading claim \(claim.claim) (\(access.method))")
                         let (node, transfer) = try await access.backup(claim, previous: earlier[claim.claim])
                         nodes[claim.claim] = node
@@ -131,16 +132,6 @@ public struct ApplicationBackup: Sendable {
                                       node: nodes[object.name]))
         }
         return claims
-    }
-
-    func access(for claim: ClaimVolume) async throws -> any VolumeAccess {
-        let mover = MoverVolumeAccess(client: client, repository: repository, image: options.moverImage)
-        switch options.volumeAccess {
-        case .host: return HostVolumeAccess(repository: repository)
-        case .mover: return mover
-        case .auto:
-            return await HostVolumeAccess.canServe(claim, client: client) ? HostVolumeAccess(repository: repository) : mover
-        }
     }
 
     /// Scales the workloads to zero, waits until their pods are gone, runs `body`, and scales them back

@@ -197,19 +197,10 @@ public struct ApplicationRestore: Sendable {
             }
             do {
                 let volume = try await boundVolume(plan, namespace: namespace)
-                let access: any VolumeAccess
-                switch options.volumeAccess {
-                case .host: access = HostVolumeAccess(repository: repository)
-                case .mover: access = MoverVolumeAccess(client: client, repository: repository, image: options.moverImage)
-                case .auto:
-                    access = await HostVolumeAccess.canServe(volume, client: client, creating: true)
-                        ? HostVolumeAccess(repository: repository)
-                        : MoverVolumeAccess(client: client, repository: repository, image: options.moverImage)
-                }
+                // Host access writes the new directory itself (the Restorer creates its target).
+                let access = await options.volumeAccess.accessor(for: volume, client: client, repository: repository,
+                                                                 moverImage: options.moverImage, creating: true)
                 progress("writing claim \(plan.claim) (\(access.method))")
-                if access is HostVolumeAccess, let directory = volume.directory {
-                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-                }
                 let transfer = try await access.restore(plan.data, into: volume)
                 progress("  \(transfer.files) files, \(transfer.bytes) bytes, \(String(format: "%.1f", transfer.seconds)) s")
                 rows.append(Row(object: label, tier: 6, result: transfer.problems.isEmpty ? "written" : "failed",
@@ -247,9 +238,10 @@ public struct ApplicationRestore: Sendable {
                                     existing: ExistingPolicy, repository: Repository) async throws -> RestoreReport {
         try await RepositoryLock.with(repository, exclusive: false, operation: "restore", wait: 30) {
             try await repository.loadIndex()
-            guard let node = try await RestorePoint.volume(claim, of: snapshot, in: repository) else {
-                let stored = try await RestorePoint.volumes(of: snapshot, in: repository).keys.sorted()
-                throw RepositoryError(.invalidArgument, "restore point \(snapshot.shortID) has no data of claim \(claim); it has: \(stored.isEmpty ? "none" : stored.joined(separator: ", "))")
+            let stored = try await RestorePoint.volumes(of: snapshot, in: repository)
+            guard let node = stored[claim] else {
+                let claims = stored.keys.sorted()
+                throw RepositoryError(.invalidArgument, "restore point \(snapshot.shortID) has no data of claim \(claim); it has: \(claims.isEmpty ? "none" : claims.joined(separator: ", "))")
             }
             return try await Restorer(repository: repository)
                 .restoreDirectory(node, options: RestoreOptions(target: target, include: paths, existing: existing))

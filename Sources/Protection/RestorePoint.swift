@@ -91,13 +91,6 @@ public enum RestorePoint {
         }.sorted { $0.time < $1.time }
     }
 
-    /// The node of one volume's files in a restore point, or nil if it has none for the claim.
-    public static func volume(_ claim: String, of snapshot: SnapshotManifest, in repository: Repository) async throws -> Node? {
-        let root = try await repository.loadTree(snapshot.tree)
-        guard let volumes = root.node(named: "volumes"), let subtree = volumes.subtree else { return nil }
-        return try await repository.loadTree(subtree).node(named: claim)
-    }
-
     /// Every volume node of a restore point, by claim.
     public static func volumes(of snapshot: SnapshotManifest, in repository: Repository) async throws -> [String: Node] {
         let root = try await repository.loadTree(snapshot.tree)

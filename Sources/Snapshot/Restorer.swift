@@ -287,7 +287,7 @@ public final class Restorer: Sendable {
     }
 
     /// Writes `data` at `offset`, leaving 4 KiB blocks of zeros unwritten (holes).
-    static func writeSparse(_ fd: Int32, _ data: Data, at offset: Int, path: String) throws {
+    static func writeSparse(_ fd: Int32, _ data: some ContiguousBytes, at offset: Int, path: String) throws {
         try data.withUnsafeBytes { raw in
             let block = 4096
             var start = 0

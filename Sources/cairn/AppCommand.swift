@@ -27,6 +27,19 @@ func findRestorePoint(_ reference: String, in repository: Repository) async thro
                    code: Exit.usage)
 }
 
+/// How volume data is read and written: shared by `app backup` and `app restore`.
+struct VolumeOptions: ParsableArguments {
+    @Option(name: .customLong("volume-access"), help: "How volume data is read and written: auto, host or mover.")
+    var access: VolumeAccessMode = .auto
+    @Option(name: .customLong("mover-image"),
+            help: "Image of mover pods. Default: $CAIRN_MOVER_IMAGE or \(MoverVolumeAccess.defaultImage).")
+    var moverImage: String?
+
+    var image: String {
+        moverImage ?? ProcessInfo.processInfo.environment["CAIRN_MOVER_IMAGE"] ?? MoverVolumeAccess.defaultImage
+    }
+}
+
 struct AppListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
@@ -106,10 +119,7 @@ struct AppBackupCommand: AsyncParsableCommand {
     var exclude: [String] = []
     @Option(name: .long, help: "Stop the application while its volumes are read: none or scale (to zero and back).")
     var quiesce: ApplicationBackup.Quiesce = .none
-    @Option(name: .long, help: "How volume data is read: auto, host or mover.")
-    var volumeAccess: VolumeAccessMode = .auto
-    @Option(name: .long, help: "Image of mover pods. Default: $CAIRN_MOVER_IMAGE or \(MoverVolumeAccess.defaultImage).")
-    var moverImage: String?
+    @OptionGroup var volumes: VolumeOptions
     @Flag(name: .long, help: "Objects only: do not read volume data.")
     var noVolumes = false
 
@@ -132,8 +142,8 @@ struct AppBackupCommand: AsyncParsableCommand {
             let showProgress = !global.json && !global.quiet
             let result = try await cluster.withClient { client in
                 try await ApplicationBackup(client: client, repository: repo, options: ApplicationBackup.Options(
-                    namespace: namespace, labelSelector: selector, rules: rules, volumeAccess: volumeAccess,
-                    moverImage: moverImage ?? ProcessInfo.processInfo.environment["CAIRN_MOVER_IMAGE"] ?? MoverVolumeAccess.defaultImage,
+                    namespace: namespace, labelSelector: selector, rules: rules, volumeAccess: volumes.access,
+                    moverImage: volumes.image,
                     quiesce: quiesce, volumes: !noVolumes
                 )).run(progress: { line in if showProgress { printError(line) } })
             }
@@ -209,10 +219,7 @@ struct AppRestoreCommand: AsyncParsableCommand {
     var volume: [String] = []
     @Flag(name: .long, help: "Objects only: do not write volume data.")
     var noVolumes = false
-    @Option(name: .long, help: "How volume data is written: auto, host or mover.")
-    var volumeAccess: VolumeAccessMode = .auto
-    @Option(name: .long, help: "Image of mover pods. Default: $CAIRN_MOVER_IMAGE or \(MoverVolumeAccess.defaultImage).")
-    var moverImage: String?
+    @OptionGroup var volumes: VolumeOptions
     @Option(name: .long, help: "Restore files of --volume into this local directory instead of the cluster.")
     var target: String?
     @Option(name: .long, help: "With --target: only these paths inside the volume (repeatable).")
@@ -248,8 +255,8 @@ struct AppRestoreCommand: AsyncParsableCommand {
             let options = ApplicationRestore.Options(
                 targetNamespace: toNamespace, existing: existing, transforms: transforms, dryRun: dryRun,
                 only: try selectors(only, "--only"), volumesOnly: volumesOnly,
-                volumes: volume.isEmpty ? nil : Set(volume), volumeData: !noVolumes, volumeAccess: volumeAccess,
-                moverImage: moverImage ?? ProcessInfo.processInfo.environment["CAIRN_MOVER_IMAGE"] ?? MoverVolumeAccess.defaultImage)
+                volumes: volume.isEmpty ? nil : Set(volume), volumeData: !noVolumes, volumeAccess: volumes.access,
+                moverImage: volumes.image)
             let showProgress = !global.json && !global.quiet
             let report = try await cluster.withClient { client in
                 try await ApplicationRestore(client: client, repository: repo, options: options)

@@ -14,6 +14,22 @@ public enum VolumeAccessMode: String, Sendable, CaseIterable, Codable {
     case mover
 }
 
+extension VolumeAccessMode {
+    /// The accessor for a volume: `auto` takes host access when `HostVolumeAccess.canServe` says so.
+    /// `creating`: the volume is about to be written and its directory may not exist yet.
+    public func accessor(for volume: ClaimVolume, client: KubeClient, repository: Repository, moverImage: String,
+                         creating: Bool = false) async -> any VolumeAccess {
+        switch self {
+        case .host: return HostVolumeAccess(repository: repository)
+        case .mover: return MoverVolumeAccess(client: client, repository: repository, image: moverImage)
+        case .auto:
+            return await HostVolumeAccess.canServe(volume, client: client, creating: creating)
+                ? HostVolumeAccess(repository: repository)
+                : MoverVolumeAccess(client: client, repository: repository, image: moverImage)
+        }
+    }
+}
+
 /// A claim and what is known about where its data lives.
 public struct ClaimVolume: Sendable {
     public var namespace: String

@@ -225,7 +225,7 @@ public struct DirectoryReceiver {
                 guard var current = file else { throw VolumeStream.FormatError("data outside a file") }
                 if current.fd >= 0 {
                     do {
-                        try bytes.withUnsafeBytes { try Restorer.writeSparse(current.fd, Data($0), at: current.offset, path: current.path) }
+                        try Restorer.writeSparse(current.fd, bytes, at: current.offset, path: current.path)
                     } catch {
                         totals.errors.append("\(current.path): \(error)")
                         close(current.fd)

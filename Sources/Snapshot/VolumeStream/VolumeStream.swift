@@ -101,19 +101,8 @@ public final class VolumeStreamWriter {
         try await maybeFlush()
     }
 
-    public func data(_ bytes: UnsafeRawBufferPointer) async throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = min(VolumeStream.dataRecordSize, bytes.count - offset)
-            buffer.append(UInt8(ascii: "B"))
-            int(UInt32(n))
-            buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]))
-            offset += n
-            try await maybeFlush()
-        }
-    }
-
-    public func data(_ bytes: Data) async throws {
+    /// File data, in records of at most `dataRecordSize` bytes (a `Data`, or a buffer's bytes).
+    public func data<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes) async throws where Bytes.Index == Int {
         var offset = bytes.startIndex
         while offset < bytes.endIndex {
             let n = min(VolumeStream.dataRecordSize, bytes.endIndex - offset)
