@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -87,9 +88,23 @@ let package = Package(
             name: "Protection",
             dependencies: ["Kube", "Snapshot", "Repository", .product(name: "Crypto", package: "swift-crypto")]
         ),
+        // The in-cluster controller: reconcilers for Cairn's CRDs, work queue, schedules, leader election,
+        // metrics and probes. Wires Protection to the cluster; knows nothing of the CLI.
+        .target(
+            name: "Controller",
+            dependencies: [
+                "Kube", "Protection", "Snapshot", "Repository", "Storage", "S3Storage",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "cairn",
             dependencies: [
+                "Controller",
                 "Kube",
                 "Protection",
                 "S3Storage",
@@ -120,6 +135,8 @@ let package = Package(
                                                             "Storage", "StorageTesting"]),
         .testTarget(name: "ApplicationTests", dependencies: ["Protection", "Kube", "KubeTesting", "Repository", "Storage",
                                                              "StorageTesting"]),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller", "Protection", "Kube", "KubeTesting", "Snapshot",
+                                                            "Repository", "Storage", "StorageTesting"]),
         .testTarget(name: "KubeTests", dependencies: ["Kube", "KubeTesting", "StorageTesting"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
         .testTarget(name: "S3Tests", dependencies: ["S3Storage", "Storage", "StorageTesting", "Repository", "Snapshot"]),

@@ -26,10 +26,15 @@ public struct ApplicationBackup: Sendable {
         /// Whether volume data is read at all (`--no-volumes`: objects only).
         public var volumes: Bool
         public var quiesceTimeout: Duration
+        /// Tags added to the restore point's snapshot (the controller records its action and names here).
+        public var tags: [String]
+        /// What the repository lock says is running (the controller puts its identity here).
+        public var lockOperation = "app backup"
 
         public init(namespace: String, labelSelector: String? = nil, rules: CaptureRules = CaptureRules(),
                     volumeAccess: VolumeAccessMode = .auto, moverImage: String = MoverVolumeAccess.defaultImage,
-                    quiesce: Quiesce = .none, volumes: Bool = true, quiesceTimeout: Duration = .seconds(300)) {
+                    quiesce: Quiesce = .none, volumes: Bool = true, quiesceTimeout: Duration = .seconds(300),
+                    tags: [String] = []) {
             self.namespace = namespace
             self.labelSelector = labelSelector
             self.rules = rules
@@ -38,6 +43,7 @@ public struct ApplicationBackup: Sendable {
             self.quiesce = quiesce
             self.volumes = volumes
             self.quiesceTimeout = quiesceTimeout
+            self.tags = tags
         }
     }
 
@@ -46,6 +52,19 @@ public struct ApplicationBackup: Sendable {
         public var metadata: RestorePoint.Metadata
         public var seconds: Double
     }
+
+    /// How far a backup is, for status displays.
+    public struct Progress: Sendable, Equatable {
+        public var objects = 0
+        public var volumes = 0
+        public var volumesDone = 0
+        public var bytes = 0
+        public var step = ""
+    }
+
+    /// The annotation a workload carries while a backup keeps it scaled to zero: its replica count.
+    /// A backup that finds it (its predecessor was killed mid-quiesce) scales the workload back first.
+    public static let quiescedAnnotation = "cairn.dev/quiesced-replicas"
 
     public let client: KubeClient
     public let repository: Repository
@@ -58,14 +77,23 @@ public struct ApplicationBackup: Sendable {
     }
 
     /// Runs the backup; `progress` hears a line per step.
-    public func run(progress: @Sendable (String) -> Void = { _ in }) async throws -> Result {
+    public func run(progress: @Sendable (String) -> Void = { _ in },
+                    status: @Sendable (Progress) -> Void = { _ in }) async throws -> Result {
         let start = Date()
         let namespace = options.namespace
+        var state = Progress()
+        try await recoverQuiesced(progress: progress)
         progress("capturing the objects of namespace \(namespace)")
+        state.step = "capturing objects"
+        status(state)
         let capture = try await ApplicationCapture(client: client, rules: options.rules,
                                                    labelSelector: options.labelSelector).capture(namespace: namespace)
         var warnings = capture.warnings
         let claims = options.volumes ? try await boundClaims(capture, warnings: &warnings) : []
+        state.objects = capture.objects.count
+        state.volumes = claims.count
+        state.step = claims.isEmpty ? "writing the restore point" : "reading volumes"
+        status(state)
         var workloads: [(APIResource, String, Int)] = []
         if options.quiesce == .scale {
             workloads = capture.objects.compactMap { object in
@@ -74,7 +102,7 @@ public struct ApplicationBackup: Sendable {
                 return (object.kind == "Deployment" ? Deployment.resource : StatefulSet.resource, object.name, Int(replicas))
             }
         }
-        let result = try await RepositoryLock.with(repository, exclusive: false, operation: "app backup", wait: 30) {
+        let result = try await RepositoryLock.with(repository, exclusive: false, operation: options.lockOperation, wait: 30) {
             try await repository.loadIndex()
             let previous = try await RestorePoint.list(in: repository, namespace: namespace).last
             var earlier: [String: Node] = [:]
@@ -94,6 +122,9 @@ public struct ApplicationBackup: Sendable {
                         let (node, transfer) = try await access.backup(claim, previous: earlier[claim.claim])
                         nodes[claim.claim] = node
                         transfers.append(transfer)
+                        state.volumesDone += 1
+                        state.bytes += transfer.bytes
+                        status(state)
                         progress("  \(transfer.files) files, \(transfer.bytes) bytes, \(transfer.bytesAdded ?? 0) new, \(String(format: "%.1f", transfer.seconds)) s")
                     }
                 }
@@ -101,7 +132,7 @@ public struct ApplicationBackup: Sendable {
             var withWarnings = capture
             withWarnings.warnings = warnings
             let manifest = try await RestorePoint.write(withWarnings, namespace: namespace, labelSelector: options.labelSelector,
-                                                        volumes: nodes, transfers: transfers,
+                                                        volumes: nodes, transfers: transfers, tags: options.tags,
                                                         quiesced: workloads.map { "\($0.0.kind)/\($0.1)" }, to: repository)
             if !unscaled.isEmpty {
                 throw VolumeError("restore point \(manifest.shortID) was written, but these workloads could not be scaled back: \(unscaled.joined(separator: "; "))")
@@ -134,6 +165,19 @@ public struct ApplicationBackup: Sendable {
         return claims
     }
 
+    /// Scales back workloads a killed backup left at zero (they carry `quiescedAnnotation`).
+    func recoverQuiesced(progress: @Sendable (String) -> Void) async throws {
+        for resource in [Deployment.resource, StatefulSet.resource] {
+            for object in try await client.listAll(resource, namespace: options.namespace).items {
+                guard let text = object.annotations[Self.quiescedAnnotation], let replicas = Int64(text) else { continue }
+                progress("scaling \(object.kind)/\(object.name) back to \(replicas): an interrupted backup left it at zero")
+                _ = try await client.patch(resource, object.name, namespace: options.namespace,
+                                           .merge(["metadata": ["annotations": [Self.quiescedAnnotation: .null]],
+                                                   "spec": ["replicas": .int(replicas)]]))
+            }
+        }
+    }
+
     /// Scales the workloads to zero, waits until their pods are gone, runs `body`, and scales them back
     /// to their replica counts whatever happened. Returns the workloads that could not be scaled back.
     func quiesced(_ workloads: [(APIResource, String, Int)], _ body: () async throws -> Void) async throws -> [String] {
@@ -143,8 +187,11 @@ public struct ApplicationBackup: Sendable {
         }
         let namespace = options.namespace
         func scale(_ workload: (APIResource, String, Int), to replicas: Int) async throws {
+            // The annotation remembers the count while the workload is down, for a successor if we die.
+            let note: JSONValue = replicas == 0 ? .string(String(workload.2)) : .null
             _ = try await client.patch(workload.0, workload.1, namespace: namespace,
-                                       .merge(["spec": ["replicas": .int(Int64(replicas))]]))
+                                       .merge(["metadata": ["annotations": [Self.quiescedAnnotation: note]],
+                                               "spec": ["replicas": .int(Int64(replicas))]]))
         }
         var failure: Error?
         do {

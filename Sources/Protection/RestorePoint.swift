@@ -49,7 +49,7 @@ public enum RestorePoint {
 
     /// Writes a capture (and any volume trees already in the repository) as a restore point.
     public static func write(_ capture: ApplicationCapture.Result, namespace: String, labelSelector: String? = nil,
-                             volumes: [String: Node] = [:], transfers: [VolumeTransfer] = [],
+                             volumes: [String: Node] = [:], transfers: [VolumeTransfer] = [], tags: [String] = [],
                              quiesced: [String] = [], to repository: Repository,
                              time: Date = Date()) async throws -> SnapshotManifest {
         var tree = MemoryTree(time: time)
@@ -74,7 +74,7 @@ public enum RestorePoint {
         try await repository.flush()
         var manifest = SnapshotManifest(time: time, hostname: ProcessInfo.processInfo.hostName, username: "",
                                         paths: ["/restorepoints/\(namespace)"], tree: written.tree, parent: nil,
-                                        tags: [tag, "namespace=\(namespace)"], program: "cairn \(CairnVersion.current)",
+                                        tags: [tag, "namespace=\(namespace)"] + tags, program: "cairn \(CairnVersion.current)",
                                         summary: nil)
         manifest.id = try await SnapshotFiles.save(manifest, to: repository)
         return manifest

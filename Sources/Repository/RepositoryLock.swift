@@ -136,11 +136,16 @@ public final class RepositoryLock: Sendable {
 
     /// Removes stale locks (or all locks with `all`); returns how many were removed.
     public static func removeStale(_ repository: Repository, all: Bool = false) async throws -> Int {
+        try await removeAll(repository) { all || $0 == nil || $0!.isStale() }
+    }
+
+    /// Removes the locks `condition` picks (nil: an unreadable lock file); returns how many.
+    public static func removeAll(_ repository: Repository, where condition: (LockInfo?) -> Bool) async throws -> Int {
         var removed = 0
         for name in try await repository.listFiles(.locks) {
             let data = try? await repository.loadFile(.locks, name: name)
             let info = data.flatMap { try? JSONDecoder.iso.decode(LockInfo.self, from: $0) }
-            if all || info == nil || info!.isStale() {
+            if condition(info) {
                 try? await repository.removeFile(.locks, name: name)
                 removed += 1
             }

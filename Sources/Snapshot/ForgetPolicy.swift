@@ -34,31 +34,38 @@ public struct ForgetPolicy: Sendable, Codable, Equatable {
         let groups = Dictionary(grouping: snapshots) { "\($0.hostname)\u{0}\($0.paths.joined(separator: "\u{0}"))" }
         var decisions: [Decision] = []
         for key in groups.keys.sorted() {
-            let group = groups[key]!.sorted { ($0.time, $0.id) > ($1.time, $1.id) }
-            var reasons = [[String]](repeating: [], count: group.count)
-            for (i, _) in group.enumerated() where i < last { reasons[i].append("last") }
-            let rules: [(String, Int, (Date) -> String)] = [
-                ("hourly", hourly, { Self.bucket($0, [.year, .month, .day, .hour], calendar) }),
-                ("daily", daily, { Self.bucket($0, [.year, .month, .day], calendar) }),
-                ("weekly", weekly, { Self.bucket($0, [.yearForWeekOfYear, .weekOfYear], calendar) }),
-                ("monthly", monthly, { Self.bucket($0, [.year, .month], calendar) }),
-                ("yearly", yearly, { Self.bucket($0, [.year], calendar) }),
-            ]
-            for (name, count, bucket) in rules where count > 0 {
-                var seen: Set<String> = []
-                for (i, snapshot) in group.enumerated() {
-                    let b = bucket(snapshot.time)
-                    if seen.contains(b) { continue }
-                    if seen.count >= count { break }
-                    seen.insert(b)
-                    reasons[i].append(name)
-                }
-            }
-            for (i, snapshot) in group.enumerated() {
-                decisions.append(Decision(snapshot: snapshot, keep: !reasons[i].isEmpty, reasons: reasons[i]))
+            for (snapshot, reasons) in keep(groups[key]!, time: \.time, id: \.id, calendar: calendar) {
+                decisions.append(Decision(snapshot: snapshot, keep: !reasons.isEmpty, reasons: reasons))
             }
         }
         return decisions
+    }
+
+    /// Decides for one group of items (restore points of one application, snapshots of one path…):
+    /// each item with the rules that keep it, newest first; an item with no reason goes.
+    public func keep<Item>(_ items: [Item], time: (Item) -> Date, id: (Item) -> String,
+                           calendar: Calendar = .utc) -> [(Item, [String])] {
+        let group = items.sorted { (time($0), id($0)) > (time($1), id($1)) }
+        var reasons = [[String]](repeating: [], count: group.count)
+        for (i, _) in group.enumerated() where i < last { reasons[i].append("last") }
+        let rules: [(String, Int, (Date) -> String)] = [
+            ("hourly", hourly, { Self.bucket($0, [.year, .month, .day, .hour], calendar) }),
+            ("daily", daily, { Self.bucket($0, [.year, .month, .day], calendar) }),
+            ("weekly", weekly, { Self.bucket($0, [.yearForWeekOfYear, .weekOfYear], calendar) }),
+            ("monthly", monthly, { Self.bucket($0, [.year, .month], calendar) }),
+            ("yearly", yearly, { Self.bucket($0, [.year], calendar) }),
+        ]
+        for (name, count, bucket) in rules where count > 0 {
+            var seen: Set<String> = []
+            for (i, item) in group.enumerated() {
+                let b = bucket(time(item))
+                if seen.contains(b) { continue }
+                if seen.count >= count { break }
+                seen.insert(b)
+                reasons[i].append(name)
+            }
+        }
+        return Array(zip(group, reasons))
     }
 
     static func bucket(_ date: Date, _ components: Set<Calendar.Component>, _ calendar: Calendar) -> String {

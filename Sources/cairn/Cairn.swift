@@ -21,15 +21,19 @@ struct Cairn: AsyncParsableCommand {
         version: CairnVersion.current,
         subcommands: [RepoCommand.self, BackupCommand.self, SnapshotsCommand.self, LsCommand.self,
                       RestoreCommand.self, ForgetCommand.self, PruneCommand.self, ClusterCommand.self,
-                      AppCommand.self, RestorePointsCommand.self, MoverCommand.self]
+                      AppCommand.self, RestorePointsCommand.self, ControllerCommand.self, MoverCommand.self]
     )
 
     static func main() async {
         // Logs go to stderr (stdout carries --json output); warnings and above unless CAIRN_LOG_LEVEL says
         // otherwise (trace, debug, info, notice, warning, error, critical).
-        let level = ProcessInfo.processInfo.environment["CAIRN_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
-            ?? .warning
+        // The controller logs JSON lines at info by default (CAIRN_LOG_FORMAT=text|json overrides).
+        let env = ProcessInfo.processInfo.environment
+        let isController = CommandLine.arguments.dropFirst().first == "controller"
+        let level = env["CAIRN_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? (isController ? .info : .warning)
+        let json = (env["CAIRN_LOG_FORMAT"] ?? (isController ? "json" : "text")) == "json"
         LoggingSystem.bootstrap { label in
+            if json { return JSONLogHandler(label: label, logLevel: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

@@ -121,9 +121,7 @@ struct PruneCommand: AsyncParsableCommand {
 
 func runPrune(_ repo: Repository, snapshots: [SnapshotManifest], dryRun: Bool, quiet: Bool,
               maxUnused: Double = 0.5) async throws -> PruneReport {
-    try await repo.loadIndex()
-    let used = try await SnapshotWalker(repository: repo).usedBlobs(snapshots)
-    let report = try await repo.prune(used: used, maxUnusedFraction: maxUnused, dryRun: dryRun)
+    let report = try await repo.pruneUnused(keeping: snapshots, maxUnused: maxUnused, dryRun: dryRun)
     if !quiet {
         print("\(dryRun ? "would delete" : "deleted") \(report.packsDeleted) unused pack(s) and \(report.leftoverPacksDeleted) leftover pack(s); repacked \(report.packsRepacked) into \(report.packsWritten); removed \(report.blobsRemoved) blob(s), freeing \(formatBytes(report.bytesFreed))")
     }

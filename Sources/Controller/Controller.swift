@@ -1,0 +1,185 @@
+import Foundation
+import Kube
+import Logging
+
+/// Cairn's controller: waits to hold the leader Lease, then watches Cairn's kinds and reconciles them
+/// with a pool of workers until the task is cancelled (graceful shutdown: runs are stopped and left
+/// for the successor, the Lease released) or leadership is lost (then it throws: the process must exit,
+/// because what it was doing may now be done by another).
+public final class Controller: Sendable {
+    public struct Configuration: Sendable {
+        public var namespace: String
+        public var identity: String
+        public var moverImage: String
+        public var workers: Int
+        public var leaseName: String
+
+        public init(namespace: String, identity: String, moverImage: String, workers: Int = 4,
+                    leaseName: String = "cairn-controller") {
+            self.namespace = namespace
+            self.identity = identity
+            self.moverImage = moverImage
+            self.workers = workers
+            self.leaseName = leaseName
+        }
+    }
+
+    public struct LeadershipLost: Error, CustomStringConvertible {
+        public var description: String { "lost the leader Lease: stopping so that no two controllers act at once" }
+    }
+
+    public let configuration: Configuration
+    public let context: ControllerContext
+    let probes: ProbeState
+
+    public init(client: KubeClient, configuration: Configuration, metrics: ControllerMetrics, probes: ProbeState,
+                logger: Logger) {
+        self.configuration = configuration
+        self.probes = probes
+        context = ControllerContext(
+            client: client, namespace: configuration.namespace, identity: configuration.identity,
+            moverImage: configuration.moverImage, metrics: metrics,
+            events: EventRecorder(client: client, instance: configuration.identity, logger: logger),
+            repositories: RepositoryCache(client: client, namespace: configuration.namespace, logger: logger),
+            queue: WorkQueue<ObjectKey>(), runs: ActionRuns(), logger: logger)
+    }
+
+    public func run() async throws {
+        let election = LeaderElection(client: context.client, namespace: configuration.namespace,
+                                      name: configuration.leaseName, identity: configuration.identity,
+                                      logger: context.logger)
+        probes.set(ready: true, reason: "standing by for the leader Lease")
+        do {
+            try await election.acquire()
+        } catch {
+            return   // cancelled while waiting
+        }
+        context.metrics.setLeader(true)
+        probes.set(ready: true, reason: "leading")
+        defer { context.metrics.setLeader(false) }
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await election.holdUntilLost()
+                    throw LeadershipLost()
+                }
+                for kind in CairnKind.allCases {
+                    group.addTask { await self.watch(kind) }
+                }
+                group.addTask { await self.watchNamespaces() }
+                for _ in 0..<max(1, configuration.workers) {
+                    group.addTask { await self.work() }
+                }
+                try await group.next()
+                group.cancelAll()
+            }
+        } catch let lost as LeadershipLost {
+            await context.queue.shutDown()
+            await context.runs.cancelAll(grace: .seconds(5))
+            throw lost
+        } catch {
+            // cancelled: graceful shutdown
+        }
+        context.logger.info("controller.stopping")
+        await context.queue.shutDown()
+        await context.runs.cancelAll(grace: .seconds(20))
+        await election.release()
+    }
+
+    /// Watches one kind in all namespaces and queues every object that changes (all of them at the
+    /// start and after every re-list). Re-watches after errors (e.g. before the CRD is installed).
+    func watch(_ kind: CairnKind) async {
+        while !Task.isCancelled {
+            do {
+                for try await event in context.client.watch(kind.resource) {
+                    switch event {
+                    case .synced(let objects, _):
+                        for object in objects { await enqueue(kind, object) }
+                    case .added(let object), .modified(let object), .deleted(let object):
+                        await enqueue(kind, object)
+                    case .bookmark:
+                        break
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                context.logger.warning("watch.failed", metadata: ["cairn.kind": "\(kind.rawValue)", "error": "\(error)"])
+            }
+            try? await Task.sleep(for: .seconds(5))
+        }
+    }
+
+    func enqueue(_ kind: CairnKind, _ object: KubeObject) async {
+        await context.queue.add(ObjectKey(kind, object))
+        // A policy's status follows its actions and restore points.
+        if kind == .backupAction || kind == .restorePoint, let policy = object.labels[CairnLabel.policy] {
+            await context.queue.add(ObjectKey(.policy, context.namespace, policy), after: .seconds(1))
+        }
+    }
+
+    /// A namespace that appears may have restore points in a repository: the Profiles mirror them.
+    func watchNamespaces() async {
+        var known: Set<String> = []
+        while !Task.isCancelled {
+            do {
+                for try await event in context.client.watch(Namespace.resource) {
+                    var appeared = false
+                    switch event {
+                    case .synced(let objects, _):
+                        known = Set(objects.map(\.name))
+                    case .added(let object):
+                        appeared = known.insert(object.name).inserted
+                    case .deleted(let object):
+                        known.remove(object.name)
+                    case .modified, .bookmark:
+                        break
+                    }
+                    if appeared {
+                        for profile in (try? await context.client.listAll(CairnKind.profile.resource, namespace: context.namespace))?.items ?? [] {
+                            await context.queue.add(ObjectKey(.profile, profile), after: .seconds(1))
+                        }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                context.logger.warning("watch.failed", metadata: ["cairn.kind": "Namespace", "error": "\(error)"])
+            }
+            try? await Task.sleep(for: .seconds(5))
+        }
+    }
+
+    func work() async {
+        while let key = await context.queue.next() {
+            let started = ContinuousClock.now
+            do {
+                let requeue = try await reconcile(key)
+                await context.queue.forget(key)
+                if let requeue { await context.queue.add(key, after: requeue) }
+            } catch {
+                if Task.isCancelled { await context.queue.done(key); return }
+                context.metrics.reconcileFailed(kind: key.kind.rawValue)
+                let conflict = (error as? KubeError)?.code == .conflict
+                if conflict {
+                    context.logger.debug("reconcile.conflict", metadata: ["cairn.object": "\(key)"])
+                } else {
+                    context.logger.warning("reconcile.failed", metadata: ["cairn.object": "\(key)", "error": "\(error)"])
+                }
+                await context.queue.retry(key)
+            }
+            context.logger.trace("reconciled", metadata: ["cairn.object": "\(key)",
+                                                          "cairn.seconds": "\((ContinuousClock.now - started).components.seconds)"])
+            await context.queue.done(key)
+        }
+    }
+
+    func reconcile(_ key: ObjectKey) async throws -> Duration? {
+        switch key.kind {
+        case .profile: return try await ProfileReconciler(context: context).reconcile(key)
+        case .policy: return try await PolicyReconciler(context: context).reconcile(key)
+        case .backupAction: return try await BackupActionReconciler(context: context).reconcile(key)
+        case .restoreAction: return try await RestoreActionReconciler(context: context).reconcile(key)
+        case .restorePoint: return try await RestorePointReconciler(context: context).reconcile(key)
+        case .transformSet: return try await TransformSetReconciler(context: context).reconcile(key)
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import Kube
+import Snapshot
+
+/// A Policy's spec, checked: what it protects, when, how long restore points are kept.
+public struct PolicySpec: Sendable {
+    public var profile: String?
+    public var namespaces: [String]
+    public var namespaceSelector: LabelSelector?
+    public var objectSelector: String?
+    public var schedule: Schedule
+    public var retention: ForgetPolicy
+    public var quiesce: String
+    public var volumes: Bool
+    public var paused: Bool
+
+    public init(_ object: KubeObject) throws(SpecError) {
+        let spec = object["spec"] ?? .emptyObject
+        profile = spec["profile"]?.string
+        let selector = spec["selector"] ?? .emptyObject
+        namespaces = selector["namespaces"]?.array?.compactMap(\.string) ?? []
+        if let labels = selector["namespaceSelector"] {
+            do {
+                namespaceSelector = try LabelSelector(labels)
+            } catch {
+                throw SpecError("InvalidSelector", "spec.selector.namespaceSelector: \(error.description)")
+            }
+        }
+        guard !namespaces.isEmpty || namespaceSelector != nil else {
+            throw SpecError("InvalidSelector", "spec.selector needs namespaces or a namespaceSelector: which applications to protect")
+        }
+        objectSelector = selector["objectSelector"]?.string
+        guard let expression = spec["schedule"]?.string else {
+            throw SpecError("InvalidSchedule", "spec.schedule is required (@hourly, @daily, … or a cron expression)")
+        }
+        do {
+            schedule = try Schedule(expression, timeZone: spec["timeZone"]?.string)
+        } catch {
+            throw SpecError(error.description.hasPrefix("unknown time zone") ? "InvalidTimeZone" : "InvalidSchedule",
+                            "spec.schedule '\(expression)': \(error.description)")
+        }
+        let r = spec["retention"] ?? .emptyObject
+        func count(_ key: String) throws(SpecError) -> Int {
+            guard let value = r[key] else { return 0 }
+            guard let n = value.int, n >= 0 else {
+                throw SpecError("InvalidRetention", "spec.retention.\(key) must be a count of 0 or more")
+            }
+            return Int(n)
+        }
+        retention = ForgetPolicy(last: try count("last"), hourly: try count("hourly"), daily: try count("daily"),
+                                 weekly: try count("weekly"), monthly: try count("monthly"), yearly: try count("yearly"))
+        quiesce = spec["quiesce"]?.string ?? "none"
+        volumes = spec["volumes"]?.bool ?? true
+        paused = spec["paused"]?.bool ?? false
+    }
+}
+
+/// A `metav1.LabelSelector` (matchLabels and matchExpressions), evaluated locally.
+public struct LabelSelector: Sendable, Equatable {
+    public struct Invalid: Error, CustomStringConvertible, Sendable {
+        public var description: String
+    }
+
+    struct Requirement: Sendable, Equatable {
+        var key: String
+        var op: String
+        var values: [String]
+    }
+
+    var requirements: [Requirement] = []
+
+    public init(_ json: JSONValue) throws(Invalid) {
+        for (key, value) in json["matchLabels"]?.object ?? [:] {
+            guard let v = value.string else { throw Invalid(description: "matchLabels.\(key) must be a string") }
+            requirements.append(Requirement(key: key, op: "In", values: [v]))
+        }
+        for entry in json["matchExpressions"]?.array ?? [] {
+            guard let key = entry["key"]?.string, let op = entry["operator"]?.string,
+                  ["In", "NotIn", "Exists", "DoesNotExist"].contains(op) else {
+                throw Invalid(description: "matchExpressions entries need a key and an operator In, NotIn, Exists or DoesNotExist")
+            }
+            let values = entry["values"]?.array?.compactMap(\.string) ?? []
+            if (op == "In" || op == "NotIn") && values.isEmpty {
+                throw Invalid(description: "matchExpressions \(key) \(op) needs values")
+            }
+            requirements.append(Requirement(key: key, op: op, values: values))
+        }
+    }
+
+    public func matches(_ labels: [String: String]) -> Bool {
+        requirements.allSatisfy { r in
+            switch r.op {
+            case "In": return labels[r.key].map(r.values.contains) ?? false
+            case "NotIn": return !(labels[r.key].map(r.values.contains) ?? false)
+            case "Exists": return labels[r.key] != nil
+            default: return labels[r.key] == nil
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import Kube
+
+/// A reason an object's spec cannot be acted on; `reason` is the condition reason (CamelCase), the
+/// message says what is wrong and what to do.
+public struct SpecError: Error, CustomStringConvertible, Sendable, Equatable {
+    public var reason: String
+    public var message: String
+
+    public init(_ reason: String, _ message: String) {
+        self.reason = reason
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// A Profile's spec: where a repository is, and the Secrets that open it.
+public struct ProfileSpec: Sendable, Equatable {
+    public enum Location: Sendable, Equatable {
+        case filesystem(path: String)
+        case s3(bucket: String, prefix: String, endpoint: String?, region: String?, pathStyle: Bool?)
+
+        public var description: String {
+            switch self {
+            case .filesystem(let path): return path
+            case .s3(let bucket, let prefix, let endpoint, _, _):
+                return "s3://\(bucket)/\(prefix)" + (endpoint.map { " at \($0)" } ?? "")
+            }
+        }
+    }
+
+    public var location: Location
+    public var passwordSecret: String
+    public var passwordKey: String
+    public var credentialsSecret: String?
+    /// Restore points younger than this cannot be deleted (nor their data forgotten).
+    public var immutability: TimeInterval?
+    public var isDefault: Bool
+
+    public init(_ object: KubeObject) throws(SpecError) {
+        let spec = object["spec"] ?? .emptyObject
+        let fs = spec["location", "filesystem"], s3 = spec["location", "s3"]
+        switch (fs, s3) {
+        case (.some(let fs), nil):
+            guard let path = fs["path"]?.string, path.hasPrefix("/") else {
+                throw SpecError("InvalidLocation", "spec.location.filesystem.path must be an absolute path")
+            }
+            location = .filesystem(path: path)
+        case (nil, .some(let s3)):
+            guard let bucket = s3["bucket"]?.string, !bucket.isEmpty else {
+                throw SpecError("InvalidLocation", "spec.location.s3.bucket is required")
+            }
+            location = .s3(bucket: bucket, prefix: s3["prefix"]?.string ?? "", endpoint: s3["endpoint"]?.string,
+                           region: s3["region"]?.string, pathStyle: s3["pathStyle"]?.bool)
+        default:
+            throw SpecError("InvalidLocation", "spec.location needs exactly one of filesystem or s3")
+        }
+        guard let password = spec["passwordSecretRef", "name"]?.string, !password.isEmpty else {
+            throw SpecError("InvalidSpec", "spec.passwordSecretRef.name is required: the Secret holding the repository password")
+        }
+        passwordSecret = password
+        passwordKey = spec["passwordSecretRef", "key"]?.string ?? "password"
+        credentialsSecret = spec["credentialsSecretRef", "name"]?.string
+        if case .s3 = location, credentialsSecret == nil {
+            throw SpecError("InvalidSpec", "an S3 location needs spec.credentialsSecretRef (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+        }
+        if let text = spec["immutability"]?.string {
+            guard let period = Self.period(text) else {
+                throw SpecError("InvalidSpec", "spec.immutability '\(text)' is not a period such as 30m, 12h or 7d")
+            }
+            immutability = period
+        }
+        isDefault = spec["default"]?.bool ?? false
+    }
+
+    /// `90s`, `30m`, `12h`, `7d` → seconds.
+    public static func period(_ text: String) -> TimeInterval? {
+        guard let unit = text.last, let n = Int(text.dropLast()), n >= 0 else { return nil }
+        switch unit {
+        case "s": return TimeInterval(n)
+        case "m": return TimeInterval(n) * 60
+        case "h": return TimeInterval(n) * 3600
+        case "d": return TimeInterval(n) * 86_400
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,269 @@
+import Foundation
+import Kube
+import Logging
+import Protection
+import Repository
+import Snapshot
+import Synchronization
+
+/// BackupActions: one backup of the action's namespace (the application) into the Profile's
+/// repository, then its RestorePoint object, then the policy's retention.
+///
+/// Phases: (none) → `Running` → `Succeeded` | `Failed`. Taking an action to `Running` writes this
+/// process's identity with the API server's optimistic concurrency, so two controllers can never both
+/// start it. A `Running` action whose run is not in this process was interrupted (the controller was
+/// killed or lost its Lease): if its restore point was written it is completed from the repository,
+/// else it is run again (up to `maxAttempts` runs in all) — the restore point is written last, so an
+/// interrupted run leaves nothing half-written behind, and the workloads it scaled down are scaled back.
+struct BackupActionReconciler {
+    static let maxAttempts = 3
+    let context: ControllerContext
+
+    func reconcile(_ key: ObjectKey) async throws -> Duration? {
+        let action: KubeObject
+        do {
+            action = try await context.client.get(CairnKind.backupAction.resource, key.name, namespace: key.namespace)
+        } catch let error as KubeError where error.code == .notFound {
+            return nil
+        }
+        guard action.deletionTimestamp == nil, let uid = action.uid else { return nil }
+        switch action["status", "phase"]?.string ?? "" {
+        case "Succeeded", "Failed":
+            return nil
+        case "Running":
+            if action["status", "runID"]?.string == context.identity, await context.runs.isRunning(uid) { return nil }
+            return try await resume(action)
+        default:
+            return try await start(action, resumed: false)
+        }
+    }
+
+    func start(_ action: KubeObject, resumed: Bool) async throws -> Duration? {
+        let profile: String
+        do {
+            profile = try await context.profileName(action["spec", "profile"]?.string)
+            _ = try await context.readyProfile(profile)
+        } catch let error as SpecError {
+            if error.reason == "ProfileNotReady" {
+                var updated = action
+                updated["status", "phase"] = "Pending"
+                Conditions.set(Condition("Running", false, reason: error.reason, message: error.message), on: &updated)
+                if updated["status"] != action["status"] { try await context.writeStatus(updated) }
+                return .seconds(15)
+            }
+            try await finish(action, failed: error.reason, message: error.message, seconds: 0)
+            return nil
+        }
+        var updated = action
+        let attempts = Int(action["status", "attempts"]?.int ?? 0) + 1
+        updated["status", "phase"] = "Running"
+        updated["status", "runID"] = .string(context.identity)
+        updated["status", "attempts"] = .int(Int64(attempts))
+        updated["status", "profile"] = .string(profile)
+        if updated["status", "startTime"] == nil { updated["status", "startTime"] = .string(Timestamp.format(Date())) }
+        let message = resumed ? "run \(attempts) of at most \(Self.maxAttempts): the previous run was interrupted"
+                              : "backing up namespace \(action.namespace ?? "")"
+        Conditions.set(Condition("Running", true, reason: resumed ? "Resumed" : "Started", message: message), on: &updated)
+        // The claim: fails with a conflict if anyone else changed the action since we read it.
+        let claimed = try await context.client.updateStatus(updated)
+        await context.events.record(action, reason: resumed ? "Resumed" : "Started", message: message)
+        let uid = action.uid ?? ""
+        await context.runs.start(uid) {
+            await run(claimed, profile: profile)
+            await context.runs.finished(uid)
+        }
+        return nil
+    }
+
+    /// The run of an action this process started; writes the final status unless cancelled (shutdown:
+    /// the successor resumes it).
+    func run(_ action: KubeObject, profile: String) async {
+        let namespace = action.namespace ?? ""
+        var actionLogger = context.logger
+        actionLogger[metadataKey: "k8s.namespace"] = "\(namespace)"
+        actionLogger[metadataKey: "cairn.action"] = "\(action.name)"
+        let logger = actionLogger
+        let started = Date()
+        do {
+            let (repository, _) = try await context.repositories.repository(profile: profile)
+            var tags = ["action=\(action.uid ?? "")", "name=\(action.name)"]
+            if let policy = action.labels[CairnLabel.policy] { tags.append("policy=\(policy)") }
+            var options = ApplicationBackup.Options(
+                namespace: namespace, labelSelector: action["spec", "labelSelector"]?.string,
+                volumeAccess: .mover, moverImage: context.moverImage,
+                quiesce: ApplicationBackup.Quiesce(rawValue: action["spec", "quiesce"]?.string ?? "none") ?? .none,
+                volumes: action["spec", "volumes"]?.bool ?? true, tags: tags)
+            options.lockOperation = ControllerLock.operation("backup \(namespace)/\(action.name)", context)
+            let progress = ProgressWriter(context: context, kind: .backupAction, namespace: namespace, name: action.name)
+            let result = try await ApplicationBackup(client: context.client, repository: repository, options: options)
+                .run(progress: { line in logger.info("backup.step", metadata: ["cairn.step": "\(line)"]) },
+                     status: { state in progress.update(state) })
+            await progress.flush()
+            try await complete(action, snapshot: result.snapshot, metadata: result.metadata, profile: profile,
+                               seconds: Date().timeIntervalSince(started), message: nil)
+        } catch {
+            if Task.isCancelled || error is CancellationError {
+                logger.info("backup.interrupted")
+                return
+            }
+            let reason = (error as? SpecError)?.reason ?? "BackupFailed"
+            logger.error("backup.failed", metadata: ["error": "\(error)"])
+            try? await finish(action, failed: reason, message: "\(error)", seconds: Date().timeIntervalSince(started))
+        }
+    }
+
+    /// A Running action not run by this process.
+    func resume(_ action: KubeObject) async throws -> Duration? {
+        let namespace = action.namespace ?? ""
+        let profile = action["status", "profile"]?.string ?? ""
+        let (repository, _) = try await context.repositories.repository(profile: profile)
+        let uid = action.uid ?? ""
+        if let snapshot = try await SnapshotFiles.all(in: repository).snapshots
+            .first(where: { $0.tags.contains("action=\(uid)") }) {
+            let metadata = try await RestorePoint.metadata(snapshot, from: repository)
+            try await complete(action, snapshot: snapshot, metadata: metadata, profile: profile, seconds: nil,
+                               message: "the restore point was written before the controller restarted")
+            return nil
+        }
+        // Mover pods of the interrupted run.
+        var options = ListOptions()
+        options.labelSelector = MoverVolumeAccess.label
+        for pod in try await context.client.listAll(Pod.resource, namespace: namespace, options: options).items {
+            _ = try? await context.client.delete(Pod.resource, pod.name, namespace: namespace,
+                                                 options: DeleteOptions(gracePeriodSeconds: 0))
+        }
+        let attempts = Int(action["status", "attempts"]?.int ?? 1)
+        if attempts >= Self.maxAttempts {
+            try await finish(action, failed: "Interrupted",
+                             message: "the controller stopped \(attempts) times while this backup ran; no restore point was written. Create a new BackupAction to try again", seconds: nil)
+            return nil
+        }
+        return try await start(action, resumed: true)
+    }
+
+    /// Records a written restore point: its RestorePoint object, retention, final status, metrics.
+    func complete(_ action: KubeObject, snapshot: SnapshotManifest, metadata: RestorePoint.Metadata, profile: String,
+                  seconds: Double?, message: String?) async throws {
+        let namespace = action.namespace ?? ""
+        let point = RestorePointObject.make(for: snapshot, namespace: namespace, profile: profile)
+        do {
+            _ = try await context.client.create(point, as: CairnKind.restorePoint.resource, namespace: namespace)
+        } catch let error as KubeError where error.code == .alreadyExists {}
+        if let policy = action.labels[CairnLabel.policy] {
+            try await applyRetention(policy: policy, namespace: namespace)
+        }
+        let volumes = metadata.volumes ?? []
+        let bytes = volumes.reduce(0) { $0 + $1.bytes }
+        let added = volumes.reduce(0) { $0 + ($1.bytesAdded ?? 0) }
+        let text = message ?? "restore point \(point.name): \(metadata.objects) objects, \(volumes.count) volumes, \(bytes) bytes"
+        try await context.modifyStatus(.backupAction, namespace, action.name) { object in
+            object["status", "phase"] = "Succeeded"
+            object["status", "completionTime"] = .string(Timestamp.format(Date()))
+            object["status", "restorePoint"] = .string(point.name)
+            object["status", "restorePointID"] = .string(snapshot.id)
+            var result: JSONValue = ["objects": .int(Int64(metadata.objects)), "volumes": .int(Int64(volumes.count)),
+                                     "bytes": .int(Int64(bytes)), "bytesAdded": .int(Int64(added)),
+                                     "warnings": .array(metadata.warnings.prefix(20).map { .string($0) })]
+            if let seconds { result["seconds"] = .double((seconds * 10).rounded() / 10) }
+            object["status", "result"] = result
+            object["status", "progress", "step"] = "done"
+            Conditions.set(Condition("Running", false, reason: "Completed", message: "finished"), on: &object)
+            Conditions.set(Condition("Complete", true, reason: "Succeeded", message: text), on: &object)
+        }
+        await context.events.record(action, reason: "Succeeded", message: text)
+        context.metrics.actionFinished(kind: "backup", result: "succeeded",
+                                       seconds: seconds ?? Date().timeIntervalSince(Timestamp.parse(action["status", "startTime"]?.string) ?? Date()))
+        context.metrics.backupBytes(read: bytes, added: added)
+        context.metrics.lastSuccessfulBackup(namespace: namespace, policy: action.labels[CairnLabel.policy] ?? "",
+                                             time: snapshot.time)
+        if let policy = action.labels[CairnLabel.policy] {
+            await context.queue.add(ObjectKey(.policy, context.namespace, policy))
+        }
+    }
+
+    func finish(_ action: KubeObject, failed reason: String, message: String, seconds: Double?) async throws {
+        try await context.modifyStatus(.backupAction, action.namespace ?? "", action.name) { object in
+            object["status", "phase"] = "Failed"
+            object["status", "completionTime"] = .string(Timestamp.format(Date()))
+            if object["status", "startTime"] == nil { object["status", "startTime"] = .string(Timestamp.format(Date())) }
+            Conditions.set(Condition("Running", false, reason: reason, message: "stopped"), on: &object)
+            Conditions.set(Condition("Complete", false, reason: reason, message: message), on: &object)
+        }
+        await context.events.record(action, warning: true, reason: reason, message: message)
+        context.metrics.actionFinished(kind: "backup", result: "failed", seconds: seconds ?? 0)
+    }
+
+    /// Deletes the policy's restore points of this application that its retention no longer keeps
+    /// (their finalizer removes the data).
+    func applyRetention(policy: String, namespace: String) async throws {
+        let object: KubeObject
+        do {
+            object = try await context.client.get(CairnKind.policy.resource, policy, namespace: context.namespace)
+        } catch let error as KubeError where error.code == .notFound {
+            return   // no policy, no retention: keep everything
+        }
+        guard let spec = try? PolicySpec(object), !spec.retention.isEmpty else { return }
+        var options = ListOptions()
+        options.labelSelector = "\(CairnLabel.policy)=\(policy)"
+        let points = try await context.client.listAll(CairnKind.restorePoint.resource, namespace: namespace, options: options).items
+            .filter { $0.deletionTimestamp == nil }
+        var calendar = Calendar(identifier: .iso8601)
+        calendar.timeZone = spec.schedule.timeZone
+        let decisions = spec.retention.keep(points, time: { Timestamp.parse($0["spec", "time"]?.string) ?? .distantPast },
+                                            id: \.name, calendar: calendar)
+        for (point, reasons) in decisions where reasons.isEmpty {
+            context.logger.info("retention.delete", metadata: ["k8s.namespace": "\(namespace)", "cairn.restorepoint": "\(point.name)",
+                                                              "cairn.policy": "\(policy)"])
+            _ = try? await context.client.delete(CairnKind.restorePoint.resource, point.name, namespace: namespace)
+        }
+    }
+}
+
+/// Writes an action's progress to its status at most every two seconds, in the background.
+final class ProgressWriter: Sendable {
+    let context: ControllerContext
+    let kind: CairnKind
+    let namespace: String
+    let name: String
+    let state = Mutex<(latest: ApplicationBackup.Progress?, lastWrite: ContinuousClock.Instant?, task: Task<Void, Never>?)>((nil, nil, nil))
+
+    init(context: ControllerContext, kind: CairnKind, namespace: String, name: String) {
+        self.context = context
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+    }
+
+    func update(_ progress: ApplicationBackup.Progress) {
+        state.withLock { s in
+            s.latest = progress
+            guard s.task == nil else { return }
+            let wait: Duration = s.lastWrite.map { max(.zero, .seconds(2) - (ContinuousClock.now - $0)) } ?? .zero
+            s.task = Task { [self] in
+                try? await Task.sleep(for: wait)
+                await write()
+            }
+        }
+    }
+
+    func write() async {
+        let progress = state.withLock { s -> ApplicationBackup.Progress? in
+            s.task = nil
+            s.lastWrite = .now
+            return s.latest
+        }
+        guard let progress else { return }
+        let body: JSONValue = ["status": ["progress": [
+            "step": .string(progress.step), "objects": .int(Int64(progress.objects)),
+            "volumes": .int(Int64(progress.volumes)), "volumesDone": .int(Int64(progress.volumesDone)),
+            "bytes": .int(Int64(progress.bytes)),
+        ]]]
+        _ = try? await context.client.patch(kind.resource, name, namespace: namespace, .merge(body), subresource: "status")
+    }
+
+    /// Waits for a pending write.
+    func flush() async {
+        let task = state.withLock { $0.task }
+        await task?.value
+    }
+}

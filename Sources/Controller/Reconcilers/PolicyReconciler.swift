@@ -1,0 +1,131 @@
+import Foundation
+import Kube
+import Protection
+
+/// Policies: validate, then at each scheduled time create one BackupAction per selected application
+/// (named after the policy and the scheduled time, so a time is never run twice — not even across a
+/// controller restart). Runs missed while the controller was down are folded into one run.
+/// Retention is applied by the BackupAction reconciler after each successful backup.
+struct PolicyReconciler {
+    let context: ControllerContext
+
+    static func actionName(policy: String, slot: Date) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd-HHmmss"
+        return "\(policy)-\(f.string(from: slot))"
+    }
+
+    func reconcile(_ key: ObjectKey, now: Date = Date()) async throws -> Duration? {
+        let client = context.client
+        let policy: KubeObject
+        do {
+            policy = try await client.get(CairnKind.policy.resource, key.name, namespace: key.namespace)
+        } catch let error as KubeError where error.code == .notFound {
+            return nil
+        }
+        guard key.namespace == context.namespace else {
+            try await context.setCondition(Condition("Ready", false, reason: "WrongNamespace",
+                                                     message: "Policies are read in namespace \(context.namespace) only, where the controller runs"),
+                                           on: policy)
+            return nil
+        }
+        let spec: PolicySpec
+        let profile: String
+        do {
+            spec = try PolicySpec(policy)
+            profile = try await context.profileName(spec.profile)
+            _ = try await context.readyProfile(profile)
+        } catch let error as SpecError {
+            var updated = policy
+            updated["status", "nextScheduleTime"] = nil
+            Conditions.set(Condition("Ready", false, reason: error.reason, message: error.message), on: &updated)
+            if updated["status"] != policy["status"] {
+                try await context.writeStatus(updated)
+                await context.events.record(policy, warning: true, reason: error.reason, message: error.message)
+            }
+            return .seconds(30)   // a missing Profile may appear
+        }
+        var updated = policy
+        let lastRun = Timestamp.parse(policy["status", "lastScheduleTime"]?.string)
+            ?? Timestamp.parse(policy.creationTimestamp) ?? now
+        let plan = SchedulePlan.plan(spec.schedule, lastRun: lastRun, now: now)
+        var requeue: Duration? = .seconds(300)
+        if spec.paused {
+            updated["status", "nextScheduleTime"] = nil
+            Conditions.set(Condition("Ready", true, reason: "Paused", message: "paused: no backups are scheduled until spec.paused is false"),
+                           on: &updated)
+            // Resuming starts from now: the runs of the pause are not made up.
+            updated["status", "lastScheduleTime"] = .string(Timestamp.format(plan.due ?? lastRun))
+        } else {
+            if let due = plan.due {
+                let namespaces = try await selectedNamespaces(spec)
+                for namespace in namespaces {
+                    try await createAction(policy: policy, spec: spec, profile: profile, namespace: namespace, slot: due)
+                }
+                updated["status", "lastScheduleTime"] = .string(Timestamp.format(due))
+                if plan.missed > 0 {
+                    await context.events.record(policy, warning: true, reason: "MissedRuns",
+                                                message: "\(plan.missed) scheduled run(s) passed while the controller was not running; ran once for \(Timestamp.format(due))")
+                }
+                context.logger.info("policy.run", metadata: ["cairn.policy": "\(key.name)", "cairn.applications": "\(namespaces.count)",
+                                                            "cairn.missed": "\(plan.missed)"])
+            }
+            if let next = plan.next {
+                updated["status", "nextScheduleTime"] = .string(Timestamp.format(next))
+                requeue = .milliseconds(max(100, Int64(next.timeIntervalSince(now) * 1000) + 50))
+            }
+            Conditions.set(Condition("Ready", true, reason: "Scheduled",
+                                     message: plan.next.map { "next backup at \(Timestamp.format($0))" } ?? "the schedule never fires again"),
+                           on: &updated)
+        }
+        updated["status", "applications"] = try await applicationStatus(policy: key.name)
+        if updated["status"] != policy["status"] {
+            try await context.writeStatus(updated)
+        }
+        return requeue
+    }
+
+    func selectedNamespaces(_ spec: PolicySpec) async throws -> [String] {
+        var names: Set<String> = []
+        for object in try await context.client.listAll(Namespace.resource).items where Namespace(object).phase == "Active" {
+            if spec.namespaces.contains(object.name) || spec.namespaceSelector?.matches(object.labels) == true {
+                names.insert(object.name)
+            }
+        }
+        return names.sorted()
+    }
+
+    func createAction(policy: KubeObject, spec: PolicySpec, profile: String, namespace: String, slot: Date) async throws {
+        var action = KubeObject(apiVersion: CairnKind.apiVersion, kind: CairnKind.backupAction.rawValue,
+                                name: Self.actionName(policy: policy.name, slot: slot), namespace: namespace)
+        action.labels = [CairnLabel.policy: policy.name]
+        var body: JSONValue = ["profile": .string(profile), "quiesce": .string(spec.quiesce), "volumes": .bool(spec.volumes)]
+        if let selector = spec.objectSelector { body["labelSelector"] = .string(selector) }
+        action["spec"] = body
+        do {
+            _ = try await context.client.create(action, as: CairnKind.backupAction.resource, namespace: namespace)
+        } catch let error as KubeError where error.code == .alreadyExists {
+            return   // this time already ran (or runs): never twice
+        }
+    }
+
+    /// Per application: restore points by this policy and the newest one's time.
+    func applicationStatus(policy: String) async throws -> JSONValue {
+        var options = ListOptions()
+        options.labelSelector = "\(CairnLabel.policy)=\(policy)"
+        let points = try await context.client.listAll(CairnKind.restorePoint.resource, options: options).items
+        var byNamespace: [String: (Int, String)] = [:]
+        for point in points where point.deletionTimestamp == nil {
+            let ns = point.namespace ?? ""
+            let time = point["spec", "time"]?.string ?? ""
+            let current = byNamespace[ns] ?? (0, "")
+            byNamespace[ns] = (current.0 + 1, max(current.1, time))
+        }
+        return .array(byNamespace.keys.sorted().map { ns in
+            ["namespace": .string(ns), "restorePoints": .int(Int64(byNamespace[ns]!.0)),
+             "lastBackupTime": .string(byNamespace[ns]!.1)]
+        })
+    }
+}

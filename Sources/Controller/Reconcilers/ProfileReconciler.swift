@@ -1,0 +1,136 @@
+import Foundation
+import Kube
+import Protection
+import Repository
+import Snapshot
+
+/// Profiles: opens (or creates) the repository and reports it Ready or why not; releases locks a
+/// killed controller left; runs the prunes deletions asked for; and mirrors the repository's restore
+/// points as RestorePoint objects in every existing namespace they belong to — so restore points come
+/// back with their namespace after it was deleted and created again.
+struct ProfileReconciler {
+    let context: ControllerContext
+
+    func reconcile(_ key: ObjectKey) async throws -> Duration? {
+        let client = context.client
+        let profile: KubeObject
+        do {
+            profile = try await client.get(CairnKind.profile.resource, key.name, namespace: key.namespace)
+        } catch let error as KubeError where error.code == .notFound {
+            await context.repositories.invalidate(profile: key.name)
+            return nil
+        }
+        guard key.namespace == context.namespace else {
+            try await context.setCondition(Condition("Ready", false, reason: "WrongNamespace",
+                                                     message: "Profiles are read in namespace \(context.namespace) only, where the controller runs"),
+                                           on: profile)
+            return nil
+        }
+        let repository: Repository
+        do {
+            (repository, _) = try await context.repositories.repository(profile: key.name)
+        } catch let error as SpecError {
+            try await context.setCondition(Condition("Ready", false, reason: error.reason, message: error.message), on: profile)
+            return .seconds(30)
+        } catch {
+            await context.repositories.invalidate(profile: key.name)
+            try await context.setCondition(Condition("Ready", false, reason: "RepositoryUnavailable",
+                                                     message: "cannot open the repository: \(error)"), on: profile)
+            return .seconds(30)
+        }
+        try await releaseOrphanedLocks(repository)
+        if await context.runs.takePrune(profile: key.name) {
+            do {
+                try await prune(repository)
+            } catch let error as RepositoryError where error.code == .locked {
+                await context.runs.requestPrune(profile: key.name)   // a backup runs: later
+                await context.queue.add(key, after: .seconds(60))
+            }
+        }
+        let count = try await syncRestorePoints(repository, profile: key.name)
+        var updated = profile
+        updated["status", "repositoryID"] = .string(String(repository.config.id.prefix(8)))
+        updated["status", "restorePoints"] = .int(Int64(count))
+        Conditions.set(Condition("Ready", true, reason: "RepositoryReady", message: "the repository is open"), on: &updated)
+        if updated["status"] != profile["status"] {
+            try await context.writeStatus(updated)
+            if !Conditions.isReady(profile) {
+                await context.events.record(profile, reason: "RepositoryReady", message: "the repository is open")
+            }
+        }
+        return .seconds(300)
+    }
+
+    /// Locks written by an earlier controller process: only the Lease holder acts, so any controller
+    /// lock but ours belongs to a process that is gone.
+    func releaseOrphanedLocks(_ repository: Repository) async throws {
+        let identity = context.identity
+        let removed = try await RepositoryLock.removeAll(repository) { info in
+            guard let info else { return false }
+            return info.operation.hasPrefix(ControllerLock.prefix) && !info.operation.contains(identity)
+        }
+        if removed > 0 {
+            context.logger.info("locks.orphaned.removed", metadata: ["cairn.locks": "\(removed)"])
+        }
+    }
+
+    func prune(_ repository: Repository) async throws {
+        try await RepositoryLock.with(repository, exclusive: true, operation: ControllerLock.operation("prune", context),
+                                      wait: 5) {
+            let (all, errors) = try await SnapshotFiles.all(in: repository)
+            guard errors.isEmpty else {
+                context.logger.warning("prune.skipped", metadata: ["reason": "unreadable snapshots", "count": "\(errors.count)"])
+                return
+            }
+            let report = try await repository.pruneUnused(keeping: all)
+            context.logger.info("prune.done", metadata: ["cairn.packs.deleted": "\(report.packsDeleted)",
+                                                         "cairn.bytes.freed": "\(report.bytesFreed)"])
+        }
+    }
+
+    /// Creates the RestorePoint objects missing for restore points in the repository (in namespaces that
+    /// exist and are not being deleted), deletes objects whose data is gone; returns how many restore
+    /// points the repository holds.
+    func syncRestorePoints(_ repository: Repository, profile: String) async throws -> Int {
+        let client = context.client
+        let points = try await RestorePoint.list(in: repository)
+        let namespaces = Dictionary(try await client.listAll(Namespace.resource).items.map { ($0.name, Namespace($0).phase) },
+                                    uniquingKeysWith: { a, _ in a })
+        let objects = try await client.listAll(CairnKind.restorePoint.resource).items
+            .filter { ($0["spec", "profile"]?.string ?? "") == profile }
+        let known = Set(objects.compactMap { $0["spec", "id"]?.string })
+        var perNamespace: [String: Int] = [:]
+        for point in points {
+            perNamespace[point.namespace, default: 0] += 1
+            guard !known.contains(point.id), namespaces[point.namespace] == "Active" else { continue }
+            let object = RestorePointObject.make(for: point.snapshot, namespace: point.namespace, profile: profile)
+            do {
+                _ = try await client.create(object, as: CairnKind.restorePoint.resource, namespace: point.namespace)
+                context.logger.info("restorepoint.mirrored", metadata: ["k8s.namespace": "\(point.namespace)",
+                                                                       "cairn.restorepoint": "\(object.name)"])
+            } catch let error as KubeError where error.code == .alreadyExists {
+                continue
+            }
+        }
+        for (namespace, count) in perNamespace { context.metrics.restorePoints(namespace: namespace, count: count) }
+        // Objects whose snapshot was removed outside the controller (cairn forget): gone too. Young ones
+        // are left alone — their snapshot may have been written after we listed.
+        let ids = Set(points.map(\.id))
+        for object in objects where object.deletionTimestamp == nil {
+            guard let id = object["spec", "id"]?.string, !ids.contains(id),
+                  let created = Timestamp.parse(object.creationTimestamp), Date().timeIntervalSince(created) > 120
+            else { continue }
+            _ = try? await client.delete(CairnKind.restorePoint.resource, object.name, namespace: object.namespace)
+        }
+        return points.count
+    }
+}
+
+/// How the controller names its repository locks: with its identity, so a successor knows which are
+/// orphans.
+enum ControllerLock {
+    static let prefix = "controller "
+    static func operation(_ what: String, _ context: ControllerContext) -> String {
+        "\(prefix)\(context.identity): \(what)"
+    }
+}

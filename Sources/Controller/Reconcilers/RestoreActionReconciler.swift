@@ -1,0 +1,197 @@
+import Foundation
+import Kube
+import Protection
+import Repository
+import Snapshot
+
+/// RestoreActions: bring an application back from a RestorePoint.
+///
+/// Who may restore what follows RBAC: an action restores a RestorePoint of its own namespace into its
+/// own namespace — so a user who may create RestoreActions and read RestorePoints in namespace A can
+/// restore A and nothing else. Only actions in the controller's namespace (administrators) may name a
+/// restore point of another namespace (`spec.restorePointNamespace`) or another target
+/// (`spec.targetNamespace`), e.g. to clone an application.
+///
+/// A restore that was running when the controller stopped is not repeated behind the user's back: it
+/// fails with reason `Interrupted`, and says how to finish it.
+struct RestoreActionReconciler {
+    let context: ControllerContext
+
+    struct Plan {
+        var restorePoint: KubeObject
+        var options: ApplicationRestore.Options
+    }
+
+    func reconcile(_ key: ObjectKey) async throws -> Duration? {
+        let action: KubeObject
+        do {
+            action = try await context.client.get(CairnKind.restoreAction.resource, key.name, namespace: key.namespace)
+        } catch let error as KubeError where error.code == .notFound {
+            return nil
+        }
+        guard action.deletionTimestamp == nil, let uid = action.uid else { return nil }
+        switch action["status", "phase"]?.string ?? "" {
+        case "Succeeded", "Failed":
+            return nil
+        case "Running":
+            if action["status", "runID"]?.string == context.identity, await context.runs.isRunning(uid) { return nil }
+            try await finish(action, report: nil, failed: "Interrupted",
+                             message: "the controller stopped while this restore ran; what was restored so far stays. Create a new RestoreAction with existing: skip to finish it")
+            return nil
+        default:
+            break
+        }
+        let plan: Plan
+        do {
+            plan = try await self.plan(action)
+        } catch let error as SpecError {
+            try await finish(action, report: nil, failed: error.reason, message: error.message)
+            return nil
+        }
+        var updated = action
+        updated["status", "phase"] = "Running"
+        updated["status", "runID"] = .string(context.identity)
+        updated["status", "startTime"] = .string(Timestamp.format(Date()))
+        updated["status", "targetNamespace"] = .string(plan.options.targetNamespace ?? "")
+        Conditions.set(Condition("Running", true, reason: "Started",
+                                 message: "restoring \(plan.restorePoint.name) into namespace \(plan.options.targetNamespace ?? "")"),
+                       on: &updated)
+        let claimed = try await context.client.updateStatus(updated)
+        await context.events.record(action, reason: "Started", message: "restoring \(plan.restorePoint.name)")
+        await context.runs.start(uid) {
+            await run(claimed, plan: plan)
+            await context.runs.finished(uid)
+        }
+        return nil
+    }
+
+    /// Checks the spec against what the action's namespace may do; resolves the restore point and
+    /// transforms.
+    func plan(_ action: KubeObject) async throws -> Plan {
+        let namespace = action.namespace ?? ""
+        let spec = action["spec"] ?? .emptyObject
+        let admin = namespace == context.namespace
+        guard let pointName = spec["restorePoint"]?.string, !pointName.isEmpty else {
+            throw SpecError("InvalidSpec", "spec.restorePoint is required: the name of a RestorePoint")
+        }
+        let pointNamespace = spec["restorePointNamespace"]?.string ?? namespace
+        var target = spec["targetNamespace"]?.string ?? namespace
+        if !admin {
+            guard pointNamespace == namespace else {
+                throw SpecError("Forbidden", "a RestoreAction in namespace \(namespace) restores RestorePoints of \(namespace) only; ask an administrator to restore from \(pointNamespace)")
+            }
+            guard target == namespace else {
+                throw SpecError("Forbidden", "a RestoreAction in namespace \(namespace) restores into \(namespace) only; ask an administrator to restore into \(target)")
+            }
+        }
+        let point: KubeObject
+        do {
+            point = try await context.client.get(CairnKind.restorePoint.resource, pointName, namespace: pointNamespace)
+        } catch let error as KubeError where error.code == .notFound {
+            throw SpecError("RestorePointNotFound", "RestorePoint \(pointName) does not exist in namespace \(pointNamespace)")
+        }
+        if admin && spec["targetNamespace"] == nil { target = pointNamespace }
+        var transforms: TransformSet?
+        if let name = spec["transformSet"]?.string {
+            let object: KubeObject
+            do {
+                object = try await context.client.get(CairnKind.transformSet.resource, name, namespace: namespace)
+            } catch let error as KubeError where error.code == .notFound {
+                throw SpecError("TransformSetNotFound", "TransformSet \(name) does not exist in namespace \(namespace)")
+            }
+            do {
+                transforms = try TransformSet(json: object.json)
+            } catch {
+                throw SpecError("InvalidTransform", "TransformSet \(name): \(error.description)")
+            }
+        }
+        if let inline = spec["transforms"] {
+            guard transforms == nil else {
+                throw SpecError("InvalidSpec", "give spec.transformSet or spec.transforms, not both")
+            }
+            do {
+                transforms = try TransformSet(json: inline)
+            } catch {
+                throw SpecError("InvalidTransform", "spec.transforms: \(error.description)")
+            }
+        }
+        let existingText = spec["existing"]?.string ?? "fail"
+        guard let existing = ObjectRestorer.ExistingPolicy(rawValue: existingText) else {
+            throw SpecError("InvalidSpec", "spec.existing '\(existingText)' must be fail, skip, update or recreate")
+        }
+        var only: [CaptureRules.Selector] = []
+        for text in spec["only"]?.array?.compactMap(\.string) ?? [] {
+            guard let selector = CaptureRules.Selector(text) else {
+                throw SpecError("InvalidSpec", "spec.only '\(text)' is not a selector such as Kind, Kind/name or group/Kind")
+            }
+            only.append(selector)
+        }
+        let volumes = spec["volumes"]?.array.map { Set($0.compactMap(\.string)) }
+        let options = ApplicationRestore.Options(
+            targetNamespace: target, existing: existing, transforms: transforms, only: only,
+            volumesOnly: spec["volumesOnly"]?.bool ?? false, volumes: volumes,
+            volumeData: spec["volumeData"]?.bool ?? true, volumeAccess: .mover, moverImage: context.moverImage)
+        return Plan(restorePoint: point, options: options)
+    }
+
+    func run(_ action: KubeObject, plan: Plan) async {
+        let started = Date()
+        let profile = plan.restorePoint["spec", "profile"]?.string ?? ""
+        do {
+            let (repository, _) = try await context.repositories.repository(profile: profile)
+            guard let id = plan.restorePoint["spec", "id"]?.string else {
+                throw SpecError("InvalidRestorePoint", "RestorePoint \(plan.restorePoint.name) has no spec.id")
+            }
+            let snapshot: SnapshotManifest
+            do {
+                snapshot = try await SnapshotFiles.load(id, from: repository)
+            } catch let error as RepositoryError where error.code == .missing {
+                throw SpecError("DataMissing", "the data of RestorePoint \(plan.restorePoint.name) is not in the repository of Profile '\(profile)'")
+            }
+            let report = try await ApplicationRestore(client: context.client, repository: repository, options: plan.options)
+                .run(snapshot) { line in context.logger.info("restore.step", metadata: ["cairn.action": "\(action.name)", "cairn.step": "\(line)"]) }
+            let failures = report.failures
+            try await finish(action, report: report, failed: failures == 0 ? nil : "PartlyRestored",
+                             message: failures == 0 ? nil : "\(failures) object(s) or volume(s) could not be restored; see status.result.failures",
+                             seconds: Date().timeIntervalSince(started))
+        } catch {
+            if Task.isCancelled || error is CancellationError { return }
+            let reason = (error as? SpecError)?.reason ?? "RestoreFailed"
+            try? await finish(action, report: nil, failed: reason, message: "\(error)", seconds: Date().timeIntervalSince(started))
+        }
+    }
+
+    func finish(_ action: KubeObject, report: ApplicationRestore.Report?, failed reason: String?, message: String?,
+                seconds: Double? = nil) async throws {
+        var summary = ""
+        try await context.modifyStatus(.restoreAction, action.namespace ?? "", action.name) { object in
+            object["status", "phase"] = .string(reason == nil ? "Succeeded" : "Failed")
+            object["status", "completionTime"] = .string(Timestamp.format(Date()))
+            if object["status", "startTime"] == nil { object["status", "startTime"] = .string(Timestamp.format(Date())) }
+            if let report {
+                var counts: [String: Int] = [:]
+                for row in report.objects { counts[row.result, default: 0] += 1 }
+                var volumeCounts: [String: Int] = [:]
+                for row in report.volumes { volumeCounts[row.result, default: 0] += 1 }
+                let failures = (report.objects + report.volumes).filter { $0.result == "failed" }
+                object["status", "result"] = [
+                    "restorePoint": .string(report.restorePoint),
+                    "sourceNamespace": .string(report.sourceNamespace),
+                    "targetNamespace": .string(report.targetNamespace),
+                    "objects": .object(counts.mapValues { .int(Int64($0)) }),
+                    "volumes": .object(volumeCounts.mapValues { .int(Int64($0)) }),
+                    "bytes": .int(Int64(report.volumes.reduce(0) { $0 + ($1.volume?.bytes ?? 0) })),
+                    "failures": .array(failures.prefix(20).map { .string("\($0.object): \($0.detail ?? "failed")") }),
+                    "seconds": .double((report.seconds * 10).rounded() / 10),
+                ]
+                summary = "\(counts["created", default: 0]) objects created, \(counts["skipped", default: 0]) skipped, \(counts["failed", default: 0]) failed; \(volumeCounts["written", default: 0]) volume(s) written"
+            }
+            Conditions.set(Condition("Running", false, reason: reason ?? "Completed", message: "stopped"), on: &object)
+            Conditions.set(Condition("Complete", reason == nil, reason: reason ?? "Succeeded",
+                                     message: message ?? (summary.isEmpty ? "restored" : summary)), on: &object)
+        }
+        await context.events.record(action, warning: reason != nil, reason: reason ?? "Succeeded",
+                                    message: message ?? (summary.isEmpty ? "restored" : summary))
+        context.metrics.actionFinished(kind: "restore", result: reason == nil ? "succeeded" : "failed", seconds: seconds ?? 0)
+    }
+}

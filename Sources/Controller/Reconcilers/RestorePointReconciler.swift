@@ -1,0 +1,107 @@
+import Foundation
+import Kube
+import Protection
+import Repository
+import Snapshot
+
+/// RestorePoints: keep the data finalizer on, show the restore point's contents in status, feed the
+/// "last successful backup" metric — and on deletion remove the data from the repository (once the
+/// Profile's immutability period allows), except when the whole namespace is being deleted: then the
+/// data stays, and the object comes back when the namespace does.
+struct RestorePointReconciler {
+    let context: ControllerContext
+
+    func reconcile(_ key: ObjectKey) async throws -> Duration? {
+        let client = context.client
+        let resource = CairnKind.restorePoint.resource
+        let object: KubeObject
+        do {
+            object = try await client.get(resource, key.name, namespace: key.namespace)
+        } catch let error as KubeError where error.code == .notFound {
+            return nil
+        }
+        let profile = object["spec", "profile"]?.string ?? ""
+        let time = Timestamp.parse(object["spec", "time"]?.string)
+        if object.deletionTimestamp != nil {
+            guard object.finalizers.contains(CairnLabel.dataFinalizer) else { return nil }
+            return try await delete(object, profile: profile, time: time)
+        }
+        if !object.finalizers.contains(CairnLabel.dataFinalizer) {
+            var updated = object
+            updated["metadata", "finalizers"] = .array((object.finalizers + [CairnLabel.dataFinalizer]).map { .string($0) })
+            _ = try await client.update(updated)
+            return nil
+        }
+        if let time {
+            context.metrics.lastSuccessfulBackup(namespace: key.namespace, policy: object.labels[CairnLabel.policy] ?? "",
+                                                 time: time)
+        }
+        if object["status", "objects"] == nil, let id = object["spec", "id"]?.string {
+            do {
+                let (repository, _) = try await context.repositories.repository(profile: profile)
+                let snapshot = try await SnapshotFiles.load(id, from: repository)
+                let metadata = try await RestorePoint.metadata(snapshot, from: repository)
+                var updated = object
+                var status = RestorePointObject.status(from: metadata)
+                status["conditions"] = object["status", "conditions"]
+                updated["status"] = status
+                Conditions.set(Condition("Ready", true, reason: "DataPresent",
+                                         message: "the restore point's data is in the repository of Profile '\(profile)'"),
+                               on: &updated)
+                try await context.writeStatus(updated)
+            } catch let error as SpecError {
+                try await context.setCondition(Condition("Ready", false, reason: error.reason, message: error.message),
+                                               on: object)
+                return .seconds(60)
+            } catch let error as RepositoryError where error.code == .missing {
+                try await context.setCondition(Condition("Ready", false, reason: "DataMissing",
+                                                         message: "restore point \(id.prefix(8)) is not in the repository of Profile '\(profile)'"),
+                                               on: object)
+            }
+        }
+        return nil
+    }
+
+    func delete(_ object: KubeObject, profile: String, time: Date?) async throws -> Duration? {
+        let client = context.client
+        let namespace = object.namespace ?? ""
+        let terminating: Bool
+        do {
+            terminating = Namespace(try await client.get(Namespace.resource, namespace)).phase == "Terminating"
+        } catch let error as KubeError where error.code == .notFound {
+            terminating = true
+        }
+        if !terminating {
+            do {
+                let (repository, spec) = try await context.repositories.repository(profile: profile)
+                if let period = spec.immutability, let time, time.addingTimeInterval(period) > Date() {
+                    let until = time.addingTimeInterval(period)
+                    try await context.setCondition(
+                        Condition("Deletable", false, reason: "Immutable",
+                                  message: "Profile '\(profile)' keeps restore points for \(Int(period / 3600)) h: the data is removed after \(Timestamp.format(until))"),
+                        on: object)
+                    return .seconds(max(1, until.timeIntervalSinceNow))
+                }
+                if let id = object["spec", "id"]?.string {
+                    try await RepositoryLock.with(repository, exclusive: true,
+                                                  operation: ControllerLock.operation("forget", context), wait: 60) {
+                        if try await repository.listFiles(.snapshots).contains(id) {
+                            try await repository.removeFile(.snapshots, name: id)
+                        }
+                    }
+                    await context.runs.requestPrune(profile: profile)
+                    await context.queue.add(ObjectKey(.profile, context.namespace, profile), after: .seconds(5))
+                    context.logger.info("restorepoint.forgotten", metadata: ["k8s.namespace": "\(namespace)",
+                                                                            "cairn.restorepoint": "\(object.name)"])
+                }
+            } catch let error as SpecError where error.reason == "ProfileNotFound" {
+                context.logger.warning("restorepoint.profile.missing",
+                                       metadata: ["k8s.namespace": "\(namespace)", "cairn.restorepoint": "\(object.name)"])
+            }
+        }
+        var updated = object
+        updated["metadata", "finalizers"] = .array(object.finalizers.filter { $0 != CairnLabel.dataFinalizer }.map { .string($0) })
+        _ = try await client.update(updated)
+        return nil
+    }
+}

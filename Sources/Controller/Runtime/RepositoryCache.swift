@@ -1,0 +1,98 @@
+import Foundation
+import Kube
+import Logging
+import Repository
+import S3Storage
+import Storage
+
+/// Open repositories by Profile, reopened when the Profile's spec or one of its Secrets changes.
+/// Passwords and keys are read from Secrets in the controller's namespace only and never logged.
+public actor RepositoryCache {
+    struct Entry {
+        var fingerprint: String
+        var repository: Repository
+        var spec: ProfileSpec
+    }
+
+    let client: KubeClient
+    let namespace: String
+    let logger: Logger
+    var entries: [String: Entry] = [:]
+
+    public init(client: KubeClient, namespace: String, logger: Logger) {
+        self.client = client
+        self.namespace = namespace
+        self.logger = logger
+    }
+
+    /// The repository of the Profile `name`, created when the location holds none yet.
+    public func repository(profile name: String) async throws -> (Repository, ProfileSpec) {
+        let profile: KubeObject
+        do {
+            profile = try await client.get(CairnKind.profile.resource, name, namespace: namespace)
+        } catch let error as KubeError where error.code == .notFound {
+            throw SpecError("ProfileNotFound", "Profile '\(name)' does not exist in namespace \(namespace)")
+        }
+        let spec = try ProfileSpec(profile)
+        let password = try await secret(spec.passwordSecret, profile: name)
+        guard let passwordBytes = password.data[spec.passwordKey], !passwordBytes.isEmpty else {
+            throw SpecError("SecretInvalid", "Secret \(namespace)/\(spec.passwordSecret) has no key '\(spec.passwordKey)' with the repository password")
+        }
+        var fingerprint = "\(profile.generation ?? 0)/\(password.resourceVersion ?? "")"
+        var credentials: Secret?
+        if let name = spec.credentialsSecret {
+            credentials = try await secret(name, profile: profile.name)
+            fingerprint += "/\(credentials?.resourceVersion ?? "")"
+        }
+        if let entry = entries[name], entry.fingerprint == fingerprint {
+            return (entry.repository, entry.spec)
+        }
+        let store = try await Self.store(spec, credentials: credentials)
+        let passwordText = String(decoding: passwordBytes, as: UTF8.self)
+            .trimmingCharacters(in: .newlines)
+        let repository: Repository
+        do {
+            repository = try await Repository.open(store: store, password: passwordText)
+        } catch let error as RepositoryError where error.code == .notARepository {
+            logger.info("repository.initialize", metadata: ["cairn.profile": "\(name)", "cairn.location": "\(spec.location.description)"])
+            repository = try await Repository.initialize(store: store, password: passwordText)
+        } catch let error as RepositoryError where error.code == .wrongPassword {
+            throw SpecError("WrongPassword", "the password in Secret \(namespace)/\(spec.passwordSecret) does not open the repository at \(spec.location.description)")
+        } catch let error as RepositoryError {
+            throw SpecError("RepositoryUnavailable", "cannot open the repository at \(spec.location.description): \(error)")
+        }
+        entries[name] = Entry(fingerprint: fingerprint, repository: repository, spec: spec)
+        return (repository, spec)
+    }
+
+    /// Forgets an open repository (after an error that may mean it changed underneath).
+    public func invalidate(profile name: String) {
+        entries[name] = nil
+    }
+
+    func secret(_ name: String, profile: String) async throws -> Secret {
+        do {
+            return Secret(try await client.get(Secret.resource, name, namespace: namespace))
+        } catch let error as KubeError where error.code == .notFound {
+            throw SpecError("SecretNotFound", "Secret \(namespace)/\(name) named by Profile '\(profile)' does not exist")
+        }
+    }
+
+    static func store(_ spec: ProfileSpec, credentials: Secret?) async throws -> any BlobStore {
+        switch spec.location {
+        case .filesystem(let path):
+            return FileBlobStore(root: URL(fileURLWithPath: path))
+        case .s3(let bucket, let prefix, let endpoint, let region, let pathStyle):
+            let data = credentials?.data ?? [:]
+            func value(_ key: String) -> String? { data[key].map { String(decoding: $0, as: UTF8.self) } }
+            guard let key = value("AWS_ACCESS_KEY_ID"), let secret = value("AWS_SECRET_ACCESS_KEY") else {
+                throw SpecError("SecretInvalid", "the credentials Secret needs the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+            }
+            let location = try S3Location(url: "s3://\(bucket)/\(prefix)", endpoint: endpoint, region: region,
+                                          pathStyle: pathStyle,
+                                          environment: [:])
+            return try await S3BlobStore.open(location, credentials: S3Credentials(accessKeyID: key, secretAccessKey: secret,
+                                                                                   sessionToken: value("AWS_SESSION_TOKEN")))
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import ArgumentParser
+import Controller
+import Dispatch
+import Foundation
+import Kube
+import Logging
+import Protection
+import Snapshot
+
+struct ControllerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "controller",
+        abstract: "Run Cairn's controller: reconcile Profiles, Policies, BackupActions, RestoreActions, RestorePoints and TransformSets.",
+        discussion: """
+            Normally runs in the cluster as the Deployment of deploy/ (see docs/operations.md). Only the \
+            holder of the Lease cairn-controller in its namespace acts; others stand by. Serves /metrics, \
+            /healthz and /readyz on --listen. SIGTERM stops gracefully: running actions are left for the \
+            successor, which resumes them.
+            """)
+
+    @OptionGroup var cluster: ClusterOptions
+
+    @Option(name: .long, help: "The controller's namespace (Profiles, Policies, Lease). Default: $POD_NAMESPACE, the service account's namespace, cairn-system.")
+    var namespace: String?
+
+    @Option(name: .long, help: "Address for /metrics, /healthz and /readyz.")
+    var listen = "0.0.0.0:9464"
+
+    @Option(name: .long, help: "Image of the mover pods that read and write volumes. Default: $CAIRN_MOVER_IMAGE, else \(MoverVolumeAccess.defaultImage).")
+    var moverImage: String?
+
+    @Option(name: .long, help: "Reconcile workers.")
+    var workers = 4
+
+    func run() async throws {
+        try await runReporting {
+            let env = ProcessInfo.processInfo.environment
+            let ownNamespace = namespace ?? env["POD_NAMESPACE"]
+                ?? (try? String(contentsOfFile: "/var/run/secrets/kubernetes.io/serviceaccount/namespace", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                ?? "cairn-system"
+            let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+            let identity = "\(env["POD_NAME"] ?? ProcessInfo.processInfo.hostName)_\(suffix)"
+            let parts = listen.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]) else {
+                throw CLIError("--listen must be HOST:PORT", code: 64)
+            }
+            let logger = Logger(label: "cairn.controller")
+            let metrics = ControllerMetrics()
+            let probes = ProbeState()
+            let server = ProbeServer(metrics: metrics, probes: probes, logger: logger)
+            var options = KubeClient.Options()
+            options.qps = cluster.kubeQps > 0 ? min(cluster.kubeQps, 200) : nil
+            options.burst = 400
+            logger.info("controller.starting", metadata: ["k8s.namespace": "\(ownNamespace)", "cairn.identity": "\(identity)",
+                                                         "cairn.version": "\(CairnVersion.current)"])
+            return try await KubeClient.with(try cluster.connection(), options: options) { client in
+                let controller = Controller(
+                    client: client,
+                    configuration: .init(namespace: ownNamespace, identity: identity,
+                                         moverImage: moverImage ?? env["CAIRN_MOVER_IMAGE"] ?? MoverVolumeAccess.defaultImage,
+                                         workers: workers),
+                    metrics: metrics, probes: probes, logger: logger)
+                let main = Task {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await server.run(host: String(parts[0]), port: port) }
+                        group.addTask { try await controller.run() }
+                        // The controller ends on shutdown (returns) or lost leadership (throws).
+                        try await group.next()
+                        group.cancelAll()
+                    }
+                }
+                let signals = [SIGTERM, SIGINT].map { signo -> DispatchSourceSignal in
+                    signal(signo, SIG_IGN)
+                    let source = DispatchSource.makeSignalSource(signal: signo)
+                    source.setEventHandler {
+                        logger.info("controller.signal", metadata: ["cairn.signal": "\(signo)"])
+                        main.cancel()
+                    }
+                    source.resume()
+                    return source
+                }
+                defer { signals.forEach { $0.cancel() } }
+                do {
+                    try await main.value
+                } catch let lost as Controller.LeadershipLost {
+                    logger.error("controller.stopped", metadata: ["reason": "\(lost)"])
+                    return 1
+                }
+                logger.info("controller.stopped")
+                return 0
+            }
+        }
+    }
+}
