@@ -27,6 +27,8 @@ public final class LocalCluster: Sendable {
     static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
     static let script = repositoryRoot + "/scripts/local-cluster"
+    /// The checkout the tests run from (deploy/, scripts/).
+    public static var repositoryRootPath: String { repositoryRoot }
 
     private static let sharedCluster = Mutex<LocalCluster?>(nil)
 

@@ -8,7 +8,9 @@ import Kube
 /// - Pods, ReplicaSets, Jobs and ControllerRevisions owned by a controller (Deployment, StatefulSet,
 ///   DaemonSet, CronJob, ReplicaSet): their owner recreates them; replaying them would fight it.
 /// - Service-account token Secrets and the `kube-root-ca.crt` ConfigMap: minted per cluster.
-/// - Cairn's own mover pods (label `cairn.dev/mover`).
+/// - Cairn's own mover pods (label `cairn.dev/mover`), and Cairn's records of its work in the namespace
+///   (BackupActions, RestoreActions, RestorePoints): restoring them would run old actions again and
+///   describe restore points that the repository, not the restore point, keeps. TransformSets are kept.
 public struct CaptureRules: Sendable {
     /// One selector: `Kind`, `group/Kind`, or either followed by `/name` (e.g. `Secret/db-tls`,
     /// `apps/Deployment`, `*.cert-manager.io` for a whole group).
@@ -87,6 +89,9 @@ public struct CaptureRules: Sendable {
         }
         if object.kind == "Pod", object.group.isEmpty, object.labels["cairn.dev/mover"] != nil {
             return .skip(reason: "a Cairn mover pod")
+        }
+        if object.group == "cairn.dev", ["BackupAction", "RestoreAction", "RestorePoint"].contains(object.kind) {
+            return .skip(reason: "Cairn's record of its own work")
         }
         if object.kind == "ConfigMap", object.name == "kube-root-ca.crt" {
             return .skip(reason: "published by the cluster in every namespace")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Controller
 import Foundation
 import Kube
 
@@ -31,8 +32,8 @@ struct ClusterOptions: ParsableArguments {
 
 /// The kinds Cairn's CRDs define (group `cairn.dev`).
 enum CairnKinds {
-    static let group = "cairn.dev"
-    static let all = ["Profile", "Policy", "BackupAction", "RestoreAction", "RestorePoint", "TransformSet"]
+    static let group = CairnKind.group
+    static let all = CairnKind.allCases.map(\.rawValue)
 }
 
 struct ClusterCommand: AsyncParsableCommand {

@@ -8,7 +8,7 @@ import Testing
 struct ClusterInfoCommandTests {
     static let binary = CairnBinary.path
 
-    @Test("reports server version, user, API size and Cairn's CRDs (missing, then partly installed); bad contexts are clear errors")
+    @Test("reports server version, user, API size and Cairn's CRDs as installed from deploy/; bad contexts are clear errors")
     func clusterInfo() async throws {
         let cluster = try LocalCluster.shared()
         let env = ["KUBECONFIG": cluster.kubeconfig]
@@ -25,32 +25,12 @@ struct ClusterInfoCommandTests {
         #expect((info["resources"]?.int ?? 0) >= 40)
         let apiResources = try cluster.kubectlOK(["api-resources", "-o", "name"]).split(separator: "\n").count
         #expect(info["resources"]?.int == Int64(apiResources), "kubectl api-resources lists \(apiResources)")
-        let installedBefore = info["cairnKindsInstalled"]?.array?.count ?? -1
 
-        // Install one of Cairn's kinds (as a test stand-in for deploy/crds): reported as incomplete.
-        let crd = """
-            apiVersion: apiextensions.k8s.io/v1
-            kind: CustomResourceDefinition
-            metadata: {name: profiles.cairn.dev}
-            spec:
-              group: cairn.dev
-              scope: Namespaced
-              names: {plural: profiles, singular: profile, kind: Profile}
-              versions:
-              - name: v1alpha1
-                served: true
-                storage: true
-                schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
-            """
-        if installedBefore == 0 {
-            try cluster.apply(crd)
-            defer { _ = try? cluster.kubectl(["delete", "crd", "profiles.cairn.dev", "--wait=false"]) }
-            try cluster.waitUntil("the CRD to be served", timeout: 60) {
-                try ChildProcess.run([Self.binary, "cluster", "info"], environment: env).stdout.contains("missing")
-            }
-            let partial = try ChildProcess.run([Self.binary, "cluster", "info"], environment: env)
-            #expect(partial.stdout.contains("Cairn CRDs: incomplete: missing Policy, BackupAction"), "\(partial.stdout)")
-        }
+        // Installed from deploy/ (as the controller tests do; idempotent): reported complete.
+        try CairnInstallation.ensure(cluster)
+        let installed = try ChildProcess.run([Self.binary, "cluster", "info"], environment: env)
+        #expect(installed.stdout.contains("Cairn CRDs: installed (Profile, Policy, BackupAction, RestoreAction, RestorePoint, TransformSet)"),
+                "\(installed.stdout)")
 
         let badContext = try ChildProcess.run([Self.binary, "cluster", "info", "--context", "nope"], environment: env)
         #expect(badContext.status == 64)

@@ -179,6 +179,7 @@ struct BackupActionReconciler {
         if let policy = action.labels[CairnLabel.policy] {
             await context.queue.add(ObjectKey(.policy, context.namespace, policy))
         }
+        await context.queue.add(ObjectKey(.profile, context.namespace, profile), after: .seconds(2))
     }
 
     func finish(_ action: KubeObject, failed reason: String, message: String, seconds: Double?) async throws {

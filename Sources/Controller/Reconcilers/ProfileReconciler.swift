@@ -93,11 +93,13 @@ struct ProfileReconciler {
     /// points the repository holds.
     func syncRestorePoints(_ repository: Repository, profile: String) async throws -> Int {
         let client = context.client
+        // Objects first, then the repository: an object deleted (and its data forgotten) in between is
+        // then missing from both, never mirrored back from a stale listing.
+        let objects = try await client.listAll(CairnKind.restorePoint.resource).items
+            .filter { ($0["spec", "profile"]?.string ?? "") == profile }
         let points = try await RestorePoint.list(in: repository)
         let namespaces = Dictionary(try await client.listAll(Namespace.resource).items.map { ($0.name, Namespace($0).phase) },
                                     uniquingKeysWith: { a, _ in a })
-        let objects = try await client.listAll(CairnKind.restorePoint.resource).items
-            .filter { ($0["spec", "profile"]?.string ?? "") == profile }
         let known = Set(objects.compactMap { $0["spec", "id"]?.string })
         var perNamespace: [String: Int] = [:]
         for point in points {

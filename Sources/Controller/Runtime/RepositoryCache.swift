@@ -55,6 +55,14 @@ public actor RepositoryCache {
             repository = try await Repository.open(store: store, password: passwordText)
         } catch let error as RepositoryError where error.code == .notARepository {
             logger.info("repository.initialize", metadata: ["cairn.profile": "\(name)", "cairn.location": "\(spec.location.description)"])
+            if case .filesystem(let path) = spec.location {
+                do {
+                    try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                            withIntermediateDirectories: true)
+                } catch {
+                    throw SpecError("RepositoryUnavailable", "cannot create the directory above \(path): \(error.localizedDescription)")
+                }
+            }
             repository = try await Repository.initialize(store: store, password: passwordText)
         } catch let error as RepositoryError where error.code == .wrongPassword {
             throw SpecError("WrongPassword", "the password in Secret \(namespace)/\(spec.passwordSecret) does not open the repository at \(spec.location.description)")

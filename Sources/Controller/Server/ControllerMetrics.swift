@@ -53,5 +53,5 @@ public final class ControllerMetrics: Sendable {
 }
 
 private func metric(_ name: String, _ help: String) -> MetricNameDescriptor {
-    MetricNameDescriptor(metricName: name, helpText: help)
+    MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
 }

@@ -1,0 +1,448 @@
+import Foundation
+import Kube
+import KubeTesting
+import StorageTesting
+import Testing
+
+/// Cairn's controller as users meet it: installed from deploy/ into the local cluster, driven with
+/// kubectl only (as the admin, and as alice, who is bound to cairn-basic in team-a).
+@Suite("controller in the local cluster, driven through kubectl", .serialized)
+struct ControllerClusterTests {
+    let cluster: LocalCluster
+
+    init() throws {
+        cluster = try LocalCluster.shared()
+        try CairnInstallation.ensure(cluster)
+    }
+
+    func jsonpath(_ ns: TestNamespace?, _ args: [String], _ path: String) throws -> String {
+        let base = ["get"] + args + ["-o", "jsonpath=\(path)"]
+        if let ns { return try ns.kubectlOK(base) }
+        return try cluster.kubectlOK(base)
+    }
+
+    func names(_ ns: TestNamespace, _ kind: String, selector: String? = nil) throws -> [String] {
+        var args = [kind]
+        if let selector { args += ["-l", selector] }
+        return try jsonpath(ns, args, "{.items[*].metadata.name}").split(separator: " ").map(String.init)
+    }
+
+    @Test("deploy/ passes server-side validation; bad specs are refused at admission with the field named")
+    func admission() throws {
+        let dry = try cluster.kubectl(["apply", "-R", "-f", LocalCluster.repositoryRootPath + "/deploy/", "--dry-run=server"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        let badPolicy = try cluster.kubectl(["apply", "-f", "-"], stdin: """
+            apiVersion: cairn.dev/v1alpha1
+            kind: Policy
+            metadata: {name: bad, namespace: cairn-system}
+            spec: {selector: {namespaces: [x]}, schedule: "@daily", retention: {daily: -1}, quiesce: freeze}
+            """)
+        #expect(badPolicy.status != 0)
+        #expect(badPolicy.stderr.contains("spec.retention.daily"), "\(badPolicy.stderr)")
+        #expect(badPolicy.stderr.contains("spec.quiesce"), "\(badPolicy.stderr)")
+        let badProfile = try cluster.kubectl(["apply", "-f", "-"], stdin: """
+            apiVersion: cairn.dev/v1alpha1
+            kind: Profile
+            metadata: {name: bad, namespace: cairn-system}
+            spec: {location: {filesystem: {path: relative/path}}}
+            """)
+        #expect(badProfile.status != 0)
+        #expect(badProfile.stderr.contains("spec.passwordSecretRef"), "\(badProfile.stderr)")
+        #expect(badProfile.stderr.contains("spec.location.filesystem.path"), "\(badProfile.stderr)")
+        // Printer columns.
+        let header = try cluster.kubectlOK(["get", "restorepoints", "-A"])
+        #expect(header.isEmpty || header.contains("OBJECTS"))
+    }
+
+    @Test("a Policy with an invalid cron or a missing Profile says exactly that in its Ready condition")
+    func policyConditions() throws {
+        let profile = try TestProfile(cluster)
+        defer { profile.remove() }
+        try cluster.apply("""
+            apiVersion: cairn.dev/v1alpha1
+            kind: Policy
+            metadata: {name: \(profile.name)-badcron, namespace: cairn-system}
+            spec: {profile: \(profile.name), selector: {namespaces: [nothing-here]}, schedule: "61 * * * *"}
+            ---
+            apiVersion: cairn.dev/v1alpha1
+            kind: Policy
+            metadata: {name: \(profile.name)-noprofile, namespace: cairn-system}
+            spec: {profile: no-such-profile, selector: {namespaces: [nothing-here]}, schedule: "@daily"}
+            ---
+            apiVersion: cairn.dev/v1alpha1
+            kind: Policy
+            metadata: {name: \(profile.name)-badzone, namespace: cairn-system}
+            spec: {profile: \(profile.name), selector: {namespaces: [nothing-here]}, schedule: "@daily", timeZone: Mars/Olympus}
+            """)
+        defer {
+            for suffix in ["badcron", "noprofile", "badzone"] {
+                _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "policy", "\(profile.name)-\(suffix)"])
+            }
+        }
+        func ready(_ name: String) throws -> (String, String, String) {
+            let text = try cluster.kubectlOK(["-n", "cairn-system", "get", "policy", name, "-o",
+                                              "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}|{.status.conditions[?(@.type==\"Ready\")].reason}|{.status.conditions[?(@.type==\"Ready\")].message}"])
+            let parts = text.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+            return (parts[0], parts.count > 1 ? parts[1] : "", parts.count > 2 ? parts[2] : "")
+        }
+        try cluster.waitUntil("the policies' conditions", timeout: 60) {
+            try ready("\(profile.name)-badcron").0 == "False" && ready("\(profile.name)-noprofile").0 == "False"
+                && ready("\(profile.name)-badzone").0 == "False"
+        }
+        let cron = try ready("\(profile.name)-badcron")
+        #expect(cron.1 == "InvalidSchedule")
+        #expect(cron.2.contains("minute '61' is not in 0–59"), "\(cron.2)")
+        let missing = try ready("\(profile.name)-noprofile")
+        #expect(missing.1 == "ProfileNotFound")
+        #expect(missing.2 == "Profile 'no-such-profile' does not exist in namespace cairn-system", "\(missing.2)")
+        let zone = try ready("\(profile.name)-badzone")
+        #expect(zone.1 == "InvalidTimeZone")
+        #expect(zone.2.contains("Mars/Olympus"))
+        let events = try cluster.kubectlOK(["-n", "cairn-system", "get", "events", "--field-selector",
+                                            "involvedObject.name=\(profile.name)-badcron", "-o", "jsonpath={.items[*].reason}"])
+        #expect(events.contains("InvalidSchedule"))
+    }
+
+    @Test("scheduled backups appear on time, retention trims them, a RestoreAction brings the app back; restore points return with a recreated namespace")
+    func scheduleRetentionRestore() throws {
+        let profile = try TestProfile(cluster)
+        defer { profile.remove() }
+        try cluster.withNamespace("sched") { ns in
+            let data = try ns.hostPathVolume(forClaim: "data")
+            try "first version\n".write(toFile: data + "/state.txt", atomically: true, encoding: .utf8)
+            try ns.apply("""
+                apiVersion: v1
+                kind: ConfigMap
+                metadata: {name: settings}
+                data: {color: teal}
+                ---
+                apiVersion: v1
+                kind: PersistentVolumeClaim
+                metadata: {name: data}
+                spec:
+                  storageClassName: cairn-hostpath
+                  accessModes: [ReadWriteOnce]
+                  resources: {requests: {storage: 1Gi}}
+                ---
+                apiVersion: apps/v1
+                kind: Deployment
+                metadata: {name: app}
+                spec:
+                  replicas: 1
+                  selector: {matchLabels: {app: app}}
+                  template:
+                    metadata: {labels: {app: app}}
+                    spec:
+                      containers:
+                      - name: app
+                        image: cairn.local/busybox:1.35
+                        imagePullPolicy: Never
+                        command: [sleep, "100000"]
+                        volumeMounts: [{name: data, mountPath: /data}]
+                      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+                """)
+            try cluster.waitUntil("the app to run", timeout: 120) {
+                try jsonpath(ns, ["deployment", "app"], "{.status.readyReplicas}") == "1"
+            }
+            let policy = "\(profile.name)-every10s"
+            try cluster.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: Policy
+                metadata: {name: \(policy), namespace: cairn-system}
+                spec:
+                  profile: \(profile.name)
+                  selector: {namespaces: [\(ns.name)]}
+                  schedule: "*/10 * * * * *"
+                  retention: {last: 2}
+                """)
+            defer { _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "policy", policy]) }
+            // Three runs succeed; at most two restore points stay, and only two remain in the repository.
+            try cluster.waitUntil("three scheduled backups to succeed", timeout: 150) {
+                let phases = try jsonpath(ns, ["backupactions", "-l", "cairn.dev/policy=\(policy)"], "{.items[*].status.phase}")
+                return phases.split(separator: " ").filter { $0 == "Succeeded" }.count >= 3
+            }
+            try cluster.kubectlOK(["-n", "cairn-system", "patch", "policy", policy, "--type", "merge", "-p", #"{"spec":{"paused":true}}"#])
+            try cluster.waitUntil("the policy to pause", timeout: 30) {
+                try jsonpath(nil, ["-n", "cairn-system", "policy", policy], "{.status.conditions[0].reason}") == "Paused"
+            }
+            try cluster.waitUntil("running actions to finish", timeout: 120) {
+                let phases = try jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ")
+                return phases.allSatisfy { $0 == "Succeeded" || $0 == "Failed" }
+            }
+            try cluster.waitUntil("retention to leave two restore points", timeout: 60) {
+                try names(ns, "restorepoints").count == 2 && profile.restorePointIDs(namespace: ns.name).count == 2
+            }
+            let actions = try names(ns, "backupactions")
+            #expect(actions.allSatisfy { $0.hasPrefix(policy + "-") }, "\(actions)")
+            let failed = try jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ").filter { $0 != "Succeeded" }
+            #expect(failed.isEmpty, "\(failed)")
+            // Every remaining restore point object names data that is in the repository.
+            let ids = try jsonpath(ns, ["restorepoints"], "{.items[*].spec.id}").split(separator: " ").map(String.init)
+            #expect(Set(ids) == Set(try profile.restorePointIDs(namespace: ns.name)))
+            let policyStatus = try jsonpath(nil, ["-n", "cairn-system", "policy", policy], "{.status.applications[0].restorePoints}")
+            #expect(policyStatus == "2")
+            // No new run while paused.
+            let count = try names(ns, "backupactions").count
+            Thread.sleep(forTimeInterval: 12)
+            #expect(try names(ns, "backupactions").count == count)
+
+            // Break the application; a RestoreAction brings back what is missing.
+            try ns.kubectlOK(["delete", "configmap", "settings"])
+            try ns.kubectlOK(["delete", "deployment", "app"])
+            let newest = try jsonpath(ns, ["restorepoints", "--sort-by=.spec.time"], "{.items[-1:].metadata.name}")
+            try ns.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: RestoreAction
+                metadata: {name: bring-back}
+                spec: {restorePoint: \(newest), existing: skip}
+                """)
+            try cluster.waitUntil("the restore to finish", timeout: 120) {
+                ["Succeeded", "Failed"].contains(try jsonpath(ns, ["restoreaction", "bring-back"], "{.status.phase}"))
+            }
+            #expect(try jsonpath(ns, ["restoreaction", "bring-back"], "{.status.phase}") == "Succeeded",
+                    "\(try jsonpath(ns, ["restoreaction", "bring-back"], "{.status}"))")
+            #expect(try jsonpath(ns, ["configmap", "settings"], "{.data.color}") == "teal")
+            #expect(try Int(jsonpath(ns, ["restoreaction", "bring-back"], "{.status.result.objects.created}")) ?? 0 >= 2)
+            #expect(try jsonpath(ns, ["restoreaction", "bring-back"], "{.status.conditions[?(@.type==\"Complete\")].message}")
+                .contains("objects created"))
+            try cluster.waitUntil("the restored deployment to run", timeout: 120) {
+                try jsonpath(ns, ["deployment", "app"], "{.status.readyReplicas}") == "1"
+            }
+
+            // The namespace is deleted: the data stays in the repository; when the namespace is created
+            // again, its restore points come back and restore the application with its volume.
+            try cluster.kubectlOK(["delete", "namespace", ns.name, "--timeout=150s"])
+            #expect(try profile.restorePointIDs(namespace: ns.name).count == 2)
+            try cluster.kubectlOK(["create", "namespace", ns.name])
+            try cluster.waitUntil("the restore points to come back", timeout: 60) {
+                Set(try jsonpath(ns, ["restorepoints"], "{.items[*].spec.id}").split(separator: " ").map(String.init)) == Set(ids)
+            }
+            try ns.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: RestoreAction
+                metadata: {name: after-disaster}
+                spec: {restorePoint: \(newest)}
+                """)
+            try cluster.waitUntil("the whole-application restore to finish", timeout: 180) {
+                ["Succeeded", "Failed"].contains(try jsonpath(ns, ["restoreaction", "after-disaster"], "{.status.phase}"))
+            }
+            #expect(try jsonpath(ns, ["restoreaction", "after-disaster"], "{.status.phase}") == "Succeeded",
+                    "\(try jsonpath(ns, ["restoreaction", "after-disaster"], "{.status}"))")
+            try cluster.waitUntil("the application with its data", timeout: 120) {
+                try jsonpath(ns, ["deployment", "app"], "{.status.readyReplicas}") == "1"
+            }
+            let pod = try jsonpath(ns, ["pods", "-l", "app=app"], "{.items[0].metadata.name}")
+            #expect(try ns.kubectlOK(["exec", pod, "--", "cat", "/data/state.txt"]) == "first version\n")
+        }
+    }
+
+    @Test("a user bound to cairn-basic backs up and restores her namespace and is Forbidden elsewhere")
+    func selfServiceRBAC() throws {
+        let profile = try TestProfile(cluster)
+        defer { profile.remove() }
+        let suffix = String(UUID().uuidString.prefix(6).lowercased())
+        let backup = """
+            apiVersion: cairn.dev/v1alpha1
+            kind: BackupAction
+            metadata: {name: mine-\(suffix)}
+            spec: {profile: \(profile.name)}
+            """
+        // Administering team-a does not include Cairn: without the binding, alice may not back up.
+        let before = try cluster.kubectl(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: backup)
+        #expect(before.status != 0 && before.stderr.contains("forbidden"), "\(before.stderr)")
+        try cluster.apply("""
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: RoleBinding
+            metadata: {name: alice-cairn-basic, namespace: team-a}
+            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cairn-basic}
+            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+            """)
+        defer {
+            _ = try? cluster.kubectl(["-n", "team-a", "delete", "rolebinding", "alice-cairn-basic"])
+            _ = try? cluster.kubectl(["-n", "team-a", "delete", "configmap", "alice-\(suffix)"])
+            _ = try? cluster.kubectl(["-n", "team-a", "delete", "backupaction,restoreaction", "--all"])
+            _ = try? cluster.kubectl(["-n", "team-a", "delete", "restorepoints", "--all"])
+        }
+        try cluster.kubectlOK(["-n", "team-a", "create", "configmap", "alice-\(suffix)", "--from-literal=k=v"], as: .alice)
+        try cluster.waitUntil("the binding to take effect", timeout: 30) {
+            try cluster.kubectl(["-n", "team-a", "auth", "can-i", "create", "backupactions.cairn.dev"], as: .alice).stdout
+                .hasPrefix("yes")
+        }
+        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: backup)
+        try cluster.waitUntil("alice's backup", timeout: 120) {
+            try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "mine-\(suffix)", "-o", "jsonpath={.status.phase}"],
+                                  as: .alice) == "Succeeded"
+        }
+        let point = try cluster.kubectlOK(["-n", "team-a", "get", "restorepoint", "mine-\(suffix)", "-o", "jsonpath={.spec.id}"],
+                                          as: .alice)
+        #expect(point.count == 64)
+        try cluster.kubectlOK(["-n", "team-a", "delete", "configmap", "alice-\(suffix)"], as: .alice)
+        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
+            apiVersion: cairn.dev/v1alpha1
+            kind: RestoreAction
+            metadata: {name: undo-\(suffix)}
+            spec: {restorePoint: mine-\(suffix), existing: skip, only: [ConfigMap]}
+            """)
+        try cluster.waitUntil("alice's restore", timeout: 120) {
+            try cluster.kubectlOK(["-n", "team-a", "get", "restoreaction", "undo-\(suffix)", "-o", "jsonpath={.status.phase}"],
+                                  as: .alice) == "Succeeded"
+        }
+        #expect(try cluster.kubectlOK(["-n", "team-a", "get", "configmap", "alice-\(suffix)", "-o", "jsonpath={.data.k}"], as: .alice) == "v")
+
+        // Elsewhere: Forbidden by the API server (real RBAC, real tokens).
+        let other = try cluster.kubectl(["-n", "team-b", "create", "-f", "-"], as: .alice, stdin: backup)
+        #expect(other.status != 0)
+        #expect(other.stderr.contains("forbidden") && other.stderr.contains("team-b"), "\(other.stderr)")
+        let peek = try cluster.kubectl(["-n", "team-b", "get", "restorepoints"], as: .alice)
+        #expect(peek.status != 0 && peek.stderr.contains("forbidden"))
+        let delete = try cluster.kubectl(["-n", "team-a", "delete", "restorepoint", "mine-\(suffix)"], as: .alice)
+        #expect(delete.status != 0 && delete.stderr.contains("forbidden"), "cairn-basic may not delete restore points")
+        let policy = try cluster.kubectl(["-n", "cairn-system", "get", "profiles"], as: .alice)
+        #expect(policy.status != 0 && policy.stderr.contains("forbidden"))
+        // And by the controller: a RestoreAction in team-a cannot write into team-b.
+        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
+            apiVersion: cairn.dev/v1alpha1
+            kind: RestoreAction
+            metadata: {name: escape-\(suffix)}
+            spec: {restorePoint: mine-\(suffix), targetNamespace: team-b}
+            """)
+        try cluster.waitUntil("the escape attempt to be refused", timeout: 60) {
+            try cluster.kubectlOK(["-n", "team-a", "get", "restoreaction", "escape-\(suffix)", "-o",
+                                   "jsonpath={.status.conditions[?(@.type==\"Complete\")].reason}"], as: .alice) == "Forbidden"
+        }
+        #expect(try cluster.kubectl(["-n", "team-b", "get", "configmap", "alice-\(suffix)"]).status != 0)
+    }
+
+    @Test("killing the controller mid-backup leaves one complete restore point or a failed action with a reason, never a half one")
+    func killMidBackup() throws {
+        let profile = try TestProfile(cluster)
+        defer { profile.remove() }
+        try cluster.withNamespace("kill") { ns in
+            let data = try ns.hostPathVolume(forClaim: "bulk")
+            // 384 MiB of incompressible data: long enough to kill the controller while the mover reads.
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: data + "/random.bin").creatingFile())
+            var generator = SystemRandomNumberGenerator()
+            for _ in 0..<96 {
+                var chunk = [UInt8](repeating: 0, count: 4 << 20)
+                for i in stride(from: 0, to: chunk.count, by: 8) {
+                    withUnsafeBytes(of: generator.next() as UInt64) { raw in
+                        for j in 0..<8 { chunk[i + j] = raw[j] }
+                    }
+                }
+                handle.write(Data(chunk))
+            }
+            try handle.close()
+            try ns.apply("""
+                apiVersion: v1
+                kind: PersistentVolumeClaim
+                metadata: {name: bulk}
+                spec:
+                  storageClassName: cairn-hostpath
+                  accessModes: [ReadWriteOnce]
+                  resources: {requests: {storage: 1Gi}}
+                ---
+                apiVersion: apps/v1
+                kind: Deployment
+                metadata: {name: worker}
+                spec:
+                  replicas: 1
+                  selector: {matchLabels: {app: worker}}
+                  template:
+                    metadata: {labels: {app: worker}}
+                    spec:
+                      containers:
+                      - name: w
+                        image: cairn.local/busybox:1.35
+                        imagePullPolicy: Never
+                        command: [sleep, "100000"]
+                        volumeMounts: [{name: bulk, mountPath: /bulk}]
+                      volumes: [{name: bulk, persistentVolumeClaim: {claimName: bulk}}]
+                """)
+            try cluster.waitUntil("the worker to run", timeout: 120) {
+                try jsonpath(ns, ["deployment", "worker"], "{.status.readyReplicas}") == "1"
+            }
+            try ns.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: BackupAction
+                metadata: {name: interrupted}
+                spec: {profile: \(profile.name), quiesce: scale}
+                """)
+            try cluster.waitUntil("the backup to be reading the volume", timeout: 120) {
+                try jsonpath(ns, ["backupaction", "interrupted"], "{.status.phase}") == "Running"
+                    && !names(ns, "pods", selector: "cairn.dev/mover").isEmpty
+            }
+            let victim = try CairnInstallation.controllerPod(cluster)
+            try cluster.kubectlOK(["-n", "cairn-system", "delete", "pod", victim, "--force", "--grace-period=0"])
+            try cluster.waitUntil("the action to end", timeout: 300) {
+                ["Succeeded", "Failed"].contains(try jsonpath(ns, ["backupaction", "interrupted"], "{.status.phase}"))
+            }
+            let phase = try jsonpath(ns, ["backupaction", "interrupted"], "{.status.phase}")
+            let repoPoints = try profile.restorePointIDs(namespace: ns.name)
+            let objects = try names(ns, "restorepoints")
+            if phase == "Succeeded" {
+                #expect(repoPoints.count == 1)
+                #expect(objects == ["interrupted"])
+                #expect(try jsonpath(ns, ["backupaction", "interrupted"], "{.status.attempts}") == "2")
+                #expect(try jsonpath(ns, ["restorepoint", "interrupted"], "{.spec.id}") == repoPoints.first)
+                #expect(try jsonpath(ns, ["backupaction", "interrupted"], "{.status.result.bytes}") == "\(96 * 4 << 20)")
+            } else {
+                #expect(repoPoints.isEmpty && objects.isEmpty)
+                #expect(!(try jsonpath(ns, ["backupaction", "interrupted"], "{.status.conditions[?(@.type==\"Complete\")].message}").isEmpty))
+            }
+            // Nothing left behind: no mover pod, the worker scaled back, the repository whole.
+            try cluster.waitUntil("mover pods to be gone", timeout: 60) { try names(ns, "pods", selector: "cairn.dev/mover").isEmpty }
+            #expect(try jsonpath(ns, ["deployment", "worker"], "{.spec.replicas}") == "1")
+            #expect(try jsonpath(ns, ["deployment", "worker"], "{.metadata.annotations.cairn\\.dev/quiesced-replicas}").isEmpty)
+            let check = try profile.cairn(["repo", "check"])
+            #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+            // The new controller holds the lease.
+            let holder = try jsonpath(nil, ["-n", "cairn-system", "lease", "cairn-controller"], "{.spec.holderIdentity}")
+            #expect(!holder.hasPrefix(victim + "_"))
+        }
+    }
+
+    @Test("/metrics reports actions and the last successful backup per application; probes answer; no secret in metrics or logs")
+    func metricsAndProbes() throws {
+        let profile = try TestProfile(cluster)
+        defer { profile.remove() }
+        try cluster.withNamespace("metrics") { ns in
+            try ns.kubectlOK(["create", "configmap", "c", "--from-literal=a=b"])
+            try ns.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: BackupAction
+                metadata: {name: once}
+                spec: {profile: \(profile.name)}
+                """)
+            try cluster.waitUntil("the backup", timeout: 120) {
+                try jsonpath(ns, ["backupaction", "once"], "{.status.phase}") == "Succeeded"
+            }
+            let pod = try CairnInstallation.controllerPod(cluster)
+            func get(_ path: String) throws -> String {
+                try cluster.kubectlOK(["get", "--raw", "/api/v1/namespaces/cairn-system/pods/\(pod):9464/proxy\(path)"])
+            }
+            let metrics = try get("/metrics")
+            #expect(metrics.contains(#"cairn_actions_total{kind="backup",result="succeeded"}"#), "\(metrics.prefix(2000))")
+            #expect(metrics.contains(#"cairn_last_successful_backup_timestamp_seconds{namespace="\#(ns.name)",policy=""}"#))
+            #expect(metrics.contains("cairn_action_duration_seconds_bucket"))
+            #expect(metrics.contains("cairn_controller_leader 1"))
+            #expect(try get("/healthz") == "ok\n")
+            #expect(try get("/readyz") == "leading\n")
+            #expect(!metrics.contains(profile.password))
+            let logs = try cluster.kubectlOK(["-n", "cairn-system", "logs", pod])
+            #expect(!logs.contains(profile.password))
+            // JSON lines.
+            let line = logs.split(separator: "\n").first { $0.contains("backup.step") } ?? ""
+            #expect(line.hasPrefix("{\"time\":"))
+            #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil)
+            let status = try jsonpath(ns, ["backupaction", "once"], "{.status}")
+            #expect(!status.contains(profile.password))
+        }
+    }
+}
+
+extension URL {
+    func creatingFile() throws -> URL {
+        FileManager.default.createFile(atPath: path, contents: nil)
+        return self
+    }
+}
