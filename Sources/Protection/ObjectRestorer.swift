@@ -145,9 +145,14 @@ public struct ObjectRestorer: Sendable {
                 // Cluster-scoped objects (CRDs, classes, cluster roles) are shared with other applications:
                 // an existing one is used as it is — never failed on, never deleted (deleting a CRD would
                 // delete every custom resource of its kind in the cluster) — and updated only on request.
-                let shared = object.namespace == nil && !(object.kind == "Namespace" && object.group.isEmpty)
+                let isNamespace = object.kind == "Namespace" && object.group.isEmpty
+                let shared = object.namespace == nil && !isNamespace
                 if shared && options.existing != .update { return .skipped }
-                switch madeByCluster && options.existing != .skip ? .update : options.existing {
+                // The target namespace holds the objects being restored (and, for the controller, the
+                // RestoreAction itself): an existing one is restored into, never failed on or deleted.
+                if isNamespace && (options.existing == .fail || options.existing == .skip) { return .skipped }
+                let policy = isNamespace && options.existing == .recreate ? .update : options.existing
+                switch madeByCluster && policy != .skip ? .update : policy {
                 case .skip:
                     return .skipped
                 case .fail:

@@ -167,7 +167,7 @@ struct ControllerLogicTests {
         let fs = try ProfileSpec(profile(["location": ["filesystem": ["path": "/var/lib/cairn/r"]],
                                           "passwordSecretRef": ["name": "pw"], "immutability": "7d"]))
         #expect(fs.location == .filesystem(path: "/var/lib/cairn/r"))
-        #expect(fs.immutability == 7 * 86_400)
+        #expect(fs.immutability == TimeInterval(7 * 86_400))
         #expect(fs.passwordKey == "password")
         #expect(throws: SpecError.self) {
             try ProfileSpec(profile(["location": ["s3": ["bucket": "b"]], "passwordSecretRef": ["name": "pw"]]))
