@@ -70,7 +70,16 @@ public final class Controller: Sendable {
                 for _ in 0..<max(1, configuration.workers) {
                     group.addTask { await self.work() }
                 }
-                try await group.next()
+                // Whatever ends first (lost lease, cancellation), the workers waiting on the queue must be
+                // woken, or the group would wait for them forever.
+                do {
+                    try await group.next()
+                } catch {
+                    await context.queue.shutDown()
+                    group.cancelAll()
+                    throw error
+                }
+                await context.queue.shutDown()
                 group.cancelAll()
             }
         } catch let lost as LeadershipLost {
@@ -83,7 +92,8 @@ public final class Controller: Sendable {
         context.logger.info("controller.stopping")
         await context.queue.shutDown()
         await context.runs.cancelAll(grace: .seconds(20))
-        await election.release()
+        // Our task is cancelled; the hand-over must still reach the API server: an uncancelled task.
+        await Task { await election.release() }.value
     }
 
     /// Watches one kind in all namespaces and queues every object that changes (all of them at the

@@ -174,6 +174,14 @@ struct ControllerClusterTests {
             }
             let actions = try names(ns, "backupactions")
             #expect(actions.allSatisfy { $0.hasPrefix(policy + "-") }, "\(actions)")
+            // On time: each action was created within seconds of the scheduled time in its name.
+            let created = try jsonpath(ns, ["backupactions"], "{range .items[*]}{.metadata.name} {.metadata.creationTimestamp}{\"\\n\"}{end}")
+            for line in created.split(separator: "\n") {
+                let parts = line.split(separator: " ")
+                guard parts.count == 2, let slot = Self.slot(of: String(parts[0])), let at = ISO8601DateFormatter().date(from: String(parts[1]))
+                else { Issue.record("unexpected action line \(line)"); continue }
+                #expect(at.timeIntervalSince(slot) < 5 && at.timeIntervalSince(slot) > -1, "\(line)")
+            }
             let failed = try jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ").filter { $0 != "Succeeded" }
             #expect(failed.isEmpty, "\(failed)")
             // Every remaining restore point object names data that is in the repository.
@@ -233,6 +241,62 @@ struct ControllerClusterTests {
             }
             let pod = try jsonpath(ns, ["pods", "-l", "app=app"], "{.items[0].metadata.name}")
             #expect(try ns.kubectlOK(["exec", pod, "--", "cat", "/data/state.txt"]) == "first version\n")
+        }
+    }
+
+    /// The scheduled time in a policy action's name (`<policy>-yyyyMMdd-HHmmss`, UTC).
+    static func slot(of name: String) -> Date? {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd-HHmmss"
+        return f.date(from: String(name.suffix(15)))
+    }
+
+    @Test("runs missed while the controller was down are made up once, not once per missed time; a graceful stop releases the Lease")
+    func missedRunsAfterDowntime() throws {
+        let profile = try TestProfile(cluster)
+        defer { profile.remove() }
+        try cluster.withNamespace("missed") { ns in
+            try ns.kubectlOK(["create", "configmap", "c", "--from-literal=a=b"])
+            let policy = "\(profile.name)-often"
+            try cluster.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: Policy
+                metadata: {name: \(policy), namespace: cairn-system}
+                spec:
+                  profile: \(profile.name)
+                  selector: {namespaces: [\(ns.name)]}
+                  schedule: "*/5 * * * * *"
+                """)
+            defer { _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "policy", policy]) }
+            try cluster.waitUntil("a first scheduled backup", timeout: 60) { !(try names(ns, "backupactions")).isEmpty }
+            // Stop the controller (SIGTERM): it hands the Lease back.
+            try cluster.kubectlOK(["-n", "cairn-system", "scale", "deployment", "cairn-controller", "--replicas=0"])
+            try cluster.waitUntil("the controller to stop", timeout: 60) {
+                try jsonpath(nil, ["-n", "cairn-system", "pods", "-l", "app.kubernetes.io/component=controller"], "{.items[*].metadata.name}").isEmpty
+            }
+            let stopped = Date()
+            #expect(try jsonpath(nil, ["-n", "cairn-system", "lease", "cairn-controller"], "{.spec.holderIdentity}").isEmpty,
+                    "a graceful stop releases the Lease")
+            let before = Set(try names(ns, "backupactions"))
+            Thread.sleep(forTimeInterval: 21)   // four scheduled times pass
+            try cluster.kubectlOK(["-n", "cairn-system", "scale", "deployment", "cairn-controller", "--replicas=1"])
+            let restarted = Date()
+            try cluster.waitUntil("a backup after the restart", timeout: 90) {
+                Set(try names(ns, "backupactions")).subtracting(before).count >= 1
+            }
+            try cluster.kubectlOK(["-n", "cairn-system", "patch", "policy", policy, "--type", "merge", "-p", #"{"spec":{"paused":true}}"#])
+            let made = Set(try names(ns, "backupactions")).subtracting(before)
+            // Of the scheduled times while it was down, exactly one got an action.
+            let duringDowntime = made.compactMap(Self.slot(of:)).filter { $0 > stopped && $0 < restarted }
+            #expect(duringDowntime.count == 1, "\(made.sorted())")
+            let events = try cluster.kubectlOK(["-n", "cairn-system", "get", "events", "--field-selector",
+                                                "involvedObject.name=\(policy),reason=MissedRuns", "-o", "jsonpath={.items[*].message}"])
+            #expect(events.contains("scheduled run(s) passed while the controller was not running; ran once"), "\(events)")
+        }
+        try cluster.waitUntil("the controller to lead again", timeout: 60) {
+            try cluster.kubectlOK(["-n", "cairn-system", "get", "deployment", "cairn-controller", "-o", "jsonpath={.status.readyReplicas}"]) == "1"
         }
     }
 
@@ -367,6 +431,7 @@ struct ControllerClusterTests {
                 ["Succeeded", "Failed"].contains(try jsonpath(ns, ["backupaction", "interrupted"], "{.status.phase}"))
             }
             let phase = try jsonpath(ns, ["backupaction", "interrupted"], "{.status.phase}")
+            print("killed mid-backup: the action ended \(phase) after \(try jsonpath(ns, ["backupaction", "interrupted"], "{.status.attempts}")) run(s): \(try jsonpath(ns, ["backupaction", "interrupted"], "{.status.conditions[?(@.type==\"Complete\")].message}"))")
             let repoPoints = try profile.restorePointIDs(namespace: ns.name)
             let objects = try names(ns, "restorepoints")
             if phase == "Succeeded" {
