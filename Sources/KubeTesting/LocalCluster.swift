@@ -122,6 +122,21 @@ public final class LocalCluster: Sendable {
         return try body(namespace)
     }
 
+    /// `withNamespace` for async bodies (tests that wait without holding a thread).
+    public func withNamespace<T>(_ prefix: String = "t", _ body: (TestNamespace) async throws -> T) async throws -> T {
+        let name = "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
+        try kubectlOK(["create", "namespace", name])
+        let namespace = TestNamespace(cluster: self, name: name)
+        do {
+            let result = try await body(namespace)
+            namespace.cleanUp()
+            return result
+        } catch {
+            namespace.cleanUp()
+            throw error
+        }
+    }
+
     /// Runs a command found on PATH and waits for it (see `ChildProcess`).
     static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws
         -> CommandResult {

@@ -15,6 +15,11 @@ struct ControllerClusterTests {
         try CairnInstallation.ensure(cluster)
     }
 
+    /// Polls `condition` every half second without holding a thread (errors count as "not yet").
+    func until(_ what: String, timeout: TimeInterval = 120, _ condition: () async throws -> Bool) async throws {
+        try await eventually(what, timeout: .seconds(timeout), condition)
+    }
+
     func jsonpath(_ ns: TestNamespace?, _ args: [String], _ path: String) throws -> String {
         let base = ["get"] + args + ["-o", "jsonpath=\(path)"]
         if let ns { return try ns.kubectlOK(base) }
@@ -28,7 +33,7 @@ struct ControllerClusterTests {
     }
 
     @Test("deploy/ passes server-side validation; bad specs are refused at admission with the field named")
-    func admission() throws {
+    func admission() async throws {
         let dry = try cluster.kubectl(["apply", "-R", "-f", LocalCluster.repositoryRootPath + "/deploy/", "--dry-run=server"])
         #expect(dry.status == 0, "\(dry.stderr)")
         let badPolicy = try cluster.kubectl(["apply", "--validate=false", "-f", "-"], stdin: """
@@ -55,7 +60,7 @@ struct ControllerClusterTests {
     }
 
     @Test("a Policy with an invalid cron or a missing Profile says exactly that in its Ready condition")
-    func policyConditions() throws {
+    func policyConditions() async throws {
         let profile = try TestProfile(cluster)
         defer { profile.remove() }
         try cluster.apply("""
@@ -85,7 +90,7 @@ struct ControllerClusterTests {
             let parts = text.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
             return (parts[0], parts.count > 1 ? parts[1] : "", parts.count > 2 ? parts[2] : "")
         }
-        try cluster.waitUntil("the policies' conditions", timeout: 60) {
+        try await until("the policies' conditions", timeout: 60) {
             try ready("\(profile.name)-badcron").0 == "False" && ready("\(profile.name)-noprofile").0 == "False"
                 && ready("\(profile.name)-badzone").0 == "False"
         }
@@ -104,10 +109,10 @@ struct ControllerClusterTests {
     }
 
     @Test("scheduled backups appear on time, retention trims them, a RestoreAction brings the app back; restore points return with a recreated namespace")
-    func scheduleRetentionRestore() throws {
+    func scheduleRetentionRestore() async throws {
         let profile = try TestProfile(cluster)
         defer { profile.remove() }
-        try cluster.withNamespace("sched") { ns in
+        try await cluster.withNamespace("sched") { ns in
             let data = try ns.hostPathVolume(forClaim: "data")
             try "first version\n".write(toFile: data + "/state.txt", atomically: true, encoding: .utf8)
             try ns.apply("""
@@ -141,7 +146,7 @@ struct ControllerClusterTests {
                         volumeMounts: [{name: data, mountPath: /data}]
                       volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
                 """)
-            try cluster.waitUntil("the app to run", timeout: 120) {
+            try await until("the app to run", timeout: 120) {
                 try jsonpath(ns, ["deployment", "app"], "{.status.readyReplicas}") == "1"
             }
             let policy = "\(profile.name)-every10s"
@@ -157,19 +162,19 @@ struct ControllerClusterTests {
                 """)
             defer { _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "policy", policy]) }
             // Three runs succeed; at most two restore points stay, and only two remain in the repository.
-            try cluster.waitUntil("three scheduled backups to succeed", timeout: 150) {
+            try await until("three scheduled backups to succeed", timeout: 150) {
                 let phases = try jsonpath(ns, ["backupactions", "-l", "cairn.dev/policy=\(policy)"], "{.items[*].status.phase}")
                 return phases.split(separator: " ").filter { $0 == "Succeeded" }.count >= 3
             }
             try cluster.kubectlOK(["-n", "cairn-system", "patch", "policy", policy, "--type", "merge", "-p", #"{"spec":{"paused":true}}"#])
-            try cluster.waitUntil("the policy to pause", timeout: 30) {
+            try await until("the policy to pause", timeout: 30) {
                 try jsonpath(nil, ["-n", "cairn-system", "policy", policy], "{.status.conditions[0].reason}") == "Paused"
             }
-            try cluster.waitUntil("running actions to finish", timeout: 120) {
+            try await until("running actions to finish", timeout: 120) {
                 let phases = try jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ")
                 return phases.allSatisfy { $0 == "Succeeded" || $0 == "Failed" }
             }
-            try cluster.waitUntil("retention to leave two restore points", timeout: 60) {
+            try await until("retention to leave two restore points", timeout: 60) {
                 try names(ns, "restorepoints").count == 2 && profile.restorePointIDs(namespace: ns.name).count == 2
             }
             let actions = try names(ns, "backupactions")
@@ -191,7 +196,7 @@ struct ControllerClusterTests {
             #expect(policyStatus == "2")
             // No new run while paused.
             let count = try names(ns, "backupactions").count
-            Thread.sleep(forTimeInterval: 12)
+            try await Task.sleep(for: .seconds(12))
             #expect(try names(ns, "backupactions").count == count)
 
             // Break the application; a RestoreAction brings back what is missing.
@@ -204,7 +209,7 @@ struct ControllerClusterTests {
                 metadata: {name: bring-back}
                 spec: {restorePoint: \(newest), existing: skip}
                 """)
-            try cluster.waitUntil("the restore to finish", timeout: 120) {
+            try await until("the restore to finish", timeout: 120) {
                 ["Succeeded", "Failed"].contains(try jsonpath(ns, ["restoreaction", "bring-back"], "{.status.phase}"))
             }
             #expect(try jsonpath(ns, ["restoreaction", "bring-back"], "{.status.phase}") == "Succeeded",
@@ -213,7 +218,7 @@ struct ControllerClusterTests {
             #expect(try Int(jsonpath(ns, ["restoreaction", "bring-back"], "{.status.result.objects.created}")) ?? 0 >= 2)
             #expect(try jsonpath(ns, ["restoreaction", "bring-back"], "{.status.conditions[?(@.type==\"Complete\")].message}")
                 .contains("objects created"))
-            try cluster.waitUntil("the restored deployment to run", timeout: 120) {
+            try await until("the restored deployment to run", timeout: 120) {
                 try jsonpath(ns, ["deployment", "app"], "{.status.readyReplicas}") == "1"
             }
 
@@ -222,7 +227,7 @@ struct ControllerClusterTests {
             try cluster.kubectlOK(["delete", "namespace", ns.name, "--timeout=150s"])
             #expect(try profile.restorePointIDs(namespace: ns.name).count == 2)
             try cluster.kubectlOK(["create", "namespace", ns.name])
-            try cluster.waitUntil("the restore points to come back", timeout: 60) {
+            try await until("the restore points to come back", timeout: 60) {
                 Set(try jsonpath(ns, ["restorepoints"], "{.items[*].spec.id}").split(separator: " ").map(String.init)) == Set(ids)
             }
             try ns.apply("""
@@ -231,12 +236,12 @@ struct ControllerClusterTests {
                 metadata: {name: after-disaster}
                 spec: {restorePoint: \(newest)}
                 """)
-            try cluster.waitUntil("the whole-application restore to finish", timeout: 180) {
+            try await until("the whole-application restore to finish", timeout: 180) {
                 ["Succeeded", "Failed"].contains(try jsonpath(ns, ["restoreaction", "after-disaster"], "{.status.phase}"))
             }
             #expect(try jsonpath(ns, ["restoreaction", "after-disaster"], "{.status.phase}") == "Succeeded",
                     "\((try? jsonpath(ns, ["restoreaction", "after-disaster"], "{.status}")) ?? "")")
-            try cluster.waitUntil("the application with its data", timeout: 120) {
+            try await until("the application with its data", timeout: 120) {
                 try jsonpath(ns, ["deployment", "app"], "{.status.readyReplicas}") == "1"
             }
             let pod = try jsonpath(ns, ["pods", "-l", "app=app"], "{.items[0].metadata.name}")
@@ -254,10 +259,10 @@ struct ControllerClusterTests {
     }
 
     @Test("runs missed while the controller was down are made up once, not once per missed time; a graceful stop releases the Lease")
-    func missedRunsAfterDowntime() throws {
+    func missedRunsAfterDowntime() async throws {
         let profile = try TestProfile(cluster)
         defer { profile.remove() }
-        try cluster.withNamespace("missed") { ns in
+        try await cluster.withNamespace("missed") { ns in
             try ns.kubectlOK(["create", "configmap", "c", "--from-literal=a=b"])
             let policy = "\(profile.name)-often"
             try cluster.apply("""
@@ -270,20 +275,20 @@ struct ControllerClusterTests {
                   schedule: "*/5 * * * * *"
                 """)
             defer { _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "policy", policy]) }
-            try cluster.waitUntil("a first scheduled backup", timeout: 60) { !(try names(ns, "backupactions")).isEmpty }
+            try await until("a first scheduled backup", timeout: 60) { !(try names(ns, "backupactions")).isEmpty }
             // Stop the controller (SIGTERM): it hands the Lease back.
             try cluster.kubectlOK(["-n", "cairn-system", "scale", "deployment", "cairn-controller", "--replicas=0"])
-            try cluster.waitUntil("the controller to stop", timeout: 60) {
+            try await until("the controller to stop", timeout: 60) {
                 try jsonpath(nil, ["-n", "cairn-system", "pods", "-l", "app.kubernetes.io/component=controller"], "{.items[*].metadata.name}").isEmpty
             }
             let stopped = Date()
             #expect(try jsonpath(nil, ["-n", "cairn-system", "lease", "cairn-controller"], "{.spec.holderIdentity}").isEmpty,
                     "a graceful stop releases the Lease")
             let before = Set(try names(ns, "backupactions"))
-            Thread.sleep(forTimeInterval: 21)   // four scheduled times pass
+            try await Task.sleep(for: .seconds(21))   // four scheduled times pass
             try cluster.kubectlOK(["-n", "cairn-system", "scale", "deployment", "cairn-controller", "--replicas=1"])
             let restarted = Date()
-            try cluster.waitUntil("a backup after the restart", timeout: 90) {
+            try await until("a backup after the restart", timeout: 90) {
                 Set(try names(ns, "backupactions")).subtracting(before).count >= 1
             }
             try cluster.kubectlOK(["-n", "cairn-system", "patch", "policy", policy, "--type", "merge", "-p", #"{"spec":{"paused":true}}"#])
@@ -295,13 +300,85 @@ struct ControllerClusterTests {
                                                 "involvedObject.name=\(policy),reason=MissedRuns", "-o", "jsonpath={.items[*].message}"])
             #expect(events.contains("scheduled run(s) passed while the controller was not running; ran once"), "\(events)")
         }
-        try cluster.waitUntil("the controller to lead again", timeout: 60) {
+        try await until("the controller to lead again", timeout: 60) {
             try cluster.kubectlOK(["-n", "cairn-system", "get", "deployment", "cairn-controller", "-o", "jsonpath={.status.readyReplicas}"]) == "1"
         }
     }
 
+    @Test("immutable restore points outlive a delete until their period ends; TransformSets are checked; an administrator clones an application with one")
+    func immutabilityTransformsClone() async throws {
+        let profile = try TestProfile(cluster, immutability: "1h")
+        defer { profile.remove() }
+        let namespace = try await cluster.withNamespace("immut") { ns -> String in
+            try ns.kubectlOK(["create", "configmap", "settings", "--from-literal=color=teal"])
+            try ns.kubectlOK(["create", "deployment", "web", "--image=cairn.local/busybox:1.35", "--replicas=2", "--", "sleep", "100000"])
+            try ns.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: BackupAction
+                metadata: {name: keep-me}
+                spec: {profile: \(profile.name)}
+                """)
+            try await until("the backup", timeout: 120) {
+                try jsonpath(ns, ["backupaction", "keep-me"], "{.status.phase}") == "Succeeded"
+            }
+            try ns.kubectlOK(["delete", "restorepoint", "keep-me", "--wait=false"])
+            try await until("the deletion to be held", timeout: 60) {
+                try jsonpath(ns, ["restorepoint", "keep-me"], "{.status.conditions[?(@.type==\"Deletable\")].reason}") == "Immutable"
+            }
+            #expect(try jsonpath(ns, ["restorepoint", "keep-me"], "{.status.conditions[?(@.type==\"Deletable\")].message}")
+                .contains("keeps restore points for 1 h"))
+            #expect(try profile.restorePointIDs(namespace: ns.name).count == 1)
+
+            // TransformSets: a broken one is reported, a good one is used by an administrator's clone.
+            let clone = "\(ns.name)-clone"
+            defer { _ = try? cluster.kubectl(["delete", "namespace", clone, "--wait=false"]) }
+            try cluster.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: TransformSet
+                metadata: {name: \(profile.name)-broken, namespace: cairn-system}
+                spec:
+                  transforms:
+                  - {name: nowhere, patch: [{op: replace, path: "no-slash", value: 1}]}
+                ---
+                apiVersion: cairn.dev/v1alpha1
+                kind: TransformSet
+                metadata: {name: \(profile.name)-staging, namespace: cairn-system}
+                spec:
+                  replicas: {Deployment/web: 1}
+                  transforms:
+                  - name: paint
+                    match: {kind: ConfigMap, name: settings}
+                    patch: [{op: replace, path: /data/color, value: orange}]
+                """)
+            defer {
+                _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "transformset", "\(profile.name)-broken", "\(profile.name)-staging"])
+            }
+            try await until("the transform sets to be checked", timeout: 60) {
+                try jsonpath(nil, ["-n", "cairn-system", "transformset", "\(profile.name)-broken"], "{.status.conditions[0].reason}") == "InvalidTransform"
+                    && jsonpath(nil, ["-n", "cairn-system", "transformset", "\(profile.name)-staging"], "{.status.conditions[0].status}") == "True"
+            }
+            try cluster.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: RestoreAction
+                metadata: {name: \(clone), namespace: cairn-system}
+                spec: {restorePoint: keep-me, restorePointNamespace: \(ns.name), targetNamespace: \(clone), transformSet: \(profile.name)-staging}
+                """)
+            defer { _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "restoreaction", clone]) }
+            try await until("the clone", timeout: 120) {
+                ["Succeeded", "Failed"].contains(try jsonpath(nil, ["-n", "cairn-system", "restoreaction", clone], "{.status.phase}"))
+            }
+            #expect(try jsonpath(nil, ["-n", "cairn-system", "restoreaction", clone], "{.status.phase}") == "Succeeded")
+            #expect(try jsonpath(nil, ["-n", clone, "configmap", "settings"], "{.data.color}") == "orange")
+            #expect(try jsonpath(nil, ["-n", clone, "deployment", "web"], "{.spec.replicas}") == "1")
+            #expect(try jsonpath(ns, ["configmap", "settings"], "{.data.color}") == "teal")
+            return ns.name
+        }
+        // The namespace is gone; its deletion let the held restore point go without touching the data.
+        #expect(try profile.restorePointIDs(namespace: namespace).count == 1)
+    }
+
     @Test("a user bound to cairn-basic backs up and restores her namespace and is Forbidden elsewhere")
-    func selfServiceRBAC() throws {
+    func selfServiceRBAC() async throws {
         let profile = try TestProfile(cluster)
         defer { profile.remove() }
         let suffix = String(UUID().uuidString.prefix(6).lowercased())
@@ -328,12 +405,12 @@ struct ControllerClusterTests {
             _ = try? cluster.kubectl(["-n", "team-a", "delete", "restorepoints", "--all"])
         }
         try cluster.kubectlOK(["-n", "team-a", "create", "configmap", "alice-\(suffix)", "--from-literal=k=v"], as: .alice)
-        try cluster.waitUntil("the binding to take effect", timeout: 30) {
+        try await until("the binding to take effect", timeout: 30) {
             try cluster.kubectl(["-n", "team-a", "auth", "can-i", "create", "backupactions.cairn.dev"], as: .alice).stdout
                 .hasPrefix("yes")
         }
         try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: backup)
-        try cluster.waitUntil("alice's backup", timeout: 120) {
+        try await until("alice's backup", timeout: 120) {
             try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "mine-\(suffix)", "-o", "jsonpath={.status.phase}"],
                                   as: .alice) == "Succeeded"
         }
@@ -347,7 +424,7 @@ struct ControllerClusterTests {
             metadata: {name: undo-\(suffix)}
             spec: {restorePoint: mine-\(suffix), existing: skip, only: [ConfigMap]}
             """)
-        try cluster.waitUntil("alice's restore", timeout: 120) {
+        try await until("alice's restore", timeout: 120) {
             try cluster.kubectlOK(["-n", "team-a", "get", "restoreaction", "undo-\(suffix)", "-o", "jsonpath={.status.phase}"],
                                   as: .alice) == "Succeeded"
         }
@@ -370,7 +447,7 @@ struct ControllerClusterTests {
             metadata: {name: escape-\(suffix)}
             spec: {restorePoint: mine-\(suffix), targetNamespace: team-b}
             """)
-        try cluster.waitUntil("the escape attempt to be refused", timeout: 60) {
+        try await until("the escape attempt to be refused", timeout: 60) {
             try cluster.kubectlOK(["-n", "team-a", "get", "restoreaction", "escape-\(suffix)", "-o",
                                    "jsonpath={.status.conditions[?(@.type==\"Complete\")].reason}"], as: .alice) == "Forbidden"
         }
@@ -378,10 +455,10 @@ struct ControllerClusterTests {
     }
 
     @Test("killing the controller mid-backup leaves one complete restore point or a failed action with a reason, never a half one")
-    func killMidBackup() throws {
+    func killMidBackup() async throws {
         let profile = try TestProfile(cluster)
         defer { profile.remove() }
-        try cluster.withNamespace("kill") { ns in
+        try await cluster.withNamespace("kill") { ns in
             let data = try ns.hostPathVolume(forClaim: "bulk")
             // 384 MiB of incompressible data: long enough to kill the controller while the mover reads.
             let fill = try ChildProcess.run(["sh", "-c", "head -c \(96 * 4 << 20) /dev/urandom > '\(data)/random.bin'"])
@@ -412,7 +489,7 @@ struct ControllerClusterTests {
                         volumeMounts: [{name: bulk, mountPath: /bulk}]
                       volumes: [{name: bulk, persistentVolumeClaim: {claimName: bulk}}]
                 """)
-            try cluster.waitUntil("the worker to run", timeout: 120) {
+            try await until("the worker to run", timeout: 120) {
                 try jsonpath(ns, ["deployment", "worker"], "{.status.readyReplicas}") == "1"
             }
             try ns.apply("""
@@ -421,13 +498,13 @@ struct ControllerClusterTests {
                 metadata: {name: interrupted}
                 spec: {profile: \(profile.name), quiesce: scale}
                 """)
-            try cluster.waitUntil("the backup to be reading the volume", timeout: 120) {
+            try await until("the backup to be reading the volume", timeout: 120) {
                 try jsonpath(ns, ["backupaction", "interrupted"], "{.status.phase}") == "Running"
                     && !names(ns, "pods", selector: "cairn.dev/mover").isEmpty
             }
             let victim = try CairnInstallation.controllerPod(cluster)
             try cluster.kubectlOK(["-n", "cairn-system", "delete", "pod", victim, "--force", "--grace-period=0"])
-            try cluster.waitUntil("the action to end", timeout: 300) {
+            try await until("the action to end", timeout: 300) {
                 ["Succeeded", "Failed"].contains(try jsonpath(ns, ["backupaction", "interrupted"], "{.status.phase}"))
             }
             let phase = try jsonpath(ns, ["backupaction", "interrupted"], "{.status.phase}")
@@ -445,7 +522,7 @@ struct ControllerClusterTests {
                 #expect(!(try jsonpath(ns, ["backupaction", "interrupted"], "{.status.conditions[?(@.type==\"Complete\")].message}").isEmpty))
             }
             // Nothing left behind: no mover pod, the worker scaled back, the repository whole.
-            try cluster.waitUntil("mover pods to be gone", timeout: 60) { try names(ns, "pods", selector: "cairn.dev/mover").isEmpty }
+            try await until("mover pods to be gone", timeout: 60) { try names(ns, "pods", selector: "cairn.dev/mover").isEmpty }
             #expect(try jsonpath(ns, ["deployment", "worker"], "{.spec.replicas}") == "1")
             #expect(try jsonpath(ns, ["deployment", "worker"], "{.metadata.annotations.cairn\\.dev/quiesced-replicas}").isEmpty)
             let check = try profile.cairn(["repo", "check"])
@@ -457,10 +534,10 @@ struct ControllerClusterTests {
     }
 
     @Test("/metrics reports actions and the last successful backup per application; probes answer; no secret in metrics or logs")
-    func metricsAndProbes() throws {
+    func metricsAndProbes() async throws {
         let profile = try TestProfile(cluster)
         defer { profile.remove() }
-        try cluster.withNamespace("metrics") { ns in
+        try await cluster.withNamespace("metrics") { ns in
             try ns.kubectlOK(["create", "configmap", "c", "--from-literal=a=b"])
             try ns.apply("""
                 apiVersion: cairn.dev/v1alpha1
@@ -468,7 +545,7 @@ struct ControllerClusterTests {
                 metadata: {name: once}
                 spec: {profile: \(profile.name)}
                 """)
-            try cluster.waitUntil("the backup", timeout: 120) {
+            try await until("the backup", timeout: 120) {
                 try jsonpath(ns, ["backupaction", "once"], "{.status.phase}") == "Succeeded"
             }
             let pod = try CairnInstallation.controllerPod(cluster)

@@ -101,9 +101,9 @@ struct ControllerLogicTests {
         // Delayed adds arrive; the earliest request wins.
         await queue.add("later", after: .seconds(30))
         await queue.add("later", after: .milliseconds(50))
-        let start = ContinuousClock.now
+        let due = await queue.due("later")
+        #expect(due != nil && due! < ContinuousClock.now + .seconds(1))
         #expect(await queue.next() == "later")
-        #expect(ContinuousClock.now - start < .seconds(5))
         await queue.done("later")
         // Shutting down wakes waiting workers with nil.
         async let waiting = queue.next()

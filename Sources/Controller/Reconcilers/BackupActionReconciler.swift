@@ -177,6 +177,7 @@ struct BackupActionReconciler {
         context.metrics.lastSuccessfulBackup(namespace: namespace, policy: action.labels[CairnLabel.policy] ?? "",
                                              time: snapshot.time)
         if let policy = action.labels[CairnLabel.policy] {
+            try? await trimActionHistory(policy: policy, namespace: namespace)
             await context.queue.add(ObjectKey(.policy, context.namespace, policy))
         }
         await context.queue.add(ObjectKey(.profile, context.namespace, profile), after: .seconds(2))
@@ -218,6 +219,21 @@ struct BackupActionReconciler {
             _ = try? await context.client.delete(CairnKind.restorePoint.resource, point.name, namespace: namespace)
         }
     }
+
+    /// Finished BackupActions a policy created are records, not restore points: the newest
+    /// `actionHistory` per application are kept (like a CronJob's job history), older ones deleted.
+    static let actionHistory = 10
+
+    func trimActionHistory(policy: String, namespace: String) async throws {
+        var options = ListOptions()
+        options.labelSelector = "\(CairnLabel.policy)=\(policy)"
+        let finished = try await context.client.listAll(CairnKind.backupAction.resource, namespace: namespace, options: options).items
+            .filter { ["Succeeded", "Failed"].contains($0["status", "phase"]?.string ?? "") }
+            .sorted { ($0.creationTimestamp ?? "", $0.name) > ($1.creationTimestamp ?? "", $1.name) }
+        for action in finished.dropFirst(Self.actionHistory) {
+            _ = try? await context.client.delete(CairnKind.backupAction.resource, action.name, namespace: namespace)
+        }
+    }
 }
 
 /// Writes an action's progress to its status at most every two seconds, in the background.
@@ -226,7 +242,7 @@ final class ProgressWriter: Sendable {
     let kind: CairnKind
     let namespace: String
     let name: String
-    let state = Mutex<(latest: ApplicationBackup.Progress?, lastWrite: ContinuousClock.Instant?, task: Task<Void, Never>?)>((nil, nil, nil))
+    let state = Mutex<(latest: JSONValue?, lastWrite: ContinuousClock.Instant?, task: Task<Void, Never>?)>((nil, nil, nil))
 
     init(context: ControllerContext, kind: CairnKind, namespace: String, name: String) {
         self.context = context
@@ -236,6 +252,13 @@ final class ProgressWriter: Sendable {
     }
 
     func update(_ progress: ApplicationBackup.Progress) {
+        update(["step": .string(progress.step), "objects": .int(Int64(progress.objects)),
+                "volumes": .int(Int64(progress.volumes)), "volumesDone": .int(Int64(progress.volumesDone)),
+                "bytes": .int(Int64(progress.bytes))])
+    }
+
+    /// Sets `status.progress` to `progress` (soon, not at once).
+    func update(_ progress: JSONValue) {
         state.withLock { s in
             s.latest = progress
             guard s.task == nil else { return }
@@ -248,18 +271,14 @@ final class ProgressWriter: Sendable {
     }
 
     func write() async {
-        let progress = state.withLock { s -> ApplicationBackup.Progress? in
+        let progress = state.withLock { s -> JSONValue? in
             s.task = nil
             s.lastWrite = .now
             return s.latest
         }
         guard let progress else { return }
-        let body: JSONValue = ["status": ["progress": [
-            "step": .string(progress.step), "objects": .int(Int64(progress.objects)),
-            "volumes": .int(Int64(progress.volumes)), "volumesDone": .int(Int64(progress.volumesDone)),
-            "bytes": .int(Int64(progress.bytes)),
-        ]]]
-        _ = try? await context.client.patch(kind.resource, name, namespace: namespace, .merge(body), subresource: "status")
+        _ = try? await context.client.patch(kind.resource, name, namespace: namespace,
+                                            .merge(["status": ["progress": progress]]), subresource: "status")
     }
 
     /// Waits for a pending write.

@@ -148,8 +148,15 @@ struct RestoreActionReconciler {
             } catch let error as RepositoryError where error.code == .missing {
                 throw SpecError("DataMissing", "the data of RestorePoint \(plan.restorePoint.name) is not in the repository of Profile '\(profile)'")
             }
+            let progress = ProgressWriter(context: context, kind: .restoreAction, namespace: action.namespace ?? "",
+                                          name: action.name)
+            let logger = context.logger
             let report = try await ApplicationRestore(client: context.client, repository: repository, options: plan.options)
-                .run(snapshot) { line in context.logger.info("restore.step", metadata: ["cairn.action": "\(action.name)", "cairn.step": "\(line)"]) }
+                .run(snapshot) { line in
+                    logger.info("restore.step", metadata: ["cairn.action": "\(action.name)", "cairn.step": "\(line)"])
+                    progress.update(["step": .string(line)])
+                }
+            await progress.flush()
             let failures = report.failures
             try await finish(action, report: report, failed: failures == 0 ? nil : "PartlyRestored",
                              message: failures == 0 ? nil : "\(failures) object(s) or volume(s) could not be restored; see status.result.failures",

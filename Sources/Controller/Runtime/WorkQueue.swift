@@ -60,6 +60,9 @@ public actor WorkQueue<Key: Hashable & Sendable> {
         timers[key] = (at, task)
     }
 
+    /// When a delayed key is due (nil: not waiting on a delay).
+    func due(_ key: Key) -> ContinuousClock.Instant? { timers[key]?.at }
+
     private func fire(_ key: Key, at: ContinuousClock.Instant) {
         guard timers[key]?.at == at else { return }
         timers[key] = nil
