@@ -29,6 +29,10 @@ public struct ApplicationRestore: Sendable {
         public var volumeAccess: VolumeAccessMode
         public var moverImage: String
         public var bindTimeout: Duration
+        /// Whether captured cluster-scoped objects (CRDs, ClusterRoles, bindings, classes) are restored.
+        /// The controller turns it off for restores a namespace's own users ask for: they may restore their
+        /// namespace, not change the cluster. New volumes for restored claims are made either way.
+        public var clusterScoped = true
 
         public init(targetNamespace: String? = nil, existing: ObjectRestorer.ExistingPolicy = .fail,
                     transforms: TransformSet? = nil, dryRun: Bool = false, only: [CaptureRules.Selector] = [],
@@ -105,6 +109,15 @@ public struct ApplicationRestore: Sendable {
             }
             // PersistentVolumes are replaced by new ones (see the type's documentation).
             var objects = captured.filter { !($0.kind == "PersistentVolume" && $0.group.isEmpty) }
+            var leftOut: [Row] = []
+            if !options.clusterScoped {
+                let keep: (KubeObject) -> Bool = { $0.namespace != nil || ($0.kind == "Namespace" && $0.group.isEmpty) }
+                leftOut = objects.filter { !keep($0) }.map {
+                    Row(object: $0.description, tier: RestoreOrder.tier(of: $0), result: "excluded",
+                        detail: "cluster-scoped: restored by administrators only")
+                }
+                objects = objects.filter(keep)
+            }
             if options.volumesOnly {
                 objects = objects.filter { $0.kind == "PersistentVolumeClaim" && $0.group.isEmpty
                     && (options.volumes?.contains($0.name) ?? true) }
@@ -150,7 +163,7 @@ public struct ApplicationRestore: Sendable {
                            transforms: outcome.transforms.isEmpty ? nil : outcome.transforms, volume: nil)
             }
             return Report(restorePoint: snapshot.id, sourceNamespace: source, targetNamespace: target,
-                          dryRun: options.dryRun, objects: rows, volumes: volumeRows,
+                          dryRun: options.dryRun, objects: leftOut + rows, volumes: volumeRows,
                           seconds: Date().timeIntervalSince(start))
         }
     }

@@ -430,6 +430,21 @@ struct ControllerClusterTests {
         }
         #expect(try cluster.kubectlOK(["-n", "team-a", "get", "configmap", "alice-\(suffix)", "-o", "jsonpath={.data.k}"], as: .alice) == "v")
 
+        // A whole-namespace restore by alice brings back namespaced objects only: the ClusterRole her
+        // RoleBinding names was captured, and is left to administrators.
+        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
+            apiVersion: cairn.dev/v1alpha1
+            kind: RestoreAction
+            metadata: {name: whole-\(suffix)}
+            spec: {restorePoint: mine-\(suffix), existing: skip}
+            """)
+        try await until("alice's whole restore", timeout: 120) {
+            try cluster.kubectlOK(["-n", "team-a", "get", "restoreaction", "whole-\(suffix)", "-o", "jsonpath={.status.phase}"],
+                                  as: .alice) == "Succeeded"
+        }
+        #expect(try cluster.kubectlOK(["-n", "team-a", "get", "restoreaction", "whole-\(suffix)", "-o",
+                                       "jsonpath={.status.result.objects.excluded}"], as: .alice) == "1")
+
         // Elsewhere: Forbidden by the API server (real RBAC, real tokens).
         let other = try cluster.kubectl(["-n", "team-b", "create", "-f", "-"], as: .alice, stdin: backup)
         #expect(other.status != 0)

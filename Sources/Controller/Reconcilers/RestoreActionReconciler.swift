@@ -8,9 +8,10 @@ import Snapshot
 ///
 /// Who may restore what follows RBAC: an action restores a RestorePoint of its own namespace into its
 /// own namespace — so a user who may create RestoreActions and read RestorePoints in namespace A can
-/// restore A and nothing else. Only actions in the controller's namespace (administrators) may name a
-/// restore point of another namespace (`spec.restorePointNamespace`) or another target
-/// (`spec.targetNamespace`), e.g. to clone an application.
+/// restore A and nothing else — and only its namespaced objects: cluster-scoped objects a restore point
+/// holds (CRDs, ClusterRoles and their bindings) are restored by administrators. Only actions in the
+/// controller's namespace (administrators) may name a restore point of another namespace
+/// (`spec.restorePointNamespace`) or another target (`spec.targetNamespace`), e.g. to clone an application.
 ///
 /// A restore that was running when the controller stopped is not repeated behind the user's back: it
 /// fails with reason `Interrupted`, and says how to finish it.
@@ -127,10 +128,12 @@ struct RestoreActionReconciler {
             only.append(selector)
         }
         let volumes = spec["volumes"]?.array.map { Set($0.compactMap(\.string)) }
-        let options = ApplicationRestore.Options(
+        var options = ApplicationRestore.Options(
             targetNamespace: target, existing: existing, transforms: transforms, only: only,
             volumesOnly: spec["volumesOnly"]?.bool ?? false, volumes: volumes,
             volumeData: spec["volumeData"]?.bool ?? true, volumeAccess: .mover, moverImage: context.moverImage)
+        // A namespace's users restore their namespace; cluster-wide objects are the administrators'.
+        options.clusterScoped = admin
         return Plan(restorePoint: point, options: options)
     }
 
