@@ -22,6 +22,8 @@ public final class TCPProxy: @unchecked Sendable {
     private var coalescing = false
     /// Upstream descriptors whose answers are being swallowed.
     private var muted: Set<Int32> = []
+    /// Descriptors whose reading pump has ended, waiting for the other direction to end too.
+    private var finished: Set<Int32> = []
 
     public init(targetHost: String, targetPort: Int) throws {
         self.targetHost = targetHost
@@ -62,19 +64,25 @@ public final class TCPProxy: @unchecked Sendable {
 
     /// Cuts every relayed connection (both directions, both ends).
     public func dropAll() {
-        let fds = lock.withLock { open }
-        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
+        // Under the lock: a descriptor in `open` is not closed (and so not reused) meanwhile.
+        lock.withLock {
+            for fd in open { shutdown(fd, Int32(SHUT_RDWR)) }
+        }
     }
 
+    /// Stops accepting and cuts every connection. Idempotent: the listener is closed exactly once —
+    /// a second close (say from `deinit` after an explicit `stop()`) would close whatever socket the
+    /// process opened since under the same descriptor number, such as one of SwiftNIO's.
     public func stop() {
-        let fds: Set<Int32> = lock.withLock {
-            if stopped { return [] }
+        let first: Bool = lock.withLock {
+            if stopped { return false }
             stopped = true
-            return open
+            for fd in open { shutdown(fd, Int32(SHUT_RDWR)) }
+            return true
         }
+        guard first else { return }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
-        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     private func acceptLoop() {
@@ -129,10 +137,12 @@ public final class TCPProxy: @unchecked Sendable {
                     return true
                 }
                 if lose {
-                    Thread.detachNewThread {
+                    Thread.detachNewThread { [self] in
                         usleep(500_000)
-                        shutdown(source, Int32(SHUT_RDWR))
-                        shutdown(destination, Int32(SHUT_RDWR))
+                        lock.withLock {
+                            if open.contains(source) { shutdown(source, Int32(SHUT_RDWR)) }
+                            if open.contains(destination) { shutdown(destination, Int32(SHUT_RDWR)) }
+                        }
                     }
                 }
             }
@@ -145,13 +155,20 @@ public final class TCPProxy: @unchecked Sendable {
             }
             if sent < 0 { break }
         }
-        shutdown(source, Int32(SHUT_RDWR))
-        shutdown(destination, Int32(SHUT_RDWR))
-        // Each pump closes the descriptor it reads from; the other pump closes the other one.
+        // The last pump of a connection closes both descriptors, under the lock: until then the other
+        // pump may still write to them, and no one may shut down a number the process reused.
         lock.withLock {
-            _ = open.remove(source)
-            _ = muted.remove(source)
+            shutdown(source, Int32(SHUT_RDWR))
+            shutdown(destination, Int32(SHUT_RDWR))
+            if finished.remove(destination) != nil {
+                for fd in [source, destination] {
+                    open.remove(fd)
+                    muted.remove(fd)
+                    close(fd)
+                }
+            } else {
+                finished.insert(source)
+            }
         }
-        close(source)
     }
 }
