@@ -20,12 +20,7 @@ struct BackupActionReconciler {
     let context: ControllerContext
 
     func reconcile(_ key: ObjectKey) async throws -> Duration? {
-        let action: KubeObject
-        do {
-            action = try await context.client.get(CairnKind.backupAction.resource, key.name, namespace: key.namespace)
-        } catch let error as KubeError where error.code == .notFound {
-            return nil
-        }
+        guard let action = try await context.fetch(key) else { return nil }
         guard action.deletionTimestamp == nil, let uid = action.uid else { return nil }
         switch action["status", "phase"]?.string ?? "" {
         case "Succeeded", "Failed":

@@ -18,13 +18,7 @@ struct PolicyReconciler {
     }
 
     func reconcile(_ key: ObjectKey, now: Date = Date()) async throws -> Duration? {
-        let client = context.client
-        let policy: KubeObject
-        do {
-            policy = try await client.get(CairnKind.policy.resource, key.name, namespace: key.namespace)
-        } catch let error as KubeError where error.code == .notFound {
-            return nil
-        }
+        guard let policy = try await context.fetch(key) else { return nil }
         guard key.namespace == context.namespace else {
             try await context.setCondition(Condition("Ready", false, reason: "WrongNamespace",
                                                      message: "Policies are read in namespace \(context.namespace) only, where the controller runs"),

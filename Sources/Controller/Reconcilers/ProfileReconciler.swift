@@ -12,11 +12,7 @@ struct ProfileReconciler {
     let context: ControllerContext
 
     func reconcile(_ key: ObjectKey) async throws -> Duration? {
-        let client = context.client
-        let profile: KubeObject
-        do {
-            profile = try await client.get(CairnKind.profile.resource, key.name, namespace: key.namespace)
-        } catch let error as KubeError where error.code == .notFound {
+        guard let profile = try await context.fetch(key) else {
             await context.repositories.invalidate(profile: key.name)
             return nil
         }

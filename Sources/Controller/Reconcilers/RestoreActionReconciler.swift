@@ -24,12 +24,7 @@ struct RestoreActionReconciler {
     }
 
     func reconcile(_ key: ObjectKey) async throws -> Duration? {
-        let action: KubeObject
-        do {
-            action = try await context.client.get(CairnKind.restoreAction.resource, key.name, namespace: key.namespace)
-        } catch let error as KubeError where error.code == .notFound {
-            return nil
-        }
+        guard let action = try await context.fetch(key) else { return nil }
         guard action.deletionTimestamp == nil, let uid = action.uid else { return nil }
         switch action["status", "phase"]?.string ?? "" {
         case "Succeeded", "Failed":

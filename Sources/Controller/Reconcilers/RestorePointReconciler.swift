@@ -13,13 +13,7 @@ struct RestorePointReconciler {
 
     func reconcile(_ key: ObjectKey) async throws -> Duration? {
         let client = context.client
-        let resource = CairnKind.restorePoint.resource
-        let object: KubeObject
-        do {
-            object = try await client.get(resource, key.name, namespace: key.namespace)
-        } catch let error as KubeError where error.code == .notFound {
-            return nil
-        }
+        guard let object = try await context.fetch(key) else { return nil }
         let profile = object["spec", "profile"]?.string ?? ""
         let time = Timestamp.parse(object["spec", "time"]?.string)
         if object.deletionTimestamp != nil {

@@ -8,12 +8,7 @@ struct TransformSetReconciler {
     let context: ControllerContext
 
     func reconcile(_ key: ObjectKey) async throws -> Duration? {
-        let object: KubeObject
-        do {
-            object = try await context.client.get(CairnKind.transformSet.resource, key.name, namespace: key.namespace)
-        } catch let error as KubeError where error.code == .notFound {
-            return nil
-        }
+        guard let object = try await context.fetch(key) else { return nil }
         let condition: Condition
         do {
             let set = try TransformSet(json: object.json)

@@ -103,6 +103,15 @@ public actor ActionRuns {
 }
 
 extension ControllerContext {
+    /// The object a key names, or nil when it no longer exists (nothing to reconcile).
+    func fetch(_ key: ObjectKey) async throws -> KubeObject? {
+        do {
+            return try await client.get(key.kind.resource, key.name, namespace: key.namespace)
+        } catch let error as KubeError where error.code == .notFound {
+            return nil
+        }
+    }
+
     /// Reads an object, changes its status and writes it, retrying when someone wrote in between.
     @discardableResult
     func modifyStatus(_ kind: CairnKind, _ namespace: String, _ name: String,
