@@ -121,30 +121,7 @@ struct ControllerClusterTests {
                 metadata: {name: settings}
                 data: {color: teal}
                 ---
-                apiVersion: v1
-                kind: PersistentVolumeClaim
-                metadata: {name: data}
-                spec:
-                  storageClassName: cairn-hostpath
-                  accessModes: [ReadWriteOnce]
-                  resources: {requests: {storage: 1Gi}}
-                ---
-                apiVersion: apps/v1
-                kind: Deployment
-                metadata: {name: app}
-                spec:
-                  replicas: 1
-                  selector: {matchLabels: {app: app}}
-                  template:
-                    metadata: {labels: {app: app}}
-                    spec:
-                      containers:
-                      - name: app
-                        image: cairn.local/busybox:1.35
-                        imagePullPolicy: Never
-                        command: [sleep, "100000"]
-                        volumeMounts: [{name: data, mountPath: /data}]
-                      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+                \(Self.claimAndWorkload(claim: "data", deployment: "app"))
                 """)
             try await until("the app to run", timeout: 120) {
                 try jsonpath(ns, ["deployment", "app"], "{.status.readyReplicas}") == "1"
@@ -247,6 +224,36 @@ struct ControllerClusterTests {
             let pod = try jsonpath(ns, ["pods", "-l", "app=app"], "{.items[0].metadata.name}")
             #expect(try ns.kubectlOK(["exec", pod, "--", "cat", "/data/state.txt"]) == "first version\n")
         }
+    }
+
+    /// A hostPath claim and a one-replica Deployment that keeps it mounted at /<claim>.
+    static func claimAndWorkload(claim: String, deployment: String) -> String {
+        """
+        apiVersion: v1
+        kind: PersistentVolumeClaim
+        metadata: {name: \(claim)}
+        spec:
+          storageClassName: cairn-hostpath
+          accessModes: [ReadWriteOnce]
+          resources: {requests: {storage: 1Gi}}
+        ---
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: \(deployment)}
+        spec:
+          replicas: 1
+          selector: {matchLabels: {app: \(deployment)}}
+          template:
+            metadata: {labels: {app: \(deployment)}}
+            spec:
+              containers:
+              - name: main
+                image: cairn.local/busybox:1.35
+                imagePullPolicy: Never
+                command: [sleep, "100000"]
+                volumeMounts: [{name: \(claim), mountPath: /\(claim)}]
+              volumes: [{name: \(claim), persistentVolumeClaim: {claimName: \(claim)}}]
+        """
     }
 
     /// The scheduled time in a policy action's name (`<policy>-yyyyMMdd-HHmmss`, UTC).
@@ -478,32 +485,7 @@ struct ControllerClusterTests {
             // 384 MiB of incompressible data: long enough to kill the controller while the mover reads.
             let fill = try ChildProcess.run(["sh", "-c", "head -c \(96 * 4 << 20) /dev/urandom > '\(data)/random.bin'"])
             #expect(fill.status == 0, "\(fill.stderr)")
-            try ns.apply("""
-                apiVersion: v1
-                kind: PersistentVolumeClaim
-                metadata: {name: bulk}
-                spec:
-                  storageClassName: cairn-hostpath
-                  accessModes: [ReadWriteOnce]
-                  resources: {requests: {storage: 1Gi}}
-                ---
-                apiVersion: apps/v1
-                kind: Deployment
-                metadata: {name: worker}
-                spec:
-                  replicas: 1
-                  selector: {matchLabels: {app: worker}}
-                  template:
-                    metadata: {labels: {app: worker}}
-                    spec:
-                      containers:
-                      - name: w
-                        image: cairn.local/busybox:1.35
-                        imagePullPolicy: Never
-                        command: [sleep, "100000"]
-                        volumeMounts: [{name: bulk, mountPath: /bulk}]
-                      volumes: [{name: bulk, persistentVolumeClaim: {claimName: bulk}}]
-                """)
+            try ns.apply(Self.claimAndWorkload(claim: "bulk", deployment: "worker"))
             try await until("the worker to run", timeout: 120) {
                 try jsonpath(ns, ["deployment", "worker"], "{.status.readyReplicas}") == "1"
             }

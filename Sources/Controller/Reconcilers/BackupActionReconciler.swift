@@ -21,15 +21,10 @@ struct BackupActionReconciler {
 
     func reconcile(_ key: ObjectKey) async throws -> Duration? {
         guard let action = try await context.fetch(key) else { return nil }
-        guard action.deletionTimestamp == nil, let uid = action.uid else { return nil }
-        switch action["status", "phase"]?.string ?? "" {
-        case "Succeeded", "Failed":
-            return nil
-        case "Running":
-            if action["status", "runID"]?.string == context.identity, await context.runs.isRunning(uid) { return nil }
-            return try await resume(action)
-        default:
-            return try await start(action, resumed: false)
+        switch await context.state(of: action) {
+        case .done, .runningHere: return nil
+        case .interrupted: return try await resume(action)
+        case .new: return try await start(action, resumed: false)
         }
     }
 

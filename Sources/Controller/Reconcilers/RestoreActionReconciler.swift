@@ -24,17 +24,15 @@ struct RestoreActionReconciler {
     }
 
     func reconcile(_ key: ObjectKey) async throws -> Duration? {
-        guard let action = try await context.fetch(key) else { return nil }
-        guard action.deletionTimestamp == nil, let uid = action.uid else { return nil }
-        switch action["status", "phase"]?.string ?? "" {
-        case "Succeeded", "Failed":
+        guard let action = try await context.fetch(key), let uid = action.uid else { return nil }
+        switch await context.state(of: action) {
+        case .done, .runningHere:
             return nil
-        case "Running":
-            if action["status", "runID"]?.string == context.identity, await context.runs.isRunning(uid) { return nil }
+        case .interrupted:
             try await finish(action, report: nil, failed: "Interrupted",
                              message: "the controller stopped while this restore ran; what was restored so far stays. Create a new RestoreAction with existing: skip to finish it")
             return nil
-        default:
+        case .new:
             break
         }
         let plan: Plan

@@ -112,6 +112,31 @@ extension ControllerContext {
         }
     }
 
+    /// Where a BackupAction or RestoreAction stands for this process.
+    enum ActionState {
+        /// No phase yet (or Pending): to be started.
+        case new
+        /// Running here, in this process.
+        case runningHere
+        /// `Running`, but not in this process: the run that started it is gone.
+        case interrupted
+        /// Succeeded, Failed, or being deleted: nothing to do.
+        case done
+    }
+
+    func state(of action: KubeObject) async -> ActionState {
+        guard action.deletionTimestamp == nil, let uid = action.uid else { return .done }
+        switch action["status", "phase"]?.string ?? "" {
+        case "Succeeded", "Failed":
+            return .done
+        case "Running":
+            guard action["status", "runID"]?.string == identity else { return .interrupted }
+            return await runs.isRunning(uid) ? .runningHere : .interrupted
+        default:
+            return .new
+        }
+    }
+
     /// Reads an object, changes its status and writes it, retrying when someone wrote in between.
     @discardableResult
     func modifyStatus(_ kind: CairnKind, _ namespace: String, _ name: String,
