@@ -42,6 +42,10 @@ public final class KubeClient: Sendable {
     let tokens: TokenSource
     let limiter: RateLimiter?
     let logger: Logger
+    /// Whose identity this client's requests carry, when not the connection's own.
+    public let actingAs: UserInfo?
+    /// Only the client made by `init` shuts the HTTP clients down; impersonating views share them.
+    let ownsHTTP: Bool
 
     /// - Throws: `KubeError.configuration` when the certificates or key cannot be read.
     public init(connection: ClusterConnection, options: Options = Options(),
@@ -66,6 +70,29 @@ public final class KubeClient: Sendable {
         self.streaming = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
                                     configuration: streamingConfiguration)
         self.discovery = Discovery()
+        self.actingAs = nil
+        self.ownsHTTP = true
+    }
+
+    private init(base: KubeClient, impersonating user: UserInfo) {
+        connection = base.connection
+        options = base.options
+        discovery = base.discovery
+        http = base.http
+        streaming = base.streaming
+        tls = base.tls
+        tokens = base.tokens
+        limiter = base.limiter
+        logger = base.logger
+        actingAs = user
+        ownsHTTP = false
+    }
+
+    /// A client whose requests act as `user` (Kubernetes impersonation: the connection's own identity
+    /// needs the `impersonate` verb on that user and its groups). It shares this client's connections,
+    /// rate limit and discovery cache; shutting it down does nothing.
+    public func impersonating(_ user: UserInfo) -> KubeClient {
+        KubeClient(base: self, impersonating: user)
     }
 
     /// Runs `body` with a client and shuts it down afterwards, also when `body` throws.
@@ -84,6 +111,7 @@ public final class KubeClient: Sendable {
     }
 
     public func shutdown() async throws {
+        guard ownsHTTP else { return }
         try await http.shutdown()
         try await streaming.shutdown()
     }
@@ -189,6 +217,7 @@ public final class KubeClient: Sendable {
         if let authorization = try await tokens.authorization() {
             http.headers.add(name: "Authorization", value: authorization)
         }
+        for (name, value) in actingAs?.impersonationHeaders ?? [] { http.headers.add(name: name, value: value) }
         if let body = request.body {
             http.headers.add(name: "Content-Type", value: request.contentType)
             http.body = .bytes(ByteBuffer(bytes: body))

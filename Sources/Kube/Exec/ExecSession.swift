@@ -222,6 +222,9 @@ extension KubeClient {
         head += "Sec-WebSocket-Key: \(key)\r\n"
         head += "Sec-WebSocket-Protocol: v5.channel.k8s.io, v4.channel.k8s.io\r\n"
         if let authorization { head += "Authorization: \(authorization)\r\n" }
+        for (name, value) in actingAs?.impersonationHeaders ?? [] where !value.contains(where: \.isNewline) {
+            head += "\(name): \(value)\r\n"
+        }
         head += "\r\n"
         let sslContext = try tls.map { try NIOSSLContext(configuration: $0) }
         let sniHost: String? = (host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }) ? nil : host

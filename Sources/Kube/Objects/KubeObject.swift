@@ -99,7 +99,7 @@ public struct KubeObject: Sendable, Hashable, CustomStringConvertible {
         return "\(kind) \(ns)\(name)"
     }
 
-    static func stringMap(_ value: JSONValue?) -> [String: String] {
+    public static func stringMap(_ value: JSONValue?) -> [String: String] {
         guard let o = value?.object else { return [:] }
         var result: [String: String] = [:]
         for (k, v) in o { if let s = v.string { result[k] = s } }
