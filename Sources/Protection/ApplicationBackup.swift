@@ -66,12 +66,16 @@ public struct ApplicationBackup: Sendable {
     /// A backup that finds it (its predecessor was killed mid-quiesce) scales the workload back first.
     public static let quiescedAnnotation = "cairn.dev/quiesced-replicas"
 
+    /// Reads the application and quiesces it (in the controller: whoever asked for the backup).
     public let client: KubeClient
+    /// Cairn's own identity for volumes: bound PersistentVolumes, mover pods.
+    public let volumeClient: KubeClient
     public let repository: Repository
     public let options: Options
 
-    public init(client: KubeClient, repository: Repository, options: Options) {
+    public init(client: KubeClient, volumeClient: KubeClient? = nil, repository: Repository, options: Options) {
         self.client = client
+        self.volumeClient = volumeClient ?? client
         self.repository = repository
         self.options = options
     }
@@ -86,7 +90,9 @@ public struct ApplicationBackup: Sendable {
         progress("capturing the objects of namespace \(namespace)")
         state.step = "capturing objects"
         status(state)
-        let capture = try await ApplicationCapture(client: client, rules: options.rules,
+        // The namespace's identity, read as Cairn (a namespace's users may not be allowed to read it).
+        let namespaceUID = try? await volumeClient.get(Namespace.resource, namespace).uid
+        let capture = try await ApplicationCapture(client: client, volumeClient: volumeClient, rules: options.rules,
                                                    labelSelector: options.labelSelector).capture(namespace: namespace)
         var warnings = capture.warnings
         let claims = options.volumes ? try await boundClaims(capture, warnings: &warnings) : []
@@ -116,7 +122,7 @@ public struct ApplicationBackup: Sendable {
                 }
                 unscaled = try await quiesced(workloads) {
                     for claim in claims {
-                        let access = await options.volumeAccess.accessor(for: claim, client: client, repository: repository,
+                        let access = await options.volumeAccess.accessor(for: claim, client: volumeClient, repository: repository,
                                                                          moverImage: options.moverImage)
                         progress("reading claim \(claim.claim) (\(access.method))")
                         let (node, transfer) = try await access.backup(claim, previous: earlier[claim.claim])
@@ -131,7 +137,8 @@ public struct ApplicationBackup: Sendable {
             }
             var withWarnings = capture
             withWarnings.warnings = warnings
-            let manifest = try await RestorePoint.write(withWarnings, namespace: namespace, labelSelector: options.labelSelector,
+            let manifest = try await RestorePoint.write(withWarnings, namespace: namespace, namespaceUID: namespaceUID,
+                                                        labelSelector: options.labelSelector,
                                                         volumes: nodes, transfers: transfers, tags: options.tags,
                                                         quiesced: workloads.map { "\($0.0.kind)/\($0.1)" }, to: repository)
             if !unscaled.isEmpty {
@@ -148,9 +155,13 @@ public struct ApplicationBackup: Sendable {
         let volumes = Dictionary(capture.objects.filter { $0.kind == "PersistentVolume" && $0.group.isEmpty }
             .map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var nodes: [String: String] = [:]
+        var tolerations: [String: JSONValue] = [:]
         if let pods = try? await client.list(Pod.self, namespace: options.namespace) {
             for pod in pods where pod.phase == "Running" {
-                for claim in pod.claimNames { nodes[claim] = pod.nodeName }
+                for claim in pod.claimNames {
+                    nodes[claim] = pod.nodeName
+                    tolerations[claim] = pod.object["spec", "tolerations"]
+                }
             }
         }
         var claims: [ClaimVolume] = []
@@ -160,7 +171,7 @@ public struct ApplicationBackup: Sendable {
                 continue
             }
             claims.append(ClaimVolume(namespace: options.namespace, claim: object.name, volume: volumes[volumeName],
-                                      node: nodes[object.name]))
+                                      node: nodes[object.name], tolerations: tolerations[object.name]))
         }
         return claims
     }
@@ -200,7 +211,10 @@ public struct ApplicationBackup: Sendable {
             for workload in workloads {
                 while true {
                     let current = try await client.get(workload.0, workload.1, namespace: namespace)
-                    if (current["status", "replicas"]?.int ?? 0) == 0 { break }
+                    // `status.replicas` leaves out terminating pods, which may still write: wait until no pod
+                    // of the workload is left at all.
+                    if (current["status", "replicas"]?.int ?? 0) == 0,
+                       try await pods(of: current, namespace: namespace).isEmpty { break }
                     guard ContinuousClock.now < deadline else {
                         throw VolumeError("\(workload.0.kind)/\(workload.1) still had pods \(options.quiesceTimeout) after scaling it to zero")
                     }
@@ -220,5 +234,14 @@ public struct ApplicationBackup: Sendable {
             throw VolumeError("\(failure); and these workloads could not be scaled back: \(unscaled.joined(separator: "; "))")
         }
         return unscaled
+    }
+
+    /// The pods a workload's selector (`matchLabels`) selects, terminating ones included.
+    func pods(of workload: KubeObject, namespace: String) async throws -> [KubeObject] {
+        let labels = KubeObject.stringMap(workload["spec", "selector", "matchLabels"])
+        guard !labels.isEmpty else { return [] }
+        var options = ListOptions()
+        options.labelSelector = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        return try await client.listAll(Pod.resource, namespace: namespace, options: options).items
     }
 }

@@ -5,6 +5,10 @@ import Kube
 /// `CaptureRules`; plus the cluster-scoped objects it depends on: the CRDs of its custom resources, the
 /// PersistentVolumes bound to its claims, the StorageClasses they use, and the ClusterRoles and
 /// ClusterRoleBindings that grant its service accounts, and the Namespace object itself.
+///
+/// Objects are read with `client` (in the controller, the identity of whoever asked for the backup: what
+/// they cannot read is reported, not captured); the volumes bound to the claims and their StorageClasses
+/// with `volumeClient`, Cairn's own identity, because Cairn needs them to read and restore the claims' data.
 public struct ApplicationCapture: Sendable {
     public struct Skipped: Sendable, Equatable {
         public var object: String
@@ -21,11 +25,14 @@ public struct ApplicationCapture: Sendable {
     }
 
     public let client: KubeClient
+    public let volumeClient: KubeClient
     public let rules: CaptureRules
     public let labelSelector: String?
 
-    public init(client: KubeClient, rules: CaptureRules = CaptureRules(), labelSelector: String? = nil) {
+    public init(client: KubeClient, volumeClient: KubeClient? = nil, rules: CaptureRules = CaptureRules(),
+                labelSelector: String? = nil) {
         self.client = client
+        self.volumeClient = volumeClient ?? client
         self.rules = rules
         self.labelSelector = labelSelector
     }
@@ -101,11 +108,11 @@ public struct ApplicationCapture: Sendable {
         } catch let error as KubeError where error.code == .forbidden {
             warnings.append("the Namespace object not captured (a restore creates a plain one): \(error.message)")
         }
-        func fetch(_ r: APIResource, _ name: String, for user: String) async throws {
+        func fetch(_ r: APIResource, _ name: String, for user: String, as reader: KubeClient) async throws {
             let key = r.kind + "/" + name
             guard found[key] == nil else { return }
             do {
-                found[key] = try await client.get(r, name)
+                found[key] = try await reader.get(r, name)
             } catch let error as KubeError where error.code == .notFound {
                 warnings.append("\(user) refers to \(r.kind) \(name), which does not exist")
             } catch let error as KubeError where error.code == .forbidden {
@@ -126,13 +133,13 @@ public struct ApplicationCapture: Sendable {
         // Volumes bound to claims, and the storage classes of both.
         var classes: [(String, String)] = []
         for claim in objects.filter({ $0.kind == "PersistentVolumeClaim" && $0.group.isEmpty }).map(PersistentVolumeClaim.init) {
-            if let volume = claim.volumeName { try await fetch(PersistentVolume.resource, volume, for: "\(claim)") }
+            if let volume = claim.volumeName { try await fetch(PersistentVolume.resource, volume, for: "\(claim)", as: volumeClient) }
             if let sc = claim.storageClassName, !sc.isEmpty { classes.append((sc, "\(claim)")) }
         }
         for volume in found.values.filter({ $0.kind == "PersistentVolume" }).map(PersistentVolume.init) {
             if let sc = volume.storageClassName, !sc.isEmpty { classes.append((sc, "\(volume)")) }
         }
-        for (sc, user) in classes { try await fetch(StorageClass.resource, sc, for: user) }
+        for (sc, user) in classes { try await fetch(StorageClass.resource, sc, for: user, as: volumeClient) }
         // ClusterRoleBindings granting the application's service accounts, their ClusterRoles, and
         // ClusterRoles that its RoleBindings refer to.
         let accounts = Set(objects.filter { $0.kind == "ServiceAccount" && $0.group.isEmpty }.map(\.name))
@@ -151,7 +158,7 @@ public struct ApplicationCapture: Sendable {
                     guard grants else { continue }
                     found["ClusterRoleBinding/" + binding.name] = binding
                     if binding["roleRef", "kind"]?.string == "ClusterRole", let role = binding["roleRef", "name"]?.string {
-                        try await fetch(clusterRole, role, for: "ClusterRoleBinding \(binding.name)")
+                        try await fetch(clusterRole, role, for: "ClusterRoleBinding \(binding.name)", as: client)
                     }
                 }
             } catch let error as KubeError where error.code == .forbidden {
@@ -161,7 +168,7 @@ public struct ApplicationCapture: Sendable {
         for binding in objects where binding.kind == "RoleBinding" && binding["roleRef", "kind"]?.string == "ClusterRole" {
             if let role = binding["roleRef", "name"]?.string, !role.hasPrefix("system:"),
                !["admin", "edit", "view", "cluster-admin"].contains(role) {
-                try await fetch(clusterRole, role, for: "\(binding)")
+                try await fetch(clusterRole, role, for: "\(binding)", as: client)
             }
         }
         return Array(found.values)

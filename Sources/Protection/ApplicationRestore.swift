@@ -11,7 +11,12 @@ import Snapshot
 /// PersistentVolumes are never replayed as captured: every restored claim with data gets a volume of its
 /// own — for hostPath/local volumes a copy of the original definition pointing at a new directory beside
 /// the original (`<path>-<id>`), pre-bound to the restored claim; for other volume types the claim's
-/// storage class provisions one — so the original volume and its data are never touched.
+/// storage class provisions one — so the original volume and its data are never touched. New volumes are
+/// built by Cairn after the transforms and never take one.
+///
+/// Two identities: `client` writes the application's objects (in the controller, the identity of whoever
+/// asked for the restore); `volumeClient` does Cairn's own volume work — the new PersistentVolumes, reading
+/// bound volumes, mover pods — which the person asking could not do themselves.
 public struct ApplicationRestore: Sendable {
     public struct Options: Sendable {
         public var targetNamespace: String?
@@ -29,10 +34,10 @@ public struct ApplicationRestore: Sendable {
         public var volumeAccess: VolumeAccessMode
         public var moverImage: String
         public var bindTimeout: Duration
-        /// Whether captured cluster-scoped objects (CRDs, ClusterRoles, bindings, classes) are restored.
-        /// The controller turns it off for restores a namespace's own users ask for: they may restore their
-        /// namespace, not change the cluster. New volumes for restored claims are made either way.
-        public var clusterScoped = true
+        /// A restore a namespace's own user asked for: what `RestoreConfinement` leaves to administrators is
+        /// excluded (cluster-scoped objects, the Namespace, RBAC, Cairn's kinds), and every object is checked
+        /// after its transforms. New volumes for restored claims are made either way.
+        public var confined = false
 
         public init(targetNamespace: String? = nil, existing: ObjectRestorer.ExistingPolicy = .fail,
                     transforms: TransformSet? = nil, dryRun: Bool = false, only: [CaptureRules.Selector] = [],
@@ -57,7 +62,8 @@ public struct ApplicationRestore: Sendable {
     public struct Row: Sendable, Codable, Equatable {
         public var object: String
         public var tier: Int
-        /// created, updated, recreated, skipped, planned, failed, or for volumes: written, skipped, failed, planned.
+        /// created, updated, recreated, skipped, planned, excluded, failed, forbidden, or for volumes: written,
+        /// skipped, failed, planned.
         public var result: String
         public var detail: String?
         public var transforms: [String]?
@@ -73,15 +79,19 @@ public struct ApplicationRestore: Sendable {
         public var volumes: [Row]
         public var seconds: Double
 
-        public var failures: Int { (objects + volumes).filter { $0.result == "failed" }.count }
+        /// Objects and volumes that failed or were refused.
+        public var failures: Int { (objects + volumes).filter { $0.result == "failed" || $0.result == "forbidden" }.count }
     }
 
     public let client: KubeClient
+    /// Cairn's own identity for volumes (see the type's documentation).
+    public let volumeClient: KubeClient
     public let repository: Repository
     public let options: Options
 
-    public init(client: KubeClient, repository: Repository, options: Options) {
+    public init(client: KubeClient, volumeClient: KubeClient? = nil, repository: Repository, options: Options) {
         self.client = client
+        self.volumeClient = volumeClient ?? client
         self.repository = repository
         self.options = options
     }
@@ -110,13 +120,13 @@ public struct ApplicationRestore: Sendable {
             // PersistentVolumes are replaced by new ones (see the type's documentation).
             var objects = captured.filter { !($0.kind == "PersistentVolume" && $0.group.isEmpty) }
             var leftOut: [Row] = []
-            if !options.clusterScoped {
-                let keep: (KubeObject) -> Bool = { $0.namespace != nil || ($0.kind == "Namespace" && $0.group.isEmpty) }
-                leftOut = objects.filter { !keep($0) }.map {
-                    Row(object: $0.description, tier: RestoreOrder.tier(of: $0), result: "excluded",
-                        detail: "cluster-scoped: restored by administrators only")
+            if options.confined {
+                leftOut = objects.compactMap { object in
+                    RestoreConfinement.exclusion(of: object).map {
+                        Row(object: object.description, tier: RestoreOrder.tier(of: object), result: "excluded", detail: $0)
+                    }
                 }
-                objects = objects.filter(keep)
+                objects = objects.filter { RestoreConfinement.exclusion(of: $0) == nil }
             }
             if options.volumesOnly {
                 objects = objects.filter { $0.kind == "PersistentVolumeClaim" && $0.group.isEmpty
@@ -127,18 +137,24 @@ public struct ApplicationRestore: Sendable {
             let originals = Dictionary(captured.filter { $0.kind == "PersistentVolume" && $0.group.isEmpty }.map { ($0.name, $0) },
                                        uniquingKeysWith: { a, _ in a })
             var planned: [String: PlannedVolume] = [:]
-            for claim in objects where claim.kind == "PersistentVolumeClaim" && claim.group.isEmpty {
+            for claim in objects where claim.kind == "PersistentVolumeClaim" && claim.group.isEmpty
+                && RestoreConfinement.foreign(claim, source: source) == nil {
                 guard let data = stored[claim.name], options.volumes?.contains(claim.name) ?? true else { continue }
                 let original = claim["spec", "volumeName"]?.string.flatMap { originals[$0] }
                 let volume = original.flatMap { newVolume(from: $0, claim: claim.name, targetNamespace: target, snapshot: snapshot) }
                 planned[claim.name] = PlannedVolume(claim: claim.name, data: data, volume: volume)
-                if let volume { objects.append(volume) }
             }
-            let restorer = ObjectRestorer(client: client, options: ObjectRestorer.Options(
-                targetNamespace: target, existing: options.existing, transforms: options.transforms, dryRun: options.dryRun))
             var volumeRows: [Row] = []
             progress("restoring \(objects.count) objects and \(planned.count) volumes of \(source) into \(target)")
-            let outcomes = try await restorer.restore(objects, sourceNamespace: source) { tier, results in
+            // New volumes first, as Cairn (with the same existing-object policy, never transformed).
+            let newVolumes = planned.values.compactMap(\.volume).sorted { $0.name < $1.name }
+            var outcomes = try await ObjectRestorer(client: volumeClient, options: ObjectRestorer.Options(
+                targetNamespace: target, existing: options.existing, dryRun: options.dryRun))
+                .restore(newVolumes, sourceNamespace: target)
+            let restorer = ObjectRestorer(client: client, options: ObjectRestorer.Options(
+                targetNamespace: target, existing: options.existing, transforms: options.transforms, dryRun: options.dryRun,
+                confined: options.confined))
+            outcomes += try await restorer.restore(objects, sourceNamespace: source) { tier, results in
                 guard tier == RestoreOrder.claimsTier else { return [] }
                 volumeRows = await writeVolumes(planned, claims: results, namespace: target, progress: progress)
                 return []
@@ -158,6 +174,7 @@ public struct ApplicationRestore: Sendable {
                 case .skipped: ("skipped", "already exists")
                 case .planned: ("planned", nil)
                 case .failed(let reason): ("failed", reason)
+                case .forbidden(let reason): ("forbidden", reason)
                 }
                 return Row(object: outcome.object, tier: outcome.tier, result: result, detail: detail,
                            transforms: outcome.transforms.isEmpty ? nil : outcome.transforms, volume: nil)
@@ -196,7 +213,7 @@ public struct ApplicationRestore: Sendable {
             let label = "volume \(namespace)/\(plan.claim)"
             let outcome = results.first { $0.object == "PersistentVolumeClaim \(namespace)/\(plan.claim)" }
             switch outcome?.result {
-            case .failed(let reason)?:
+            case .failed(let reason)?, .forbidden(let reason)?:
                 rows.append(Row(object: label, tier: 6, result: "failed", detail: "the claim was not restored: \(reason)"))
                 continue
             case .skipped?:
@@ -211,7 +228,7 @@ public struct ApplicationRestore: Sendable {
             do {
                 let volume = try await boundVolume(plan, namespace: namespace)
                 // Host access writes the new directory itself (the Restorer creates its target).
-                let access = await options.volumeAccess.accessor(for: volume, client: client, repository: repository,
+                let access = await options.volumeAccess.accessor(for: volume, client: volumeClient, repository: repository,
                                                                  moverImage: options.moverImage, creating: true)
                 progress("writing claim \(plan.claim) (\(access.method))")
                 let transfer = try await access.restore(plan.data, into: volume)
@@ -233,9 +250,9 @@ public struct ApplicationRestore: Sendable {
         let dynamic = plan.volume == nil && options.volumeAccess != .host
         let deadline = ContinuousClock.now + (dynamic ? .seconds(10) : options.bindTimeout)
         while true {
-            let claim = try await client.get(PersistentVolumeClaim.self, plan.claim, namespace: namespace)
+            let claim = try await volumeClient.get(PersistentVolumeClaim.self, plan.claim, namespace: namespace)
             if claim.phase == "Bound", let name = claim.volumeName {
-                let volume = try await client.get(PersistentVolume.self, name)
+                let volume = try await volumeClient.get(PersistentVolume.self, name)
                 return ClaimVolume(namespace: namespace, claim: plan.claim, volume: volume.object)
             }
             guard ContinuousClock.now < deadline else {

@@ -24,15 +24,20 @@ public struct ObjectRestorer: Sendable {
         public var dryRun: Bool
         public var cleaner: ObjectCleaner
         public var concurrency: Int
+        /// A restore a namespace's own user asked for: every object is checked after its transforms
+        /// (`RestoreConfinement`), must be of a namespaced kind, and the target Namespace is never written.
+        public var confined: Bool
 
         public init(targetNamespace: String? = nil, existing: ExistingPolicy = .fail, transforms: TransformSet? = nil,
-                    dryRun: Bool = false, cleaner: ObjectCleaner = ObjectCleaner(), concurrency: Int = 32) {
+                    dryRun: Bool = false, cleaner: ObjectCleaner = ObjectCleaner(), concurrency: Int = 32,
+                    confined: Bool = false) {
             self.targetNamespace = targetNamespace
             self.existing = existing
             self.transforms = transforms
             self.dryRun = dryRun
             self.cleaner = cleaner
             self.concurrency = concurrency
+            self.confined = confined
         }
     }
 
@@ -40,6 +45,8 @@ public struct ObjectRestorer: Sendable {
         public enum Result: Sendable, Equatable {
             case created, updated, recreated, skipped, planned
             case failed(String)
+            /// Refused before any request: what and why (`RestoreConfinement`).
+            case forbidden(String)
         }
 
         /// `Kind namespace/name` as restored (after the namespace change).
@@ -49,8 +56,10 @@ public struct ObjectRestorer: Sendable {
         public var transforms: [String]
 
         public var failed: Bool {
-            if case .failed = result { return true }
-            return false
+            switch result {
+            case .failed, .forbidden: return true
+            default: return false
+            }
         }
     }
 
@@ -62,9 +71,33 @@ public struct ObjectRestorer: Sendable {
         self.options = options
     }
 
-    /// Prepares one object: cleaned, retargeted, transformed.
+    /// Why a prepared object may not be written (`RestoreConfinement`), or nil.
+    public enum Refusal: Error {
+        case forbidden(String)
+    }
+
+    /// Prepares one object: cleaned, retargeted, transformed — and, for a confined restore, checked after
+    /// its transforms (throws `Refusal`).
     public func prepare(_ original: KubeObject, sourceNamespace: String) throws -> (KubeObject, [String]) {
-        var object = options.cleaner.clean(original)
+        if let reason = RestoreConfinement.foreign(original, source: sourceNamespace) { throw Refusal.forbidden(reason) }
+        let planned = retarget(options.cleaner.clean(original), sourceNamespace: sourceNamespace)
+        guard let transforms = options.transforms else { return (planned, []) }
+        let result: (KubeObject, [String])
+        do {
+            result = try transforms.apply(to: planned)
+        } catch {
+            throw KubeError(.invalid, error.description)
+        }
+        if options.confined, let reason = RestoreConfinement.refusal(
+            planned: planned, transformed: result.0, target: options.targetNamespace ?? sourceNamespace) {
+            throw Refusal.forbidden(reason)
+        }
+        return result
+    }
+
+    /// The object moved into the target namespace.
+    func retarget(_ cleaned: KubeObject, sourceNamespace: String) -> KubeObject {
+        var object = cleaned
         if let target = options.targetNamespace, target != sourceNamespace {
             if object.namespace == sourceNamespace { object.namespace = target }
             if object.kind == "Namespace", object.group.isEmpty, object.name == sourceNamespace { object.name = target }
@@ -77,12 +110,7 @@ public struct ObjectRestorer: Sendable {
                 object["subjects"] = .array(subjects)
             }
         }
-        guard let transforms = options.transforms else { return (object, []) }
-        do {
-            return try transforms.apply(to: object)
-        } catch {
-            throw KubeError(.invalid, error.description)
-        }
+        return object
     }
 
     /// Restores the objects tier by tier. `afterTier` runs once each tier is done (not in a dry run),
@@ -95,14 +123,18 @@ public struct ObjectRestorer: Sendable {
         for object in objects {
             do {
                 prepared.append(try prepare(object, sourceNamespace: sourceNamespace))
+            } catch Refusal.forbidden(let reason) {
+                outcomes.append(Outcome(object: object.description, tier: RestoreOrder.tier(of: object),
+                                        result: .forbidden(reason), transforms: []))
             } catch {
                 outcomes.append(Outcome(object: object.description, tier: RestoreOrder.tier(of: object),
                                         result: .failed("\(error)"), transforms: []))
             }
         }
-        // A target namespace that the restore point does not bring (a user who could not read it) is made plain.
+        // A target namespace that the restore point does not bring (a user who could not read it) is made plain
+        // (not by a namespace's own user: the namespace exists, and is the administrators').
         let target = options.targetNamespace ?? sourceNamespace
-        if !prepared.contains(where: { $0.0.kind == "Namespace" && $0.0.group.isEmpty && $0.0.name == target }),
+        if !options.confined, !prepared.contains(where: { $0.0.kind == "Namespace" && $0.0.group.isEmpty && $0.0.name == target }),
            prepared.contains(where: { $0.0.namespace == target }) {
             prepared.append((Namespace(name: target).object, []))
         }
@@ -136,6 +168,9 @@ public struct ObjectRestorer: Sendable {
     func put(_ object: KubeObject) async -> Outcome.Result {
         do {
             let resource = try await client.resource(for: object)
+            if options.confined && !resource.namespaced {
+                return .forbidden("\(resource.qualifiedName) is cluster-scoped: restored by administrators only")
+            }
             do {
                 _ = try await client.create(object, as: resource, namespace: object.namespace)
                 return .created

@@ -17,6 +17,15 @@ import Snapshot
 /// `/restorepoints/<namespace>`, so `cairn snapshots` shows restore points next to file backups.
 public enum RestorePoint {
     public static let tag = "cairn.dev/restorepoint"
+    /// The tag key of the namespace's UID.
+    public static let uidTag = "namespace-uid"
+    /// The host name of every restore point's snapshot.
+    public static let hostname = "kubernetes"
+
+    /// The UID of the namespace a restore point was taken of (nil for restore points older than the tag).
+    public static func namespaceUID(of snapshot: SnapshotManifest) -> String? {
+        snapshot.tags.first { $0.hasPrefix(uidTag + "=") }.map { String($0.dropFirst(uidTag.count + 1)) }
+    }
 
     public struct Metadata: Codable, Sendable, Equatable {
         public var namespace: String
@@ -48,7 +57,10 @@ public enum RestorePoint {
     }
 
     /// Writes a capture (and any volume trees already in the repository) as a restore point.
-    public static func write(_ capture: ApplicationCapture.Result, namespace: String, labelSelector: String? = nil,
+    /// - Parameter namespaceUID: the namespace's UID, tagged `namespace-uid=`: restore points belong to the
+    ///   namespace's identity, not its name (a namespace re-created under the same name is another one).
+    public static func write(_ capture: ApplicationCapture.Result, namespace: String, namespaceUID: String? = nil,
+                             labelSelector: String? = nil,
                              volumes: [String: Node] = [:], transfers: [VolumeTransfer] = [], tags: [String] = [],
                              quiesced: [String] = [], to repository: Repository,
                              time: Date = Date()) async throws -> SnapshotManifest {
@@ -72,10 +84,12 @@ public enum RestorePoint {
         let written = try await tree.write(to: repository)
         // Data and index first, the snapshot that refers to them last.
         try await repository.flush()
-        var manifest = SnapshotManifest(time: time, hostname: ProcessInfo.processInfo.hostName, username: "",
+        // One host for every restore point, whichever machine or controller pod wrote it: `cairn forget`
+        // groups snapshots by host and paths, and an application's restore points are one series.
+        var manifest = SnapshotManifest(time: time, hostname: hostname, username: "",
                                         paths: ["/restorepoints/\(namespace)"], tree: written.tree, parent: nil,
-                                        tags: [tag, "namespace=\(namespace)"] + tags, program: "cairn \(CairnVersion.current)",
-                                        summary: nil)
+                                        tags: [tag, "namespace=\(namespace)"] + (namespaceUID.map { ["\(uidTag)=\($0)"] } ?? []) + tags,
+                                        program: "cairn \(CairnVersion.current)", summary: nil)
         manifest.id = try await SnapshotFiles.save(manifest, to: repository)
         return manifest
     }

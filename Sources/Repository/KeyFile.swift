@@ -32,9 +32,11 @@ public struct KeyFile: Codable, Sendable {
     }
 
     static func wrappingKey(password: String, kdf: KDF) throws -> SymmetricKey {
-        guard kdf.name == "scrypt", kdf.n >= 2, kdf.n & (kdf.n - 1) == 0, kdf.n <= 1 << 22, kdf.r >= 1,
-              kdf.r <= 32, kdf.p >= 1, kdf.p <= 16, kdf.salt.count >= 16 else {
-            throw RepositoryError(.corrupt, "key file has unsupported key-derivation parameters")
+        // Bounded before any work: a key file is input, and scrypt takes 128·N·r bytes of memory and time in
+        // N·r·p. At most 256 MiB (N·r ≤ 2^21) and sixteen such passes.
+        guard kdf.name == "scrypt", kdf.n >= 2, kdf.n & (kdf.n - 1) == 0, kdf.r >= 1, kdf.p >= 1, kdf.r <= 32,
+              kdf.p <= 16, kdf.n <= (1 << 21) / kdf.r, kdf.salt.count >= 16 else {
+            throw RepositoryError(.corrupt, "key file asks for key-derivation parameters Cairn does not accept (scrypt with at most 256 MiB of memory): it was not written by Cairn")
         }
         return try KDF_Scrypt.derive(password: Data(password.utf8), salt: kdf.salt, n: kdf.n, r: kdf.r, p: kdf.p)
     }

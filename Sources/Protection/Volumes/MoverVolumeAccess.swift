@@ -97,6 +97,18 @@ public struct MoverVolumeAccess: VolumeAccess {
     }
 
     /// The mover pod's manifest.
+    /// A mover must read (backup) or write with their owners and modes (restore) files of any owner, so it
+    /// runs as root — with every capability dropped but those: `DAC_READ_SEARCH` to read; to restore also
+    /// `CHOWN`, `DAC_OVERRIDE`, `FOWNER`, `FSETID` (owners, modes, times, set-id bits) and `MKNOD` (device
+    /// files). Its root file system is read-only, so the binary the controller talks to cannot be replaced
+    /// from inside the pod; no privilege escalation.
+    static func securityContext(readOnly: Bool) -> JSONValue {
+        let add: [JSONValue] = readOnly ? ["DAC_READ_SEARCH"]
+                                        : ["DAC_READ_SEARCH", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD"]
+        return ["runAsUser": 0, "runAsGroup": 0, "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false,
+                "privileged": false, "capabilities": ["drop": ["ALL"], "add": .array(add)]]
+    }
+
     func podManifest(for volume: ClaimVolume, readOnly: Bool) -> KubeObject {
         let suffix = String((0..<5).map { _ in "bcdfghjklmnpqrstvwxz2456789".randomElement()! })
         let base = "cairn-mover-" + volume.claim.prefix(40).trimmingCharacters(in: CharacterSet(charactersIn: "-."))
@@ -107,17 +119,21 @@ public struct MoverVolumeAccess: VolumeAccess {
             "terminationGracePeriodSeconds": 1,
             "automountServiceAccountToken": false,
             "enableServiceLinks": false,
-            "tolerations": [["operator": "Exists"]],
+            // What the workload's pods tolerate (to reach the node they use), nothing more.
+            "tolerations": volume.tolerations ?? [],
+            "securityContext": ["seccompProfile": ["type": "RuntimeDefault"]],
             "containers": [[
                 "name": "mover",
                 "image": .string(image),
                 "imagePullPolicy": "IfNotPresent",
                 "command": ["/usr/local/bin/cairn", "mover", "idle"],
-                "securityContext": ["runAsUser": 0, "runAsGroup": 0],
-                "volumeMounts": [["name": "data", "mountPath": "/data", "readOnly": .bool(readOnly)]],
-                "resources": ["requests": ["cpu": "50m", "memory": "64Mi"]],
+                "securityContext": Self.securityContext(readOnly: readOnly),
+                "volumeMounts": [["name": "data", "mountPath": "/data", "readOnly": .bool(readOnly)],
+                                 ["name": "tmp", "mountPath": "/tmp"]],
+                "resources": ["requests": ["cpu": "100m", "memory": "64Mi"], "limits": ["memory": "512Mi"]],
             ]],
-            "volumes": [["name": "data", "persistentVolumeClaim": ["claimName": .string(volume.claim), "readOnly": .bool(readOnly)]]],
+            "volumes": [["name": "data", "persistentVolumeClaim": ["claimName": .string(volume.claim), "readOnly": .bool(readOnly)]],
+                        ["name": "tmp", "emptyDir": ["sizeLimit": "64Mi"]]],
         ]
         if let node = volume.node { spec["nodeName"] = .string(node) }
         pod["spec"] = spec

@@ -38,12 +38,15 @@ public struct ClaimVolume: Sendable {
     public var volume: KubeObject?
     /// The node of a running pod that mounts the claim: a mover must run there (ReadWriteOnce).
     public var node: String?
+    /// That pod's tolerations: a mover tolerates what the workload tolerates, nothing more.
+    public var tolerations: JSONValue?
 
-    public init(namespace: String, claim: String, volume: KubeObject?, node: String? = nil) {
+    public init(namespace: String, claim: String, volume: KubeObject?, node: String? = nil, tolerations: JSONValue? = nil) {
         self.namespace = namespace
         self.claim = claim
         self.volume = volume
         self.node = node
+        self.tolerations = tolerations
     }
 
     /// The directory of a hostPath or local volume, on its node.
