@@ -3,6 +3,7 @@ import PackageDescription
 
 // Targets are split by dependency weight and arrows point down only:
 //   cairn → Snapshot → Repository → Storage;  cairn → Kube
+//   Controller → Protection → Kube, Snapshot;  S3Storage → Storage
 // Test support: StorageTesting (conformance suite, faults), KubeTesting (the local cluster fixture).
 // `Repository` knows nothing of files on disk as a user sees them; `Snapshot` knows
 // nothing of packs; `Storage` knows only named blobs. See docs/architecture.md.
@@ -21,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         .systemLibrary(
@@ -99,6 +102,10 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
         .executableTarget(
@@ -135,8 +142,12 @@ let package = Package(
                                                             "Storage", "StorageTesting"]),
         .testTarget(name: "ApplicationTests", dependencies: ["Protection", "Kube", "KubeTesting", "Repository", "Storage",
                                                              "StorageTesting"]),
-        .testTarget(name: "ControllerTests", dependencies: ["Controller", "Protection", "Kube", "KubeTesting", "Snapshot",
-                                                            "Repository", "Storage", "StorageTesting"]),
+        .testTarget(name: "ControllerTests", dependencies: [
+            "Controller", "Protection", "Kube", "KubeTesting", "Snapshot", "Repository", "Storage", "StorageTesting",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "KubeTests", dependencies: ["Kube", "KubeTesting", "StorageTesting"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
         .testTarget(name: "S3Tests", dependencies: ["S3Storage", "Storage", "StorageTesting", "Repository", "Snapshot"]),

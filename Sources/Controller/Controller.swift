@@ -13,15 +13,27 @@ public final class Controller: Sendable {
         public var moverImage: String
         public var workers: Int
         public var leaseName: String
+        /// The controller's service account: its username is how Cairn tells its own requests (a Policy's
+        /// runs) from a person's.
+        public var serviceAccount: String
+        /// Actions (backups, restores) running at once, in all and per namespace; the others are Queued.
+        public var maxRunning: Int
+        public var maxRunningPerNamespace: Int
 
         public init(namespace: String, identity: String, moverImage: String, workers: Int = 4,
-                    leaseName: String = "cairn-controller") {
+                    leaseName: String = "cairn-controller", serviceAccount: String = "cairn-controller",
+                    maxRunning: Int = 8, maxRunningPerNamespace: Int = 2) {
             self.namespace = namespace
             self.identity = identity
             self.moverImage = moverImage
             self.workers = workers
             self.leaseName = leaseName
+            self.serviceAccount = serviceAccount
+            self.maxRunning = maxRunning
+            self.maxRunningPerNamespace = maxRunningPerNamespace
         }
+
+        public var controllerUser: String { UserInfo.serviceAccount(namespace: namespace, name: serviceAccount) }
     }
 
     public struct LeadershipLost: Error, CustomStringConvertible {
@@ -38,10 +50,12 @@ public final class Controller: Sendable {
         self.probes = probes
         context = ControllerContext(
             client: client, namespace: configuration.namespace, identity: configuration.identity,
-            moverImage: configuration.moverImage, metrics: metrics,
+            controllerUser: configuration.controllerUser, moverImage: configuration.moverImage, metrics: metrics,
             events: EventRecorder(client: client, instance: configuration.identity, logger: logger),
             repositories: RepositoryCache(client: client, namespace: configuration.namespace, logger: logger),
-            queue: WorkQueue<ObjectKey>(), runs: ActionRuns(), logger: logger)
+            queue: WorkQueue<ObjectKey>(),
+            runs: ActionRuns(maxRunning: configuration.maxRunning, maxRunningPerNamespace: configuration.maxRunningPerNamespace),
+            logger: logger)
     }
 
     public func run() async throws {
@@ -67,8 +81,8 @@ public final class Controller: Sendable {
                     group.addTask { await self.watch(kind) }
                 }
                 group.addTask { await self.watchNamespaces() }
-                for _ in 0..<max(1, configuration.workers) {
-                    group.addTask { await self.work() }
+                for worker in 0..<max(1, configuration.workers) {
+                    group.addTask { await self.work(worker) }
                 }
                 // Whatever ends first (lost lease, cancellation), the workers waiting on the queue must be
                 // woken, or the group would wait for them forever.
@@ -99,9 +113,13 @@ public final class Controller: Sendable {
     /// Watches one kind in all namespaces and queues every object that changes (all of them at the
     /// start and after every re-list). Re-watches after errors (e.g. before the CRD is installed).
     func watch(_ kind: CairnKind) async {
+        let part = "watch of \(kind.plural)"
+        defer { probes.rest(part) }
         while !Task.isCancelled {
+            probes.beat(part, limit: Self.watchSilence)
             do {
                 for try await event in context.client.watch(kind.resource) {
+                    probes.beat(part, limit: Self.watchSilence)
                     switch event {
                     case .synced(let objects, _):
                         for object in objects { await enqueue(kind, object) }
@@ -127,21 +145,29 @@ public final class Controller: Sendable {
         }
     }
 
-    /// A namespace that appears may have restore points in a repository: the Profiles mirror them.
+    /// A namespace that appears, or adopts earlier restore points, may have restore points in a repository:
+    /// the Profiles mirror them.
     func watchNamespaces() async {
-        var known: Set<String> = []
+        var known: [String: String] = [:]   // name → the adoption annotation
+        func adoption(_ object: KubeObject) -> String { object.annotations[RestorePointOwnership.adoptAnnotation] ?? "" }
+        let part = "watch of namespaces"
+        defer { probes.rest(part) }
         while !Task.isCancelled {
+            probes.beat(part, limit: Self.watchSilence)
             do {
                 for try await event in context.client.watch(Namespace.resource) {
+                    probes.beat(part, limit: Self.watchSilence)
                     var appeared = false
                     switch event {
                     case .synced(let objects, _):
-                        known = Set(objects.map(\.name))
-                    case .added(let object):
-                        appeared = known.insert(object.name).inserted
+                        known = Dictionary(objects.map { ($0.name, adoption($0)) }, uniquingKeysWith: { a, _ in a })
+                    case .added(let object), .modified(let object):
+                        appeared = known[object.name] != adoption(object)
+                        known[object.name] = adoption(object)
                     case .deleted(let object):
-                        known.remove(object.name)
-                    case .modified, .bookmark:
+                        known[object.name] = nil
+                        context.metrics.forget(namespace: object.name)
+                    case .bookmark:
                         break
                     }
                     if appeared {
@@ -158,9 +184,18 @@ public final class Controller: Sendable {
         }
     }
 
-    func work() async {
+    /// A watch hears at least a bookmark or a re-list within the server's watch timeout (5–6 min).
+    static let watchSilence: Duration = .seconds(15 * 60)
+    /// One reconcile pass never takes this long (long runs go beside the workers).
+    static let passLimit: Duration = .seconds(5 * 60)
+
+    func work(_ worker: Int) async {
+        let part = "worker \(worker)"
+        defer { probes.rest(part) }
         while let key = await context.queue.next() {
             let started = ContinuousClock.now
+            probes.beat(part, limit: Self.passLimit)
+            defer { probes.rest(part) }
             do {
                 let requeue = try await reconcile(key)
                 await context.queue.forget(key)

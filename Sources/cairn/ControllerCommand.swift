@@ -32,6 +32,21 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Reconcile workers.")
     var workers = 4
 
+    @Option(name: .long, help: "Backups and restores running at once in the cluster; more wait, Queued.")
+    var maxRunning = 8
+
+    @Option(name: .long, help: "Backups and restores running at once in one namespace.")
+    var maxRunningPerNamespace = 2
+
+    @Option(name: .long, help: "Address of the admission webhook (HTTPS, every replica serves it).")
+    var webhookListen = "0.0.0.0:9443"
+
+    @Option(name: .long, help: "The Service in front of the webhook (its DNS names go into the webhook's certificate).")
+    var webhookService = "cairn-webhook"
+
+    @Option(name: .long, help: "The controller's service account: its Policies' runs act as it. Default: $POD_SERVICE_ACCOUNT, else cairn-controller.")
+    var serviceAccount: String?
+
     func run() async throws {
         try await runReporting {
             let env = ProcessInfo.processInfo.environment
@@ -45,10 +60,13 @@ struct ControllerCommand: AsyncParsableCommand {
             guard parts.count == 2, let port = Int(parts[1]) else {
                 throw CLIError("--listen must be HOST:PORT", code: 64)
             }
+            let webhookParts = webhookListen.split(separator: ":")
+            guard webhookParts.count == 2, let webhookPort = Int(webhookParts[1]) else {
+                throw CLIError("--webhook-listen must be HOST:PORT", code: 64)
+            }
             let logger = Logger(label: "cairn.controller")
             let metrics = ControllerMetrics()
             let probes = ProbeState()
-            let server = ProbeServer(metrics: metrics, probes: probes, logger: logger)
             var options = KubeClient.Options()
             options.qps = cluster.kubeQps > 0 ? min(cluster.kubeQps, 200) : nil
             options.burst = 400
@@ -59,11 +77,18 @@ struct ControllerCommand: AsyncParsableCommand {
                     client: client,
                     configuration: .init(namespace: ownNamespace, identity: identity,
                                          moverImage: moverImage ?? env["CAIRN_MOVER_IMAGE"] ?? MoverVolumeAccess.defaultImage,
-                                         workers: workers),
+                                         workers: workers,
+                                         serviceAccount: serviceAccount ?? env["POD_SERVICE_ACCOUNT"] ?? "cairn-controller",
+                                         maxRunning: maxRunning, maxRunningPerNamespace: maxRunningPerNamespace),
                     metrics: metrics, probes: probes, logger: logger)
+                let server = ProbeServer(metrics: metrics, probes: probes, authorizer: MetricsAuthorizer(client: client),
+                                         logger: logger)
+                let admission = AdmissionServer(client: client, namespace: ownNamespace, service: webhookService,
+                                                controllerUser: controller.configuration.controllerUser, logger: logger)
                 let main = Task {
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask { try await server.run(host: String(parts[0]), port: port) }
+                        group.addTask { try await admission.run(host: String(webhookParts[0]), port: webhookPort) }
                         group.addTask { try await controller.run() }
                         // The controller ends on shutdown (returns) or lost leadership (throws).
                         try await group.next()

@@ -36,7 +36,14 @@ public struct ProfileSpec: Sendable, Equatable {
     public var credentialsSecret: String?
     /// Restore points younger than this cannot be deleted (nor their data forgotten).
     public var immutability: TimeInterval?
+    /// How long restore points of hand-made BackupActions are kept when the action says nothing.
+    public var defaultExpiresAfter: TimeInterval?
     public var isDefault: Bool
+    /// `spec.init`: create a repository where the location holds none.
+    public var initialize: Bool
+    /// The namespaces whose own users' actions may use this Profile; nil: every namespace for the default
+    /// Profile, none for another (administrators, who may `use` any Profile, and Policies still can).
+    public var namespaceSelector: LabelSelector?
 
     public init(_ object: KubeObject) throws(SpecError) {
         let spec = object["spec"] ?? .emptyObject
@@ -51,7 +58,11 @@ public struct ProfileSpec: Sendable, Equatable {
             guard let bucket = s3["bucket"]?.string, !bucket.isEmpty else {
                 throw SpecError("InvalidLocation", "spec.location.s3.bucket is required")
             }
-            location = .s3(bucket: bucket, prefix: s3["prefix"]?.string ?? "", endpoint: s3["endpoint"]?.string,
+            let endpoint = s3["endpoint"]?.string
+            if let endpoint, endpoint.lowercased().hasPrefix("http://"), s3["insecure"]?.bool != true {
+                throw SpecError("InsecureEndpoint", "spec.location.s3.endpoint uses plain http: credentials and data would cross the network readable; use https, or set spec.location.s3.insecure: true for a test endpoint")
+            }
+            location = .s3(bucket: bucket, prefix: s3["prefix"]?.string ?? "", endpoint: endpoint,
                            region: s3["region"]?.string, pathStyle: s3["pathStyle"]?.bool)
         default:
             throw SpecError("InvalidLocation", "spec.location needs exactly one of filesystem or s3")
@@ -72,6 +83,25 @@ public struct ProfileSpec: Sendable, Equatable {
             immutability = period
         }
         isDefault = spec["default"]?.bool ?? false
+        initialize = spec["init"]?.bool ?? false
+        if let text = spec["defaultExpiresAfter"]?.string {
+            guard let period = Self.period(text) else {
+                throw SpecError("InvalidSpec", "spec.defaultExpiresAfter '\(text)' is not a period such as 30m, 12h or 7d")
+            }
+            defaultExpiresAfter = period
+        }
+        if let selector = spec["namespaceSelector"] {
+            do {
+                namespaceSelector = try LabelSelector(selector)
+            } catch {
+                throw SpecError("InvalidSpec", "spec.namespaceSelector: \(error.description)")
+            }
+        }
+    }
+
+    /// Whether users' actions in a namespace with these labels may use the Profile by its selector.
+    public func admits(namespaceLabels labels: [String: String]) -> Bool {
+        namespaceSelector?.matches(labels) ?? isDefault
     }
 
     /// `90s`, `30m`, `12h`, `7d` → seconds.

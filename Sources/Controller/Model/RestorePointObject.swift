@@ -1,6 +1,7 @@
 import Foundation
 import Kube
 import Protection
+import Repository
 import Snapshot
 
 /// The RestorePoint object of a restore point in a repository. Its name comes from the snapshot's
@@ -10,6 +11,9 @@ enum RestorePointObject {
     static func tag(_ key: String, of snapshot: SnapshotManifest) -> String? {
         snapshot.tags.first { $0.hasPrefix(key + "=") }.map { String($0.dropFirst(key.count + 1)) }
     }
+
+    /// The snapshot tag of a hand-made restore point's expiry (RFC 3339), mirrored as `spec.expireTime`.
+    static let expiresTag = "expires"
 
     static func name(of snapshot: SnapshotManifest) -> String {
         tag("name", of: snapshot) ?? "rp-\(snapshot.shortID)"
@@ -27,6 +31,7 @@ enum RestorePointObject {
                                "time": .string(Timestamp.format(snapshot.time))]
         if let policy = tag("policy", of: snapshot) { spec["policy"] = .string(policy) }
         if tag("action", of: snapshot) != nil, let action = tag("name", of: snapshot) { spec["backupAction"] = .string(action) }
+        if let expires = tag(expiresTag, of: snapshot) { spec["expireTime"] = .string(expires) }
         object["spec"] = spec
         return object
     }
@@ -41,5 +46,29 @@ enum RestorePointObject {
             status["warningMessages"] = .array(metadata.warnings.prefix(10).map { .string($0) })
         }
         return status
+    }
+
+    /// The repository's snapshot a RestorePoint object names — only if it is a restore point of the
+    /// object's own namespace (`RestorePointOwnership`): a RestorePoint is a claim made by whoever wrote it,
+    /// and the repository says whose data a snapshot holds.
+    /// - Parameter namespace: the RestorePoint's namespace object.
+    /// - Throws: `SpecError` `DataMissing` when the repository has no such snapshot, `ForeignRestorePoint`
+    ///   when it holds another namespace's data (or is not a restore point).
+    static func snapshot(of object: KubeObject, in repository: Repository, profile: String,
+                         namespace: KubeObject) async throws -> SnapshotManifest {
+        guard let id = object["spec", "id"]?.string, id.count == 64, id.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+            throw SpecError("InvalidRestorePoint", "RestorePoint \(object.name) has no valid spec.id (64 hexadecimal digits)")
+        }
+        let snapshot: SnapshotManifest
+        do {
+            snapshot = try await SnapshotFiles.load(id, from: repository)
+        } catch let error as RepositoryError where error.code == .missing || error.code == .invalidArgument {
+            throw SpecError("DataMissing", "the data of RestorePoint \(object.name) is not in the repository of Profile '\(profile)'")
+        }
+        guard snapshot.tags.contains(RestorePoint.tag), namespace.name == object.namespace,
+              RestorePointOwnership.belongs(snapshot, to: namespace) else {
+            throw SpecError("ForeignRestorePoint", "RestorePoint \(object.name) names data that is not a restore point of namespace \(object.namespace ?? "") (this namespace object, not an earlier one of the same name); it is never restored or deleted through this object. An administrator can adopt an earlier namespace's restore points with the annotation \(RestorePointOwnership.adoptAnnotation)")
+        }
+        return snapshot
     }
 }

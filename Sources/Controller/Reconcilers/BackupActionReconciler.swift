@@ -32,7 +32,7 @@ struct BackupActionReconciler {
         let profile: String
         do {
             profile = try await context.profileName(action["spec", "profile"]?.string)
-            _ = try await context.readyProfile(profile)
+            try await context.authorize(profile: try await context.readyProfile(profile), for: action)
         } catch let error as SpecError {
             if error.reason == "ProfileNotReady" {
                 var updated = action
@@ -44,8 +44,10 @@ struct BackupActionReconciler {
             try await finish(action, failed: error.reason, message: error.message, seconds: 0)
             return nil
         }
+        guard try await context.takeSlot(for: action, kind: .backupAction) else { return .seconds(30) }
         var updated = action
         let attempts = Int(action["status", "attempts"]?.int ?? 0) + 1
+        updated["status", "queuePosition"] = nil
         updated["status", "phase"] = "Running"
         updated["status", "runID"] = .string(context.identity)
         updated["status", "attempts"] = .int(Int64(attempts))
@@ -55,13 +57,15 @@ struct BackupActionReconciler {
                               : "backing up namespace \(action.namespace ?? "")"
         Conditions.set(Condition("Running", true, reason: resumed ? "Resumed" : "Started", message: message), on: &updated)
         // The claim: fails with a conflict if anyone else changed the action since we read it.
-        let claimed = try await context.client.updateStatus(updated)
-        await context.events.record(action, reason: resumed ? "Resumed" : "Started", message: message)
-        let uid = action.uid ?? ""
-        await context.runs.start(uid) {
-            await run(claimed, profile: profile)
-            await context.runs.finished(uid)
+        let claimed: KubeObject
+        do {
+            claimed = try await context.client.updateStatus(updated)
+        } catch {
+            for key in await context.runs.releaseSlot(action.uid ?? "") { await context.queue.add(key) }
+            throw error
         }
+        await context.events.record(action, reason: resumed ? "Resumed" : "Started", message: message)
+        await context.run(claimed) { await run(claimed, profile: profile) }
         return nil
     }
 
@@ -75,9 +79,15 @@ struct BackupActionReconciler {
         let logger = actionLogger
         let started = Date()
         do {
-            let (repository, _) = try await context.repositories.repository(profile: profile)
+            let client = try context.client(actingFor: action)
+            let (repository, profileSpec) = try await context.repository(forAction: profile)
             var tags = ["action=\(action.uid ?? "")", "name=\(action.name)"]
-            if let policy = action.labels[CairnLabel.policy] { tags.append("policy=\(policy)") }
+            if let policy = action.labels[CairnLabel.policy] {
+                tags.append("policy=\(policy)")
+            } else if let period = try Self.expiry(of: action, profile: profileSpec) {
+                // Hand-made restore points expire (a namespace's users may not delete them).
+                tags.append("\(RestorePointObject.expiresTag)=\(Timestamp.format(started.addingTimeInterval(period)))")
+            }
             var options = ApplicationBackup.Options(
                 namespace: namespace, labelSelector: action["spec", "labelSelector"]?.string,
                 volumeAccess: .mover, moverImage: context.moverImage,
@@ -85,7 +95,8 @@ struct BackupActionReconciler {
                 volumes: action["spec", "volumes"]?.bool ?? true, tags: tags)
             options.lockOperation = ControllerLock.operation("backup \(namespace)/\(action.name)", context)
             let progress = ProgressWriter(context: context, kind: .backupAction, namespace: namespace, name: action.name)
-            let result = try await ApplicationBackup(client: context.client, repository: repository, options: options)
+            let result = try await ApplicationBackup(client: client, volumeClient: context.client, repository: repository,
+                                                     options: options)
                 .run(progress: { line in logger.info("backup.step", metadata: ["cairn.step": "\(line)"]) },
                      status: { state in progress.update(state) })
             await progress.flush()
@@ -100,6 +111,16 @@ struct BackupActionReconciler {
             logger.error("backup.failed", metadata: ["error": "\(error)"])
             try? await finish(action, failed: reason, message: "\(error)", seconds: Date().timeIntervalSince(started))
         }
+    }
+
+    /// How long a hand-made backup's restore point is kept: the action's `expiresAfter`, else the Profile's
+    /// `defaultExpiresAfter`, else until deleted (nil).
+    static func expiry(of action: KubeObject, profile: ProfileSpec) throws -> TimeInterval? {
+        guard let text = action["spec", "expiresAfter"]?.string else { return profile.defaultExpiresAfter }
+        guard let period = ProfileSpec.period(text) else {
+            throw SpecError("InvalidSpec", "spec.expiresAfter '\(text)' is not a period such as 30m, 12h or 7d")
+        }
+        return period
     }
 
     /// A Running action not run by this process.

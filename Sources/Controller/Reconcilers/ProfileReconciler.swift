@@ -6,8 +6,9 @@ import Snapshot
 
 /// Profiles: opens (or creates) the repository and reports it Ready or why not; releases locks a
 /// killed controller left; runs the prunes deletions asked for; and mirrors the repository's restore
-/// points as RestorePoint objects in every existing namespace they belong to — so restore points come
-/// back with their namespace after it was deleted and created again.
+/// points as RestorePoint objects in every existing namespace they belong to (`RestorePointOwnership`: the
+/// namespace they were taken of, or one an administrator made adopt them after it was deleted and created
+/// again).
 struct ProfileReconciler {
     let context: ControllerContext
 
@@ -94,13 +95,16 @@ struct ProfileReconciler {
         let objects = try await client.listAll(CairnKind.restorePoint.resource).items
             .filter { ($0["spec", "profile"]?.string ?? "") == profile }
         let points = try await RestorePoint.list(in: repository)
-        let namespaces = Dictionary(try await client.listAll(Namespace.resource).items.map { ($0.name, Namespace($0).phase) },
+        let namespaces = Dictionary(try await client.listAll(Namespace.resource).items.map { ($0.name, $0) },
                                     uniquingKeysWith: { a, _ in a })
         let known = Set(objects.compactMap { $0["spec", "id"]?.string })
         var perNamespace: [String: Int] = [:]
         for point in points {
             perNamespace[point.namespace, default: 0] += 1
-            guard !known.contains(point.id), namespaces[point.namespace] == "Active" else { continue }
+            // Only into the namespace the restore point was taken of (or one that adopted it), never into
+            // a namespace that merely has its name.
+            guard !known.contains(point.id), let namespace = namespaces[point.namespace], Namespace(namespace).phase == "Active",
+                  RestorePointOwnership.belongs(point.snapshot, to: namespace) else { continue }
             let object = RestorePointObject.make(for: point.snapshot, namespace: point.namespace, profile: profile)
             do {
                 _ = try await client.create(object, as: CairnKind.restorePoint.resource, namespace: point.namespace)
@@ -110,7 +114,9 @@ struct ProfileReconciler {
                 continue
             }
         }
-        for (namespace, count) in perNamespace { context.metrics.restorePoints(namespace: namespace, count: count) }
+        for (namespace, count) in perNamespace where namespaces[namespace] != nil {
+            context.metrics.restorePoints(namespace: namespace, count: count)
+        }
         // Objects whose snapshot was removed outside the controller (cairn forget): gone too. Young ones
         // are left alone — their snapshot may have been written after we listed.
         let ids = Set(points.map(\.id))

@@ -21,6 +21,8 @@ struct RestoreActionReconciler {
     struct Plan {
         var restorePoint: KubeObject
         var options: ApplicationRestore.Options
+        /// Acts for whoever created the action.
+        var client: KubeClient
     }
 
     func reconcile(_ key: ObjectKey) async throws -> Duration? {
@@ -42,7 +44,9 @@ struct RestoreActionReconciler {
             try await finish(action, report: nil, failed: error.reason, message: error.message)
             return nil
         }
+        guard try await context.takeSlot(for: action, kind: .restoreAction) else { return .seconds(30) }
         var updated = action
+        updated["status", "queuePosition"] = nil
         updated["status", "phase"] = "Running"
         updated["status", "runID"] = .string(context.identity)
         updated["status", "startTime"] = .string(Timestamp.format(Date()))
@@ -50,18 +54,22 @@ struct RestoreActionReconciler {
         Conditions.set(Condition("Running", true, reason: "Started",
                                  message: "restoring \(plan.restorePoint.name) into namespace \(plan.options.targetNamespace ?? "")"),
                        on: &updated)
-        let claimed = try await context.client.updateStatus(updated)
-        await context.events.record(action, reason: "Started", message: "restoring \(plan.restorePoint.name)")
-        await context.runs.start(uid) {
-            await run(claimed, plan: plan)
-            await context.runs.finished(uid)
+        let claimed: KubeObject
+        do {
+            claimed = try await context.client.updateStatus(updated)
+        } catch {
+            for key in await context.runs.releaseSlot(uid) { await context.queue.add(key) }
+            throw error
         }
+        await context.events.record(action, reason: "Started", message: "restoring \(plan.restorePoint.name)")
+        await context.run(claimed) { await run(claimed, plan: plan) }
         return nil
     }
 
     /// Checks the spec against what the action's namespace may do; resolves the restore point and
     /// transforms.
     func plan(_ action: KubeObject) async throws -> Plan {
+        let client = try context.client(actingFor: action)
         let namespace = action.namespace ?? ""
         let spec = action["spec"] ?? .emptyObject
         let admin = namespace == context.namespace
@@ -80,18 +88,22 @@ struct RestoreActionReconciler {
         }
         let point: KubeObject
         do {
-            point = try await context.client.get(CairnKind.restorePoint.resource, pointName, namespace: pointNamespace)
+            point = try await client.get(CairnKind.restorePoint.resource, pointName, namespace: pointNamespace)
         } catch let error as KubeError where error.code == .notFound {
             throw SpecError("RestorePointNotFound", "RestorePoint \(pointName) does not exist in namespace \(pointNamespace)")
+        } catch let error as KubeError where error.code == .forbidden {
+            throw SpecError("Forbidden", "the creator of this action may not read RestorePoint \(pointName) in namespace \(pointNamespace): \(error.message)")
         }
         if admin && spec["targetNamespace"] == nil { target = pointNamespace }
         var transforms: TransformSet?
         if let name = spec["transformSet"]?.string {
             let object: KubeObject
             do {
-                object = try await context.client.get(CairnKind.transformSet.resource, name, namespace: namespace)
+                object = try await client.get(CairnKind.transformSet.resource, name, namespace: namespace)
             } catch let error as KubeError where error.code == .notFound {
                 throw SpecError("TransformSetNotFound", "TransformSet \(name) does not exist in namespace \(namespace)")
+            } catch let error as KubeError where error.code == .forbidden {
+                throw SpecError("Forbidden", "the creator of this action may not read TransformSet \(name): \(error.message)")
             }
             do {
                 transforms = try TransformSet(json: object.json)
@@ -125,29 +137,25 @@ struct RestoreActionReconciler {
             targetNamespace: target, existing: existing, transforms: transforms, only: only,
             volumesOnly: spec["volumesOnly"]?.bool ?? false, volumes: volumes,
             volumeData: spec["volumeData"]?.bool ?? true, volumeAccess: .mover, moverImage: context.moverImage)
-        // A namespace's users restore their namespace; cluster-wide objects are the administrators'.
-        options.clusterScoped = admin
-        return Plan(restorePoint: point, options: options)
+        // A namespace's users restore their namespace; the cluster, the namespace itself and who may do
+        // what are the administrators'.
+        options.confined = !admin
+        return Plan(restorePoint: point, options: options, client: client)
     }
 
     func run(_ action: KubeObject, plan: Plan) async {
         let started = Date()
         let profile = plan.restorePoint["spec", "profile"]?.string ?? ""
         do {
-            let (repository, _) = try await context.repositories.repository(profile: profile)
-            guard let id = plan.restorePoint["spec", "id"]?.string else {
-                throw SpecError("InvalidRestorePoint", "RestorePoint \(plan.restorePoint.name) has no spec.id")
-            }
-            let snapshot: SnapshotManifest
-            do {
-                snapshot = try await SnapshotFiles.load(id, from: repository)
-            } catch let error as RepositoryError where error.code == .missing {
-                throw SpecError("DataMissing", "the data of RestorePoint \(plan.restorePoint.name) is not in the repository of Profile '\(profile)'")
-            }
+            let (repository, _) = try await context.repository(forAction: profile)
+            let owner = try await context.client.get(Namespace.resource, plan.restorePoint.namespace ?? "")
+            let snapshot = try await RestorePointObject.snapshot(of: plan.restorePoint, in: repository, profile: profile,
+                                                                 namespace: owner)
             let progress = ProgressWriter(context: context, kind: .restoreAction, namespace: action.namespace ?? "",
                                           name: action.name)
             let logger = context.logger
-            let report = try await ApplicationRestore(client: context.client, repository: repository, options: plan.options)
+            let report = try await ApplicationRestore(client: plan.client, volumeClient: context.client, repository: repository,
+                                                      options: plan.options)
                 .run(snapshot) { line in
                     logger.info("restore.step", metadata: ["cairn.action": "\(action.name)", "cairn.step": "\(line)"])
                     progress.update(["step": .string(line)])
@@ -176,7 +184,7 @@ struct RestoreActionReconciler {
                 for row in report.objects { counts[row.result, default: 0] += 1 }
                 var volumeCounts: [String: Int] = [:]
                 for row in report.volumes { volumeCounts[row.result, default: 0] += 1 }
-                let failures = (report.objects + report.volumes).filter { $0.result == "failed" }
+                let failures = (report.objects + report.volumes).filter { $0.result == "failed" || $0.result == "forbidden" }
                 object["status", "result"] = [
                     "restorePoint": .string(report.restorePoint),
                     "sourceNamespace": .string(report.sourceNamespace),
@@ -184,10 +192,10 @@ struct RestoreActionReconciler {
                     "objects": .object(counts.mapValues { .int(Int64($0)) }),
                     "volumes": .object(volumeCounts.mapValues { .int(Int64($0)) }),
                     "bytes": .int(Int64(report.volumes.reduce(0) { $0 + ($1.volume?.bytes ?? 0) })),
-                    "failures": .array(failures.prefix(20).map { .string("\($0.object): \($0.detail ?? "failed")") }),
+                    "failures": .array(failures.prefix(20).map { .string("\($0.object): \($0.result == "forbidden" ? "forbidden: " : "")\($0.detail ?? "failed")") }),
                     "seconds": .double((report.seconds * 10).rounded() / 10),
                 ]
-                summary = "\(counts["created", default: 0]) objects created, \(counts["skipped", default: 0]) skipped, \(counts["failed", default: 0]) failed; \(volumeCounts["written", default: 0]) volume(s) written"
+                summary = "\(counts["created", default: 0]) objects created, \(counts["skipped", default: 0]) skipped, \(counts["failed", default: 0]) failed, \(counts["forbidden", default: 0]) forbidden, \(counts["excluded", default: 0]) excluded; \(volumeCounts["written", default: 0]) volume(s) written"
             }
             Conditions.set(Condition("Running", false, reason: reason ?? "Completed", message: "stopped"), on: &object)
             Conditions.set(Condition("Complete", reason == nil, reason: reason ?? "Succeeded",

@@ -26,6 +26,18 @@ struct RestorePointReconciler {
             _ = try await client.update(updated)
             return nil
         }
+        var untilExpiry: Duration?
+        // A hand-made restore point past its expiry is deleted (its finalizer removes the data, once any
+        // immutability period has passed).
+        if let expires = Timestamp.parse(object["spec", "expireTime"]?.string) {
+            if expires <= Date() {
+                context.logger.info("restorepoint.expired", metadata: ["k8s.namespace": "\(key.namespace)",
+                                                                      "cairn.restorepoint": "\(object.name)"])
+                _ = try await client.delete(CairnKind.restorePoint.resource, object.name, namespace: key.namespace)
+                return nil
+            }
+            untilExpiry = .seconds(max(1, expires.timeIntervalSinceNow))
+        }
         if let time {
             context.metrics.lastSuccessfulBackup(namespace: key.namespace, policy: object.labels[CairnLabel.policy] ?? "",
                                                  time: time)
@@ -33,7 +45,9 @@ struct RestorePointReconciler {
         if object["status", "objects"] == nil, let id = object["spec", "id"]?.string {
             do {
                 let (repository, _) = try await context.repositories.repository(profile: profile)
-                let snapshot = try await SnapshotFiles.load(id, from: repository)
+                let snapshot = try await RestorePointObject.snapshot(
+                    of: object, in: repository, profile: profile,
+                    namespace: try await client.get(Namespace.resource, key.namespace))
                 let metadata = try await RestorePoint.metadata(snapshot, from: repository)
                 var updated = object
                 var status = RestorePointObject.status(from: metadata)
@@ -53,19 +67,30 @@ struct RestorePointReconciler {
                                                on: object)
             }
         }
-        return nil
+        return untilExpiry
+    }
+
+    /// The snapshot ID whose data deleting `object` removes: only a restore point of the object's own
+    /// namespace (a RestorePoint naming another's data lets go without touching it).
+    func deletableData(_ object: KubeObject, in repository: Repository, profile: String, namespace: KubeObject) async throws -> String? {
+        do {
+            return try await RestorePointObject.snapshot(of: object, in: repository, profile: profile, namespace: namespace).id
+        } catch let error as SpecError {
+            if error.reason != "DataMissing" {
+                await context.events.record(object, warning: true, reason: error.reason, message: error.message)
+            }
+            return nil
+        }
     }
 
     func delete(_ object: KubeObject, profile: String, time: Date?) async throws -> Duration? {
         let client = context.client
         let namespace = object.namespace ?? ""
-        let terminating: Bool
+        var owner: KubeObject?
         do {
-            terminating = Namespace(try await client.get(Namespace.resource, namespace)).phase == "Terminating"
-        } catch let error as KubeError where error.code == .notFound {
-            terminating = true
-        }
-        if !terminating {
+            owner = try await client.get(Namespace.resource, namespace)
+        } catch let error as KubeError where error.code == .notFound {}
+        if let owner, Namespace(owner).phase != "Terminating" {
             do {
                 let (repository, spec) = try await context.repositories.repository(profile: profile)
                 if let period = spec.immutability, let time, time.addingTimeInterval(period) > Date() {
@@ -76,7 +101,7 @@ struct RestorePointReconciler {
                         on: object)
                     return .seconds(max(1, until.timeIntervalSinceNow))
                 }
-                if let id = object["spec", "id"]?.string {
+                if let id = try await deletableData(object, in: repository, profile: profile, namespace: owner) {
                     try await RepositoryLock.with(repository, exclusive: true,
                                                   operation: ControllerLock.operation("forget", context), wait: 60) {
                         if try await repository.listFiles(.snapshots).contains(id) {

@@ -2,6 +2,7 @@ import Foundation
 import Kube
 import Logging
 import Protection
+import Repository
 
 /// What every reconciler shares: the client, the controller's own namespace (Profiles, Policies and
 /// the Lease live there), the queue, open repositories, the actions running in this process, events
@@ -11,6 +12,8 @@ public struct ControllerContext: Sendable {
     public let namespace: String
     /// This process's identity: the Lease holder name, written into actions it runs.
     public let identity: String
+    /// The controller's own username (its service account).
+    public let controllerUser: String
     public let moverImage: String
     public let metrics: ControllerMetrics
     public let events: EventRecorder
@@ -18,6 +21,16 @@ public struct ControllerContext: Sendable {
     public let queue: WorkQueue<ObjectKey>
     public let runs: ActionRuns
     public let logger: Logger
+
+    /// The client that acts for whoever created `action` (recorded by the admission webhook): the
+    /// controller's own for its Policies' runs, else one impersonating that person, so that the API server
+    /// decides what the action may read and write exactly as if they had asked themselves.
+    func client(actingFor action: KubeObject) throws -> KubeClient {
+        guard let requester = UserInfo.requester(of: action) else {
+            throw SpecError("RequesterUnknown", "Cairn does not know who created this \(action.kind): it was created while Cairn's admission webhook was not serving. Delete it and create it again")
+        }
+        return requester.username == controllerUser ? client : client.impersonating(requester)
+    }
 
     /// The Profile an action or policy names, or else the default one: the Profile with
     /// `spec.default: true`, or the only Profile there is.
@@ -32,6 +45,42 @@ public struct ControllerContext: Sendable {
                             : "spec.profile is empty and no Profile in namespace \(namespace) is marked default: true")
     }
 
+    /// Refuses (`SpecError` `ProfileNotAllowed`) an action whose creator may not use `profile` for the
+    /// action's namespace. Allowed: the controller's own runs (an administrator's Policy chose the Profile);
+    /// a Profile whose namespaceSelector admits the namespace (the default Profile admits all unless it
+    /// says otherwise); and whoever RBAC lets `use` the Profile (verb `use` on `profiles` in the controller's
+    /// namespace: administrators). The message never shows where the Profile stores data.
+    func authorize(profile: KubeObject, for action: KubeObject) async throws {
+        let acting = try client(actingFor: action)
+        if acting === client { return }
+        let namespace = action.namespace ?? ""
+        let spec = try ProfileSpec(profile)
+        let labels = (try? await client.get(Namespace.resource, namespace))?.labels ?? [:]
+        if spec.admits(namespaceLabels: labels) { return }
+        var review = KubeObject(apiVersion: "authorization.k8s.io/v1", kind: "SelfSubjectAccessReview", name: "")
+        review["spec"] = ["resourceAttributes": ["namespace": .string(self.namespace), "verb": "use", "group": "cairn.dev",
+                                                 "resource": "profiles", "name": .string(profile.name)]]
+        let answer = try await acting.create(review, as: Self.selfSubjectAccessReviews)
+        if answer["status", "allowed"]?.bool == true { return }
+        throw SpecError("ProfileNotAllowed", "Profile '\(profile.name)' is not offered to namespace \(namespace): its namespaceSelector does not select it. Use another Profile or ask an administrator")
+    }
+
+    static let selfSubjectAccessReviews = APIResource(
+        group: "authorization.k8s.io", version: "v1", name: "selfsubjectaccessreviews", kind: "SelfSubjectAccessReview",
+        namespaced: false)
+
+    /// The Profile's repository for an action, whose status a namespace's users read: a failure says the
+    /// reason and never the Profile's location or its Secrets' names (administrators see those in the Profile).
+    func repository(forAction profile: String) async throws -> (Repository, ProfileSpec) {
+        do {
+            return try await repositories.repository(profile: profile)
+        } catch let error as SpecError {
+            throw SpecError(error.reason, "the repository of Profile '\(profile)' cannot be used (\(error.reason)); an administrator can see why in the Profile")
+        } catch {
+            throw SpecError("RepositoryUnavailable", "the repository of Profile '\(profile)' cannot be opened; an administrator can see why in the Profile")
+        }
+    }
+
     /// The Profile object, or a SpecError saying it is missing or not ready.
     func readyProfile(_ name: String) async throws -> KubeObject {
         let profile: KubeObject
@@ -41,8 +90,9 @@ public struct ControllerContext: Sendable {
             throw SpecError("ProfileNotFound", "Profile '\(name)' does not exist in namespace \(namespace)")
         }
         guard Conditions.isReady(profile) else {
-            let why = Conditions.get("Ready", of: profile)?.message ?? "it has not been checked yet"
-            throw SpecError("ProfileNotReady", "Profile '\(name)' is not ready: \(why)")
+            // The reason only: the Profile's message names its location, which is the administrators'.
+            let why = Conditions.get("Ready", of: profile)?.reason ?? "not checked yet"
+            throw SpecError("ProfileNotReady", "Profile '\(name)' is not ready (\(why)); an administrator can see why in the Profile")
         }
         return profile
     }
@@ -65,21 +115,38 @@ public struct ControllerContext: Sendable {
     }
 }
 
-/// The actions this process runs, by object UID, and repositories waiting for a prune.
+/// The actions this process runs, by object UID, their slots (`ActionSlots`), and repositories waiting
+/// for a prune.
 public actor ActionRuns {
     var running: [String: Task<Void, Never>] = [:]
+    var slots: ActionSlots
     var pruneWanted: Set<String> = []
 
-    public init() {}
+    public init(maxRunning: Int = 8, maxRunningPerNamespace: Int = 2) {
+        slots = ActionSlots(limits: .init(total: max(1, maxRunning), perNamespace: max(1, maxRunningPerNamespace)))
+    }
 
     func isRunning(_ uid: String) -> Bool { running[uid] != nil }
+
+    /// Asks for a slot for an action about to start (see `ActionSlots`).
+    func requestSlot(for action: KubeObject, kind: CairnKind) -> ActionSlots.Decision {
+        slots.request(ActionSlots.Waiter(uid: action.uid ?? "", namespace: action.namespace ?? "",
+                                         created: action.creationTimestamp ?? "", key: ObjectKey(kind, action)))
+    }
+
+    /// Gives a slot back (a claim that failed, a run that ended); returns the waiting actions to wake.
+    func releaseSlot(_ uid: String) -> [ObjectKey] { slots.release(uid) }
 
     func start(_ uid: String, _ body: @escaping @Sendable () async -> Void) {
         guard running[uid] == nil else { return }
         running[uid] = Task { await body() }
     }
 
-    func finished(_ uid: String) { running[uid] = nil }
+    /// The run ended: its slot is free; returns the waiting actions to wake.
+    func finished(_ uid: String) -> [ObjectKey] {
+        running[uid] = nil
+        return slots.release(uid)
+    }
 
     /// Cancels every run (graceful shutdown) and waits up to `grace` for them to stop.
     func cancelAll(grace: Duration) async {
@@ -134,6 +201,32 @@ extension ControllerContext {
             return await runs.isRunning(uid) ? .runningHere : .interrupted
         default:
             return .new
+        }
+    }
+
+    /// Takes a slot for `action` (true), or writes it `Queued` with its place in line and the reason
+    /// (false: it is woken when a slot frees, and looked at again every 30 s).
+    func takeSlot(for action: KubeObject, kind: CairnKind) async throws -> Bool {
+        guard case .wait(let position, let reason) = await runs.requestSlot(for: action, kind: kind) else { return true }
+        var updated = action
+        updated["status", "phase"] = "Queued"
+        updated["status", "queuePosition"] = .int(Int64(position))
+        let message = "waiting for a free slot (\(reason)); place in line: \(position)"
+        Conditions.set(Condition("Running", false, reason: "Queued", message: message), on: &updated)
+        guard updated["status"] != action["status"] else { return false }
+        try await writeStatus(updated)
+        if action["status", "phase"]?.string != "Queued" {
+            await events.record(action, reason: "Queued", message: message)
+        }
+        return false
+    }
+
+    /// Runs an action's work beside the workers; when it ends, its slot goes to the next in line.
+    func run(_ action: KubeObject, _ body: @escaping @Sendable () async -> Void) async {
+        let uid = action.uid ?? ""
+        await runs.start(uid) {
+            await body()
+            for key in await runs.finished(uid) { await queue.add(key) }
         }
     }
 

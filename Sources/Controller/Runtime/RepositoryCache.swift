@@ -25,7 +25,8 @@ public actor RepositoryCache {
         self.logger = logger
     }
 
-    /// The repository of the Profile `name`, created when the location holds none yet.
+    /// The repository of the Profile `name`, created when the location holds none yet and the Profile
+    /// asks for it (`spec.init: true`).
     public func repository(profile name: String) async throws -> (Repository, ProfileSpec) {
         let profile: KubeObject
         do {
@@ -54,6 +55,11 @@ public actor RepositoryCache {
         do {
             repository = try await Repository.open(store: store, password: passwordText)
         } catch let error as RepositoryError where error.code == .notARepository {
+            // Never silently: a Profile pointed at the wrong place would start an empty repository, and the
+            // restore-point sync would then drop every RestorePoint object of the Profile.
+            guard spec.initialize else {
+                throw SpecError("RepositoryNotFound", "there is no repository at \(spec.location.description); set spec.init: true on Profile '\(name)' to create one there")
+            }
             logger.info("repository.initialize", metadata: ["cairn.profile": "\(name)", "cairn.location": "\(spec.location.description)"])
             if case .filesystem(let path) = spec.location {
                 do {

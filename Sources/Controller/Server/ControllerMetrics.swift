@@ -1,11 +1,14 @@
 import Foundation
 import Prometheus
+import Synchronization
 
 /// The controller's metrics in Prometheus format. Labels are object kinds, results, namespaces and
 /// policy names — never a location, a Secret's content or anything else from a Profile.
 public final class ControllerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     let leader: Gauge
+    /// The newest restore point time set per `namespace/policy`: older ones (reconciled later) never win.
+    let newest = Mutex<[String: Double]>([:])
 
     public init() {
         leader = registry.makeGauge(descriptor: metric("cairn_controller_leader", "1 while this controller holds the leader Lease and acts, else 0"))
@@ -28,8 +31,29 @@ public final class ControllerMetrics: Sendable {
     /// The time of the newest restore point of an application (namespace) by a policy (`""` for backups
     /// not made by a policy) — what an alert such as "not protected for 25 h" compares with `time()`.
     public func lastSuccessfulBackup(namespace: String, policy: String, time: Date) {
-        let gauge = registry.makeGauge(descriptor: metric("cairn_last_successful_backup_timestamp_seconds", "Unix time of the newest restore point per application and policy"), labels: [("namespace", namespace), ("policy", policy)])
-        gauge.set(to: time.timeIntervalSince1970)
+        let value = time.timeIntervalSince1970
+        newest.withLock { known in
+            guard value > known["\(namespace)/\(policy)", default: -.infinity] else { return }
+            known["\(namespace)/\(policy)"] = value
+            registry.makeGauge(descriptor: metric("cairn_last_successful_backup_timestamp_seconds", "Unix time of the newest restore point per application and policy"), labels: [("namespace", namespace), ("policy", policy)])
+                .set(to: value)
+        }
+    }
+
+    /// The application is gone (its namespace deleted): its series go too, so "not protected" alerts do not
+    /// fire for what no longer exists.
+    public func forget(namespace: String) {
+        newest.withLock { known in
+            for key in known.keys where key.hasPrefix(namespace + "/") {
+                known[key] = nil
+                let policy = String(key.dropFirst(namespace.count + 1))
+                registry.unregisterGauge(registry.makeGauge(
+                    descriptor: metric("cairn_last_successful_backup_timestamp_seconds", "Unix time of the newest restore point per application and policy"),
+                    labels: [("namespace", namespace), ("policy", policy)]))
+            }
+            registry.unregisterGauge(registry.makeGauge(descriptor: metric("cairn_restore_points", "Restore points per application"),
+                                                        labels: [("namespace", namespace)]))
+        }
     }
 
     public func restorePoints(namespace: String, count: Int) {

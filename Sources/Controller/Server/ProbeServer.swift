@@ -2,13 +2,15 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 import Synchronization
 
-/// What the probes report: alive while the process serves; ready once the controller either leads with
-/// its watches started or stands by as a healthy follower.
+/// What the probes report: ready once the controller either leads with its watches started or stands by
+/// as a healthy follower; alive unless a part that must make progress is stuck — a worker in one reconcile
+/// pass for longer than a pass may take, a watch that has heard nothing (not even a bookmark) for longer
+/// than the server's watch timeout. The kubelet then restarts the controller.
 public final class ProbeState: Sendable {
     private let state = Mutex<(ready: Bool, reason: String)>((false, "starting"))
+    private let beats = Mutex<[String: (last: ContinuousClock.Instant, limit: Duration)]>([:])
 
     public init() {}
 
@@ -17,94 +19,73 @@ public final class ProbeState: Sendable {
     }
 
     public var readiness: (ready: Bool, reason: String) { state.withLock { $0 } }
+
+    /// `part` made progress now; it is stuck if it makes none within `limit`.
+    public func beat(_ part: String, limit: Duration, now: ContinuousClock.Instant = .now) {
+        beats.withLock { $0[part] = (now, limit) }
+    }
+
+    /// `part` is idle (or gone): nothing to watch.
+    public func rest(_ part: String) {
+        beats.withLock { $0[part] = nil }
+    }
+
+    /// Alive, or which parts are stuck and for how long.
+    public func liveness(now: ContinuousClock.Instant = .now) -> (alive: Bool, reason: String) {
+        let stuck = beats.withLock { beats in
+            beats.filter { now - $0.value.last > $0.value.limit }
+                .map { "\($0.key) for \((now - $0.value.last).components.seconds) s" }.sorted()
+        }
+        return stuck.isEmpty ? (true, "ok") : (false, "stuck: " + stuck.joined(separator: ", "))
+    }
 }
 
-/// The controller's HTTP endpoints: `/metrics` (Prometheus text format), `/healthz`, `/readyz`.
-/// Small and read-only, on plain SwiftNIO.
+/// The controller's HTTP endpoints: `/metrics` (Prometheus text format, for authorized scrapers only:
+/// `MetricsAuthorizer`), `/healthz`, `/readyz` (open: the kubelet probes them).
 public final class ProbeServer: Sendable {
     let metrics: ControllerMetrics
     let probes: ProbeState
+    let authorizer: MetricsAuthorizer?
     let logger: Logger
 
-    public init(metrics: ControllerMetrics, probes: ProbeState, logger: Logger) {
+    /// - Parameter authorizer: who may read `/metrics`; nil serves it to anyone (tests, local runs).
+    public init(metrics: ControllerMetrics, probes: ProbeState, authorizer: MetricsAuthorizer?, logger: Logger) {
         self.metrics = metrics
         self.probes = probes
+        self.authorizer = authorizer
         self.logger = logger
     }
 
-    /// Binds `host:port` (retrying while the address is in use — a predecessor on the host network may
-    /// still hold it) and serves until the task is cancelled.
+    /// Serves `host:port` until the task is cancelled.
     public func run(host: String, port: Int) async throws {
-        let group = MultiThreadedEventLoopGroup.singleton
-        let channel: Channel
-        var attempt = 0
-        while true {
-            do {
-                channel = try await ServerBootstrap(group: group)
-                    .serverChannelOption(.backlog, value: 64)
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .childChannelInitializer { [self] channel in
-                        channel.pipeline.configureHTTPServerPipeline().flatMap {
-                            channel.pipeline.addHandler(Handler(server: self))
-                        }
-                    }
-                    .bind(host: host, port: port).get()
-                break
-            } catch {
-                attempt += 1
-                if attempt == 1 || attempt % 30 == 0 {
-                    logger.warning("probes.bind.retry", metadata: ["cairn.address": "\(host):\(port)", "error": "\(error)"])
+        try await HTTPEndpoint(name: "probes", maxBody: 0, tls: nil, logger: logger) { [self] request in
+            guard request.method == .GET else { return .text(.methodNotAllowed, "only GET\n") }
+            if request.path == "/metrics", let authorizer {
+                switch await authorizer.verdict(authorization: request.headers.first(name: "Authorization")) {
+                case .allowed: break
+                case .unauthenticated:
+                    return .text(.unauthorized, "send a bearer token of an identity allowed to get /metrics (ClusterRole cairn-metrics-reader)\n")
+                case .forbidden(let why):
+                    return .text(.forbidden, "\(why)\n")
                 }
-                try await Task.sleep(for: .seconds(1))
             }
-        }
-        logger.info("probes.listening", metadata: ["cairn.address": "\(host):\(port)"])
-        await withTaskCancellationHandler {
-            try? await channel.closeFuture.get()
-        } onCancel: {
-            channel.close(promise: nil)
-        }
+            let (status, type, body) = respond(to: request.path)
+            return HTTPEndpoint.Response(status: status, contentType: type, body: body)
+        }.run(host: host, port: port)
     }
 
-    func respond(to uri: String) -> (HTTPResponseStatus, String, [UInt8]) {
-        let path = uri.split(separator: "?").first.map(String.init) ?? uri
+    func respond(to path: String) -> (HTTPResponseStatus, String, [UInt8]) {
         switch path {
         case "/metrics":
             return (.ok, "text/plain; version=0.0.4; charset=utf-8", metrics.render())
         case "/healthz", "/livez":
-            return (.ok, "text/plain", Array("ok\n".utf8))
+            let (alive, reason) = probes.liveness()
+            return (alive ? .ok : .serviceUnavailable, "text/plain", Array("\(reason)\n".utf8))
         case "/readyz":
             let (ready, reason) = probes.readiness
             return (ready ? .ok : .serviceUnavailable, "text/plain", Array("\(reason)\n".utf8))
         default:
             return (.notFound, "text/plain", Array("not found; try /metrics, /healthz or /readyz\n".utf8))
-        }
-    }
-
-    final class Handler: ChannelInboundHandler, Sendable {
-        typealias InboundIn = HTTPServerRequestPart
-        typealias OutboundOut = HTTPServerResponsePart
-        let server: ProbeServer
-
-        init(server: ProbeServer) { self.server = server }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            guard case .head(let request) = unwrapInboundIn(data) else { return }
-            let (status, type, body) = request.method == .GET
-                ? server.respond(to: request.uri)
-                : (.methodNotAllowed, "text/plain", Array("only GET\n".utf8))
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: type)
-            headers.add(name: "Content-Length", value: "\(body.count)")
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),
-                          promise: nil)
-            var buffer = context.channel.allocator.buffer(capacity: body.count)
-            buffer.writeBytes(body)
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-            let keepAlive = request.isKeepAlive
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-                if !keepAlive { context.close(promise: nil) }
-            }
         }
     }
 }
