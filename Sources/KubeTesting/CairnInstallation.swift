@@ -34,7 +34,9 @@ public struct TestProfile: Sendable {
     public let password: String
     public var path: String { "/var/lib/cairn/tests/\(name)" }
 
-    public init(_ cluster: LocalCluster, prefix: String = "p", immutability: String? = nil) throws {
+    /// `namespaceSelector`: which namespaces' own users may use it (YAML flow; default `{}`: all).
+    public init(_ cluster: LocalCluster, prefix: String = "p", immutability: String? = nil,
+                namespaceSelector: String = "{}") throws {
         self.cluster = cluster
         name = "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
         password = "pw-\(UUID().uuidString)"
@@ -50,6 +52,8 @@ public struct TestProfile: Sendable {
             spec:
               location: {filesystem: {path: \(path)}}
               passwordSecretRef: {name: \(name)-password}
+              namespaceSelector: \(namespaceSelector)
+              init: true
             \(immutability.map { "  immutability: \($0)" } ?? "")
             """)
         try cluster.waitUntil("Profile \(name) to be ready", timeout: 60) {

@@ -80,6 +80,14 @@ public final class LocalCluster: Sendable {
         try Self.run([Self.script, "exec", "--name", name, "--"] + arguments, environment: environment)
     }
 
+    /// The bearer token of `user` (from the cluster's kubeconfig).
+    public func token(of user: User) throws -> String {
+        let r = try Self.run(["kubectl", "config", "view", "--raw", "--minify", "--context", "\(name)-\(user.rawValue)",
+                              "-o", "jsonpath={.users[0].user.token}"], environment: ["KUBECONFIG": kubeconfig])
+        guard r.status == 0, !r.stdout.isEmpty else { throw ClusterError("no token for \(user.rawValue): \(r.stderr)") }
+        return r.stdout
+    }
+
     /// Runs kubectl as `user`, optionally feeding `stdin`.
     @discardableResult
     public func kubectl(_ arguments: [String], as user: User = .admin, stdin: String? = nil) throws -> CommandResult {

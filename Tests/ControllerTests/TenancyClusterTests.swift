@@ -1,0 +1,260 @@
+import Foundation
+import Kube
+import KubeTesting
+import StorageTesting
+import Testing
+
+/// A hostile namespace user against Cairn, on the real cluster with real tokens: alice holds `admin` and
+/// `cairn-basic` in team-a and nothing else. Every attempt must fail with a clear reason in the action's
+/// status (or at admission), and nothing outside her rights may change — checked with kubectl as admin.
+extension ControllerClusterTests {
+    /// Creates a RestoreAction as alice in team-a and waits until it ends; its status.
+    func aliceRestore(_ name: String, _ spec: String) async throws -> (phase: String, failures: String, message: String) {
+        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
+            apiVersion: cairn.dev/v1alpha1
+            kind: RestoreAction
+            metadata: {name: \(name)}
+            spec: \(spec)
+            """)
+        func get(_ path: String) throws -> String {
+            try cluster.kubectlOK(["-n", "team-a", "get", "restoreaction", name, "-o", "jsonpath=\(path)"], as: .alice)
+        }
+        try await until("restore \(name) to end", timeout: 120) { ["Succeeded", "Failed"].contains(try get("{.status.phase}")) }
+        return (try get("{.status.phase}"), try get("{.status.result.failures}"),
+                try get("{.status.conditions[?(@.type==\"Complete\")].message}"))
+    }
+
+    @Test("tenancy: transforms cannot turn a restore into cluster-admin, another namespace, Cairn's own kinds or a hostPath volume; quotas and namespace labels stay the administrators'")
+    func hostileRestores() async throws {
+        let profile = try TestProfile(cluster)
+        defer { profile.remove() }
+        let s = String(UUID().uuidString.prefix(6).lowercased())
+        try cluster.apply("""
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: RoleBinding
+            metadata: {name: alice-cairn-basic, namespace: team-a}
+            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cairn-basic}
+            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+            ---
+            apiVersion: v1
+            kind: ResourceQuota
+            metadata: {name: quota-\(s), namespace: team-a}
+            spec: {hard: {configmaps: "40"}}
+            """)
+        try cluster.kubectlOK(["label", "namespace", "team-a", "cairn-test/level=privileged", "--overwrite"])
+        defer {
+            _ = try? cluster.kubectl(["-n", "team-a", "delete", "rolebinding", "alice-cairn-basic"])
+            _ = try? cluster.kubectl(["-n", "team-a", "delete", "resourcequota", "quota-\(s)"])
+            _ = try? cluster.kubectl(["-n", "team-a", "delete", "configmap", "settings-\(s)"])
+            _ = try? cluster.kubectl(["-n", "team-a", "delete", "backupaction,restoreaction", "--all"])
+            _ = try? cluster.kubectl(["-n", "team-a", "delete", "restorepoints", "--all"])
+            _ = try? cluster.kubectl(["label", "namespace", "team-a", "cairn-test/level-"])
+            _ = try? cluster.kubectl(["delete", "clusterrolebinding", "settings-\(s)", "pwn-\(s)"])
+            _ = try? cluster.kubectl(["delete", "pv", "settings-\(s)"])
+        }
+        try await until("the binding to take effect", timeout: 30) {
+            try cluster.kubectl(["-n", "team-a", "auth", "can-i", "create", "restoreactions.cairn.dev"], as: .alice).stdout.hasPrefix("yes")
+        }
+        try cluster.kubectlOK(["-n", "team-a", "create", "configmap", "settings-\(s)", "--from-literal=color=teal"], as: .alice)
+        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
+            apiVersion: cairn.dev/v1alpha1
+            kind: BackupAction
+            metadata: {name: base-\(s)}
+            spec: {profile: \(profile.name)}
+            """)
+        try await until("alice's backup", timeout: 120) {
+            try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "base-\(s)", "-o", "jsonpath={.status.phase}"], as: .alice) == "Succeeded"
+        }
+        // The record of who asked: alice, whatever she claimed.
+        let requester = try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "base-\(s)", "-o",
+                                               #"jsonpath={.metadata.annotations.cairn\.dev/requester}"#])
+        #expect(requester.contains(#""username":"alice""#), "\(requester)")
+        // The administrator tightens what alice may do after the backup.
+        try cluster.kubectlOK(["-n", "team-a", "patch", "resourcequota", "quota-\(s)", "--type", "merge", "-p", #"{"spec":{"hard":{"configmaps":"30"}}}"#])
+        try cluster.kubectlOK(["label", "namespace", "team-a", "cairn-test/level=restricted", "--overwrite"])
+
+        let only = "[ConfigMap/settings-\(s)]"
+        let attacks: [(String, String)] = [
+            ("crb", #"{restorePoint: base-\#(s), existing: skip, only: \#(only), transforms: {transforms: [{name: x, patch: [{op: replace, path: /apiVersion, value: rbac.authorization.k8s.io/v1}, {op: replace, path: /kind, value: ClusterRoleBinding}, {op: remove, path: /metadata/namespace}, {op: add, path: /roleRef, value: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}, {op: add, path: /subjects, value: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]}]}]}}"#),
+            ("whole", #"{restorePoint: base-\#(s), existing: skip, only: \#(only), transforms: {transforms: [{name: x, patch: [{op: replace, path: "", value: {apiVersion: rbac.authorization.k8s.io/v1, kind: ClusterRoleBinding, metadata: {name: pwn-\#(s)}, roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}, subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]}}]}]}}"#),
+            ("elsewhere", #"{restorePoint: base-\#(s), existing: skip, only: \#(only), transforms: {transforms: [{name: x, patch: [{op: replace, path: /metadata/namespace, value: team-b}]}]}}"#),
+            ("moved", #"{restorePoint: base-\#(s), existing: skip, only: \#(only), transforms: {transforms: [{name: x, patch: [{op: copy, from: /data/color, path: /metadata/namespace}]}]}}"#),
+            ("admin-action", #"{restorePoint: base-\#(s), existing: skip, only: \#(only), transforms: {transforms: [{name: x, patch: [{op: replace, path: "", value: {apiVersion: cairn.dev/v1alpha1, kind: RestoreAction, metadata: {name: pwn-\#(s), namespace: cairn-system}, spec: {restorePoint: base-\#(s), restorePointNamespace: team-a, targetNamespace: kube-system}}}]}]}}"#),
+            ("hostpath", #"{restorePoint: base-\#(s), existing: skip, only: \#(only), transforms: {transforms: [{name: x, patch: [{op: replace, path: /kind, value: PersistentVolume}, {op: remove, path: /metadata/namespace}, {op: add, path: /spec, value: {capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], hostPath: {path: /}}}]}]}}"#),
+        ]
+        for (name, spec) in attacks {
+            let result = try await aliceRestore("\(name)-\(s)", spec)
+            #expect(result.phase == "Failed", "\(name): \(result)")
+            #expect(result.failures.contains("forbidden"), "\(name): \(result.failures)")
+        }
+        // Nothing outside alice's rights changed.
+        #expect(try cluster.kubectl(["get", "clusterrolebinding", "settings-\(s)"]).status != 0)
+        #expect(try cluster.kubectl(["get", "clusterrolebinding", "pwn-\(s)"]).status != 0)
+        #expect(try cluster.kubectl(["-n", "team-b", "get", "configmap", "settings-\(s)"]).status != 0)
+        #expect(try cluster.kubectl(["-n", "cairn-system", "get", "restoreaction", "pwn-\(s)"]).status != 0)
+        #expect(try cluster.kubectl(["get", "pv", "settings-\(s)"]).status != 0)
+        #expect(try cluster.kubectl(["auth", "can-i", "get", "secrets", "-n", "kube-system"], as: .alice).stdout.hasPrefix("no"))
+
+        // existing: update re-applies only what alice may write herself: the quota and the namespace's labels
+        // are the administrator's and keep their new values.
+        let update = try await aliceRestore("update-\(s)", "{restorePoint: base-\(s), existing: update}")
+        #expect(try cluster.kubectlOK(["-n", "team-a", "get", "resourcequota", "quota-\(s)", "-o", "jsonpath={.spec.hard.configmaps}"]) == "30",
+                "\(update)")
+        #expect(try cluster.kubectlOK(["get", "namespace", "team-a", "-o", #"jsonpath={.metadata.labels.cairn-test/level}"#]) == "restricted")
+        #expect(update.failures.contains("ResourceQuota team-a/quota-\(s)") && update.failures.contains("forbidden"), "\(update.failures)")
+        // A transform that only changes content is alice's to make.
+        try cluster.kubectlOK(["-n", "team-a", "delete", "configmap", "settings-\(s)"], as: .alice)
+        let painted = try await aliceRestore("paint-\(s)", #"{restorePoint: base-\#(s), only: \#(only), transforms: {transforms: [{name: paint, patch: [{op: replace, path: /data/color, value: orange}]}]}}"#)
+        #expect(painted.phase == "Succeeded", "\(painted)")
+        #expect(try cluster.kubectlOK(["-n", "team-a", "get", "configmap", "settings-\(s)", "-o", "jsonpath={.data.color}"]) == "orange")
+    }
+
+    @Test("tenancy: forged policy labels, a policy's next slot, a forged requester and spec edits are refused at admission; foreign RestorePoints are refused")
+    func hostileActions() async throws {
+        let profile = try TestProfile(cluster)
+        defer { profile.remove() }
+        let s = String(UUID().uuidString.prefix(6).lowercased())
+        try cluster.apply("""
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: RoleBinding
+            metadata: {name: alice-cairn-basic, namespace: team-a}
+            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cairn-basic}
+            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+            """)
+        defer {
+            _ = try? cluster.kubectl(["-n", "team-a", "delete", "rolebinding", "alice-cairn-basic"])
+            _ = try? cluster.kubectl(["-n", "team-a", "delete", "backupaction,restoreaction", "--all"])
+            _ = try? cluster.kubectl(["-n", "team-a", "delete", "restorepoints", "--all"])
+        }
+        try await until("the binding to take effect", timeout: 30) {
+            try cluster.kubectl(["-n", "team-a", "auth", "can-i", "create", "backupactions.cairn.dev"], as: .alice).stdout.hasPrefix("yes")
+        }
+        func aliceCreates(_ manifest: String) throws -> LocalCluster.CommandResult {
+            try cluster.kubectl(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: manifest)
+        }
+        let labelled = try aliceCreates("""
+            apiVersion: cairn.dev/v1alpha1
+            kind: BackupAction
+            metadata: {name: fake-\(s), labels: {cairn.dev/policy: nightly}}
+            spec: {profile: \(profile.name)}
+            """)
+        #expect(labelled.status != 0 && labelled.stderr.contains("cairn.dev/policy"), "\(labelled.stderr)")
+        let slot = try aliceCreates("""
+            apiVersion: cairn.dev/v1alpha1
+            kind: BackupAction
+            metadata: {name: nightly-20991231-020000}
+            spec: {profile: \(profile.name)}
+            """)
+        #expect(slot.status != 0 && slot.stderr.contains("scheduled runs"), "\(slot.stderr)")
+        // A forged requester is replaced by the real one; the record cannot be changed afterwards.
+        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
+            apiVersion: cairn.dev/v1alpha1
+            kind: BackupAction
+            metadata:
+              name: forged-\(s)
+              annotations: {cairn.dev/requester: '{"username":"cairn-admin","groups":["system:masters"]}'}
+            spec: {profile: \(profile.name)}
+            """)
+        let stamped = try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "forged-\(s)", "-o", #"jsonpath={.metadata.annotations.cairn\.dev/requester}"#])
+        #expect(stamped.contains(#""username":"alice""#) && !stamped.contains("system:masters"), "\(stamped)")
+        let overwrite = try cluster.kubectl(["-n", "team-a", "annotate", "backupaction", "forged-\(s)", "--overwrite",
+                                             #"cairn.dev/requester={"username":"cairn-admin","groups":["system:masters"]}"#])
+        #expect(overwrite.status != 0 && overwrite.stderr.contains("cannot be changed"), "\(overwrite.stderr)")
+        let respec = try cluster.kubectl(["-n", "team-a", "patch", "backupaction", "forged-\(s)", "--type", "merge", "-p", #"{"spec":{"quiesce":"scale"}}"#])
+        #expect(respec.status != 0 && respec.stderr.contains("spec"), "\(respec.stderr)")
+        try await until("alice's backup", timeout: 120) {
+            try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "forged-\(s)", "-o", "jsonpath={.status.phase}"]) == "Succeeded"
+        }
+
+        // A Profile that is not offered to team-a: alice may not name it; an administrator (who may `use`
+        // any Profile) may. The refusal does not show where the Profile keeps data.
+        let reserved = try TestProfile(cluster, prefix: "reserved", namespaceSelector: "{matchLabels: {cairn-test/never: \"true\"}}")
+        defer { reserved.remove() }
+        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
+            apiVersion: cairn.dev/v1alpha1
+            kind: BackupAction
+            metadata: {name: foreign-profile-\(s)}
+            spec: {profile: \(reserved.name)}
+            """)
+        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], stdin: """
+            apiVersion: cairn.dev/v1alpha1
+            kind: BackupAction
+            metadata: {name: admin-profile-\(s)}
+            spec: {profile: \(reserved.name)}
+            """)
+        func phase(_ name: String) throws -> String {
+            try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", name, "-o", "jsonpath={.status.phase}"])
+        }
+        try await until("both profile choices to be judged", timeout: 120) {
+            try phase("foreign-profile-\(s)") == "Failed" && ["Succeeded", "Failed"].contains(try phase("admin-profile-\(s)"))
+        }
+        let refusal = try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "foreign-profile-\(s)", "-o",
+                                             #"jsonpath={.status.conditions[?(@.type=="Complete")].reason} {.status.conditions[?(@.type=="Complete")].message}"#])
+        #expect(refusal.hasPrefix("ProfileNotAllowed "), "\(refusal)")
+        #expect(!refusal.contains(reserved.path), "\(refusal)")
+        #expect(try phase("admin-profile-\(s)") == "Succeeded")
+
+        // A RestorePoint (written by someone who may) naming another application's data is refused, and its
+        // deletion leaves that data alone.
+        try await cluster.withNamespace("other") { other in
+            try other.kubectlOK(["create", "secret", "generic", "theirs", "--from-literal=token=t0p"])
+            try other.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: BackupAction
+                metadata: {name: theirs}
+                spec: {profile: \(profile.name)}
+                """)
+            try await until("the other application's backup", timeout: 120) {
+                try jsonpath(other, ["backupaction", "theirs"], "{.status.phase}") == "Succeeded"
+            }
+            let foreignID = try jsonpath(other, ["restorepoint", "theirs"], "{.spec.id}")
+            try cluster.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: RestorePoint
+                metadata: {name: planted-\(s), namespace: team-a}
+                spec: {profile: \(profile.name), id: \(foreignID), time: "2026-01-01T00:00:00Z"}
+                """)
+            let result = try await aliceRestore("planted-\(s)", "{restorePoint: planted-\(s), existing: skip}")
+            #expect(result.phase == "Failed")
+            #expect(try cluster.kubectlOK(["-n", "team-a", "get", "restoreaction", "planted-\(s)", "-o",
+                                           #"jsonpath={.status.conditions[?(@.type=="Complete")].reason}"#]) == "ForeignRestorePoint")
+            #expect(try cluster.kubectl(["-n", "team-a", "get", "secret", "theirs"]).status != 0)
+            try await until("the planted RestorePoint to be marked", timeout: 60) {
+                try cluster.kubectlOK(["-n", "team-a", "get", "restorepoint", "planted-\(s)", "-o",
+                                       #"jsonpath={.status.conditions[?(@.type=="Ready")].reason}"#]) == "ForeignRestorePoint"
+            }
+            try cluster.kubectlOK(["-n", "team-a", "delete", "restorepoint", "planted-\(s)", "--timeout=60s"])
+            #expect(try profile.restorePointIDs(namespace: other.name).contains(foreignID))
+        }
+    }
+
+    @Test("limits: a namespace runs at most two actions at once; the others are Queued with their place, then run")
+    func queuedActions() async throws {
+        let profile = try TestProfile(cluster)
+        defer { profile.remove() }
+        try await cluster.withNamespace("queue") { ns in
+            try ns.kubectlOK(["create", "configmap", "c", "--from-literal=a=b"])
+            // Three at once, in one request.
+            try ns.apply((1...3).map { i in """
+                apiVersion: cairn.dev/v1alpha1
+                kind: BackupAction
+                metadata: {name: at-once-\(i)}
+                spec: {profile: \(profile.name)\(i == 3 ? ", expiresAfter: 20s" : "")}
+                """ }.joined(separator: "\n---\n"))
+            try await until("all three backups", timeout: 180) {
+                try jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ")
+                    .filter { $0 == "Succeeded" }.count == 3
+            }
+            let queued = try ns.kubectlOK(["get", "events", "--field-selector", "reason=Queued", "-o",
+                                           "jsonpath={range .items[*]}{.involvedObject.name} {.message}{\"\\n\"}{end}"])
+            #expect(queued.contains("at-once-") && queued.contains("already run in namespace \(ns.name)")
+                    && queued.contains("place in line: 1"), "\(queued)")
+            // The restore point made to expire goes, with its data; the others stay.
+            #expect(!(try jsonpath(ns, ["restorepoint", "at-once-3"], "{.spec.expireTime}")).isEmpty)
+            try await until("the expired restore point to go", timeout: 90) {
+                try names(ns, "restorepoints").sorted() == ["at-once-1", "at-once-2"]
+            }
+            #expect(try profile.restorePointIDs(namespace: ns.name).count == 2)
+        }
+    }
+}
