@@ -146,7 +146,7 @@ public final class Controller: Sendable {
     }
 
     /// A namespace that appears, or adopts earlier restore points, may have restore points in a repository:
-    /// the Profiles mirror them.
+    /// the Profiles mirror them. A namespace being deleted: its RestorePoints let go.
     func watchNamespaces() async {
         var known: [String: String] = [:]   // name → the adoption annotation
         func adoption(_ object: KubeObject) -> String { object.annotations[RestorePointOwnership.adoptAnnotation] ?? "" }
@@ -164,6 +164,12 @@ public final class Controller: Sendable {
                     case .added(let object), .modified(let object):
                         appeared = known[object.name] != adoption(object)
                         known[object.name] = adoption(object)
+                        // Its RestorePoints let go of their data without touching it (an immutable one may be
+                        // waiting hours for its period to end): look at them now.
+                        if Namespace(object).phase == "Terminating" {
+                            let points = (try? await context.client.listAll(CairnKind.restorePoint.resource, namespace: object.name))?.items ?? []
+                            for point in points { await context.queue.add(ObjectKey(.restorePoint, point)) }
+                        }
                     case .deleted(let object):
                         known[object.name] = nil
                         context.metrics.forget(namespace: object.name)

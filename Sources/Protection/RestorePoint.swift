@@ -117,7 +117,14 @@ public enum RestorePoint {
         guard snapshot.tags.contains(tag) else {
             throw RepositoryError(.invalidArgument, "snapshot \(snapshot.shortID) is not a restore point")
         }
-        return try await metadata(root: try await repository.loadTree(snapshot.tree), snapshot, repository)
+        do {
+            return try await metadata(root: try await repository.loadTree(snapshot.tree), snapshot, repository)
+        } catch let error as RepositoryError where error.code == .missing {
+            // The index in memory may be older than the snapshot (written since by another process, or
+            // before this one started): read it again, once.
+            try await repository.loadIndex()
+            return try await metadata(root: try await repository.loadTree(snapshot.tree), snapshot, repository)
+        }
     }
 
     /// The metadata and objects of a restore point.

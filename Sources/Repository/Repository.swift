@@ -484,8 +484,13 @@ public final class Repository: Sendable {
         for (_, file) in files {
             for pack in file.packs { index.add(pack: pack.id, blobs: pack.blobs) }
         }
-        let count = index.count
-        state.withLock { $0.index = index }
+        // Packs this process wrote that no index file lists yet stay known (a reload while a backup runs
+        // must not make it store their blobs again).
+        let count = state.withLock { s in
+            for pack in s.unindexed { index.add(pack: pack.id, blobs: pack.blobs) }
+            s.index = index
+            return index.count
+        }
         return (files.count, count)
     }
 
