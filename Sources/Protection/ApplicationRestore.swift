@@ -31,6 +31,9 @@ public struct ApplicationRestore: Sendable {
         public var volumes: Set<String>?
         /// Whether volume data is written at all.
         public var volumeData: Bool
+        /// Keep files a written volume holds beyond the restore point (by default a volume is brought back
+        /// to the restore point's state: files created after the backup are removed).
+        public var keepExtraFiles = false
         public var volumeAccess: VolumeAccessMode
         public var moverImage: String
         public var bindTimeout: Duration
@@ -231,7 +234,7 @@ public struct ApplicationRestore: Sendable {
                 let access = await options.volumeAccess.accessor(for: volume, client: volumeClient, repository: repository,
                                                                  moverImage: options.moverImage, creating: true)
                 progress("writing claim \(plan.claim) (\(access.method))")
-                let transfer = try await access.restore(plan.data, into: volume)
+                let transfer = try await access.restore(plan.data, into: volume, exact: !options.keepExtraFiles)
                 progress("  \(transfer.files) files, \(transfer.bytes) bytes, \(String(format: "%.1f", transfer.seconds)) s")
                 rows.append(Row(object: label, tier: 6, result: transfer.problems.isEmpty ? "written" : "failed",
                                 detail: transfer.problems.isEmpty ? nil : "\(transfer.problems.count) files not written: \(transfer.problems.prefix(3).joined(separator: "; "))",

@@ -20,12 +20,17 @@ public struct RestoreOptions: Sendable {
     public var include: [String]
     public var existing: ExistingPolicy
     public var fileConcurrency: Int
+    /// Remove what the target holds beyond the snapshot (a volume back to a restore point's state); only
+    /// for whole restores (no `include`).
+    public var removeExtraneous: Bool
 
-    public init(target: String, include: [String] = [], existing: ExistingPolicy = .fail, fileConcurrency: Int = 4) {
+    public init(target: String, include: [String] = [], existing: ExistingPolicy = .fail, fileConcurrency: Int = 4,
+                removeExtraneous: Bool = false) {
         self.target = target
         self.include = include
         self.existing = existing
         self.fileConcurrency = fileConcurrency
+        self.removeExtraneous = removeExtraneous
     }
 }
 
@@ -188,6 +193,17 @@ public final class Restorer: Sendable {
                 report.errors.append("\(path.dropFirst(target.count)): link: \(String(cString: strerror(errno)))")
             } else {
                 report.files += 1
+            }
+        }
+        if options.removeExtraneous && includes.isEmpty {
+            var children: [String: Set<String>] = ["": []]
+            for entry in entries {
+                let parent = (entry.path as NSString).deletingLastPathComponent
+                children[parent == "/" ? "" : parent, default: []].insert((entry.path as NSString).lastPathComponent)
+                if entry.node.type == .dir { children[entry.path, default: []] = children[entry.path] ?? [] }
+            }
+            for (directory, names) in children {
+                report.errors += ExtraneousEntries.remove(in: target + directory, keeping: names)
             }
         }
         // Directory metadata last, deepest first, so writing children does not change a parent's mtime.

@@ -219,6 +219,8 @@ struct AppRestoreCommand: AsyncParsableCommand {
     var volume: [String] = []
     @Flag(name: .long, help: "Objects only: do not write volume data.")
     var noVolumes = false
+    @Flag(name: .long, help: "Keep files a written volume holds beyond the restore point (by default they are removed).")
+    var keepExtraFiles = false
     @OptionGroup var volumes: VolumeOptions
     @Option(name: .long, help: "Restore files of --volume into this local directory instead of the cluster.")
     var target: String?
@@ -252,11 +254,12 @@ struct AppRestoreCommand: AsyncParsableCommand {
                     throw CLIError("\(transform): \(error)", code: Exit.usage)
                 }
             }
-            let options = ApplicationRestore.Options(
+            var options = ApplicationRestore.Options(
                 targetNamespace: toNamespace, existing: existing, transforms: transforms, dryRun: dryRun,
                 only: try selectors(only, "--only"), volumesOnly: volumesOnly,
                 volumes: volume.isEmpty ? nil : Set(volume), volumeData: !noVolumes, volumeAccess: volumes.access,
                 moverImage: volumes.image)
+            options.keepExtraFiles = keepExtraFiles
             let showProgress = !global.json && !global.quiet
             let report = try await cluster.withClient { client in
                 try await ApplicationRestore(client: client, repository: repo, options: options)

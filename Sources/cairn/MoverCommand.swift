@@ -43,9 +43,12 @@ struct MoverCommand: AsyncParsableCommand {
 
         @Argument var directory: String
 
+        @Flag(name: .long, help: "Remove what DIRECTORY holds beyond the stream.")
+        var exact = false
+
         func run() async throws {
             let reader = VolumeStreamReader(source: { try readChunk(STDIN_FILENO) })
-            let totals = try await DirectoryReceiver(root: directory).receive(from: reader)
+            let totals = try await DirectoryReceiver(root: directory, removeExtraneous: exact).receive(from: reader)
             sync()
             try printJSON(totals)
         }

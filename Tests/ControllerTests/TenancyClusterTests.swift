@@ -259,4 +259,49 @@ extension ControllerClusterTests {
             #expect(try profile.restorePointIDs(namespace: ns.name).count == 2)
         }
     }
+
+    @Test("existing: update brings a volume back to the restore point's state (files made since are removed) unless keepExtraFiles")
+    func exactVolumeRestore() async throws {
+        let profile = try TestProfile(cluster)
+        defer { profile.remove() }
+        try await cluster.withNamespace("exact") { ns in
+            let data = try ns.hostPathVolume(forClaim: "data")
+            try "kept\n".write(toFile: data + "/state.txt", atomically: true, encoding: .utf8)
+            try ns.apply(Self.claimAndWorkload(claim: "data", deployment: "app"))
+            try await until("the app to run", timeout: 120) {
+                try jsonpath(ns, ["deployment", "app"], "{.status.readyReplicas}") == "1"
+            }
+            try ns.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: BackupAction
+                metadata: {name: before}
+                spec: {profile: \(profile.name)}
+                """)
+            try await until("the backup", timeout: 120) { try jsonpath(ns, ["backupaction", "before"], "{.status.phase}") == "Succeeded" }
+            func restore(_ name: String, keep: Bool) async throws {
+                try ns.apply("""
+                    apiVersion: cairn.dev/v1alpha1
+                    kind: RestoreAction
+                    metadata: {name: \(name)}
+                    spec: {restorePoint: before, existing: update, only: [PersistentVolumeClaim], keepExtraFiles: \(keep)}
+                    """)
+                try await until("restore \(name)", timeout: 120) {
+                    ["Succeeded", "Failed"].contains(try jsonpath(ns, ["restoreaction", name], "{.status.phase}"))
+                }
+                #expect(try jsonpath(ns, ["restoreaction", name], "{.status.phase}") == "Succeeded",
+                        "\((try? jsonpath(ns, ["restoreaction", name], "{.status}")) ?? "")")
+            }
+            try "made later\n".write(toFile: data + "/later.txt", atomically: true, encoding: .utf8)
+            try FileManager.default.createDirectory(atPath: data + "/later-dir/sub", withIntermediateDirectories: true)
+            try "changed\n".write(toFile: data + "/state.txt", atomically: true, encoding: .utf8)
+            try await restore("exact", keep: false)
+            #expect(try String(contentsOfFile: data + "/state.txt", encoding: .utf8) == "kept\n")
+            #expect(!FileManager.default.fileExists(atPath: data + "/later.txt"))
+            #expect(!FileManager.default.fileExists(atPath: data + "/later-dir"))
+            try "made later\n".write(toFile: data + "/later.txt", atomically: true, encoding: .utf8)
+            try await restore("keep", keep: true)
+            #expect(FileManager.default.fileExists(atPath: data + "/later.txt"))
+            #expect(try String(contentsOfFile: data + "/state.txt", encoding: .utf8) == "kept\n")
+        }
+    }
 }

@@ -106,6 +106,52 @@ struct VolumeStreamTests {
         #expect(try await Self.listing(again.root, repo) == Self.listing(host2.node, repo))
     }
 
+    @Test("restored exactly, a volume loses what was made after the backup — by the mover and on the host alike; otherwise it is kept")
+    func exactRestore() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let volume = dir.sub("volume")
+        try Self.makeVolume(volume)
+        let repo = try await newRepository()
+        try await repo.loadIndex()
+        let host = try await Archiver(repository: repo).archiveDirectory(volume, name: "data", previous: nil)
+        try await repo.flush()
+        func spoil(_ root: String) throws {
+            try Data("new".utf8).write(to: URL(fileURLWithPath: root + "/d0/later.txt"))
+            try FileManager.default.createDirectory(atPath: root + "/later/deeper", withIntermediateDirectories: true)
+            try Data("x".utf8).write(to: URL(fileURLWithPath: root + "/later/deeper/x"))
+            try Data("changed".utf8).write(to: URL(fileURLWithPath: root + "/d1/e1/f1.txt"))
+            try FileManager.default.createDirectory(atPath: root + "/lost+found", withIntermediateDirectories: true)
+        }
+        for exact in [true, false] {
+            // Mover side.
+            let moverTarget = dir.sub("mover-\(exact)")
+            try FileManager.default.copyItem(atPath: volume, toPath: moverTarget)
+            try spoil(moverTarget)
+            let pieces = try await Self.stream { writer in _ = try await TreeSender(repository: repo).send(host.node, to: writer) }
+            let totals = try await DirectoryReceiver(root: moverTarget, removeExtraneous: exact).receive(from: Self.reader(pieces))
+            #expect(totals.errors.isEmpty, "\(totals.errors)")
+            // Host side.
+            let hostTarget = dir.sub("host-\(exact)")
+            try FileManager.default.copyItem(atPath: volume, toPath: hostTarget)
+            try spoil(hostTarget)
+            let report = try await Restorer(repository: repo).restoreDirectory(
+                host.node, options: RestoreOptions(target: hostTarget, existing: .overwrite, removeExtraneous: exact))
+            #expect(report.errors.isEmpty, "\(report.errors)")
+            for target in [moverTarget, hostTarget] {
+                #expect(FileManager.default.fileExists(atPath: target + "/d0/later.txt") == !exact)
+                #expect(FileManager.default.fileExists(atPath: target + "/later") == !exact)
+                #expect(FileManager.default.fileExists(atPath: target + "/lost+found"), "a file system's lost+found stays")
+                #expect(FileManager.default.contentsEqual(atPath: target + "/d1/e1/f1.txt", andPath: volume + "/d1/e1/f1.txt"))
+                if exact {
+                    try FileManager.default.removeItem(atPath: target + "/lost+found")
+                    let diff = try ChildProcess.run(["diff", "-r", "--no-dereference", volume, target])
+                    #expect(diff.status == 0, "\(diff.stdout)")
+                }
+            }
+        }
+    }
+
     @Test("a cut, foreign or inconsistent stream is an error that says so, never a silently short volume")
     func badStreams() async throws {
         let dir = try TemporaryDirectory()

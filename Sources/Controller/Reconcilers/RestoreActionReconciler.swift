@@ -137,6 +137,7 @@ struct RestoreActionReconciler {
             targetNamespace: target, existing: existing, transforms: transforms, only: only,
             volumesOnly: spec["volumesOnly"]?.bool ?? false, volumes: volumes,
             volumeData: spec["volumeData"]?.bool ?? true, volumeAccess: .mover, moverImage: context.moverImage)
+        options.keepExtraFiles = spec["keepExtraFiles"]?.bool ?? false
         // A namespace's users restore their namespace; the cluster, the namespace itself and who may do
         // what are the administrators'.
         options.confined = !admin

@@ -67,12 +67,13 @@ public struct MoverVolumeAccess: VolumeAccess {
                                             problems: result.warnings))
     }
 
-    public func restore(_ data: Node, into volume: ClaimVolume) async throws -> VolumeTransfer {
+    public func restore(_ data: Node, into volume: ClaimVolume, exact: Bool) async throws -> VolumeTransfer {
         let start = Date()
         let repository = self.repository
         let totals = try await withMover(for: volume, readOnly: false) { pod in
             try await client.exec(pod: pod, namespace: volume.namespace, container: "mover",
-                                  command: ["/usr/local/bin/cairn", "mover", "receive", "/data"], stdin: true,
+                                  command: ["/usr/local/bin/cairn", "mover", "receive", "/data"] + (exact ? ["--exact"] : []),
+                                  stdin: true,
                                   timeout: transferTimeout) { session in
                 let writer = VolumeStreamWriter(sink: { try await session.write($0) })
                 _ = try await TreeSender(repository: repository).send(data, to: writer)

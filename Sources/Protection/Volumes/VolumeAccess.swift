@@ -88,7 +88,8 @@ public struct VolumeTransfer: Sendable, Codable, Equatable {
 public protocol VolumeAccess: Sendable {
     var method: String { get }
     func backup(_ volume: ClaimVolume, previous: Node?) async throws -> (Node, VolumeTransfer)
-    func restore(_ data: Node, into volume: ClaimVolume) async throws -> VolumeTransfer
+    /// Writes `data` into the volume; `exact` removes what the volume holds beyond it.
+    func restore(_ data: Node, into volume: ClaimVolume, exact: Bool) async throws -> VolumeTransfer
 }
 
 public struct VolumeError: Error, CustomStringConvertible, Sendable {
@@ -128,11 +129,11 @@ public struct HostVolumeAccess: VolumeAccess {
                                      seconds: Date().timeIntervalSince(start), problems: errors))
     }
 
-    public func restore(_ data: Node, into volume: ClaimVolume) async throws -> VolumeTransfer {
+    public func restore(_ data: Node, into volume: ClaimVolume, exact: Bool) async throws -> VolumeTransfer {
         let path = try directory(of: volume)
         let start = Date()
         let report = try await Restorer(repository: repository)
-            .restoreDirectory(data, options: RestoreOptions(target: path, existing: .overwrite))
+            .restoreDirectory(data, options: RestoreOptions(target: path, existing: .overwrite, removeExtraneous: exact))
         return VolumeTransfer(claim: volume.claim, method: method, files: report.files, bytes: report.bytes,
                               seconds: Date().timeIntervalSince(start), problems: report.errors)
     }

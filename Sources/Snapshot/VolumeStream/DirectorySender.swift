@@ -157,9 +157,12 @@ public struct DirectorySender {
 /// directory itself.
 public struct DirectoryReceiver {
     public let root: String
+    /// Remove what the directory holds beyond the stream (a volume back to a restore point's state).
+    public let removeExtraneous: Bool
 
-    public init(root: String) {
+    public init(root: String, removeExtraneous: Bool = false) {
         self.root = root
+        self.removeExtraneous = removeExtraneous
     }
 
     public struct Totals: Codable, Sendable {
@@ -179,12 +182,14 @@ public struct DirectoryReceiver {
             throw VolumeStream.FormatError("the stream does not start with a directory")
         }
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        var stack: [(path: String, node: Node)] = [(root, rootNode)]
+        var stack: [(path: String, node: Node, names: Set<String>)] = [(root, rootNode, [])]
         var file: (fd: Int32, path: String, node: Node, offset: Int)?
         while let event = try await reader.next() {
             switch event {
             case .node(let node):
-                let parent = stack.last!.path
+                guard !stack.isEmpty else { throw VolumeStream.FormatError("an entry after the root directory ended") }
+                let parent = stack[stack.count - 1].path
+                if removeExtraneous { stack[stack.count - 1].names.insert(node.name) }
                 let path = parent + "/" + node.name
                 switch node.type {
                 case .dir:
@@ -193,7 +198,7 @@ public struct DirectoryReceiver {
                     if mkdir(path, 0o700) != 0 && errno != EEXIST {
                         totals.errors.append("\(path): mkdir: \(String(cString: strerror(errno)))")
                     }
-                    stack.append((path, node))
+                    stack.append((path, node, []))
                     totals.directories += 1
                 case .file:
                     replace(path)
@@ -257,6 +262,7 @@ public struct DirectoryReceiver {
                 totals.bytes += Int(size)
             case .up:
                 guard let done = stack.popLast() else { throw VolumeStream.FormatError("unbalanced directory end") }
+                if removeExtraneous { totals.errors += ExtraneousEntries.remove(in: done.path, keeping: done.names) }
                 Restorer.applyMetadata(done.path, node: done.node, asRoot: isRoot)
             case .unchanged(let node):
                 throw VolumeStream.FormatError("unchanged entry \(node.name) in a restore stream")
