@@ -8,6 +8,24 @@ import Testing
 /// `cairn-basic` in team-a and nothing else. Every attempt must fail with a clear reason in the action's
 /// status (or at admission), and nothing outside her rights may change — checked with kubectl as admin.
 extension ControllerClusterTests {
+    /// Binds `cairn-basic` to `user` in `namespace` and waits until the API server applies it; the returned
+    /// closure removes the binding.
+    func bindCairnBasic(_ user: LocalCluster.User, in namespace: String) async throws -> @Sendable () -> Void {
+        let binding = "\(user.rawValue)-cairn-basic"
+        try cluster.apply("""
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: RoleBinding
+            metadata: {name: \(binding), namespace: \(namespace)}
+            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cairn-basic}
+            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: \(user.rawValue)}]
+            """)
+        try await until("\(user.rawValue)'s binding in \(namespace) to take effect", timeout: 30) {
+            try cluster.kubectl(["-n", namespace, "auth", "can-i", "create", "restoreactions.cairn.dev"], as: user).stdout.hasPrefix("yes")
+        }
+        let cluster = cluster
+        return { _ = try? cluster.kubectl(["-n", namespace, "delete", "rolebinding", binding]) }
+    }
+
     /// Creates a RestoreAction as alice in team-a and waits until it ends; its status.
     func aliceRestore(_ name: String, _ spec: String) async throws -> (phase: String, failures: String, message: String) {
         try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
@@ -29,13 +47,8 @@ extension ControllerClusterTests {
         let profile = try TestProfile(cluster)
         defer { profile.remove() }
         let s = String(UUID().uuidString.prefix(6).lowercased())
+        let unbind = try await bindCairnBasic(.alice, in: "team-a")
         try cluster.apply("""
-            apiVersion: rbac.authorization.k8s.io/v1
-            kind: RoleBinding
-            metadata: {name: alice-cairn-basic, namespace: team-a}
-            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cairn-basic}
-            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
-            ---
             apiVersion: v1
             kind: ResourceQuota
             metadata: {name: quota-\(s), namespace: team-a}
@@ -43,7 +56,7 @@ extension ControllerClusterTests {
             """)
         try cluster.kubectlOK(["label", "namespace", "team-a", "cairn-test/level=privileged", "--overwrite"])
         defer {
-            _ = try? cluster.kubectl(["-n", "team-a", "delete", "rolebinding", "alice-cairn-basic"])
+            unbind()
             _ = try? cluster.kubectl(["-n", "team-a", "delete", "resourcequota", "quota-\(s)"])
             _ = try? cluster.kubectl(["-n", "team-a", "delete", "configmap", "settings-\(s)"])
             _ = try? cluster.kubectl(["-n", "team-a", "delete", "backupaction,restoreaction", "--all"])
@@ -51,9 +64,6 @@ extension ControllerClusterTests {
             _ = try? cluster.kubectl(["label", "namespace", "team-a", "cairn-test/level-"])
             _ = try? cluster.kubectl(["delete", "clusterrolebinding", "settings-\(s)", "pwn-\(s)"])
             _ = try? cluster.kubectl(["delete", "pv", "settings-\(s)"])
-        }
-        try await until("the binding to take effect", timeout: 30) {
-            try cluster.kubectl(["-n", "team-a", "auth", "can-i", "create", "restoreactions.cairn.dev"], as: .alice).stdout.hasPrefix("yes")
         }
         try cluster.kubectlOK(["-n", "team-a", "create", "configmap", "settings-\(s)", "--from-literal=color=teal"], as: .alice)
         try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
@@ -77,6 +87,7 @@ extension ControllerClusterTests {
         let attacks: [(String, String)] = [
             ("crb", #"{restorePoint: base-\#(s), existing: skip, only: \#(only), transforms: {transforms: [{name: x, patch: [{op: replace, path: /apiVersion, value: rbac.authorization.k8s.io/v1}, {op: replace, path: /kind, value: ClusterRoleBinding}, {op: remove, path: /metadata/namespace}, {op: add, path: /roleRef, value: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}, {op: add, path: /subjects, value: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]}]}]}}"#),
             ("whole", #"{restorePoint: base-\#(s), existing: skip, only: \#(only), transforms: {transforms: [{name: x, patch: [{op: replace, path: "", value: {apiVersion: rbac.authorization.k8s.io/v1, kind: ClusterRoleBinding, metadata: {name: pwn-\#(s)}, roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}, subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]}}]}]}}"#),
+            ("rolebinding", #"{restorePoint: base-\#(s), existing: skip, only: \#(only), transforms: {transforms: [{name: x, patch: [{op: replace, path: /apiVersion, value: rbac.authorization.k8s.io/v1}, {op: replace, path: /kind, value: RoleBinding}, {op: remove, path: /data}, {op: add, path: /roleRef, value: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}, {op: add, path: /subjects, value: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]}]}]}}"#),
             ("elsewhere", #"{restorePoint: base-\#(s), existing: skip, only: \#(only), transforms: {transforms: [{name: x, patch: [{op: replace, path: /metadata/namespace, value: team-b}]}]}}"#),
             ("moved", #"{restorePoint: base-\#(s), existing: skip, only: \#(only), transforms: {transforms: [{name: x, patch: [{op: copy, from: /data/color, path: /metadata/namespace}]}]}}"#),
             ("admin-action", #"{restorePoint: base-\#(s), existing: skip, only: \#(only), transforms: {transforms: [{name: x, patch: [{op: replace, path: "", value: {apiVersion: cairn.dev/v1alpha1, kind: RestoreAction, metadata: {name: pwn-\#(s), namespace: cairn-system}, spec: {restorePoint: base-\#(s), restorePointNamespace: team-a, targetNamespace: kube-system}}}]}]}}"#),
@@ -91,6 +102,7 @@ extension ControllerClusterTests {
         }
         // Nothing outside alice's rights changed.
         #expect(try cluster.kubectl(["get", "clusterrolebinding", "settings-\(s)"]).status != 0)
+        #expect(try cluster.kubectl(["-n", "team-a", "get", "rolebinding", "settings-\(s)"]).status != 0)
         #expect(try cluster.kubectl(["get", "clusterrolebinding", "pwn-\(s)"]).status != 0)
         #expect(try cluster.kubectl(["-n", "team-b", "get", "configmap", "settings-\(s)"]).status != 0)
         #expect(try cluster.kubectl(["-n", "cairn-system", "get", "restoreaction", "pwn-\(s)"]).status != 0)
@@ -116,20 +128,11 @@ extension ControllerClusterTests {
         let profile = try TestProfile(cluster)
         defer { profile.remove() }
         let s = String(UUID().uuidString.prefix(6).lowercased())
-        try cluster.apply("""
-            apiVersion: rbac.authorization.k8s.io/v1
-            kind: RoleBinding
-            metadata: {name: alice-cairn-basic, namespace: team-a}
-            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cairn-basic}
-            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
-            """)
+        let unbind = try await bindCairnBasic(.alice, in: "team-a")
         defer {
-            _ = try? cluster.kubectl(["-n", "team-a", "delete", "rolebinding", "alice-cairn-basic"])
+            unbind()
             _ = try? cluster.kubectl(["-n", "team-a", "delete", "backupaction,restoreaction", "--all"])
             _ = try? cluster.kubectl(["-n", "team-a", "delete", "restorepoints", "--all"])
-        }
-        try await until("the binding to take effect", timeout: 30) {
-            try cluster.kubectl(["-n", "team-a", "auth", "can-i", "create", "backupactions.cairn.dev"], as: .alice).stdout.hasPrefix("yes")
         }
         func aliceCreates(_ manifest: String) throws -> LocalCluster.CommandResult {
             try cluster.kubectl(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: manifest)
@@ -195,6 +198,25 @@ extension ControllerClusterTests {
         #expect(refusal.hasPrefix("ProfileNotAllowed "), "\(refusal)")
         #expect(!refusal.contains(reserved.path), "\(refusal)")
         #expect(try phase("admin-profile-\(s)") == "Succeeded")
+
+        // bob, who owns team-b, reaches nothing of team-a: not its restore points, not through a restore.
+        let unbindBob = try await bindCairnBasic(.bob, in: "team-b")
+        defer {
+            unbindBob()
+            _ = try? cluster.kubectl(["-n", "team-b", "delete", "restoreaction", "--all"])
+        }
+        let peek = try cluster.kubectl(["-n", "team-a", "get", "restorepoints"], as: .bob)
+        #expect(peek.status != 0 && peek.stderr.contains("forbidden"), "\(peek.stderr)")
+        try cluster.kubectlOK(["-n", "team-b", "create", "-f", "-"], as: .bob, stdin: """
+            apiVersion: cairn.dev/v1alpha1
+            kind: RestoreAction
+            metadata: {name: take-\(s)}
+            spec: {restorePoint: forged-\(s), restorePointNamespace: team-a, existing: skip}
+            """)
+        try await until("bob's attempt to be refused", timeout: 60) {
+            try cluster.kubectlOK(["-n", "team-b", "get", "restoreaction", "take-\(s)", "-o",
+                                   #"jsonpath={.status.conditions[?(@.type=="Complete")].reason}"#], as: .bob) == "Forbidden"
+        }
 
         // A RestorePoint (written by someone who may) naming another application's data is refused, and its
         // deletion leaves that data alone.

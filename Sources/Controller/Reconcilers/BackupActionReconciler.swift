@@ -61,7 +61,7 @@ struct BackupActionReconciler {
         do {
             claimed = try await context.client.updateStatus(updated)
         } catch {
-            for key in await context.runs.releaseSlot(action.uid ?? "") { await context.queue.add(key) }
+            await context.releaseSlot(of: action)
             throw error
         }
         await context.events.record(action, reason: resumed ? "Resumed" : "Started", message: message)

@@ -58,7 +58,7 @@ struct RestoreActionReconciler {
         do {
             claimed = try await context.client.updateStatus(updated)
         } catch {
-            for key in await context.runs.releaseSlot(uid) { await context.queue.add(key) }
+            await context.releaseSlot(of: action)
             throw error
         }
         await context.events.record(action, reason: "Started", message: "restoring \(plan.restorePoint.name)")

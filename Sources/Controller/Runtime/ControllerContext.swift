@@ -230,6 +230,11 @@ extension ControllerContext {
         }
     }
 
+    /// Gives back the slot of an action that did not start after all (its claim failed).
+    func releaseSlot(of action: KubeObject) async {
+        for key in await runs.releaseSlot(action.uid ?? "") { await queue.add(key) }
+    }
+
     /// Reads an object, changes its status and writes it, retrying when someone wrote in between.
     @discardableResult
     func modifyStatus(_ kind: CairnKind, _ namespace: String, _ name: String,
