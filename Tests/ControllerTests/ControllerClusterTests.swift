@@ -106,6 +106,21 @@ struct ControllerClusterTests {
         let events = try cluster.kubectlOK(["-n", "cairn-system", "get", "events", "--field-selector",
                                             "involvedObject.name=\(profile.name)-badcron", "-o", "jsonpath={.items[*].reason}"])
         #expect(events.contains("InvalidSchedule"))
+
+        // A Profile on an empty location makes no repository unless it asks (init: true).
+        let empty = "/var/lib/cairn/tests/\(profile.name)-empty"
+        try cluster.apply("""
+            apiVersion: cairn.dev/v1alpha1
+            kind: Profile
+            metadata: {name: \(profile.name)-empty, namespace: cairn-system}
+            spec: {location: {filesystem: {path: \(empty)}}, passwordSecretRef: {name: \(profile.name)-password}}
+            """)
+        defer { _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "profile", "\(profile.name)-empty"]) }
+        try await until("the Profile without a repository to say so", timeout: 60) {
+            try cluster.kubectlOK(["-n", "cairn-system", "get", "profile", "\(profile.name)-empty", "-o",
+                                   #"jsonpath={.status.conditions[?(@.type=="Ready")].reason}"#]) == "RepositoryNotFound"
+        }
+        #expect(!FileManager.default.fileExists(atPath: empty + "/config"))
     }
 
     @Test("scheduled backups appear on time, retention trims them, a RestoreAction brings the app back; restore points return with a recreated namespace")

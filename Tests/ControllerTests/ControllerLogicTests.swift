@@ -176,6 +176,24 @@ struct ControllerLogicTests {
             try ProfileSpec(profile(["location": ["filesystem": ["path": "relative"]], "passwordSecretRef": ["name": "pw"]]))
         }
         #expect(throws: SpecError.self) { try ProfileSpec(profile(["location": ["filesystem": ["path": "/x"]]])) }
+        // Plain http only when the Profile says so; a repository only when asked; the namespaces it serves.
+        let s3: JSONValue = ["bucket": "b", "endpoint": "http://127.0.0.1:5000"]
+        let creds: JSONValue = ["name": "s3"]
+        #expect(throws: SpecError("InsecureEndpoint", "spec.location.s3.endpoint uses plain http: credentials and data would cross the network readable; use https, or set spec.location.s3.insecure: true for a test endpoint")) {
+            try ProfileSpec(profile(["location": ["s3": s3], "passwordSecretRef": ["name": "pw"], "credentialsSecretRef": creds]))
+        }
+        var insecure = s3
+        insecure["insecure"] = true
+        let test = try ProfileSpec(profile(["location": ["s3": insecure], "passwordSecretRef": ["name": "pw"],
+                                            "credentialsSecretRef": creds, "init": true]))
+        #expect(test.initialize && !fs.initialize)
+        #expect(fs.admits(namespaceLabels: [:]) == false, "a Profile that is not the default serves no namespace by itself")
+        let offered = try ProfileSpec(profile(["location": ["filesystem": ["path": "/x"]], "passwordSecretRef": ["name": "pw"],
+                                               "namespaceSelector": ["matchLabels": ["team": "a"]], "defaultExpiresAfter": "30d"]))
+        #expect(offered.admits(namespaceLabels: ["team": "a"]) && !offered.admits(namespaceLabels: ["team": "b"]))
+        #expect(offered.defaultExpiresAfter == TimeInterval(30 * 86_400))
+        let byDefault = try ProfileSpec(profile(["location": ["filesystem": ["path": "/x"]], "passwordSecretRef": ["name": "pw"], "default": true]))
+        #expect(byDefault.admits(namespaceLabels: [:]))
     }
 
     @Test("retention on restore points: GFS per rule, newest kept, union of rules")

@@ -12,6 +12,7 @@ extension ControllerClusterTests {
     /// closure removes the binding.
     func bindCairnBasic(_ user: LocalCluster.User, in namespace: String) async throws -> @Sendable () -> Void {
         let binding = "\(user.rawValue)-cairn-basic"
+        let cluster = self.cluster
         try cluster.apply("""
             apiVersion: rbac.authorization.k8s.io/v1
             kind: RoleBinding
@@ -22,7 +23,6 @@ extension ControllerClusterTests {
         try await until("\(user.rawValue)'s binding in \(namespace) to take effect", timeout: 30) {
             try cluster.kubectl(["-n", namespace, "auth", "can-i", "create", "restoreactions.cairn.dev"], as: user).stdout.hasPrefix("yes")
         }
-        let cluster = cluster
         return { _ = try? cluster.kubectl(["-n", namespace, "delete", "rolebinding", binding]) }
     }
 

@@ -38,6 +38,9 @@ struct RestorePointTests {
             let second = try await RestorePoint.write(capture, namespace: ns, to: repository,
                                                       time: Date().addingTimeInterval(1))
             #expect(first.tags.contains(RestorePoint.tag))
+            // One host for every restore point (whichever machine or controller pod wrote it), so `cairn
+            // forget --keep-*` sees an application's restore points as one series.
+            #expect(first.hostname == RestorePoint.hostname && second.hostname == RestorePoint.hostname)
 
             let listed = try await RestorePoint.list(in: repository, namespace: ns)
             #expect(listed.map(\.id) == [first.id, second.id])

@@ -25,6 +25,19 @@ struct CodecTests {
         }
     }
 
+    @Test("a key file's scrypt parameters are bounded before any work: one asking for gigabytes is refused at once")
+    func boundedKDF() throws {
+        let salt = Data(repeating: 7, count: 32)
+        let started = ContinuousClock.now
+        for (n, r, p) in [(1 << 22, 8, 1), (1 << 21, 2, 1), (1 << 15, 8, 64), (1 << 20, 64, 1)] {
+            #expect(throws: RepositoryError.self) {
+                try KeyFile.wrappingKey(password: "pw", kdf: KeyFile.KDF(name: "scrypt", n: n, r: r, p: p, salt: salt))
+            }
+        }
+        #expect(ContinuousClock.now - started < .seconds(1))
+        _ = try KeyFile.wrappingKey(password: "pw", kdf: KeyFile.KDF(name: "scrypt", n: 1 << 10, r: 8, p: 1, salt: salt))
+    }
+
     @Test("every seal uses a fresh salt and nonce")
     func freshNonces() throws {
         var seen: Set<Data> = []
