@@ -122,6 +122,12 @@ public struct ApplicationRestore: Sendable {
             }
             // PersistentVolumes are replaced by new ones (see the type's documentation).
             var objects = captured.filter { !($0.kind == "PersistentVolume" && $0.group.isEmpty) }
+            if options.volumesOnly {
+                objects = objects.filter { $0.kind == "PersistentVolumeClaim" && $0.group.isEmpty
+                    && (options.volumes?.contains($0.name) ?? true) }
+            } else if !options.only.isEmpty {
+                objects = objects.filter { object in options.only.contains { $0.matches(object) } }
+            }
             var leftOut: [Row] = []
             if options.confined {
                 leftOut = objects.compactMap { object in
@@ -130,12 +136,6 @@ public struct ApplicationRestore: Sendable {
                     }
                 }
                 objects = objects.filter { RestoreConfinement.exclusion(of: $0) == nil }
-            }
-            if options.volumesOnly {
-                objects = objects.filter { $0.kind == "PersistentVolumeClaim" && $0.group.isEmpty
-                    && (options.volumes?.contains($0.name) ?? true) }
-            } else if !options.only.isEmpty {
-                objects = objects.filter { object in options.only.contains { $0.matches(object) } }
             }
             let originals = Dictionary(captured.filter { $0.kind == "PersistentVolume" && $0.group.isEmpty }.map { ($0.name, $0) },
                                        uniquingKeysWith: { a, _ in a })

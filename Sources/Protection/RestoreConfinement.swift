@@ -27,7 +27,9 @@ public enum RestoreConfinement {
     /// Why `transformed` (what transforms made of `planned`) may not be written by a namespace's user's
     /// restore into `target`, or nil when it may.
     public static func refusal(planned: KubeObject, transformed: KubeObject, target: String) -> String? {
-        func identity(_ o: KubeObject) -> String { "\(o.group)/\(o.kind) \(o.namespace ?? "(cluster)")/\(o.name)" }
+        func identity(_ o: KubeObject) -> String {
+            "\(o.group.isEmpty ? o.kind : o.kind + "." + o.group) \(o.namespace.map { $0 + "/" } ?? "(cluster-wide) ")\(o.name)"
+        }
         if identity(planned) != identity(transformed) {
             return "transforms may not change what an object is or where it goes: \(identity(planned)) became \(identity(transformed))"
         }
