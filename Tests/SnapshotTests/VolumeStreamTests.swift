@@ -190,4 +190,72 @@ struct VolumeStreamTests {
         }
         #expect(unchanged?.description.contains("unchanged") == true)
     }
+
+    @Test("random, mutated and ill-ordered streams never crash either end: each is an error or a whole tree")
+    func fuzzedStreams() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try TestFiles.makeTree(at: dir.sub("v"), seed: 5, files: 6, largeFileBytes: 20_000)
+        let repo = try await newRepository()
+        try await repo.loadIndex()
+        let valid = try await Self.stream { _ = try await DirectorySender(root: dir.sub("v")).send(to: $0) }.flatMap { $0 }
+
+        // Entries after the root directory ended, and an end of a directory that was never begun.
+        let afterRoot = try await Self.stream { writer in
+            try await writer.header()
+            try await writer.node(Node(name: "root", type: .dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, ctime: 0, inode: 1,
+                                       device: 0, links: 1, size: 0))
+            try await writer.up()
+            var late = Node(name: "late", type: .symlink, mode: 0o777, uid: 0, gid: 0, mtime: 0, ctime: 0, inode: 2,
+                            device: 0, links: 1, size: 0)
+            late.linkTarget = "x"
+            try await writer.node(late)
+            try await writer.up()
+            try await writer.end(files: 0, bytes: 0)
+        }
+        await #expect(throws: VolumeStream.FormatError.self) {
+            _ = try await StreamArchiver(repository: repo).archive(Self.reader(afterRoot), name: "v")
+        }
+        await #expect(throws: VolumeStream.FormatError.self) {
+            _ = try await DirectoryReceiver(root: dir.sub("after-root")).receive(from: Self.reader(afterRoot))
+        }
+
+        // Mutations of a valid stream (a fixed seed: the same cases every run).
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func random(_ bound: Int) -> Int {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return Int(state % UInt64(max(1, bound)))
+        }
+        var errors = 0, whole = 0
+        for round in 0..<150 {
+            var bytes = valid
+            for _ in 0..<(1 + random(4)) {
+                let at = random(bytes.count)
+                switch random(5) {
+                case 0: bytes[at] ^= UInt8(1 + random(255))
+                case 1: bytes[at] = 0xFF
+                case 2: bytes.removeSubrange(at..<min(bytes.count, at + 1 + random(64)))
+                case 3: bytes.insert(contentsOf: bytes[at..<min(bytes.count, at + random(64))], at: at)
+                default: bytes = Array(bytes[0..<at])
+                }
+                if bytes.isEmpty { bytes = [0] }
+            }
+            if round % 10 == 0 { bytes = (0..<random(4096)).map { _ in UInt8(random(256)) } }
+            do {
+                _ = try await StreamArchiver(repository: repo).archive(Self.reader([bytes]), name: "v")
+                whole += 1
+            } catch {
+                errors += 1
+            }
+            do {
+                _ = try await DirectoryReceiver(root: dir.sub("fuzz-\(round)")).receive(from: Self.reader([bytes]))
+            } catch {
+                errors += 1
+            }
+        }
+        #expect(errors > 0)
+        print("fuzzed streams: \(errors) errors, \(whole) whole trees, no crash")
+    }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOHTTPCompression
 import NIOPosix
 import NIOSSL
 
@@ -61,7 +62,8 @@ public final class KubeClient: Sendable {
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(90))
         configuration.connectionPool = .init(idleTimeout: .seconds(60))
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 16
-        configuration.decompression = .enabled(limit: .none)
+        // Answers are bounded (lists come in pages of 500): a compressed answer may not expand without limit.
+        configuration.decompression = .enabled(limit: .size(Self.maxBody))
         self.http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
         var streamingConfiguration = configuration
         streamingConfiguration.timeout = .init(connect: .seconds(5), read: nil)
@@ -174,13 +176,22 @@ public final class KubeClient: Sendable {
         return url
     }
 
+    /// The largest answer read whole (decompressed): 256 MiB.
+    static let maxBody = 256 << 20
+
     /// Sends a request and reads the whole answer; a non-2xx answer becomes a `KubeError`.
     func send(_ request: APIRequest) async throws -> APIResponse {
         try await withRetries(request) { () async throws -> APIResponse in
             let response = try await self.execute(request, on: self.http)
             let body: ByteBuffer
             do {
-                body = try await response.body.collect(upTo: 1 << 30)
+                body = try await response.body.collect(upTo: Self.maxBody)
+            } catch is NIOTooManyBytesError {
+                throw KubeError(.transport, "the answer is larger than \(Self.maxBody >> 20) MiB; ask for less (list in smaller pages)",
+                                operation: request.operation)
+            } catch NIOHTTPDecompression.DecompressionError.limit {
+                throw KubeError(.transport, "the compressed answer expands beyond \(Self.maxBody >> 20) MiB; refused",
+                                operation: request.operation)
             } catch {
                 throw self.transportError(error, request)
             }
@@ -243,6 +254,10 @@ public final class KubeClient: Sendable {
         }
         if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
             return KubeError(.tls, "cannot talk to \(connection.server): its certificate is not for this address",
+                             operation: request.operation)
+        }
+        if let decompression = error as? NIOHTTPDecompression.DecompressionError, decompression == .limit {
+            return KubeError(.transport, "the compressed answer expands beyond \(Self.maxBody >> 20) MiB; refused",
                              operation: request.operation)
         }
         if let http = error as? HTTPClientError, http == .deadlineExceeded || http == .readTimeout {

@@ -49,7 +49,7 @@ public struct MoverVolumeAccess: VolumeAccess {
                     while let piece = try await session.next() {
                         switch piece {
                         case .stdout(let bytes): return bytes
-                        case .stderr(let bytes): stderr.withLock { $0 += bytes }
+                        case .stderr(let bytes): stderr.withLock { Self.keepTail(&$0, bytes) }
                         }
                     }
                     return nil
@@ -82,7 +82,7 @@ public struct MoverVolumeAccess: VolumeAccess {
                 while let piece = try await session.next() {
                     switch piece {
                     case .stdout(let bytes): out += bytes
-                    case .stderr(let bytes): err += bytes
+                    case .stderr(let bytes): Self.keepTail(&err, bytes)
                     }
                 }
                 let code = try await session.exitCode()
@@ -95,6 +95,12 @@ public struct MoverVolumeAccess: VolumeAccess {
         }
         return VolumeTransfer(claim: volume.claim, method: method, files: totals.files, bytes: totals.bytes,
                               seconds: Date().timeIntervalSince(start), problems: totals.errors)
+    }
+
+    /// What a mover says on stderr is kept for error messages, its last 16 KiB only.
+    static func keepTail(_ kept: inout [UInt8], _ more: [UInt8]) {
+        kept += more
+        if kept.count > 16 << 10 { kept.removeFirst(kept.count - (16 << 10)) }
     }
 
     /// The mover pod's manifest.

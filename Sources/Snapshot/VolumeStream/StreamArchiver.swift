@@ -63,7 +63,8 @@ public final class StreamArchiver {
         while let event = try await reader.next() {
             switch event {
             case .node(var node):
-                let path = stack.last!.path.isEmpty ? node.name : stack.last!.path + "/" + node.name
+                guard let parent = stack.last else { throw VolumeStream.FormatError("an entry after the root directory ended") }
+                let path = parent.path.isEmpty ? node.name : parent.path + "/" + node.name
                 switch node.type {
                 case .dir:
                     stack.append((node, path, []))
@@ -75,7 +76,8 @@ public final class StreamArchiver {
                 }
                 stack[stack.count - 1].children.append(node)
             case .unchanged(var node):
-                let path = stack.last!.path.isEmpty ? node.name : stack.last!.path + "/" + node.name
+                guard let parent = stack.last else { throw VolumeStream.FormatError("an entry after the root directory ended") }
+                let path = parent.path.isEmpty ? node.name : parent.path + "/" + node.name
                 guard let before = previous[path], before.sameFile(as: node) else {
                     throw VolumeStream.FormatError("the mover reported \(path) unchanged, but the earlier backup has no such file")
                 }
@@ -85,7 +87,7 @@ public final class StreamArchiver {
                 result.bytes += Int(node.size)
                 stack[stack.count - 1].children.append(node)
             case .up:
-                var done = stack.removeLast()
+                guard var done = stack.popLast() else { throw VolumeStream.FormatError("unbalanced directory end") }
                 let saved = try await repository.saveBlob(.tree, try Tree(nodes: done.children).encoded())
                 result.bytesAdded += saved.added
                 done.node.subtree = saved.id
