@@ -220,7 +220,7 @@ public struct ApplicationRestore: Sendable {
                 rows.append(Row(object: label, tier: 6, result: "failed", detail: "the claim was not restored: \(reason)"))
                 continue
             case .skipped?:
-                rows.append(Row(object: label, tier: 6, result: "skipped", detail: "the claim already exists (--existing skip): its data was left as it is"))
+                rows.append(Row(object: label, tier: 6, result: "skipped", detail: "the claim already exists and the existing-object policy is skip: its data was left as it is"))
                 continue
             case nil:
                 rows.append(Row(object: label, tier: 6, result: "failed", detail: "the claim is not part of this restore"))

@@ -191,7 +191,7 @@ public struct ObjectRestorer: Sendable {
                 case .skip:
                     return .skipped
                 case .fail:
-                    return .failed("already exists (restore with --existing skip, update or recreate)")
+                    return .failed("already exists (the existing-object policy is fail; choose skip, update or recreate)")
                 case .update:
                     _ = try await client.patch(resource, object.name, namespace: object.namespace,
                                                .apply(object.json, fieldManager: "cairn-restore", force: true))

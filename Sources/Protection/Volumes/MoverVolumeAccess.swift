@@ -182,7 +182,7 @@ public struct MoverVolumeAccess: VolumeAccess {
                 if let reason = waiting?["reason"]?.string {
                     last = "\(reason): \(waiting?["message"]?.string ?? "")"
                     if ["ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName"].contains(reason) {
-                        throw VolumeError("the mover image \(image) cannot be used on node \(pod.nodeName ?? "?") (\(reason)); build and import it with scripts/build-image, or give --mover-image")
+                        throw VolumeError("the mover image \(image) cannot be used on node \(pod.nodeName ?? "?") (\(reason)); import it on the node (scripts/build-image on the local cluster) or choose another mover image")
                     }
                 } else if let condition = (pod.object["status", "conditions"]?.array ?? [])
                     .first(where: { $0["type"]?.string == "PodScheduled" && $0["status"]?.string == "False" }) {
