@@ -355,8 +355,14 @@ struct KubeClientTests {
                 _ = try await client.serverVersion()
                 proxy.refuse = true
                 proxy.dropAll()
+                // The network comes back once the client has met it down (not after a fixed time: on a
+                // loaded machine the client's first retry may come later than any fixed delay).
                 let flip = Task {
-                    try await Task.sleep(for: .milliseconds(400))
+                    let deadline = ContinuousClock.now + .seconds(30)
+                    while proxy.refusedConnections == 0 && ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                    try await Task.sleep(for: .milliseconds(200))
                     proxy.refuse = false
                 }
                 // A GET is retried until the network is back.
