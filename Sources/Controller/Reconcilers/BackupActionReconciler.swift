@@ -56,14 +56,7 @@ struct BackupActionReconciler {
         let message = resumed ? "run \(attempts) of at most \(Self.maxAttempts): the previous run was interrupted"
                               : "backing up namespace \(action.namespace ?? "")"
         Conditions.set(Condition("Running", true, reason: resumed ? "Resumed" : "Started", message: message), on: &updated)
-        // The claim: fails with a conflict if anyone else changed the action since we read it.
-        let claimed: KubeObject
-        do {
-            claimed = try await context.client.updateStatus(updated)
-        } catch {
-            await context.releaseSlot(of: action)
-            throw error
-        }
+        let claimed = try await context.claim(updated)
         await context.events.record(action, reason: resumed ? "Resumed" : "Started", message: message)
         await context.run(claimed) { await run(claimed, profile: profile) }
         return nil

@@ -54,13 +54,7 @@ struct RestoreActionReconciler {
         Conditions.set(Condition("Running", true, reason: "Started",
                                  message: "restoring \(plan.restorePoint.name) into namespace \(plan.options.targetNamespace ?? "")"),
                        on: &updated)
-        let claimed: KubeObject
-        do {
-            claimed = try await context.client.updateStatus(updated)
-        } catch {
-            await context.releaseSlot(of: action)
-            throw error
-        }
+        let claimed = try await context.claim(updated)
         await context.events.record(action, reason: "Started", message: "restoring \(plan.restorePoint.name)")
         await context.run(claimed) { await run(claimed, plan: plan) }
         return nil

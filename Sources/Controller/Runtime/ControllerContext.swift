@@ -230,9 +230,16 @@ extension ControllerContext {
         }
     }
 
-    /// Gives back the slot of an action that did not start after all (its claim failed).
-    func releaseSlot(of action: KubeObject) async {
-        for key in await runs.releaseSlot(action.uid ?? "") { await queue.add(key) }
+    /// Claims an action holding a slot for this process: writes its `Running` status, which fails with a
+    /// conflict if anyone changed the action since it was read (so two controllers never both run it). A
+    /// failed claim gives the slot back to the next in line.
+    func claim(_ running: KubeObject) async throws -> KubeObject {
+        do {
+            return try await client.updateStatus(running)
+        } catch {
+            for key in await runs.releaseSlot(running.uid ?? "") { await queue.add(key) }
+            throw error
+        }
     }
 
     /// Reads an object, changes its status and writes it, retrying when someone wrote in between.
