@@ -27,6 +27,14 @@ struct VolumeStreamTests {
         return pieces
     }
 
+    /// A temporary directory and a new repository with its index loaded.
+    static func scratch() async throws -> (TemporaryDirectory, Repository) {
+        let dir = try TemporaryDirectory()
+        let repo = try await newRepository()
+        try await repo.loadIndex()
+        return (dir, repo)
+    }
+
     static func reader(_ pieces: [[UInt8]]) -> VolumeStreamReader {
         let queue = Locked(pieces[...])
         return VolumeStreamReader(source: { queue.withLock { $0.popFirst() } })
@@ -57,12 +65,10 @@ struct VolumeStreamTests {
 
     @Test("a volume sent by a mover is stored with the same chunks as a host backup, comes back byte for byte and sparse, and only changed files travel the second time")
     func roundTrip() async throws {
-        let dir = try TemporaryDirectory()
+        let (dir, repo) = try await Self.scratch()
         defer { dir.remove() }
         let volume = dir.sub("volume")
         try Self.makeVolume(volume)
-        let repo = try await newRepository()
-        try await repo.loadIndex()
 
         let found = try ChildProcess.run(["find", volume, "-type", "f", "-not", "-name", "sparse", "-printf", "%s\\n"])
         let files = found.stdout.split(separator: "\n").count + 1
@@ -108,12 +114,10 @@ struct VolumeStreamTests {
 
     @Test("restored exactly, a volume loses what was made after the backup — by the mover and on the host alike; otherwise it is kept")
     func exactRestore() async throws {
-        let dir = try TemporaryDirectory()
+        let (dir, repo) = try await Self.scratch()
         defer { dir.remove() }
         let volume = dir.sub("volume")
         try Self.makeVolume(volume)
-        let repo = try await newRepository()
-        try await repo.loadIndex()
         let host = try await Archiver(repository: repo).archiveDirectory(volume, name: "data", previous: nil)
         try await repo.flush()
         func spoil(_ root: String) throws {
@@ -154,11 +158,9 @@ struct VolumeStreamTests {
 
     @Test("a cut, foreign or inconsistent stream is an error that says so, never a silently short volume")
     func badStreams() async throws {
-        let dir = try TemporaryDirectory()
+        let (dir, repo) = try await Self.scratch()
         defer { dir.remove() }
         try TestFiles.makeTree(at: dir.sub("v"), seed: 2, files: 5, largeFileBytes: 200_000)
-        let repo = try await newRepository()
-        try await repo.loadIndex()
         let pieces = try await Self.stream { _ = try await DirectorySender(root: dir.sub("v")).send(to: $0) }
         let bytes = pieces.flatMap { $0 }
 
@@ -193,11 +195,9 @@ struct VolumeStreamTests {
 
     @Test("random, mutated and ill-ordered streams never crash either end: each is an error or a whole tree")
     func fuzzedStreams() async throws {
-        let dir = try TemporaryDirectory()
+        let (dir, repo) = try await Self.scratch()
         defer { dir.remove() }
         try TestFiles.makeTree(at: dir.sub("v"), seed: 5, files: 6, largeFileBytes: 20_000)
-        let repo = try await newRepository()
-        try await repo.loadIndex()
         let valid = try await Self.stream { _ = try await DirectorySender(root: dir.sub("v")).send(to: $0) }.flatMap { $0 }
 
         // Entries after the root directory ended, and an end of a directory that was never begun.
