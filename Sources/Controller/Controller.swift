@@ -36,10 +36,6 @@ public final class Controller: Sendable {
         public var controllerUser: String { UserInfo.serviceAccount(namespace: namespace, name: serviceAccount) }
     }
 
-    public struct LeadershipLost: Error, CustomStringConvertible {
-        public var description: String { "lost the leader Lease: stopping so that no two controllers act at once" }
-    }
-
     public let configuration: Configuration
     public let context: ControllerContext
     let probes: ProbeState
@@ -75,7 +71,7 @@ public final class Controller: Sendable {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     try await election.holdUntilLost()
-                    throw LeadershipLost()
+                    throw ControllerError.leadershipLost
                 }
                 for kind in CairnKind.allCases {
                     group.addTask { await self.watch(kind) }
@@ -96,7 +92,7 @@ public final class Controller: Sendable {
                 await context.queue.shutDown()
                 group.cancelAll()
             }
-        } catch let lost as LeadershipLost {
+        } catch let lost as ControllerError where lost.reason == ControllerError.leadershipLost.reason {
             await context.queue.shutDown()
             await context.runs.cancelAll(grace: .seconds(5))
             throw lost

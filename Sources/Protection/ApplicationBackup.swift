@@ -30,6 +30,8 @@ public struct ApplicationBackup: Sendable {
         public var tags: [String]
         /// What the repository lock says is running (the controller puts its identity here).
         public var lockOperation = "app backup"
+        /// How long to wait for an exclusive lock (a prune) to go away before failing with `.locked`.
+        public var lockWait: TimeInterval = 30
 
         public init(namespace: String, labelSelector: String? = nil, rules: CaptureRules = CaptureRules(),
                     volumeAccess: VolumeAccessMode = .auto, moverImage: String = MoverVolumeAccess.defaultImage,
@@ -108,7 +110,7 @@ public struct ApplicationBackup: Sendable {
                 return (object.kind == "Deployment" ? Deployment.resource : StatefulSet.resource, object.name, Int(replicas))
             }
         }
-        let result = try await RepositoryLock.with(repository, exclusive: false, operation: options.lockOperation, wait: 30) {
+        let result = try await RepositoryLock.with(repository, exclusive: false, operation: options.lockOperation, wait: options.lockWait) {
             try await repository.loadIndex()
             let previous = try await RestorePoint.list(in: repository, namespace: namespace).last
             var earlier: [String: Node] = [:]
@@ -142,7 +144,7 @@ public struct ApplicationBackup: Sendable {
                                                         volumes: nodes, transfers: transfers, tags: options.tags,
                                                         quiesced: workloads.map { "\($0.0.kind)/\($0.1)" }, to: repository)
             if !unscaled.isEmpty {
-                throw VolumeError("restore point \(manifest.shortID) was written, but these workloads could not be scaled back: \(unscaled.joined(separator: "; "))")
+                throw ProtectionError(.quiesceFailed, "restore point \(manifest.shortID) was written, but these workloads could not be scaled back: \(unscaled.joined(separator: "; "))")
             }
             return manifest
         }
@@ -216,7 +218,7 @@ public struct ApplicationBackup: Sendable {
                     if (current["status", "replicas"]?.int ?? 0) == 0,
                        try await pods(of: current, namespace: namespace).isEmpty { break }
                     guard ContinuousClock.now < deadline else {
-                        throw VolumeError("\(workload.0.kind)/\(workload.1) still had pods \(options.quiesceTimeout) after scaling it to zero")
+                        throw ProtectionError(.quiesceFailed, "\(workload.0.kind)/\(workload.1) still had pods \(options.quiesceTimeout) after scaling it to zero")
                     }
                     try await Task.sleep(for: .milliseconds(250))
                 }
@@ -231,7 +233,7 @@ public struct ApplicationBackup: Sendable {
         }
         if let failure {
             if unscaled.isEmpty { throw failure }
-            throw VolumeError("\(failure); and these workloads could not be scaled back: \(unscaled.joined(separator: "; "))")
+            throw ProtectionError(.quiesceFailed, "\(failure); and these workloads could not be scaled back: \(unscaled.joined(separator: "; "))")
         }
         return unscaled
     }

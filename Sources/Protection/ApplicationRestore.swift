@@ -117,7 +117,7 @@ public struct ApplicationRestore: Sendable {
             let stored = options.volumeData ? try await RestorePoint.volumes(of: snapshot, in: repository) : [:]
             if let wanted = options.volumes {
                 for claim in wanted.sorted() where stored[claim] == nil {
-                    throw RepositoryError(.invalidArgument, "restore point \(snapshot.shortID) has no data of claim \(claim); it has: \(stored.keys.sorted().joined(separator: ", "))")
+                    throw ProtectionError(.dataMissing, "restore point \(snapshot.shortID) has no data of claim \(claim); it has: \(stored.keys.sorted().joined(separator: ", "))")
                 }
             }
             // PersistentVolumes are replaced by new ones (see the type's documentation).
@@ -260,7 +260,7 @@ public struct ApplicationRestore: Sendable {
             }
             guard ContinuousClock.now < deadline else {
                 if dynamic { return ClaimVolume(namespace: namespace, claim: plan.claim, volume: nil) }
-                throw VolumeError("claim \(namespace)/\(plan.claim) was not bound within \(options.bindTimeout) (phase \(claim.phase ?? "unknown"))")
+                throw ProtectionError(.claimNotBound, "claim \(namespace)/\(plan.claim) was not bound within \(options.bindTimeout) (phase \(claim.phase ?? "unknown"))")
             }
             try await Task.sleep(for: .milliseconds(250))
         }
@@ -274,7 +274,7 @@ public struct ApplicationRestore: Sendable {
             let stored = try await RestorePoint.volumes(of: snapshot, in: repository)
             guard let node = stored[claim] else {
                 let claims = stored.keys.sorted()
-                throw RepositoryError(.invalidArgument, "restore point \(snapshot.shortID) has no data of claim \(claim); it has: \(claims.isEmpty ? "none" : claims.joined(separator: ", "))")
+                throw ProtectionError(.dataMissing, "restore point \(snapshot.shortID) has no data of claim \(claim); it has: \(claims.isEmpty ? "none" : claims.joined(separator: ", "))")
             }
             return try await Restorer(repository: repository)
                 .restoreDirectory(node, options: RestoreOptions(target: target, include: paths, existing: existing))

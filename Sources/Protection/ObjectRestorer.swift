@@ -71,26 +71,18 @@ public struct ObjectRestorer: Sendable {
         self.options = options
     }
 
-    /// Why a prepared object may not be written (`RestoreConfinement`), or nil.
-    public enum Refusal: Error {
-        case forbidden(String)
-    }
-
     /// Prepares one object: cleaned, retargeted, transformed — and, for a confined restore, checked after
-    /// its transforms (throws `Refusal`).
+    /// its transforms (throws `ProtectionError` `.forbidden`).
     public func prepare(_ original: KubeObject, sourceNamespace: String) throws -> (KubeObject, [String]) {
-        if let reason = RestoreConfinement.foreign(original, source: sourceNamespace) { throw Refusal.forbidden(reason) }
+        if let reason = RestoreConfinement.foreign(original, source: sourceNamespace) {
+            throw ProtectionError(.forbidden, reason)
+        }
         let planned = retarget(options.cleaner.clean(original), sourceNamespace: sourceNamespace)
         guard let transforms = options.transforms else { return (planned, []) }
-        let result: (KubeObject, [String])
-        do {
-            result = try transforms.apply(to: planned)
-        } catch {
-            throw KubeError(.invalid, error.description)
-        }
+        let result = try transforms.apply(to: planned)
         if options.confined, let reason = RestoreConfinement.refusal(
             planned: planned, transformed: result.0, target: options.targetNamespace ?? sourceNamespace) {
-            throw Refusal.forbidden(reason)
+            throw ProtectionError(.forbidden, reason)
         }
         return result
     }
@@ -123,9 +115,9 @@ public struct ObjectRestorer: Sendable {
         for object in objects {
             do {
                 prepared.append(try prepare(object, sourceNamespace: sourceNamespace))
-            } catch Refusal.forbidden(let reason) {
+            } catch let refusal as ProtectionError where refusal.code == .forbidden {
                 outcomes.append(Outcome(object: object.description, tier: RestoreOrder.tier(of: object),
-                                        result: .forbidden(reason), transforms: []))
+                                        result: .forbidden(refusal.message), transforms: []))
             } catch {
                 outcomes.append(Outcome(object: object.description, tier: RestoreOrder.tier(of: object),
                                         result: .failed("\(error)"), transforms: []))

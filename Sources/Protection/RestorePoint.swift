@@ -105,6 +105,24 @@ public enum RestorePoint {
         }.sorted { $0.time < $1.time }
     }
 
+    /// Finds a restore point by ID prefix (the rule of `SnapshotFiles.match`), or by a namespace's name for
+    /// its newest restore point.
+    public static func find(_ reference: String, in repository: Repository) async throws -> SnapshotManifest {
+        let all = try await list(in: repository)
+        let byID = Result { () throws(SnapshotError) in
+            try SnapshotFiles.match(reference, among: all.map(\.id), what: "restore point")
+        }
+        if reference.count >= 4, case .success(let id) = byID { return all.first { $0.id == id }!.snapshot }
+        if let newest = all.last(where: { $0.namespace == reference }) { return newest.snapshot }
+        switch byID {
+        case .success(let id): return all.first { $0.id == id }!.snapshot
+        case .failure(let error) where error.code == .notFound:
+            throw SnapshotError(.notFound, "no restore point \(reference): give an ID prefix, or a namespace for its newest",
+                                path: reference)
+        case .failure(let error): throw error
+        }
+    }
+
     /// Every volume node of a restore point, by claim.
     public static func volumes(of snapshot: SnapshotManifest, in repository: Repository) async throws -> [String: Node] {
         let root = try await repository.loadTree(snapshot.tree)
@@ -115,7 +133,7 @@ public enum RestorePoint {
     /// The metadata of a restore point (without reading its objects).
     public static func metadata(_ snapshot: SnapshotManifest, from repository: Repository) async throws -> Metadata {
         guard snapshot.tags.contains(tag) else {
-            throw RepositoryError(.invalidArgument, "snapshot \(snapshot.shortID) is not a restore point")
+            throw ProtectionError(.notARestorePoint, "snapshot \(snapshot.shortID) is not a restore point")
         }
         do {
             return try await metadata(root: try await repository.loadTree(snapshot.tree), snapshot, repository)
@@ -132,7 +150,7 @@ public enum RestorePoint {
         -> (metadata: Metadata, objects: [KubeObject])
     {
         guard snapshot.tags.contains(tag) else {
-            throw RepositoryError(.invalidArgument, "snapshot \(snapshot.shortID) is not a restore point")
+            throw ProtectionError(.notARestorePoint, "snapshot \(snapshot.shortID) is not a restore point")
         }
         let root = try await repository.loadTree(snapshot.tree)
         let metadata = try await metadata(root: root, snapshot, repository)

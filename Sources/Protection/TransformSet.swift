@@ -48,33 +48,28 @@ public struct TransformSet: Sendable {
 
     public init() {}
 
-    /// Problems in a transform file, each with where it is.
-    public struct Invalid: Error, CustomStringConvertible, Sendable {
-        public var description: String
-    }
-
-    public init(json document: JSONValue) throws(Invalid) {
-        guard document.object != nil else { throw Invalid(description: "a transform file must be a mapping") }
+    public init(json document: JSONValue) throws(ProtectionError) {
+        guard document.object != nil else { throw ProtectionError(.invalidTransform, "a transform file must be a mapping") }
         let known: Set<String> = ["transforms", "storageClasses", "imageRegistry", "replicas", "apiVersion", "kind", "metadata", "spec"]
         // A TransformSet resource carries the same fields under spec.
         let body = document["kind"]?.string == "TransformSet" ? (document["spec"] ?? .emptyObject) : document
         for key in body.object?.keys.sorted() ?? [] where !known.contains(key) {
-            throw Invalid(description: "unknown field '\(key)' (expected transforms, storageClasses, imageRegistry, replicas)")
+            throw ProtectionError(.invalidTransform, "unknown field '\(key)' (expected transforms, storageClasses, imageRegistry, replicas)")
         }
         for (i, entry) in (body["transforms"]?.array ?? []).enumerated() {
             let label = entry["name"]?.string ?? "transform \(i + 1)"
             guard let ops = entry["patch"]?.array, !ops.isEmpty else {
-                throw Invalid(description: "\(label): 'patch' must be a non-empty list of JSON-patch operations")
+                throw ProtectionError(.invalidTransform, "\(label): 'patch' must be a non-empty list of JSON-patch operations")
             }
             for (j, op) in ops.enumerated() {
                 guard let kind = op["op"]?.string, ["add", "remove", "replace", "move", "copy", "test"].contains(kind),
                       let path = op["path"]?.string, JSONPatch.pointer(path) != nil
-                else { throw Invalid(description: "\(label): operation \(j + 1) is not a JSON-patch operation with a path") }
+                else { throw ProtectionError(.invalidTransform, "\(label): operation \(j + 1) is not a JSON-patch operation with a path") }
             }
             let m = entry["match"] ?? .emptyObject
             var labels: [String: String] = [:]
             for (k, v) in m["labels"]?.object ?? [:] {
-                guard let s = v.string else { throw Invalid(description: "\(label): label '\(k)' must be a string") }
+                guard let s = v.string else { throw ProtectionError(.invalidTransform, "\(label): label '\(k)' must be a string") }
                 labels[k] = s
             }
             transforms.append(Transform(
@@ -84,12 +79,12 @@ public struct TransformSet: Sendable {
                 patch: ops))
         }
         for (from, to) in body["storageClasses"]?.object ?? [:] {
-            guard let to = to.string else { throw Invalid(description: "storageClasses.\(from) must be a class name") }
+            guard let to = to.string else { throw ProtectionError(.invalidTransform, "storageClasses.\(from) must be a class name") }
             storageClasses[from] = to
         }
         if let registry = body["imageRegistry"] {
             guard let from = registry["from"]?.string, let to = registry["to"]?.string, !from.isEmpty, !to.isEmpty else {
-                throw Invalid(description: "imageRegistry needs 'from' and 'to'")
+                throw ProtectionError(.invalidTransform, "imageRegistry needs 'from' and 'to'")
             }
             imageRegistry = (from, to)
         }
@@ -99,27 +94,27 @@ public struct TransformSet: Sendable {
         case .some(.object(let map)):
             for (key, value) in map {
                 guard let n = value.int, n >= 0, key.contains("/") else {
-                    throw Invalid(description: "replicas.\(key): expected 'Kind/name: count'")
+                    throw ProtectionError(.invalidTransform, "replicas.\(key): expected 'Kind/name: count'")
                 }
                 replicas[key] = Int(n)
             }
-        default: throw Invalid(description: "replicas must be a count or a map of Kind/name to counts")
+        default: throw ProtectionError(.invalidTransform, "replicas must be a count or a map of Kind/name to counts")
         }
     }
 
     /// Reads a transform file (YAML or JSON).
-    public init(yaml text: String) throws(Invalid) {
+    public init(yaml text: String) throws(ProtectionError) {
         let document: JSONValue
         do {
             document = try JSONValue(yaml: text)
         } catch {
-            throw Invalid(description: error.description)
+            throw ProtectionError(.invalidTransform, error.description)
         }
         try self.init(json: document)
     }
 
     /// The transformed object and the names of what changed it.
-    public func apply(to original: KubeObject) throws(Invalid) -> (object: KubeObject, applied: [String]) {
+    public func apply(to original: KubeObject) throws(ProtectionError) -> (object: KubeObject, applied: [String]) {
         var object = original
         var applied: [String] = []
         let kind = object.kind
@@ -174,7 +169,7 @@ public struct TransformSet: Sendable {
             do {
                 object = KubeObject(try JSONPatch.apply(transform.patch, to: object.json))
             } catch {
-                throw Invalid(description: "\(transform.name) on \(original): \(error.description)")
+                throw ProtectionError(.invalidTransform, "\(transform.name) on \(original): \(error.description)")
             }
             applied.append(transform.name)
         }

@@ -89,10 +89,10 @@ public final class Repository: Sendable {
             markerData = try await store.load(BlobHandle(.config, "format"))
         } catch let error as StorageError where error.code == .notFound {
             throw RepositoryError(.notARepository,
-                                  "no Cairn repository here; create one with `cairn repo init` or check --repo",
+                                  "no Cairn repository here",
                                   location: store.location)
         } catch let error as StorageError {
-            throw RepositoryError(.storage, error.message, location: error.location, underlying: error.underlying)
+            throw RepositoryError(error)
         }
         guard let marker = try? JSONDecoder().decode(FormatMarker.self, from: markerData), marker.cairn == "repository"
         else {
@@ -203,7 +203,7 @@ public final class Repository: Sendable {
         } catch let error as StorageError where error.code == .notFound {
             throw RepositoryError(.missing, "no such \(kind.rawValue) file", location: location)
         } catch let error as StorageError {
-            throw RepositoryError(.storage, error.message, location: error.location, underlying: error.underlying)
+            throw RepositoryError(error)
         }
         guard BlobID.sha256(sealed).hex == name else {
             throw RepositoryError.corrupt("\(kind.rawValue) file", location, "content does not match its name")
@@ -403,7 +403,7 @@ public final class Repository: Sendable {
             throw RepositoryError(.missing, "pack \(pack.short) holding blob \(id.short) is missing or truncated; run `cairn repo check`",
                                   location: "data/\(pack.hex)")
         } catch let error as StorageError {
-            throw RepositoryError(.storage, error.message, location: error.location, underlying: error.underlying)
+            throw RepositoryError(error)
         }
         return try decryptBlob(sealed, id: id, location: location, pack: pack)
     }
@@ -444,7 +444,7 @@ public final class Repository: Sendable {
             throw RepositoryError(.missing, "pack \(pack.short) is missing or truncated; run `cairn repo check`",
                                   location: "data/\(pack.hex)")
         } catch let error as StorageError {
-            throw RepositoryError(.storage, error.message, location: error.location, underlying: error.underlying)
+            throw RepositoryError(error)
         }
         var result: [Data] = []
         result.reserveCapacity(ids.count)
@@ -528,7 +528,7 @@ public final class Repository: Sendable {
         do {
             return try await body()
         } catch let error as StorageError {
-            throw RepositoryError(.storage, error.message, location: error.location, underlying: error.underlying)
+            throw RepositoryError(error)
         }
     }
 
@@ -536,7 +536,7 @@ public final class Repository: Sendable {
         do {
             return try body()
         } catch let error as StorageError {
-            throw RepositoryError(.storage, error.message, location: error.location, underlying: error.underlying)
+            throw RepositoryError(error)
         }
     }
 }

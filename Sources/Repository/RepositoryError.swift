@@ -20,12 +20,32 @@ public struct RepositoryError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var location: String?
     public var underlying: String?
+    /// The storage error behind a `.storage` error, kept whole: its code says whether the disk is full, access
+    /// was denied or the server was unreachable.
+    public var storage: StorageError?
 
     public init(_ code: Code, _ message: String, location: String? = nil, underlying: String? = nil) {
         self.code = code
         self.message = message
         self.location = location
         self.underlying = underlying
+    }
+
+    /// The one mapping of a storage failure into this module's error: the code becomes `.storage`, the
+    /// storage error's own code, message and transience are kept.
+    public init(_ storage: StorageError) {
+        self.init(.storage, storage.message, location: storage.location, underlying: storage.underlying)
+        self.storage = storage
+    }
+
+    /// Whether the same operation may succeed later without anyone changing anything: the storage was
+    /// unreachable, or another process holds the lock.
+    public var isTransient: Bool {
+        switch code {
+        case .locked: return true
+        case .storage: return storage?.isTransient ?? false
+        default: return false
+        }
     }
 
     public var description: String {
@@ -37,7 +57,7 @@ public struct RepositoryError: Error, Sendable, CustomStringConvertible {
 
     public static func corrupt(_ what: String, _ location: String, _ detail: String? = nil) -> RepositoryError {
         RepositoryError(.corrupt,
-                        "\(what) is damaged; run `cairn repo check --read-data` to see what it affects",
+                        "\(what) is damaged; a check of the repository that reads its data shows what it affects",
                         location: location, underlying: detail)
     }
 }

@@ -76,11 +76,11 @@ public final class S3BlobStore: BlobStore {
             let region = xml.text.isEmpty ? "us-east-1" : (xml.text == "EU" ? "eu-west-1" : xml.text)
             if region != s3.region {
                 throw StorageError(.invalidArgument, "the bucket '\(s3.bucket)' is in region '\(region)', not '\(s3.region)'; "
-                                   + "use --s3-region \(region)", location: s3.description)
+                                   + "set the region to \(region)", location: s3.description)
             }
         } else if answer.status == 200 {
             throw StorageError(.invalidArgument, "open the repository location: the endpoint "
-                               + "\(s3.endpoint.string ?? "") does not answer like S3; check --s3-endpoint",
+                               + "\(s3.endpoint.string ?? "") does not answer like S3; check the S3 endpoint",
                                location: s3.description)
         }
         if s3.protectionPeriod != nil {

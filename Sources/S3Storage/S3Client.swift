@@ -168,7 +168,7 @@ final class S3Client: Sendable {
     func transport(_ error: any Error, _ request: Request) -> StorageError {
         if let tls = TLSFailure(error) {
             return StorageError(.permissionDenied, "\(request.operation): the S3 endpoint's TLS certificate is not trusted "
-                                + "(\(tls.reason)); pass --s3-ca-file with the CA that signed it, or fix the endpoint's name",
+                                + "(\(tls.reason)); give Cairn the CA certificate that signed it, or fix the endpoint's name",
                                 location: request.object)
         }
         if error is CancellationError { return StorageError(.io, "\(request.operation): cancelled", location: request.object) }
@@ -195,7 +195,7 @@ final class S3Client: Sendable {
                                     location: object, underlying: snippet)
             }
             return StorageError(.invalidArgument, "\(what): the endpoint \(location.endpoint.string ?? "") does not "
-                                + "answer like S3 (HTTP \(response.status)); check --s3-endpoint", location: object,
+                                + "answer like S3 (HTTP \(response.status)); check the S3 endpoint", location: object,
                                 underlying: snippet)
         }
         switch (response.status, code) {
@@ -214,7 +214,7 @@ final class S3Client: Sendable {
         case (_, "AuthorizationHeaderMalformed"), (301, _), (_, "PermanentRedirect"):
             let region = response.headers.first(name: "x-amz-bucket-region") ?? xml?["Region"]
             return StorageError(.invalidArgument, "the bucket '\(location.bucket)' is not in region '\(location.region)'"
-                                + (region.map { "; it is in '\($0)' (use --s3-region \($0))" } ?? ""),
+                                + (region.map { "; it is in '\($0)': set the region to \($0)" } ?? ""),
                                 location: object, underlying: detail)
         case (403, _):
             return StorageError(.permissionDenied, "\(what): access denied; check the credentials' permissions on the bucket",

@@ -89,13 +89,13 @@ public final class Archiver: Sendable {
     /// Runs the backup under a shared repository lock and writes the snapshot once all data is durable.
     public func run(_ options: BackupOptions) async throws -> BackupResult {
         guard !options.paths.isEmpty else {
-            throw RepositoryError(.invalidArgument, "nothing to back up: give at least one path")
+            throw SnapshotError(.invalidArgument, "nothing to back up: give at least one path")
         }
         let start = Date()
         let paths = options.paths.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         let names = paths.map { $0 == "/" ? "root" : ($0 as NSString).lastPathComponent }
         guard Set(names).count == names.count else {
-            throw RepositoryError(.invalidArgument, "two paths end in the same name; back them up in separate snapshots")
+            throw SnapshotError(.invalidArgument, "two paths end in the same name; back them up in separate snapshots")
         }
         return try await RepositoryLock.with(repository, exclusive: false, operation: "backup", wait: 30) {
             try await repository.loadIndex()
@@ -108,7 +108,8 @@ public final class Archiver: Sendable {
             for (path, name) in zip(paths, names) {
                 var st = stat()
                 guard lstat(path, &st) == 0 else {
-                    throw RepositoryError(.invalidArgument, "cannot back up \(path): \(String(cString: strerror(errno)))")
+                    throw SnapshotError(.unreadable, "cannot back up \(path)", path: path,
+                                        cause: POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO))
                 }
                 var node = Node(name: name, stat: st)
                 let previous = parentRoot?.node(named: name)
@@ -117,7 +118,7 @@ public final class Archiver: Sendable {
                     node = try await archiveDirectory(path, node: node, previous: previous, slots: slots)
                 case .file:
                     guard let archived = try await archiveFileOrReuse(path, node: node, previous: previous) else {
-                        throw RepositoryError(.invalidArgument, "cannot back up \(path): \(errors.withLock { $0.last ?? "" })")
+                        throw SnapshotError(.unreadable, "cannot back up \(errors.withLock { $0.last ?? path })", path: path)
                     }
                     node = archived
                 default:
@@ -150,7 +151,7 @@ public final class Archiver: Sendable {
     {
         var st = stat()
         guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-            throw RepositoryError(.invalidArgument, "\(path) is not a directory on this machine")
+            throw SnapshotError(.invalidArgument, "\(path) is not a directory on this machine", path: path)
         }
         let node = try await archiveDirectory(path, node: Node(name: name, stat: st), previous: previous,
                                               slots: AsyncSemaphore(permits: 8))
@@ -159,8 +160,8 @@ public final class Archiver: Sendable {
         return (node, final, errors.withLock { $0 })
     }
 
-    func record(_ error: SourceError) {
-        logger.warning("backup.source.unreadable", metadata: ["file.path": "\(error.path)", "error": "\(error.reason)"])
+    func record(_ error: SnapshotError) {
+        logger.warning("backup.source.unreadable", metadata: ["file.path": "\(error.path ?? "")", "error": "\(error.description)"])
         errors.withLock { $0.append(error.description) }
         summary.withLock { $0.errors += 1 }
     }
@@ -170,7 +171,7 @@ public final class Archiver: Sendable {
         let names: [String]
         do {
             names = try Self.listDirectory(path)
-        } catch let error as SourceError {
+        } catch let error as SnapshotError where error.code == .unreadable {
             record(error)
             names = []
         }
@@ -186,7 +187,7 @@ public final class Archiver: Sendable {
                 let full = path == "/" ? "/" + name : path + "/" + name
                 var st = stat()
                 guard lstat(full, &st) == 0 else {
-                    record(SourceError(path: full, errno: errno, operation: "lstat"))
+                    record(SnapshotError.unreadable(full, errno: errno, operation: "lstat"))
                     continue
                 }
                 var child = Node(name: name, stat: st)
@@ -213,7 +214,7 @@ public final class Archiver: Sendable {
                 default:
                     do {
                         nodes[i] = try describeSpecial(full, node: child)
-                    } catch let error as SourceError {
+                    } catch let error as SnapshotError where error.code == .unreadable {
                         record(error)
                     }
                 }
@@ -262,7 +263,7 @@ public final class Archiver: Sendable {
         var node = node
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
-            record(SourceError(path: path, errno: errno, operation: "open"))
+            record(SnapshotError.unreadable(path, errno: errno, operation: "open"))
             return nil
         }
         defer { close(fd) }
@@ -285,7 +286,7 @@ public final class Archiver: Sendable {
             } else {
                 (ids, bytesRead) = try await chunkAndStore(fd: fd, path: path)
             }
-        } catch let error as SourceError {
+        } catch let error as SnapshotError where error.code == .unreadable {
             record(error)
             return nil
         }
@@ -323,7 +324,7 @@ public final class Archiver: Sendable {
                 do {
                     chunk = try chunker.next()
                 } catch {
-                    throw SourceError(path: path, errno: (error as? POSIXError)?.code.rawValue ?? EIO, operation: "read")
+                    throw SnapshotError.unreadable(path, errno: (error as? POSIXError)?.code.rawValue ?? EIO, operation: "read")
                 }
                 guard let chunk else { break }
                 progress.add(bytes: chunk.count)
@@ -356,7 +357,7 @@ public final class Archiver: Sendable {
         if node.type == .symlink {
             var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
             let n = readlink(path, &buffer, buffer.count - 1)
-            guard n >= 0 else { throw SourceError(path: path, errno: errno, operation: "readlink") }
+            guard n >= 0 else { throw SnapshotError.unreadable(path, errno: errno, operation: "readlink") }
             node.linkTarget = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }
         summary.withLock { $0.otherEntries += 1 }
@@ -385,7 +386,7 @@ public final class Archiver: Sendable {
     }
 
     static func listDirectory(_ path: String) throws -> [String] {
-        guard let dir = opendir(path) else { throw SourceError(path: path, errno: errno, operation: "opendir") }
+        guard let dir = opendir(path) else { throw SnapshotError.unreadable(path, errno: errno, operation: "opendir") }
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {
@@ -405,7 +406,7 @@ public final class Archiver: Sendable {
             let n = data.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw SourceError(path: path, errno: errno, operation: "read")
+                throw SnapshotError.unreadable(path, errno: errno, operation: "read")
             }
             if n == 0 { break }
             filled += n

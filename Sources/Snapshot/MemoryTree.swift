@@ -22,42 +22,30 @@ public struct MemoryTree: Sendable {
         self.time = time
     }
 
-    public enum Problem: Error, CustomStringConvertible, Sendable {
-        case invalidPath(String)
-        case conflict(String)
-
-        public var description: String {
-            switch self {
-            case .invalidPath(let path): return "'\(path)' is not a relative path of names"
-            case .conflict(let path): return "'\(path)' is both a file and a directory"
-            }
-        }
-    }
-
-    static func components(_ path: String) throws(Problem) -> [String] {
+    static func components(_ path: String) throws(SnapshotError) -> [String] {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard !parts.isEmpty, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
-            throw .invalidPath(path)
+            throw SnapshotError(.invalidArgument, "'\(path)' is not a relative path of names", path: path)
         }
         return parts
     }
 
     /// Adds a file at a relative path (`objects/apps/Deployment/web.json`), creating directories.
-    public mutating func addFile(_ path: String, _ data: Data, mode: UInt32 = 0o600) throws(Problem) {
+    public mutating func addFile(_ path: String, _ data: Data, mode: UInt32 = 0o600) throws(SnapshotError) {
         try insert(.file(data, mode: mode), at: try Self.components(path), path: path)
     }
 
     /// Places an existing node (a directory or file from another snapshot) at `path`, renamed to its last
     /// component; its content is not copied, only referenced.
-    public mutating func addExisting(_ path: String, _ node: Node) throws(Problem) {
+    public mutating func addExisting(_ path: String, _ node: Node) throws(SnapshotError) {
         try insert(.existing(node), at: try Self.components(path), path: path)
     }
 
-    private mutating func insert(_ entry: Entry, at parts: [String], path: String) throws(Problem) {
-        func place(_ level: inout [String: Entry], _ rest: ArraySlice<String>) throws(Problem) {
+    private mutating func insert(_ entry: Entry, at parts: [String], path: String) throws(SnapshotError) {
+        func place(_ level: inout [String: Entry], _ rest: ArraySlice<String>) throws(SnapshotError) {
             let name = rest.first!
             if rest.count == 1 {
-                guard level[name] == nil else { throw .conflict(path) }
+                guard level[name] == nil else { throw SnapshotError(.invalidArgument, "'\(path)' is both a file and a directory", path: path) }
                 level[name] = entry
                 return
             }
@@ -69,7 +57,7 @@ public struct MemoryTree: Sendable {
             case .directory(let existing): children = existing
             case let other?:
                 level[name] = other
-                throw .conflict(path)
+                throw SnapshotError(.invalidArgument, "'\(path)' is both a file and a directory", path: path)
             }
             defer { level[name] = .directory(children) }
             try place(&children, rest.dropFirst())

@@ -73,7 +73,7 @@ public final class Restorer: Sendable {
     }
 
     func restore(_ snapshot: SnapshotManifest, options: RestoreOptions) async throws -> RestoreReport {
-        try await restore(tree: snapshot.tree, root: nil, source: "snapshot \(snapshot.shortID); see `cairn ls \(snapshot.shortID)`",
+        try await restore(tree: snapshot.tree, root: nil, source: "snapshot \(snapshot.shortID)",
                           options: options)
     }
 
@@ -81,7 +81,7 @@ public final class Restorer: Sendable {
     /// whose own metadata becomes the node's. The caller holds a repository lock and has loaded the index.
     public func restoreDirectory(_ node: Node, options: RestoreOptions) async throws -> RestoreReport {
         guard node.type == .dir, let subtree = node.subtree else {
-            throw RepositoryError(.invalidArgument, "\(node.name) is not a directory")
+            throw SnapshotError(.invalidArgument, "\(node.name) is not a directory")
         }
         return try await restore(tree: subtree, root: node, source: "\(node.name)", options: options)
     }
@@ -95,7 +95,7 @@ public final class Restorer: Sendable {
         report.errors += unreadable
         if !includes.isEmpty {
             for include in includes where !entries.contains(where: { $0.path == include }) {
-                throw RepositoryError(.invalidArgument, "\(include) is not in \(source)")
+                throw SnapshotError(.notFound, "\(include) is not in \(source)", path: include)
             }
         }
         let target = URL(fileURLWithPath: options.target).standardizedFileURL.path
@@ -112,8 +112,9 @@ public final class Restorer: Sendable {
         }
         if !conflicts.isEmpty && options.existing == .fail {
             let sample = conflicts.sorted().prefix(5).joined(separator: ", ")
-            throw RepositoryError(.invalidArgument,
-                                  "\(conflicts.count) entr\(conflicts.count == 1 ? "y" : "ies") already exist in \(target) (\(sample)); nothing was written — choose --existing skip or --existing overwrite, or restore into an empty directory")
+            throw SnapshotError(.conflict, "\(conflicts.count) entr\(conflicts.count == 1 ? "y" : "ies") already exist in "
+                                + "\(target) (\(sample)); nothing was written — skip or overwrite existing entries, or restore "
+                                + "into an empty directory", path: target)
         }
 
         let isRoot = geteuid() == 0
@@ -158,6 +159,9 @@ public final class Restorer: Sendable {
                                                                    replacing: replacing)
                             results.withLock { $0.files += 1; $0.bytes += bytes }
                         } catch let error as RepositoryError where error.code != .storage {
+                            results.withLock { $0.errors.append("\(entry.path): \(error)") }
+                        } catch let error as SnapshotError where error.code != .noSpace {
+                            // One file the target refuses; a full disk stops the restore (every file would fail).
                             results.withLock { $0.errors.append("\(entry.path): \(error)") }
                         }
                     }
@@ -249,7 +253,7 @@ public final class Restorer: Sendable {
         let tmp = replacing ? dir + "/.cairn-restore-" + UUID().uuidString.prefix(8) : dest
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            throw RepositoryError(.invalidArgument, "cannot create \(tmp): \(String(cString: strerror(errno)))")
+            throw SnapshotError.writing(errno, "create", path: tmp)
         }
         var completed = false
         defer {
@@ -287,7 +291,7 @@ public final class Restorer: Sendable {
             }
         }
         guard ftruncate(fd, off_t(offset)) == 0 else {
-            throw RepositoryError(.invalidArgument, "cannot size \(dest): \(String(cString: strerror(errno)))")
+            throw SnapshotError.writing(errno, "size", path: dest)
         }
         if asRoot { fchown(fd, node.uid, node.gid) }
         fchmod(fd, mode_t(node.mode))
@@ -295,7 +299,7 @@ public final class Restorer: Sendable {
         futimens(fd, &times)
         if replacing {
             guard rename(tmp, dest) == 0 else {
-                throw RepositoryError(.invalidArgument, "cannot move \(dest) into place: \(String(cString: strerror(errno)))")
+                throw SnapshotError.writing(errno, "move into place", path: dest)
             }
         }
         completed = true
@@ -326,7 +330,7 @@ public final class Restorer: Sendable {
                     let n = pwrite(fd, raw.baseAddress! + done, runEnd - done, off_t(offset + done))
                     if n < 0 {
                         if errno == EINTR { continue }
-                        throw RepositoryError(.invalidArgument, "cannot write \(path): \(String(cString: strerror(errno)))")
+                        throw SnapshotError.writing(errno, "write", path: path)
                     }
                     done += n
                 }

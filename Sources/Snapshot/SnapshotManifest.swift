@@ -111,16 +111,23 @@ public enum SnapshotFiles {
     public static func find(_ reference: String, in repository: Repository) async throws -> SnapshotManifest {
         if reference == "latest" {
             let (all, _) = try await all(in: repository)
-            guard let last = all.last else { throw RepositoryError(.missing, "the repository has no snapshots") }
+            guard let last = all.last else { throw SnapshotError(.notFound, "the repository has no snapshots") }
             return last
         }
-        let names = try await repository.listFiles(.snapshots).filter { $0.hasPrefix(reference.lowercased()) }
-        guard names.count == 1 else {
-            throw RepositoryError(names.isEmpty ? .missing : .invalidArgument,
-                                  names.isEmpty ? "no snapshot \(reference); list them with `cairn snapshots`"
-                                      : "snapshot ID \(reference) is ambiguous; give more digits")
+        let id = try match(reference, among: try await repository.listFiles(.snapshots), what: "snapshot")
+        return try await load(id, from: repository)
+    }
+
+    /// The one rule for naming a snapshot by its ID: a prefix that matches exactly one of `ids`.
+    /// `what` names the kind in the error ("snapshot", "restore point").
+    public static func match(_ reference: String, among ids: [String], what: String) throws(SnapshotError) -> String {
+        let prefix = reference.lowercased()
+        let matches = prefix.isEmpty ? [] : ids.filter { $0.hasPrefix(prefix) }
+        switch matches.count {
+        case 1: return matches[0]
+        case 0: throw SnapshotError(.notFound, "no \(what) \(reference)", path: reference)
+        default: throw SnapshotError(.ambiguous, "\(reference) matches \(matches.count) \(what)s; give more of the ID",
+                                     path: reference)
         }
-        return try await load(names[0], from: repository)
     }
 }
-

@@ -16,17 +16,6 @@ struct AppCommand: AsyncParsableCommand {
         subcommands: [AppListCommand.self, AppBackupCommand.self, AppRestoreCommand.self])
 }
 
-/// Finds a restore point: an ID prefix, or a namespace name for its latest restore point.
-func findRestorePoint(_ reference: String, in repository: Repository) async throws -> SnapshotManifest {
-    let all = try await RestorePoint.list(in: repository)
-    let byID = all.filter { $0.id.hasPrefix(reference.lowercased()) }
-    if reference.count >= 4, reference.allSatisfy(\.isHexDigit), byID.count == 1 { return byID[0].snapshot }
-    if byID.count > 1 { throw CLIError("\(reference) matches \(byID.count) restore points; give more of the ID", code: Exit.usage) }
-    if let latest = all.last(where: { $0.namespace == reference }) { return latest.snapshot }
-    throw CLIError("no restore point \(reference) (an ID prefix, or a namespace for its latest); see `cairn restorepoints`",
-                   code: Exit.usage)
-}
-
 /// How volume data is read and written: shared by `app backup` and `app restore`.
 struct VolumeOptions: ParsableArguments {
     @Option(name: .customLong("volume-access"), help: "How volume data is read and written: auto, host or mover.")
@@ -182,7 +171,7 @@ func printWarnings(_ warnings: [String]) {
 func selectors(_ texts: [String], _ option: String) throws -> [CaptureRules.Selector] {
     try texts.map { text in
         guard let selector = CaptureRules.Selector(text) else {
-            throw CLIError("\(option) \(text): expected Kind, Kind/name, group/Kind, group/Kind/name or *.group", code: Exit.usage)
+            throw CLIError.usage("\(option) \(text): expected Kind, Kind/name, group/Kind, group/Kind/name or *.group")
         }
         return selector
     }
@@ -230,9 +219,9 @@ struct AppRestoreCommand: AsyncParsableCommand {
     func run() async throws {
         try await runReporting {
             let repo = try await global.open()
-            let snapshot = try await findRestorePoint(restorePoint, in: repo)
+            let snapshot = try await RestorePoint.find(restorePoint, in: repo)
             if let target {
-                guard volume.count == 1 else { throw CLIError("--target needs exactly one --volume CLAIM", code: Exit.usage) }
+                guard volume.count == 1 else { throw CLIError.usage("--target needs exactly one --volume CLAIM") }
                 let report = try await ApplicationRestore.restoreFiles(snapshot, claim: volume[0], paths: path, target: target,
                                                                      existing: .fail, repository: repo)
                 if global.json {
@@ -246,12 +235,12 @@ struct AppRestoreCommand: AsyncParsableCommand {
             var transforms: TransformSet?
             if let transform {
                 guard let text = try? String(contentsOfFile: transform, encoding: .utf8) else {
-                    throw CLIError("cannot read the transforms file \(transform)", code: Exit.usage)
+                    throw CLIError.usage("cannot read the transforms file \(transform)")
                 }
                 do {
                     transforms = try TransformSet(yaml: text)
                 } catch {
-                    throw CLIError("\(transform): \(error)", code: Exit.usage)
+                    throw CLIError.usage("\(transform): \(error)")
                 }
             }
             var options = ApplicationRestore.Options(

@@ -188,7 +188,7 @@ struct RestoreCommand: AsyncParsableCommand {
     func run() async throws {
         try await runReporting {
             guard let policy = ExistingPolicy(rawValue: existing) else {
-                throw CLIError("--existing must be fail, skip or overwrite", code: 64)
+                throw CLIError.usage("--existing must be fail, skip or overwrite")
             }
             let repo = try await global.open()
             let manifest = try await SnapshotFiles.find(snapshot, in: repo)

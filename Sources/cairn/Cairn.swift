@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kube
 import Logging
+import Protection
 import Repository
 import S3Storage
 import Snapshot
@@ -90,7 +91,7 @@ struct GlobalOptions: ParsableArguments {
 
     func repositoryPath() throws -> String {
         guard let location = repo ?? ProcessInfo.processInfo.environment["CAIRN_REPOSITORY"], !location.isEmpty else {
-            throw CLIError("no repository given: use --repo PATH or set CAIRN_REPOSITORY", code: 64)
+            throw CLIError.usage("no repository given: use --repo PATH or set CAIRN_REPOSITORY")
         }
         return location
     }
@@ -101,7 +102,7 @@ struct GlobalOptions: ParsableArguments {
         let location = try repositoryPath()
         guard location.hasPrefix("s3:") else {
             if protectionDays != nil {
-                throw CLIError("--protection-days needs an S3 location with object lock", code: 64)
+                throw CLIError.usage("--protection-days needs an S3 location with object lock")
             }
             return FileBlobStore(root: URL(fileURLWithPath: location))
         }
@@ -127,14 +128,14 @@ struct GlobalOptions: ParsableArguments {
 
 func readPasswordFile(_ path: String) throws -> String {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw CLIError("cannot read the password file \(path)", code: 64)
+        throw CLIError.usage("cannot read the password file \(path)")
     }
     return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
 }
 
 func promptPassword(_ prompt: String) throws -> String {
     guard isatty(STDIN_FILENO) == 1, let raw = getpass(prompt) else {
-        throw CLIError("no password: set CAIRN_PASSWORD, use --password-file, or run on a terminal", code: 64)
+        throw CLIError.usage("no password: set CAIRN_PASSWORD, use --password-file, or run on a terminal")
     }
     return String(cString: raw)
 }
@@ -148,6 +149,48 @@ struct CLIError: Error, CustomStringConvertible {
         self.description = message
         self.code = code
     }
+
+    /// The command line asks for something that cannot be: exit 64.
+    static func usage(_ message: String) -> CLIError { CLIError(message, code: Exit.usage) }
+}
+
+extension Exit {
+    /// The one mapping of errors to exit codes and to what the message adds for a user at a terminal (the
+    /// options that change the outcome; library messages name settings, not flags).
+    static func report(_ error: any Error) -> (code: Int32, hint: String?) {
+        switch error {
+        case let error as CLIError:
+            return (error.code, nil)
+        case let error as RepositoryError:
+            switch error.code {
+            case .notARepository: return (notARepository, "create one with `cairn repo init`, or check --repo")
+            case .newerFormat: return (notARepository, nil)
+            case .wrongPassword: return (wrongPassword, nil)
+            case .locked: return (locked, nil)
+            case .corrupt: return (failure, "`cairn repo check --read-data` shows what it affects")
+            case .invalidArgument: return (usage, nil)
+            default: return (failure, nil)
+            }
+        case let error as SnapshotError:
+            switch error.code {
+            case .notFound, .ambiguous: return (usage, "list them with `cairn snapshots` or `cairn restorepoints`")
+            case .invalidArgument: return (usage, nil)
+            case .conflict: return (failure, "pass --existing skip or --existing overwrite")
+            default: return (failure, nil)
+            }
+        case let error as ProtectionError:
+            switch error.code {
+            case .invalidTransform: return (usage, nil)
+            case .volumeUnreachable: return (failure, "pass --volume-access mover")
+            default: return (failure, nil)
+            }
+        case let error as KubeError:
+            return (error.code == .configuration ? usage : failure,
+                    error.code == .configuration ? "--kubeconfig and --context choose the cluster" : nil)
+        default:
+            return (failure, nil)
+        }
+    }
 }
 
 /// Runs a command body, turning errors into a message on stderr and the documented exit code.
@@ -155,27 +198,10 @@ func runReporting(_ body: () async throws -> Int32) async throws {
     let code: Int32
     do {
         code = try await body()
-    } catch let error as CLIError {
-        printError(error.description)
-        code = error.code
-    } catch let error as RepositoryError {
-        printError(error.description)
-        switch error.code {
-        case .notARepository: code = Exit.notARepository
-        case .wrongPassword: code = Exit.wrongPassword
-        case .locked: code = Exit.locked
-        case .newerFormat: code = Exit.notARepository
-        default: code = Exit.failure
-        }
-    } catch let error as StorageError {
-        printError(error.description)
-        code = Exit.failure
-    } catch let error as KubeError {
-        printError(error.description)
-        code = error.code == .configuration ? Exit.usage : Exit.failure
-    } catch let error as CustomStringConvertible & Error {
-        printError(error.description)
-        code = Exit.failure
+    } catch {
+        let (exitCode, hint) = Exit.report(error)
+        printError("\(error)" + (hint.map { " (\($0))" } ?? ""))
+        code = exitCode
     }
     if code != 0 { throw ExitCode(code) }
 }

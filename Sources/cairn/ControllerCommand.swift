@@ -58,11 +58,11 @@ struct ControllerCommand: AsyncParsableCommand {
             let identity = "\(env["POD_NAME"] ?? ProcessInfo.processInfo.hostName)_\(suffix)"
             let parts = listen.split(separator: ":")
             guard parts.count == 2, let port = Int(parts[1]) else {
-                throw CLIError("--listen must be HOST:PORT", code: 64)
+                throw CLIError.usage("--listen must be HOST:PORT")
             }
             let webhookParts = webhookListen.split(separator: ":")
             guard webhookParts.count == 2, let webhookPort = Int(webhookParts[1]) else {
-                throw CLIError("--webhook-listen must be HOST:PORT", code: 64)
+                throw CLIError.usage("--webhook-listen must be HOST:PORT")
             }
             let logger = Logger(label: "cairn.controller")
             let metrics = ControllerMetrics()
@@ -108,7 +108,7 @@ struct ControllerCommand: AsyncParsableCommand {
                 defer { signals.forEach { $0.cancel() } }
                 do {
                     try await main.value
-                } catch let lost as Controller.LeadershipLost {
+                } catch let lost as ControllerError where lost.reason == "LeadershipLost" {
                     logger.error("controller.stopped", metadata: ["reason": "\(lost)"])
                     return 1
                 }

@@ -38,8 +38,7 @@ struct ForgetCommand: AsyncParsableCommand {
             let policy = ForgetPolicy(last: keepLast, hourly: keepHourly, daily: keepDaily, weekly: keepWeekly,
                                       monthly: keepMonthly, yearly: keepYearly)
             guard !policy.isEmpty || !snapshots.isEmpty else {
-                throw CLIError("give snapshot IDs or at least one --keep-* option; forget never removes everything by default",
-                               code: 64)
+                throw CLIError.usage("give snapshot IDs or at least one --keep-* option; forget never removes everything by default")
             }
             let repo = try await global.open()
             return try await RepositoryLock.with(repo, exclusive: true, operation: "forget", wait: 30) {
@@ -103,7 +102,7 @@ struct PruneCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await runReporting {
-            guard (0...1).contains(maxUnused) else { throw CLIError("--max-unused must be between 0 and 1", code: 64) }
+            guard (0...1).contains(maxUnused) else { throw CLIError.usage("--max-unused must be between 0 and 1") }
             let repo = try await global.open()
             return try await RepositoryLock.with(repo, exclusive: true, operation: "prune", wait: 30) {
                 let (all, errors) = try await SnapshotFiles.all(in: repo)

@@ -20,10 +20,10 @@ struct RepoCommand: AsyncParsableCommand {
         func run() async throws {
             try await runReporting {
                 guard (0...19).contains(compressionLevel) else {
-                    throw CLIError("--compression-level must be between 0 and 19", code: 64)
+                    throw CLIError.usage("--compression-level must be between 0 and 19")
                 }
                 if let protectionDays, protectionDays < 1 {
-                    throw CLIError("--protection-days must be at least 1", code: 64)
+                    throw CLIError.usage("--protection-days must be at least 1")
                 }
                 let store = try await global.store(protectionDays: protectionDays)
                 var password = try global.password(prompt: "New repository password: ")

@@ -35,9 +35,17 @@ struct CLITests {
         #expect(wrong.stderr.contains("wrong password"))
         #expect(!wrong.stderr.contains("not it"))
 
+        // A reference that names nothing: the same exit code and the same kind of message, snapshot or restore point.
+        let noSnapshot = try CLI(repo: dir.sub("repo")).run("restore", "nope", "--target", dir.sub("x"))
+        let noRestorePoint = try CLI(repo: dir.sub("repo")).run("app", "restore", "nope")
+        #expect(noSnapshot.status == 64 && noRestorePoint.status == 64, "\(noSnapshot.stderr) \(noRestorePoint.stderr)")
+        #expect(noSnapshot.stderr.hasPrefix("cairn: no snapshot nope"), "\(noSnapshot.stderr)")
+        #expect(noRestorePoint.stderr.hasPrefix("cairn: no restore point nope"), "\(noRestorePoint.stderr)")
+
         let notRepo = try CLI(repo: dir.path).run("snapshots")
         #expect(notRepo.status == 10)
         #expect(notRepo.stderr.contains("no Cairn repository"))
+        #expect(notRepo.stderr.contains("cairn repo init"), "the CLI names the command that creates one")
 
         try Data(#"{"cairn":"repository","version":99}"#.utf8).write(to: URL(fileURLWithPath: dir.sub("repo/format")))
         let newer = try CLI(repo: dir.sub("repo")).run("snapshots")

@@ -1,6 +1,8 @@
 import Foundation
 import Kube
 import KubeTesting
+import Repository
+import Storage
 import StorageTesting
 import Testing
 
@@ -348,6 +350,41 @@ struct ControllerClusterTests {
         }
         try await until("the controller to lead again", timeout: 60) {
             try cluster.kubectlOK(["-n", "cairn-system", "get", "deployment", "cairn-controller", "-o", "jsonpath={.status.readyReplicas}"]) == "1"
+        }
+    }
+
+    @Test("a backup that meets a locked repository waits and runs again instead of failing for good")
+    func transientFailureRetried() async throws {
+        let profile = try TestProfile(cluster, prefix: "locked")
+        defer { profile.remove() }
+        // Someone else's exclusive lock — a prune run by hand — held by this process.
+        let repository = try await Repository.open(store: FileBlobStore(root: URL(fileURLWithPath: profile.path)),
+                                                   password: profile.password)
+        let lock = try await RepositoryLock.acquire(repository, exclusive: true, operation: "prune (by hand)")
+        var released = false
+        defer { if !released { Task { await lock.release() } } }
+        try await cluster.withNamespace("locked") { ns in
+            try ns.kubectlOK(["create", "configmap", "settings", "--from-literal=color=teal"])
+            try ns.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: BackupAction
+                metadata: {name: behind-prune}
+                spec: {profile: \(profile.name)}
+                """)
+            try await until("the backup to wait for the lock", timeout: 90) {
+                try jsonpath(ns, ["backupaction", "behind-prune"],
+                             "{.status.phase} {.status.conditions[?(@.type==\"Running\")].reason}") == "Pending RepositoryLocked"
+            }
+            let message = try jsonpath(ns, ["backupaction", "behind-prune"], "{.status.conditions[?(@.type==\"Running\")].message}")
+            #expect(message.contains("prune (by hand)") && message.contains("trying again at"), "\(message)")
+            #expect(try jsonpath(ns, ["backupaction", "behind-prune"], "{.status.nextAttemptTime}") != "")
+            await lock.release()
+            released = true
+            try await until("the backup to succeed on its next run", timeout: 120) {
+                try jsonpath(ns, ["backupaction", "behind-prune"], "{.status.phase}") == "Succeeded"
+            }
+            #expect(try jsonpath(ns, ["backupaction", "behind-prune"], "{.status.attempts}") == "2")
+            #expect(try profile.restorePointIDs(namespace: ns.name).count == 1)
         }
     }
 

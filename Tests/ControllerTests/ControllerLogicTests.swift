@@ -1,6 +1,9 @@
 import Foundation
 import Kube
+import Protection
+import Repository
 import Snapshot
+import Storage
 import Testing
 @testable import Controller
 
@@ -11,6 +14,29 @@ func utc(_ text: String) -> Date {
 
 @Suite("Controller logic without a cluster: schedules, queue, lease, specs, retention")
 struct ControllerLogicTests {
+    @Test("errors of every module become one condition reason, and only transient ones are tried again")
+    func errorClassification() {
+        func check(_ error: any Error, _ reason: String, transient: Bool, sourceLocation: SourceLocation = #_sourceLocation) {
+            let classified = ControllerError.classify(error, fallback: "BackupFailed")
+            #expect(classified.reason == reason, sourceLocation: sourceLocation)
+            #expect(classified.isTransient == transient, "\(error)", sourceLocation: sourceLocation)
+            #expect(classified.cause != nil || error is ControllerError, sourceLocation: sourceLocation)
+        }
+        check(RepositoryError(StorageError(.unavailable, "no answer", location: "s3://b")), "RepositoryUnavailable", transient: true)
+        check(RepositoryError(StorageError(.noSpace, "full", location: "/repo")), "RepositoryFull", transient: false)
+        check(RepositoryError(StorageError(.permissionDenied, "denied", location: "/repo")), "RepositoryAccessDenied", transient: false)
+        check(RepositoryError(.locked, "the repository is locked"), "RepositoryLocked", transient: true)
+        check(RepositoryError.corrupt("pack", "data/ab"), "RepositoryDamaged", transient: false)
+        check(SnapshotError(.noSpace, "no space left on the target"), "NoSpace", transient: false)
+        check(SnapshotError(.malformedStream, "volume stream: ended"), "MoverFailed", transient: false)
+        check(ProtectionError(.moverFailed, "the mover pod stopped"), "MoverFailed", transient: true)
+        check(ProtectionError(.invalidTransform, "bad"), "InvalidTransform", transient: false)
+        check(KubeError(.unavailable, "down"), "APIUnavailable", transient: true)
+        check(KubeError(.forbidden, "no"), "Forbidden", transient: false)
+        check(ControllerError("ProfileNotFound", "gone"), "ProfileNotFound", transient: false)
+        #expect(ControllerError.classify(CancellationError(), fallback: "RestoreFailed").reason == "RestoreFailed")
+    }
+
     @Test("cron: macros, five and six fields, names, steps, ranges; next times in UTC")
     func cronNext() throws {
         let hourly = try Schedule("@hourly")
@@ -44,7 +70,7 @@ struct ControllerLogicTests {
 
     @Test("invalid schedules and zones are refused with where the mistake is")
     func cronErrors() {
-        #expect(throws: Schedule.Invalid.self) { try Schedule("* * *") }
+        #expect(throws: ControllerError.self) { try Schedule("* * *") }
         #expect((try? Schedule("61 * * * *")) == nil)
         #expect((try? Schedule("@fortnightly")) == nil)
         #expect((try? Schedule("5-1 * * * *")) == nil)
@@ -169,19 +195,21 @@ struct ControllerLogicTests {
         #expect(fs.location == .filesystem(path: "/var/lib/cairn/r"))
         #expect(fs.immutability == TimeInterval(7 * 86_400))
         #expect(fs.passwordKey == "password")
-        #expect(throws: SpecError.self) {
+        #expect(throws: ControllerError.self) {
             try ProfileSpec(profile(["location": ["s3": ["bucket": "b"]], "passwordSecretRef": ["name": "pw"]]))
         }
-        #expect(throws: SpecError.self) {
+        #expect(throws: ControllerError.self) {
             try ProfileSpec(profile(["location": ["filesystem": ["path": "relative"]], "passwordSecretRef": ["name": "pw"]]))
         }
-        #expect(throws: SpecError.self) { try ProfileSpec(profile(["location": ["filesystem": ["path": "/x"]]])) }
+        #expect(throws: ControllerError.self) { try ProfileSpec(profile(["location": ["filesystem": ["path": "/x"]]])) }
         // Plain http only when the Profile says so; a repository only when asked; the namespaces it serves.
         let s3: JSONValue = ["bucket": "b", "endpoint": "http://127.0.0.1:5000"]
         let creds: JSONValue = ["name": "s3"]
-        #expect(throws: SpecError("InsecureEndpoint", "spec.location.s3.endpoint uses plain http: credentials and data would cross the network readable; use https, or set spec.location.s3.insecure: true for a test endpoint")) {
+        let plain = #expect(throws: ControllerError.self) {
             try ProfileSpec(profile(["location": ["s3": s3], "passwordSecretRef": ["name": "pw"], "credentialsSecretRef": creds]))
         }
+        #expect(plain?.reason == "InsecureEndpoint")
+        #expect(plain?.message == "spec.location.s3.endpoint uses plain http: credentials and data would cross the network readable; use https, or set spec.location.s3.insecure: true for a test endpoint")
         var insecure = s3
         insecure["insecure"] = true
         let test = try ProfileSpec(profile(["location": ["s3": insecure], "passwordSecretRef": ["name": "pw"],

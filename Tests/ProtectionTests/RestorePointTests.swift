@@ -62,7 +62,8 @@ struct RestorePointTests {
             // A second restore point of unchanged objects costs (almost) nothing: same blobs.
             let check = try await repository.check(readData: true)
             #expect(check.errors.isEmpty)
-            await #expect(throws: RepositoryError.self) { _ = try await RestorePoint.read(volume, from: repository) }
+            let notOne = await #expect(throws: ProtectionError.self) { _ = try await RestorePoint.read(volume, from: repository) }
+            #expect(notOne?.code == .notARestorePoint)
         }
     }
 }

@@ -17,6 +17,26 @@ func newRepository(_ store: any BlobStore = MemoryBlobStore(), password: String 
 
 @Suite("Repository: keys, blobs, locks, check, prune")
 struct RepositoryTests {
+    @Test("a storage failure keeps its code and transience: a full disk is not an unreachable server")
+    func storageCauseKept() async throws {
+        let faulty = FaultyBlobStore(MemoryBlobStore())
+        let repo = try await newRepository(faulty)
+        let id = try await repo.saveFile(Data("x".utf8), kind: .snapshots).hex
+        for (code, transient) in [(StorageError.Code.unavailable, true), (.noSpace, false), (.permissionDenied, false)] {
+            faulty.clear()
+            faulty.inject(.init(operations: [.load, .list], error: StorageError(code, "injected", location: "here")))
+            let error = await caught(RepositoryError.self) { _ = try await repo.loadFile(.snapshots, name: id) }
+            #expect(error?.code == .storage)
+            #expect(error?.storage?.code == code)
+            #expect(error?.isTransient == transient, "\(code)")
+            let listing = await caught(RepositoryError.self) { _ = try await repo.listFiles(.snapshots) }
+            #expect(listing?.storage?.code == code, "every path into storage maps the same way")
+        }
+        faulty.clear()
+        faulty.inject(.init(operations: [.load], error: StorageError(.notFound, "gone", location: "here")))
+        #expect(await caught(RepositoryError.self) { _ = try await repo.loadFile(.snapshots, name: id) }?.code == .missing)
+    }
+
     @Test("opens with the right password and refuses a wrong one with a clear error")
     func passwords() async throws {
         let store = MemoryBlobStore()

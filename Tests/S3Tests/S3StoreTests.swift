@@ -175,7 +175,8 @@ struct S3StoreTests {
         }
         #expect(untrusted?.code == .permissionDenied, "\(String(describing: untrusted))")
         #expect(untrusted?.description.contains("certificate") == true, "\(String(describing: untrusted))")
-        #expect(untrusted?.description.contains("--s3-ca-file") == true)
+        #expect(untrusted?.description.contains("the CA certificate that signed it") == true)
+        #expect(untrusted?.description.contains("--") == false, "library messages name settings, not CLI flags")
     }
 
     @Test("with a protection period objects carry COMPLIANCE retention, are reported protected, and cannot be removed")

@@ -74,9 +74,10 @@ struct BackupRestoreTests {
         do {
             _ = try await restorer.run(snap, options: RestoreOptions(target: dir.sub("out")))
             Issue.record("restore over existing files did not fail")
-        } catch let error as RepositoryError {
+        } catch let error as SnapshotError {
+            #expect(error.code == .conflict)
             #expect(error.description.contains("already exist"))
-            #expect(error.description.contains("--existing"))
+            #expect(error.description.contains("skip or overwrite"))
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.sub("out/src")) == ["d0"])
 
@@ -88,9 +89,34 @@ struct BackupRestoreTests {
         #expect(overwritten.errors.isEmpty)
         #expect(try TestFiles.digest(dir.sub("src")) == TestFiles.digest(dir.sub("out/src")))
 
-        await #expect(throws: RepositoryError.self) {
+        let outside = await #expect(throws: SnapshotError.self) {
             _ = try await restorer.run(snap, options: RestoreOptions(target: dir.sub("x"), include: ["/src/nope"]))
         }
+        #expect(outside?.code == .notFound)
+    }
+
+    @Test("a full disk stops a restore with a no-space error (not a bad request), leaving no half-written file")
+    func fullDisk() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var rng = SeededRandom(seed: 40)
+        try TestFiles.write(dir.sub("src/small.txt"), Data("small".utf8))
+        try TestFiles.write(dir.sub("src/big.bin"), rng.bytes(4 << 20))
+        let repo = try await newRepository()
+        let snap = try await Archiver(repository: repo).run(BackupOptions(paths: [dir.sub("src")])).snapshot
+        // A real small file system: 1 MiB of tmpfs (the tests run as root, as the local cluster needs).
+        try FileManager.default.createDirectory(atPath: dir.sub("full"), withIntermediateDirectories: true)
+        let mount = try ChildProcess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir.sub("full")])
+        try #require(mount.status == 0, "mount tmpfs: \(mount.stderr)")
+        defer { _ = try? ChildProcess.run(["umount", dir.sub("full")]) }
+
+        let error = await caught(SnapshotError.self) {
+            _ = try await Restorer(repository: repo).run(snap, options: RestoreOptions(target: dir.sub("full/out")))
+        }
+        #expect(error?.code == .noSpace, "\(String(describing: error))")
+        #expect(error?.description.contains("no space left") == true)
+        #expect(error?.isTransient == false)
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("full/out/src/big.bin")), "the file that did not fit is removed")
     }
 
     @Test("a damaged pack: check names the affected files, and every other file still restores")

@@ -165,15 +165,16 @@ struct VolumeStreamTests {
         let bytes = pieces.flatMap { $0 }
 
         for cut in [bytes.count - 1, bytes.count - 17, bytes.count / 2, 9] {
-            let error = await #expect(throws: VolumeStream.FormatError.self) {
+            let error = await #expect(throws: SnapshotError.self) {
                 _ = try await StreamArchiver(repository: repo).archive(Self.reader([Array(bytes[0..<cut])]), name: "v")
             }
             #expect(error?.description.contains("ended") == true, "\(String(describing: error))")
-            await #expect(throws: VolumeStream.FormatError.self) {
+            #expect(error?.code == .malformedStream)
+            await #expect(throws: SnapshotError.self) {
                 _ = try await DirectoryReceiver(root: dir.sub("r\(cut)")).receive(from: Self.reader([Array(bytes[0..<cut])]))
             }
         }
-        let foreign = await #expect(throws: VolumeStream.FormatError.self) {
+        let foreign = await #expect(throws: SnapshotError.self) {
             _ = try await StreamArchiver(repository: repo).archive(Self.reader([Array("<html>hello</html>".utf8)]), name: "v")
         }
         #expect(foreign?.description.contains("CAIRNVS1") == true)
@@ -187,7 +188,7 @@ struct VolumeStreamTests {
             try await writer.up()
             try await writer.end(files: 1, bytes: 5)
         }
-        let unchanged = await #expect(throws: VolumeStream.FormatError.self) {
+        let unchanged = await #expect(throws: SnapshotError.self) {
             _ = try await StreamArchiver(repository: repo).archive(Self.reader(claim), name: "v")
         }
         #expect(unchanged?.description.contains("unchanged") == true)
@@ -213,10 +214,10 @@ struct VolumeStreamTests {
             try await writer.up()
             try await writer.end(files: 0, bytes: 0)
         }
-        await #expect(throws: VolumeStream.FormatError.self) {
+        await #expect(throws: SnapshotError.self) {
             _ = try await StreamArchiver(repository: repo).archive(Self.reader(afterRoot), name: "v")
         }
-        await #expect(throws: VolumeStream.FormatError.self) {
+        await #expect(throws: SnapshotError.self) {
             _ = try await DirectoryReceiver(root: dir.sub("after-root")).receive(from: Self.reader(afterRoot))
         }
 

@@ -14,7 +14,7 @@ public struct PolicySpec: Sendable {
     public var volumes: Bool
     public var paused: Bool
 
-    public init(_ object: KubeObject) throws(SpecError) {
+    public init(_ object: KubeObject) throws(ControllerError) {
         let spec = object["spec"] ?? .emptyObject
         profile = spec["profile"]?.string
         let selector = spec["selector"] ?? .emptyObject
@@ -23,27 +23,26 @@ public struct PolicySpec: Sendable {
             do {
                 namespaceSelector = try LabelSelector(labels)
             } catch {
-                throw SpecError("InvalidSelector", "spec.selector.namespaceSelector: \(error.description)")
+                throw ControllerError(error.reason, "spec.selector.namespaceSelector: \(error.message)")
             }
         }
         guard !namespaces.isEmpty || namespaceSelector != nil else {
-            throw SpecError("InvalidSelector", "spec.selector needs namespaces or a namespaceSelector: which applications to protect")
+            throw ControllerError("InvalidSelector", "spec.selector needs namespaces or a namespaceSelector: which applications to protect")
         }
         objectSelector = selector["objectSelector"]?.string
         guard let expression = spec["schedule"]?.string else {
-            throw SpecError("InvalidSchedule", "spec.schedule is required (@hourly, @daily, … or a cron expression)")
+            throw ControllerError("InvalidSchedule", "spec.schedule is required (@hourly, @daily, … or a cron expression)")
         }
         do {
             schedule = try Schedule(expression, timeZone: spec["timeZone"]?.string)
         } catch {
-            throw SpecError(error.description.hasPrefix("unknown time zone") ? "InvalidTimeZone" : "InvalidSchedule",
-                            "spec.schedule '\(expression)': \(error.description)")
+            throw ControllerError(error.reason, "spec.schedule '\(expression)': \(error.message)")
         }
         let r = spec["retention"] ?? .emptyObject
-        func count(_ key: String) throws(SpecError) -> Int {
+        func count(_ key: String) throws(ControllerError) -> Int {
             guard let value = r[key] else { return 0 }
             guard let n = value.int, n >= 0 else {
-                throw SpecError("InvalidRetention", "spec.retention.\(key) must be a count of 0 or more")
+                throw ControllerError("InvalidRetention", "spec.retention.\(key) must be a count of 0 or more")
             }
             return Int(n)
         }
@@ -57,10 +56,6 @@ public struct PolicySpec: Sendable {
 
 /// A `metav1.LabelSelector` (matchLabels and matchExpressions), evaluated locally.
 public struct LabelSelector: Sendable, Equatable {
-    public struct Invalid: Error, CustomStringConvertible, Sendable {
-        public var description: String
-    }
-
     struct Requirement: Sendable, Equatable {
         var key: String
         var op: String
@@ -69,19 +64,19 @@ public struct LabelSelector: Sendable, Equatable {
 
     var requirements: [Requirement] = []
 
-    public init(_ json: JSONValue) throws(Invalid) {
+    public init(_ json: JSONValue) throws(ControllerError) {
         for (key, value) in json["matchLabels"]?.object ?? [:] {
-            guard let v = value.string else { throw Invalid(description: "matchLabels.\(key) must be a string") }
+            guard let v = value.string else { throw ControllerError("InvalidSelector", "matchLabels.\(key) must be a string") }
             requirements.append(Requirement(key: key, op: "In", values: [v]))
         }
         for entry in json["matchExpressions"]?.array ?? [] {
             guard let key = entry["key"]?.string, let op = entry["operator"]?.string,
                   ["In", "NotIn", "Exists", "DoesNotExist"].contains(op) else {
-                throw Invalid(description: "matchExpressions entries need a key and an operator In, NotIn, Exists or DoesNotExist")
+                throw ControllerError("InvalidSelector", "matchExpressions entries need a key and an operator In, NotIn, Exists or DoesNotExist")
             }
             let values = entry["values"]?.array?.compactMap(\.string) ?? []
             if (op == "In" || op == "NotIn") && values.isEmpty {
-                throw Invalid(description: "matchExpressions \(key) \(op) needs values")
+                throw ControllerError("InvalidSelector", "matchExpressions \(key) \(op) needs values")
             }
             requirements.append(Requirement(key: key, op: op, values: values))
         }

@@ -1,20 +1,6 @@
 import Foundation
 import Kube
 
-/// A reason an object's spec cannot be acted on; `reason` is the condition reason (CamelCase), the
-/// message says what is wrong and what to do.
-public struct SpecError: Error, CustomStringConvertible, Sendable, Equatable {
-    public var reason: String
-    public var message: String
-
-    public init(_ reason: String, _ message: String) {
-        self.reason = reason
-        self.message = message
-    }
-
-    public var description: String { message }
-}
-
 /// A Profile's spec: where a repository is, and the Secrets that open it.
 public struct ProfileSpec: Sendable, Equatable {
     public enum Location: Sendable, Equatable {
@@ -45,40 +31,40 @@ public struct ProfileSpec: Sendable, Equatable {
     /// Profile, none for another (administrators, who may `use` any Profile, and Policies still can).
     public var namespaceSelector: LabelSelector?
 
-    public init(_ object: KubeObject) throws(SpecError) {
+    public init(_ object: KubeObject) throws(ControllerError) {
         let spec = object["spec"] ?? .emptyObject
         let fs = spec["location", "filesystem"], s3 = spec["location", "s3"]
         switch (fs, s3) {
         case (.some(let fs), nil):
             guard let path = fs["path"]?.string, path.hasPrefix("/") else {
-                throw SpecError("InvalidLocation", "spec.location.filesystem.path must be an absolute path")
+                throw ControllerError("InvalidLocation", "spec.location.filesystem.path must be an absolute path")
             }
             location = .filesystem(path: path)
         case (nil, .some(let s3)):
             guard let bucket = s3["bucket"]?.string, !bucket.isEmpty else {
-                throw SpecError("InvalidLocation", "spec.location.s3.bucket is required")
+                throw ControllerError("InvalidLocation", "spec.location.s3.bucket is required")
             }
             let endpoint = s3["endpoint"]?.string
             if let endpoint, endpoint.lowercased().hasPrefix("http://"), s3["insecure"]?.bool != true {
-                throw SpecError("InsecureEndpoint", "spec.location.s3.endpoint uses plain http: credentials and data would cross the network readable; use https, or set spec.location.s3.insecure: true for a test endpoint")
+                throw ControllerError("InsecureEndpoint", "spec.location.s3.endpoint uses plain http: credentials and data would cross the network readable; use https, or set spec.location.s3.insecure: true for a test endpoint")
             }
             location = .s3(bucket: bucket, prefix: s3["prefix"]?.string ?? "", endpoint: endpoint,
                            region: s3["region"]?.string, pathStyle: s3["pathStyle"]?.bool)
         default:
-            throw SpecError("InvalidLocation", "spec.location needs exactly one of filesystem or s3")
+            throw ControllerError("InvalidLocation", "spec.location needs exactly one of filesystem or s3")
         }
         guard let password = spec["passwordSecretRef", "name"]?.string, !password.isEmpty else {
-            throw SpecError("InvalidSpec", "spec.passwordSecretRef.name is required: the Secret holding the repository password")
+            throw ControllerError("InvalidSpec", "spec.passwordSecretRef.name is required: the Secret holding the repository password")
         }
         passwordSecret = password
         passwordKey = spec["passwordSecretRef", "key"]?.string ?? "password"
         credentialsSecret = spec["credentialsSecretRef", "name"]?.string
         if case .s3 = location, credentialsSecret == nil {
-            throw SpecError("InvalidSpec", "an S3 location needs spec.credentialsSecretRef (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+            throw ControllerError("InvalidSpec", "an S3 location needs spec.credentialsSecretRef (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
         }
         if let text = spec["immutability"]?.string {
             guard let period = Self.period(text) else {
-                throw SpecError("InvalidSpec", "spec.immutability '\(text)' is not a period such as 30m, 12h or 7d")
+                throw ControllerError("InvalidSpec", "spec.immutability '\(text)' is not a period such as 30m, 12h or 7d")
             }
             immutability = period
         }
@@ -86,7 +72,7 @@ public struct ProfileSpec: Sendable, Equatable {
         initialize = spec["init"]?.bool ?? false
         if let text = spec["defaultExpiresAfter"]?.string {
             guard let period = Self.period(text) else {
-                throw SpecError("InvalidSpec", "spec.defaultExpiresAfter '\(text)' is not a period such as 30m, 12h or 7d")
+                throw ControllerError("InvalidSpec", "spec.defaultExpiresAfter '\(text)' is not a period such as 30m, 12h or 7d")
             }
             defaultExpiresAfter = period
         }
@@ -94,7 +80,7 @@ public struct ProfileSpec: Sendable, Equatable {
             do {
                 namespaceSelector = try LabelSelector(selector)
             } catch {
-                throw SpecError("InvalidSpec", "spec.namespaceSelector: \(error.description)")
+                throw ControllerError("InvalidSpec", "spec.namespaceSelector: \(error.description)")
             }
         }
     }

@@ -52,22 +52,22 @@ enum RestorePointObject {
     /// object's own namespace (`RestorePointOwnership`): a RestorePoint is a claim made by whoever wrote it,
     /// and the repository says whose data a snapshot holds.
     /// - Parameter namespace: the RestorePoint's namespace object.
-    /// - Throws: `SpecError` `DataMissing` when the repository has no such snapshot, `ForeignRestorePoint`
+    /// - Throws: `ControllerError` `DataMissing` when the repository has no such snapshot, `ForeignRestorePoint`
     ///   when it holds another namespace's data (or is not a restore point).
     static func snapshot(of object: KubeObject, in repository: Repository, profile: String,
                          namespace: KubeObject) async throws -> SnapshotManifest {
         guard let id = object["spec", "id"]?.string, id.count == 64, id.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
-            throw SpecError("InvalidRestorePoint", "RestorePoint \(object.name) has no valid spec.id (64 hexadecimal digits)")
+            throw ControllerError("InvalidRestorePoint", "RestorePoint \(object.name) has no valid spec.id (64 hexadecimal digits)")
         }
         let snapshot: SnapshotManifest
         do {
             snapshot = try await SnapshotFiles.load(id, from: repository)
         } catch let error as RepositoryError where error.code == .missing || error.code == .invalidArgument {
-            throw SpecError("DataMissing", "the data of RestorePoint \(object.name) is not in the repository of Profile '\(profile)'")
+            throw ControllerError("DataMissing", "the data of RestorePoint \(object.name) is not in the repository of Profile '\(profile)'")
         }
         guard snapshot.tags.contains(RestorePoint.tag), namespace.name == object.namespace,
               RestorePointOwnership.belongs(snapshot, to: namespace) else {
-            throw SpecError("ForeignRestorePoint", "RestorePoint \(object.name) names data that is not a restore point of namespace \(object.namespace ?? "") (this namespace object, not an earlier one of the same name); it is never restored or deleted through this object. An administrator can adopt an earlier namespace's restore points with the annotation \(RestorePointOwnership.adoptAnnotation)")
+            throw ControllerError("ForeignRestorePoint", "RestorePoint \(object.name) names data that is not a restore point of namespace \(object.namespace ?? "") (this namespace object, not an earlier one of the same name); it is never restored or deleted through this object. An administrator can adopt an earlier namespace's restore points with the annotation \(RestorePointOwnership.adoptAnnotation)")
         }
         return snapshot
     }

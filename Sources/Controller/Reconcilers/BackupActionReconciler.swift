@@ -29,11 +29,12 @@ struct BackupActionReconciler {
     }
 
     func start(_ action: KubeObject, resumed: Bool) async throws -> Duration? {
+        if let wait = context.retryDelay(of: action) { return wait }
         let profile: String
         do {
             profile = try await context.profileName(action["spec", "profile"]?.string)
             try await context.authorize(profile: try await context.readyProfile(profile), for: action)
-        } catch let error as SpecError {
+        } catch let error as ControllerError {
             if error.reason == "ProfileNotReady" {
                 var updated = action
                 updated["status", "phase"] = "Pending"
@@ -48,6 +49,7 @@ struct BackupActionReconciler {
         var updated = action
         let attempts = Int(action["status", "attempts"]?.int ?? 0) + 1
         updated["status", "queuePosition"] = nil
+        updated["status", "nextAttemptTime"] = nil
         updated["status", "phase"] = "Running"
         updated["status", "runID"] = .string(context.identity)
         updated["status", "attempts"] = .int(Int64(attempts))
@@ -87,6 +89,8 @@ struct BackupActionReconciler {
                 quiesce: ApplicationBackup.Quiesce(rawValue: action["spec", "quiesce"]?.string ?? "none") ?? .none,
                 volumes: action["spec", "volumes"]?.bool ?? true, tags: tags)
             options.lockOperation = ControllerLock.operation("backup \(namespace)/\(action.name)", context)
+            // A slot is not held for long behind a prune: the action is tried again later instead.
+            options.lockWait = 10
             let progress = ProgressWriter(context: context, kind: .backupAction, namespace: namespace, name: action.name)
             let result = try await ApplicationBackup(client: client, volumeClient: context.client, repository: repository,
                                                      options: options)
@@ -100,9 +104,13 @@ struct BackupActionReconciler {
                 logger.info("backup.interrupted")
                 return
             }
-            let reason = (error as? SpecError)?.reason ?? "BackupFailed"
-            logger.error("backup.failed", metadata: ["error": "\(error)"])
-            try? await finish(action, failed: reason, message: "\(error)", seconds: Date().timeIntervalSince(started))
+            let failure = ControllerError.classify(error, fallback: "BackupFailed")
+            logger.error("backup.failed", metadata: ["error": "\(failure)", "cairn.reason": "\(failure.reason)"])
+            let attempt = Int(action["status", "attempts"]?.int ?? 1)
+            if (try? await context.retryLater(action, kind: .backupAction, failure: failure, attempt: attempt,
+                                              maxAttempts: Self.maxAttempts)) == true { return }
+            try? await finish(action, failed: failure.reason, message: failure.message,
+                              seconds: Date().timeIntervalSince(started))
         }
     }
 
@@ -111,7 +119,7 @@ struct BackupActionReconciler {
     static func expiry(of action: KubeObject, profile: ProfileSpec) throws -> TimeInterval? {
         guard let text = action["spec", "expiresAfter"]?.string else { return profile.defaultExpiresAfter }
         guard let period = ProfileSpec.period(text) else {
-            throw SpecError("InvalidSpec", "spec.expiresAfter '\(text)' is not a period such as 30m, 12h or 7d")
+            throw ControllerError("InvalidSpec", "spec.expiresAfter '\(text)' is not a period such as 30m, 12h or 7d")
         }
         return period
     }

@@ -31,7 +31,7 @@ struct PolicyReconciler {
             spec = try PolicySpec(policy)
             profile = try await context.profileName(spec.profile)
             _ = try await context.readyProfile(profile)
-        } catch let error as SpecError {
+        } catch let error as ControllerError {
             var updated = policy
             updated["status", "nextScheduleTime"] = nil
             Conditions.set(Condition("Ready", false, reason: error.reason, message: error.message), on: &updated)

@@ -26,7 +26,7 @@ struct ProfileReconciler {
         let repository: Repository
         do {
             (repository, _) = try await context.repositories.repository(profile: key.name)
-        } catch let error as SpecError {
+        } catch let error as ControllerError {
             try await context.setCondition(Condition("Ready", false, reason: error.reason, message: error.message), on: profile)
             return .seconds(30)
         } catch {

@@ -16,6 +16,8 @@ import Snapshot
 /// A restore that was running when the controller stopped is not repeated behind the user's back: it
 /// fails with reason `Interrupted`, and says how to finish it.
 struct RestoreActionReconciler {
+    /// Runs in all when a run fails for a transient reason before it wrote anything.
+    static let maxAttempts = 3
     let context: ControllerContext
 
     struct Plan {
@@ -35,20 +37,22 @@ struct RestoreActionReconciler {
                              message: "the controller stopped while this restore ran; what was restored so far stays. Create a new RestoreAction with existing: skip to finish it")
             return nil
         case .new:
-            break
+            if let wait = context.retryDelay(of: action) { return wait }
         }
         let plan: Plan
         do {
             plan = try await self.plan(action)
-        } catch let error as SpecError {
+        } catch let error as ControllerError {
             try await finish(action, report: nil, failed: error.reason, message: error.message)
             return nil
         }
         guard try await context.takeSlot(for: action, kind: .restoreAction) else { return .seconds(30) }
         var updated = action
         updated["status", "queuePosition"] = nil
+        updated["status", "nextAttemptTime"] = nil
         updated["status", "phase"] = "Running"
         updated["status", "runID"] = .string(context.identity)
+        updated["status", "attempts"] = .int((action["status", "attempts"]?.int ?? 0) + 1)
         updated["status", "startTime"] = .string(Timestamp.format(Date()))
         updated["status", "targetNamespace"] = .string(plan.options.targetNamespace ?? "")
         Conditions.set(Condition("Running", true, reason: "Started",
@@ -68,25 +72,25 @@ struct RestoreActionReconciler {
         let spec = action["spec"] ?? .emptyObject
         let admin = namespace == context.namespace
         guard let pointName = spec["restorePoint"]?.string, !pointName.isEmpty else {
-            throw SpecError("InvalidSpec", "spec.restorePoint is required: the name of a RestorePoint")
+            throw ControllerError("InvalidSpec", "spec.restorePoint is required: the name of a RestorePoint")
         }
         let pointNamespace = spec["restorePointNamespace"]?.string ?? namespace
         var target = spec["targetNamespace"]?.string ?? namespace
         if !admin {
             guard pointNamespace == namespace else {
-                throw SpecError("Forbidden", "a RestoreAction in namespace \(namespace) restores RestorePoints of \(namespace) only; ask an administrator to restore from \(pointNamespace)")
+                throw ControllerError("Forbidden", "a RestoreAction in namespace \(namespace) restores RestorePoints of \(namespace) only; ask an administrator to restore from \(pointNamespace)")
             }
             guard target == namespace else {
-                throw SpecError("Forbidden", "a RestoreAction in namespace \(namespace) restores into \(namespace) only; ask an administrator to restore into \(target)")
+                throw ControllerError("Forbidden", "a RestoreAction in namespace \(namespace) restores into \(namespace) only; ask an administrator to restore into \(target)")
             }
         }
         let point: KubeObject
         do {
             point = try await client.get(CairnKind.restorePoint.resource, pointName, namespace: pointNamespace)
         } catch let error as KubeError where error.code == .notFound {
-            throw SpecError("RestorePointNotFound", "RestorePoint \(pointName) does not exist in namespace \(pointNamespace)")
+            throw ControllerError("RestorePointNotFound", "RestorePoint \(pointName) does not exist in namespace \(pointNamespace)")
         } catch let error as KubeError where error.code == .forbidden {
-            throw SpecError("Forbidden", "the creator of this action may not read RestorePoint \(pointName) in namespace \(pointNamespace): \(error.message)")
+            throw ControllerError("Forbidden", "the creator of this action may not read RestorePoint \(pointName) in namespace \(pointNamespace): \(error.message)")
         }
         if admin && spec["targetNamespace"] == nil { target = pointNamespace }
         var transforms: TransformSet?
@@ -95,34 +99,34 @@ struct RestoreActionReconciler {
             do {
                 object = try await client.get(CairnKind.transformSet.resource, name, namespace: namespace)
             } catch let error as KubeError where error.code == .notFound {
-                throw SpecError("TransformSetNotFound", "TransformSet \(name) does not exist in namespace \(namespace)")
+                throw ControllerError("TransformSetNotFound", "TransformSet \(name) does not exist in namespace \(namespace)")
             } catch let error as KubeError where error.code == .forbidden {
-                throw SpecError("Forbidden", "the creator of this action may not read TransformSet \(name): \(error.message)")
+                throw ControllerError("Forbidden", "the creator of this action may not read TransformSet \(name): \(error.message)")
             }
             do {
                 transforms = try TransformSet(json: object.json)
             } catch {
-                throw SpecError("InvalidTransform", "TransformSet \(name): \(error.description)")
+                throw ControllerError("InvalidTransform", "TransformSet \(name): \(error.description)")
             }
         }
         if let inline = spec["transforms"] {
             guard transforms == nil else {
-                throw SpecError("InvalidSpec", "give spec.transformSet or spec.transforms, not both")
+                throw ControllerError("InvalidSpec", "give spec.transformSet or spec.transforms, not both")
             }
             do {
                 transforms = try TransformSet(json: inline)
             } catch {
-                throw SpecError("InvalidTransform", "spec.transforms: \(error.description)")
+                throw ControllerError("InvalidTransform", "spec.transforms: \(error.description)")
             }
         }
         let existingText = spec["existing"]?.string ?? "fail"
         guard let existing = ObjectRestorer.ExistingPolicy(rawValue: existingText) else {
-            throw SpecError("InvalidSpec", "spec.existing '\(existingText)' must be fail, skip, update or recreate")
+            throw ControllerError("InvalidSpec", "spec.existing '\(existingText)' must be fail, skip, update or recreate")
         }
         var only: [CaptureRules.Selector] = []
         for text in spec["only"]?.array?.compactMap(\.string) ?? [] {
             guard let selector = CaptureRules.Selector(text) else {
-                throw SpecError("InvalidSpec", "spec.only '\(text)' is not a selector such as Kind, Kind/name or group/Kind")
+                throw ControllerError("InvalidSpec", "spec.only '\(text)' is not a selector such as Kind, Kind/name or group/Kind")
             }
             only.append(selector)
         }
@@ -141,6 +145,9 @@ struct RestoreActionReconciler {
     func run(_ action: KubeObject, plan: Plan) async {
         let started = Date()
         let profile = plan.restorePoint["spec", "profile"]?.string ?? ""
+        // Until the restore writes, a transient failure (the repository locked or unreachable) is tried again;
+        // once it writes, it is never repeated behind the user's back.
+        var writing = false
         do {
             let (repository, _) = try await context.repository(forAction: profile)
             let owner = try await context.client.get(Namespace.resource, plan.restorePoint.namespace ?? "")
@@ -149,6 +156,7 @@ struct RestoreActionReconciler {
             let progress = ProgressWriter(context: context, kind: .restoreAction, namespace: action.namespace ?? "",
                                           name: action.name)
             let logger = context.logger
+            writing = true
             let report = try await ApplicationRestore(client: plan.client, volumeClient: context.client, repository: repository,
                                                       options: plan.options)
                 .run(snapshot) { line in
@@ -162,8 +170,14 @@ struct RestoreActionReconciler {
                              seconds: Date().timeIntervalSince(started))
         } catch {
             if Task.isCancelled || error is CancellationError { return }
-            let reason = (error as? SpecError)?.reason ?? "RestoreFailed"
-            try? await finish(action, report: nil, failed: reason, message: "\(error)", seconds: Date().timeIntervalSince(started))
+            let failure = ControllerError.classify(error, fallback: "RestoreFailed")
+            context.logger.error("restore.failed", metadata: ["cairn.action": "\(action.name)", "error": "\(failure)",
+                                                              "cairn.reason": "\(failure.reason)"])
+            if !writing, (try? await context.retryLater(action, kind: .restoreAction, failure: failure,
+                                                        attempt: Int(action["status", "attempts"]?.int ?? 1),
+                                                        maxAttempts: Self.maxAttempts)) == true { return }
+            try? await finish(action, report: nil, failed: failure.reason, message: failure.message,
+                              seconds: Date().timeIntervalSince(started))
         }
     }
 

@@ -57,7 +57,7 @@ struct RestorePointReconciler {
                                          message: "the restore point's data is in the repository of Profile '\(profile)'"),
                                on: &updated)
                 try await context.writeStatus(updated)
-            } catch let error as SpecError {
+            } catch let error as ControllerError {
                 try await context.setCondition(Condition("Ready", false, reason: error.reason, message: error.message),
                                                on: object)
                 return .seconds(60)
@@ -75,7 +75,7 @@ struct RestorePointReconciler {
     func deletableData(_ object: KubeObject, in repository: Repository, profile: String, namespace: KubeObject) async throws -> String? {
         do {
             return try await RestorePointObject.snapshot(of: object, in: repository, profile: profile, namespace: namespace).id
-        } catch let error as SpecError {
+        } catch let error as ControllerError {
             if error.reason != "DataMissing" {
                 await context.events.record(object, warning: true, reason: error.reason, message: error.message)
             }
@@ -113,7 +113,7 @@ struct RestorePointReconciler {
                     context.logger.info("restorepoint.forgotten", metadata: ["k8s.namespace": "\(namespace)",
                                                                             "cairn.restorepoint": "\(object.name)"])
                 }
-            } catch let error as SpecError where error.reason == "ProfileNotFound" {
+            } catch let error as ControllerError where error.reason == "ProfileNotFound" {
                 context.logger.warning("restorepoint.profile.missing",
                                        metadata: ["k8s.namespace": "\(namespace)", "cairn.restorepoint": "\(object.name)"])
             }

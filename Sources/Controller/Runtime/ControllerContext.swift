@@ -27,7 +27,7 @@ public struct ControllerContext: Sendable {
     /// decides what the action may read and write exactly as if they had asked themselves.
     func client(actingFor action: KubeObject) throws -> KubeClient {
         guard let requester = UserInfo.requester(of: action) else {
-            throw SpecError("RequesterUnknown", "Cairn does not know who created this \(action.kind): it was created while Cairn's admission webhook was not serving. Delete it and create it again")
+            throw ControllerError("RequesterUnknown", "Cairn does not know who created this \(action.kind): it was created while Cairn's admission webhook was not serving. Delete it and create it again")
         }
         return requester.username == controllerUser ? client : client.impersonating(requester)
     }
@@ -39,13 +39,13 @@ public struct ControllerContext: Sendable {
         let profiles = try await client.listAll(CairnKind.profile.resource, namespace: namespace).items
         if let marked = profiles.first(where: { $0["spec", "default"]?.bool == true }) { return marked.name }
         if profiles.count == 1 { return profiles[0].name }
-        throw SpecError(profiles.isEmpty ? "ProfileNotFound" : "ProfileNotChosen",
+        throw ControllerError(profiles.isEmpty ? "ProfileNotFound" : "ProfileNotChosen",
                         profiles.isEmpty
                             ? "no Profile exists in namespace \(namespace); an administrator must create one"
                             : "spec.profile is empty and no Profile in namespace \(namespace) is marked default: true")
     }
 
-    /// Refuses (`SpecError` `ProfileNotAllowed`) an action whose creator may not use `profile` for the
+    /// Refuses (`ControllerError` `ProfileNotAllowed`) an action whose creator may not use `profile` for the
     /// action's namespace. Allowed: the controller's own runs (an administrator's Policy chose the Profile);
     /// a Profile whose namespaceSelector admits the namespace (the default Profile admits all unless it
     /// says otherwise); and whoever RBAC lets `use` the Profile (verb `use` on `profiles` in the controller's
@@ -62,7 +62,7 @@ public struct ControllerContext: Sendable {
                                                  "resource": "profiles", "name": .string(profile.name)]]
         let answer = try await acting.create(review, as: Self.selfSubjectAccessReviews)
         if answer["status", "allowed"]?.bool == true { return }
-        throw SpecError("ProfileNotAllowed", "Profile '\(profile.name)' is not offered to namespace \(namespace): its namespaceSelector does not select it. Use another Profile or ask an administrator")
+        throw ControllerError("ProfileNotAllowed", "Profile '\(profile.name)' is not offered to namespace \(namespace): its namespaceSelector does not select it. Use another Profile or ask an administrator")
     }
 
     static let selfSubjectAccessReviews = APIResource(
@@ -74,25 +74,25 @@ public struct ControllerContext: Sendable {
     func repository(forAction profile: String) async throws -> (Repository, ProfileSpec) {
         do {
             return try await repositories.repository(profile: profile)
-        } catch let error as SpecError {
-            throw SpecError(error.reason, "the repository of Profile '\(profile)' cannot be used (\(error.reason)); an administrator can see why in the Profile")
+        } catch let error as ControllerError {
+            throw ControllerError(error.reason, "the repository of Profile '\(profile)' cannot be used (\(error.reason)); an administrator can see why in the Profile")
         } catch {
-            throw SpecError("RepositoryUnavailable", "the repository of Profile '\(profile)' cannot be opened; an administrator can see why in the Profile")
+            throw ControllerError("RepositoryUnavailable", "the repository of Profile '\(profile)' cannot be opened; an administrator can see why in the Profile")
         }
     }
 
-    /// The Profile object, or a SpecError saying it is missing or not ready.
+    /// The Profile object, or a ControllerError saying it is missing or not ready.
     func readyProfile(_ name: String) async throws -> KubeObject {
         let profile: KubeObject
         do {
             profile = try await client.get(CairnKind.profile.resource, name, namespace: namespace)
         } catch let error as KubeError where error.code == .notFound {
-            throw SpecError("ProfileNotFound", "Profile '\(name)' does not exist in namespace \(namespace)")
+            throw ControllerError("ProfileNotFound", "Profile '\(name)' does not exist in namespace \(namespace)")
         }
         guard Conditions.isReady(profile) else {
             // The reason only: the Profile's message names its location, which is the administrators'.
             let why = Conditions.get("Ready", of: profile)?.reason ?? "not checked yet"
-            throw SpecError("ProfileNotReady", "Profile '\(name)' is not ready (\(why)); an administrator can see why in the Profile")
+            throw ControllerError("ProfileNotReady", "Profile '\(name)' is not ready (\(why)); an administrator can see why in the Profile")
         }
         return profile
     }
@@ -202,6 +202,35 @@ extension ControllerContext {
         default:
             return .new
         }
+    }
+
+    /// The time left before an action that failed for a transient reason may run again, or nil.
+    func retryDelay(of action: KubeObject, now: Date = Date()) -> Duration? {
+        guard action["status", "phase"]?.string == "Pending",
+              let text = action["status", "nextAttemptTime"]?.string, let at = Timestamp.parse(text) else { return nil }
+        let left = at.timeIntervalSince(now)
+        return left > 0 ? .milliseconds(Int64((left * 1000).rounded(.up))) : nil
+    }
+
+    /// An action's run met a transient failure (`ControllerError.isTransient`) on run `attempt`: it goes back
+    /// to `Pending` and runs again after a back-off (15 s, doubling), its condition saying why. Returns false
+    /// when it has had its `maxAttempts` and must fail instead.
+    func retryLater(_ action: KubeObject, kind: CairnKind, failure: ControllerError, attempt: Int,
+                    maxAttempts: Int) async throws -> Bool {
+        guard failure.isTransient, attempt < maxAttempts else { return false }
+        let delay = 15.0 * Double(1 << min(attempt - 1, 6))
+        let at = Date().addingTimeInterval(delay)
+        let message = "run \(attempt) of at most \(maxAttempts) stopped: \(failure.message); trying again at \(Timestamp.format(at))"
+        try await modifyStatus(kind, action.namespace ?? "", action.name) { object in
+            object["status", "phase"] = "Pending"
+            object["status", "runID"] = nil
+            object["status", "attempts"] = .int(Int64(attempt))
+            object["status", "nextAttemptTime"] = .string(Timestamp.format(at))
+            Conditions.set(Condition("Running", false, reason: failure.reason, message: message), on: &object)
+        }
+        await events.record(action, warning: true, reason: failure.reason, message: message)
+        await queue.add(ObjectKey(kind, action), after: .seconds(delay))
+        return true
     }
 
     /// Takes a slot for `action` (true), or writes it `Queued` with its place in line and the reason

@@ -32,12 +32,12 @@ public actor RepositoryCache {
         do {
             profile = try await client.get(CairnKind.profile.resource, name, namespace: namespace)
         } catch let error as KubeError where error.code == .notFound {
-            throw SpecError("ProfileNotFound", "Profile '\(name)' does not exist in namespace \(namespace)")
+            throw ControllerError("ProfileNotFound", "Profile '\(name)' does not exist in namespace \(namespace)")
         }
         let spec = try ProfileSpec(profile)
         let password = try await secret(spec.passwordSecret, profile: name)
         guard let passwordBytes = password.data[spec.passwordKey], !passwordBytes.isEmpty else {
-            throw SpecError("SecretInvalid", "Secret \(namespace)/\(spec.passwordSecret) has no key '\(spec.passwordKey)' with the repository password")
+            throw ControllerError("SecretInvalid", "Secret \(namespace)/\(spec.passwordSecret) has no key '\(spec.passwordKey)' with the repository password")
         }
         var fingerprint = "\(profile.generation ?? 0)/\(password.resourceVersion ?? "")"
         var credentials: Secret?
@@ -58,7 +58,7 @@ public actor RepositoryCache {
             // Never silently: a Profile pointed at the wrong place would start an empty repository, and the
             // restore-point sync would then drop every RestorePoint object of the Profile.
             guard spec.initialize else {
-                throw SpecError("RepositoryNotFound", "there is no repository at \(spec.location.description); set spec.init: true on Profile '\(name)' to create one there")
+                throw ControllerError("RepositoryNotFound", "there is no repository at \(spec.location.description); set spec.init: true on Profile '\(name)' to create one there")
             }
             logger.info("repository.initialize", metadata: ["cairn.profile": "\(name)", "cairn.location": "\(spec.location.description)"])
             if case .filesystem(let path) = spec.location {
@@ -66,14 +66,14 @@ public actor RepositoryCache {
                     try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                             withIntermediateDirectories: true)
                 } catch {
-                    throw SpecError("RepositoryUnavailable", "cannot create the directory above \(path): \(error.localizedDescription)")
+                    throw ControllerError("RepositoryUnavailable", "cannot create the directory above \(path): \(error.localizedDescription)")
                 }
             }
             repository = try await Repository.initialize(store: store, password: passwordText)
         } catch let error as RepositoryError where error.code == .wrongPassword {
-            throw SpecError("WrongPassword", "the password in Secret \(namespace)/\(spec.passwordSecret) does not open the repository at \(spec.location.description)")
+            throw ControllerError("WrongPassword", "the password in Secret \(namespace)/\(spec.passwordSecret) does not open the repository at \(spec.location.description)")
         } catch let error as RepositoryError {
-            throw SpecError("RepositoryUnavailable", "cannot open the repository at \(spec.location.description): \(error)")
+            throw ControllerError("RepositoryUnavailable", "cannot open the repository at \(spec.location.description): \(error)")
         }
         entries[name] = Entry(fingerprint: fingerprint, repository: repository, spec: spec)
         return (repository, spec)
@@ -88,7 +88,7 @@ public actor RepositoryCache {
         do {
             return Secret(try await client.get(Secret.resource, name, namespace: namespace))
         } catch let error as KubeError where error.code == .notFound {
-            throw SpecError("SecretNotFound", "Secret \(namespace)/\(name) named by Profile '\(profile)' does not exist")
+            throw ControllerError("SecretNotFound", "Secret \(namespace)/\(name) named by Profile '\(profile)' does not exist")
         }
     }
 
@@ -100,7 +100,7 @@ public actor RepositoryCache {
             let data = credentials?.data ?? [:]
             func value(_ key: String) -> String? { data[key].map { String(decoding: $0, as: UTF8.self) } }
             guard let key = value("AWS_ACCESS_KEY_ID"), let secret = value("AWS_SECRET_ACCESS_KEY") else {
-                throw SpecError("SecretInvalid", "the credentials Secret needs the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+                throw ControllerError("SecretInvalid", "the credentials Secret needs the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
             }
             let location = try S3Location(url: "s3://\(bucket)/\(prefix)", endpoint: endpoint, region: region,
                                           pathStyle: pathStyle,

@@ -23,11 +23,6 @@ public struct Schedule: Sendable, Equatable {
     let daysRestricted: Bool
     let weekdaysRestricted: Bool
 
-    /// Why an expression or zone was refused; `description` says where.
-    public struct Invalid: Error, CustomStringConvertible, Sendable, Equatable {
-        public var description: String
-    }
-
     static let macros = [
         "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
         "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
@@ -36,20 +31,20 @@ public struct Schedule: Sendable, Equatable {
     static let dayNames = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 
     /// Parses `expression` for the zone named `timeZone` (an IANA name such as `Europe/Berlin`; UTC when nil).
-    public init(_ expression: String, timeZone: String? = nil) throws(Invalid) {
+    public init(_ expression: String, timeZone: String? = nil) throws(ControllerError) {
         let trimmed = expression.trimmingCharacters(in: .whitespaces)
         guard let zone = TimeZone(identifier: timeZone ?? "UTC") else {
-            throw Invalid(description: "unknown time zone '\(timeZone ?? "")' (use an IANA name such as Europe/Berlin)")
+            throw ControllerError("InvalidTimeZone", "unknown time zone '\(timeZone ?? "")' (use an IANA name such as Europe/Berlin)")
         }
         self.expression = trimmed
         self.timeZone = zone
         let text = Self.macros[trimmed.lowercased()] ?? trimmed
         if text.hasPrefix("@") {
-            throw Invalid(description: "unknown schedule '\(trimmed)' (use @hourly, @daily, @weekly, @monthly, @yearly or a cron expression)")
+            throw ControllerError("InvalidSchedule", "unknown schedule '\(trimmed)' (use @hourly, @daily, @weekly, @monthly, @yearly or a cron expression)")
         }
         var fields = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map { String($0).lowercased() }
         guard fields.count == 5 || fields.count == 6 else {
-            throw Invalid(description: "schedule '\(trimmed)' has \(fields.count) fields; a cron expression has 5 (minute hour day-of-month month day-of-week) or 6 (with seconds first)")
+            throw ControllerError("InvalidSchedule", "schedule '\(trimmed)' has \(fields.count) fields; a cron expression has 5 (minute hour day-of-month month day-of-week) or 6 (with seconds first)")
         }
         if fields.count == 5 { fields.insert("0", at: 0) }
         seconds = try Self.field(fields[0], "second", 0...59)
@@ -65,22 +60,22 @@ public struct Schedule: Sendable, Equatable {
     }
 
     static func field(_ text: String, _ name: String, _ range: ClosedRange<Int>, names: [String] = [],
-                      nameBase: Int = 0) throws(Invalid) -> Set<Int> {
-        func number(_ s: Substring) throws(Invalid) -> Int {
+                      nameBase: Int = 0) throws(ControllerError) -> Set<Int> {
+        func number(_ s: Substring) throws(ControllerError) -> Int {
             if let n = Int(s), range.contains(n) { return n }
             if let i = names.firstIndex(of: String(s)) { return i + nameBase }
-            throw Invalid(description: "\(name) '\(s)' is not in \(range.lowerBound)–\(range.upperBound)\(names.isEmpty ? "" : " or a name such as \(names[0])")")
+            throw ControllerError("InvalidSchedule", "\(name) '\(s)' is not in \(range.lowerBound)–\(range.upperBound)\(names.isEmpty ? "" : " or a name such as \(names[0])")")
         }
         var values: Set<Int> = []
         for part in text.split(separator: ",", omittingEmptySubsequences: false) {
             let pieces = part.split(separator: "/", omittingEmptySubsequences: false)
             guard pieces.count <= 2, !pieces[0].isEmpty else {
-                throw Invalid(description: "\(name) field '\(text)' is malformed")
+                throw ControllerError("InvalidSchedule", "\(name) field '\(text)' is malformed")
             }
             var step = 1
             if pieces.count == 2 {
                 guard let s = Int(pieces[1]), s > 0 else {
-                    throw Invalid(description: "\(name) step '\(pieces[1])' must be a positive number")
+                    throw ControllerError("InvalidSchedule", "\(name) step '\(pieces[1])' must be a positive number")
                 }
                 step = s
             }
@@ -89,9 +84,9 @@ public struct Schedule: Sendable, Equatable {
                 bounds = range.lowerBound == 0 && range.upperBound == 7 ? 0...6 : range
             } else if pieces[0].contains("-") {
                 let ends = pieces[0].split(separator: "-", omittingEmptySubsequences: false)
-                guard ends.count == 2 else { throw Invalid(description: "\(name) range '\(pieces[0])' is malformed") }
+                guard ends.count == 2 else { throw ControllerError("InvalidSchedule", "\(name) range '\(pieces[0])' is malformed") }
                 let low = try number(ends[0]), high = try number(ends[1])
-                guard low <= high else { throw Invalid(description: "\(name) range '\(pieces[0])' runs backwards") }
+                guard low <= high else { throw ControllerError("InvalidSchedule", "\(name) range '\(pieces[0])' runs backwards") }
                 bounds = low...high
             } else {
                 let n = try number(pieces[0])

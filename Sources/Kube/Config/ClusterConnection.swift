@@ -102,7 +102,7 @@ public struct ClusterConnection: Sendable {
         let home = environment["HOME"] ?? NSHomeDirectory()
         let path = home + "/.kube/config"
         guard FileManager.default.fileExists(atPath: path) else {
-            throw KubeError(.configuration, "no cluster configured: set KUBECONFIG, pass --kubeconfig, create \(path), "
+            throw KubeError(.configuration, "no cluster configured: set KUBECONFIG or name a kubeconfig file, create \(path), "
                             + "or run in a pod with a service account")
         }
         return try KubeConfig.load(paths: [path]).connection(context: context)

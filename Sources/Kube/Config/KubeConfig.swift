@@ -151,7 +151,7 @@ public struct KubeConfig: Sendable {
     public func connection(context name: String? = nil) throws(KubeError) -> ClusterConnection {
         guard let contextName = name ?? currentContext else {
             throw KubeError(.configuration, "the kubeconfig (\(files.joined(separator: ", "))) sets no current-context; "
-                            + "pass --context (known: \(contexts.keys.sorted().joined(separator: ", ")))")
+                            + "name a context (known: \(contexts.keys.sorted().joined(separator: ", ")))")
         }
         guard let context = contexts[contextName] else {
             throw KubeError(.configuration, "context '\(contextName)' is not in the kubeconfig "

@@ -56,9 +56,9 @@ public struct MoverVolumeAccess: VolumeAccess {
                 })
                 do {
                     return try await StreamArchiver(repository: repository, previous: known).archive(reader, name: claim)
-                } catch let error as VolumeStream.FormatError {
+                } catch let error as SnapshotError where error.code == .malformedStream {
                     let said = String(decoding: stderr.withLock { $0 }, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                    throw VolumeError("reading claim \(volume.namespace)/\(claim) through its mover: \(error)\(said.isEmpty ? "" : " — the mover said: \(said)")")
+                    throw ProtectionError(.moverFailed, "reading claim \(volume.namespace)/\(claim) through its mover: \(error)\(said.isEmpty ? "" : " — the mover said: \(said)")", cause: error)
                 }
             }
         }
@@ -88,7 +88,7 @@ public struct MoverVolumeAccess: VolumeAccess {
                 let code = try await session.exitCode()
                 guard code == 0, let totals = try? JSONDecoder().decode(DirectoryReceiver.Totals.self, from: Data(out)) else {
                     let said = String(decoding: err, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                    throw VolumeError("writing claim \(volume.namespace)/\(volume.claim) through its mover failed (exit \(code)): \(said)")
+                    throw ProtectionError(.moverFailed, "writing claim \(volume.namespace)/\(volume.claim) through its mover failed (exit \(code)): \(said)")
                 }
                 return totals
             }
@@ -176,13 +176,13 @@ public struct MoverVolumeAccess: VolumeAccess {
             case "Running":
                 return
             case "Failed", "Succeeded":
-                throw VolumeError("the mover pod \(volume.namespace)/\(name) stopped (\(pod.phase!)) before it could be used")
+                throw ProtectionError(.moverFailed, "the mover pod \(volume.namespace)/\(name) stopped (\(pod.phase!)) before it could be used")
             default:
                 let waiting = (pod.object["status", "containerStatuses"]?.array ?? []).compactMap { $0["state", "waiting"] }.first
                 if let reason = waiting?["reason"]?.string {
                     last = "\(reason): \(waiting?["message"]?.string ?? "")"
                     if ["ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName"].contains(reason) {
-                        throw VolumeError("the mover image \(image) cannot be used on node \(pod.nodeName ?? "?") (\(reason)); import it on the node (scripts/build-image on the local cluster) or choose another mover image")
+                        throw ProtectionError(.moverImageUnusable, "the mover image \(image) cannot be used on node \(pod.nodeName ?? "?") (\(reason)); import it on the node (scripts/build-image on the local cluster) or choose another mover image")
                     }
                 } else if let condition = (pod.object["status", "conditions"]?.array ?? [])
                     .first(where: { $0["type"]?.string == "PodScheduled" && $0["status"]?.string == "False" }) {
@@ -191,6 +191,6 @@ public struct MoverVolumeAccess: VolumeAccess {
             }
             try await Task.sleep(for: .milliseconds(250))
         }
-        throw VolumeError("the mover pod for claim \(volume.namespace)/\(volume.claim) did not start within \(startTimeout): \(last)")
+        throw ProtectionError(.moverFailed, "the mover pod for claim \(volume.namespace)/\(volume.claim) did not start within \(startTimeout): \(last)")
     }
 }

@@ -92,11 +92,6 @@ public protocol VolumeAccess: Sendable {
     func restore(_ data: Node, into volume: ClaimVolume, exact: Bool) async throws -> VolumeTransfer
 }
 
-public struct VolumeError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// Direct access on the host: the volume's directory is read and written in place. For hostPath and
 /// local volumes when Cairn runs on their node (the local cluster, a DaemonSet, a single-node cluster).
 public struct HostVolumeAccess: VolumeAccess {
@@ -109,7 +104,7 @@ public struct HostVolumeAccess: VolumeAccess {
 
     func directory(of volume: ClaimVolume) throws -> String {
         guard let directory = volume.directory else {
-            throw VolumeError("claim \(volume.namespace)/\(volume.claim) is not on a hostPath or local volume; use --volume-access mover")
+            throw ProtectionError(.volumeUnreachable, "claim \(volume.namespace)/\(volume.claim) is not on a hostPath or local volume; move its data through a mover pod instead")
         }
         return directory
     }
@@ -118,7 +113,7 @@ public struct HostVolumeAccess: VolumeAccess {
         let path = try directory(of: volume)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw VolumeError("the directory \(path) of claim \(volume.namespace)/\(volume.claim) is not on this machine; run Cairn on the volume's node or use --volume-access mover")
+            throw ProtectionError(.volumeUnreachable, "the directory \(path) of claim \(volume.namespace)/\(volume.claim) is not on this machine; run Cairn on the volume's node or move its data through a mover pod")
         }
         let start = Date()
         let (node, summary, errors) = try await Archiver(repository: repository)

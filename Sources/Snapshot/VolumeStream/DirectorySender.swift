@@ -26,7 +26,7 @@ public struct DirectorySender {
         var totals = Totals()
         var st = stat()
         guard lstat(root, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-            throw VolumeStream.FormatError("\(root) is not a directory")
+            throw SnapshotError(.invalidArgument, "\(root) is not a directory", path: root)
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: VolumeStream.dataRecordSize, alignment: 64)
         defer { buffer.deallocate() }
@@ -45,7 +45,7 @@ public struct DirectorySender {
         let names: [String]
         do {
             names = try Archiver.listDirectory(path)
-        } catch let error as SourceError {
+        } catch let error as SnapshotError where error.code == .unreadable {
             try await writer.warning(path: relative.isEmpty ? "/" : relative, message: error.description)
             totals.warnings += 1
             return
@@ -55,7 +55,7 @@ public struct DirectorySender {
             let rel = relative.isEmpty ? name : relative + "/" + name
             var st = stat()
             guard lstat(full, &st) == 0 else {
-                try await writer.warning(path: rel, message: SourceError(path: full, errno: errno, operation: "lstat").description)
+                try await writer.warning(path: rel, message: SnapshotError.unreadable(full, errno: errno, operation: "lstat").description)
                 totals.warnings += 1
                 continue
             }
@@ -75,7 +75,7 @@ public struct DirectorySender {
                 }
                 let fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
                 guard fd >= 0 else {
-                    try await writer.warning(path: rel, message: SourceError(path: full, errno: errno, operation: "open").description)
+                    try await writer.warning(path: rel, message: SnapshotError.unreadable(full, errno: errno, operation: "open").description)
                     totals.warnings += 1
                     continue
                 }
@@ -89,7 +89,7 @@ public struct DirectorySender {
                 var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
                 let n = readlink(full, &target, target.count - 1)
                 guard n >= 0 else {
-                    try await writer.warning(path: rel, message: SourceError(path: full, errno: errno, operation: "readlink").description)
+                    try await writer.warning(path: rel, message: SnapshotError.unreadable(full, errno: errno, operation: "readlink").description)
                     totals.warnings += 1
                     continue
                 }
@@ -139,7 +139,7 @@ public struct DirectorySender {
                 if n < 0 {
                     if errno == EINTR { continue }
                     // Reported; the file is recorded with what could be read.
-                    try await writer.warning(path: path, message: SourceError(path: path, errno: errno, operation: "read").description)
+                    try await writer.warning(path: path, message: SnapshotError.unreadable(path, errno: errno, operation: "read").description)
                     return UInt64(offset)
                 }
                 if n == 0 { return UInt64(offset) }  // truncated while reading
@@ -179,7 +179,7 @@ public struct DirectoryReceiver {
         let isRoot = geteuid() == 0
         try await reader.header()
         guard case .node(let rootNode)? = try await reader.next(), rootNode.type == .dir else {
-            throw VolumeStream.FormatError("the stream does not start with a directory")
+            throw SnapshotError.stream("the stream does not start with a directory")
         }
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         var stack: [(path: String, node: Node, names: Set<String>)] = [(root, rootNode, [])]
@@ -187,7 +187,7 @@ public struct DirectoryReceiver {
         while let event = try await reader.next() {
             switch event {
             case .node(let node):
-                guard !stack.isEmpty else { throw VolumeStream.FormatError("an entry after the root directory ended") }
+                guard !stack.isEmpty else { throw SnapshotError.stream("an entry after the root directory ended") }
                 let parent = stack[stack.count - 1].path
                 if removeExtraneous { stack[stack.count - 1].names.insert(node.name) }
                 let path = parent + "/" + node.name
@@ -227,7 +227,7 @@ public struct DirectoryReceiver {
                     totals.other += 1
                 }
             case .data(let bytes):
-                guard var current = file else { throw VolumeStream.FormatError("data outside a file") }
+                guard var current = file else { throw SnapshotError.stream("data outside a file") }
                 if current.fd >= 0 {
                     do {
                         try Restorer.writeSparse(current.fd, bytes, at: current.offset, path: current.path)
@@ -241,11 +241,11 @@ public struct DirectoryReceiver {
                 current.offset += bytes.count
                 file = current
             case .hole(let count):
-                guard var current = file else { throw VolumeStream.FormatError("hole outside a file") }
+                guard var current = file else { throw SnapshotError.stream("hole outside a file") }
                 current.offset += Int(count)
                 file = current
             case .fileEnd(let size):
-                guard let current = file else { throw VolumeStream.FormatError("file end outside a file") }
+                guard let current = file else { throw SnapshotError.stream("file end outside a file") }
                 file = nil
                 guard current.fd >= 0 else { continue }
                 defer { close(current.fd) }
@@ -261,19 +261,19 @@ public struct DirectoryReceiver {
                 totals.files += 1
                 totals.bytes += Int(size)
             case .up:
-                guard let done = stack.popLast() else { throw VolumeStream.FormatError("unbalanced directory end") }
+                guard let done = stack.popLast() else { throw SnapshotError.stream("unbalanced directory end") }
                 if removeExtraneous { totals.errors += ExtraneousEntries.remove(in: done.path, keeping: done.names) }
                 Restorer.applyMetadata(done.path, node: done.node, asRoot: isRoot)
             case .unchanged(let node):
-                throw VolumeStream.FormatError("unchanged entry \(node.name) in a restore stream")
+                throw SnapshotError.stream("unchanged entry \(node.name) in a restore stream")
             case .warning(let path, let message):
                 totals.errors.append("\(path): \(message)")
             case .end:
-                guard stack.isEmpty, file == nil else { throw VolumeStream.FormatError("the stream ended inside a directory") }
+                guard stack.isEmpty, file == nil else { throw SnapshotError.stream("the stream ended inside a directory") }
                 return totals
             }
         }
-        throw VolumeStream.FormatError("the stream ended before its end record: the sender stopped")
+        throw SnapshotError.stream("the stream ended before its end record: the sender stopped")
     }
 
     func replace(_ path: String) {

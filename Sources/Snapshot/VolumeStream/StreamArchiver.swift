@@ -55,7 +55,7 @@ public final class StreamArchiver {
     public func archive(_ reader: VolumeStreamReader, name: String) async throws -> Result {
         try await reader.header()
         guard case .node(var rootNode)? = try await reader.next(), rootNode.type == .dir else {
-            throw VolumeStream.FormatError("the stream does not start with a directory")
+            throw SnapshotError.stream("the stream does not start with a directory")
         }
         rootNode.name = name
         var result = Result(root: rootNode)
@@ -63,7 +63,7 @@ public final class StreamArchiver {
         while let event = try await reader.next() {
             switch event {
             case .node(var node):
-                guard let parent = stack.last else { throw VolumeStream.FormatError("an entry after the root directory ended") }
+                guard let parent = stack.last else { throw SnapshotError.stream("an entry after the root directory ended") }
                 let path = parent.path.isEmpty ? node.name : parent.path + "/" + node.name
                 switch node.type {
                 case .dir:
@@ -76,10 +76,10 @@ public final class StreamArchiver {
                 }
                 stack[stack.count - 1].children.append(node)
             case .unchanged(var node):
-                guard let parent = stack.last else { throw VolumeStream.FormatError("an entry after the root directory ended") }
+                guard let parent = stack.last else { throw SnapshotError.stream("an entry after the root directory ended") }
                 let path = parent.path.isEmpty ? node.name : parent.path + "/" + node.name
                 guard let before = previous[path], before.sameFile(as: node) else {
-                    throw VolumeStream.FormatError("the mover reported \(path) unchanged, but the earlier backup has no such file")
+                    throw SnapshotError.stream("the mover reported \(path) unchanged, but the earlier backup has no such file")
                 }
                 node.content = before.content
                 result.files += 1
@@ -87,7 +87,7 @@ public final class StreamArchiver {
                 result.bytes += Int(node.size)
                 stack[stack.count - 1].children.append(node)
             case .up:
-                guard var done = stack.popLast() else { throw VolumeStream.FormatError("unbalanced directory end") }
+                guard var done = stack.popLast() else { throw SnapshotError.stream("unbalanced directory end") }
                 let saved = try await repository.saveBlob(.tree, try Tree(nodes: done.children).encoded())
                 result.bytesAdded += saved.added
                 done.node.subtree = saved.id
@@ -99,16 +99,16 @@ public final class StreamArchiver {
             case .warning(let path, let message):
                 result.warnings.append("\(path): \(message)")
             case .end(let files, let bytes):
-                guard stack.isEmpty else { throw VolumeStream.FormatError("the stream ended inside a directory") }
+                guard stack.isEmpty else { throw SnapshotError.stream("the stream ended inside a directory") }
                 guard files == UInt64(result.files), bytes == UInt64(result.bytes) else {
-                    throw VolumeStream.FormatError("the mover sent \(files) files and \(bytes) bytes, Cairn received \(result.files) and \(result.bytes)")
+                    throw SnapshotError.stream("the mover sent \(files) files and \(bytes) bytes, Cairn received \(result.files) and \(result.bytes)")
                 }
                 return result
             case .data, .hole, .fileEnd:
-                throw VolumeStream.FormatError("file content outside a file")
+                throw SnapshotError.stream("file content outside a file")
             }
         }
-        throw VolumeStream.FormatError("the stream ended before its end record: the mover stopped")
+        throw SnapshotError.stream("the stream ended before its end record: the mover stopped")
     }
 
     /// Chunks and stores one file's content as it arrives, a few chunks in flight.
@@ -141,7 +141,7 @@ public final class StreamArchiver {
             }
             loop: while true {
                 guard let event = try await reader.next() else {
-                    throw VolumeStream.FormatError("the stream ended inside \(path)")
+                    throw SnapshotError.stream("the stream ended inside \(path)")
                 }
                 switch event {
                 case .data(let bytes):
@@ -155,7 +155,7 @@ public final class StreamArchiver {
                 case .warning(let where_, let message):
                     warnings.append("\(where_): \(message)")
                 default:
-                    throw VolumeStream.FormatError("unexpected record inside \(path)")
+                    throw SnapshotError.stream("unexpected record inside \(path)")
                 }
             }
             for try await (i, id, n) in group {
@@ -165,7 +165,7 @@ public final class StreamArchiver {
             return ((0..<next).map { ids[$0]! }, added)
         }
         guard UInt64(chunker.bytesIn) == size else {
-            throw VolumeStream.FormatError("\(path): \(chunker.bytesIn) bytes received, the mover says \(size)")
+            throw SnapshotError.stream("\(path): \(chunker.bytesIn) bytes received, the mover says \(size)")
         }
         node.size = size
         node.content = ids
@@ -188,7 +188,7 @@ public struct TreeSender {
     }
 
     public func send(_ root: Node, to writer: VolumeStreamWriter) async throws -> (files: UInt64, bytes: UInt64) {
-        guard root.type == .dir else { throw RepositoryError(.invalidArgument, "\(root.name) is not a directory") }
+        guard root.type == .dir else { throw SnapshotError(.invalidArgument, "\(root.name) is not a directory") }
         var totals: (files: UInt64, bytes: UInt64) = (0, 0)
         try await writer.header()
         var node = root

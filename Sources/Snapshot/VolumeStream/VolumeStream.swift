@@ -61,10 +61,6 @@ public enum VolumeStream {
 
     static let types: [NodeType] = [.file, .dir, .symlink, .fifo, .chardev, .blockdev, .socket]
 
-    public struct FormatError: Error, CustomStringConvertible, Sendable {
-        public var description: String
-        init(_ message: String) { description = "volume stream: \(message)" }
-    }
 }
 
 /// Encodes records into a buffer and hands it to a sink whenever it holds `flushThreshold` bytes.
@@ -191,7 +187,7 @@ public final class VolumeStreamReader {
     /// Reads and checks a header.
     public func header(_ magic: [UInt8] = VolumeStream.magic) async throws {
         guard try await fill(magic.count), Array(buffer[position..<(position + magic.count)]) == magic else {
-            throw VolumeStream.FormatError("the stream does not start with \(String(decoding: magic, as: UTF8.self)); is the mover image the same Cairn version?")
+            throw SnapshotError.stream("the stream does not start with \(String(decoding: magic, as: UTF8.self)); is the mover image the same Cairn version?")
         }
         position += magic.count
     }
@@ -204,7 +200,7 @@ public final class VolumeStreamReader {
         switch tag {
         case UInt8(ascii: "N"), UInt8(ascii: "K"):
             let typeIndex = Int(try await byte())
-            guard typeIndex < VolumeStream.types.count else { throw VolumeStream.FormatError("unknown entry type \(typeIndex)") }
+            guard typeIndex < VolumeStream.types.count else { throw SnapshotError.stream("unknown entry type \(typeIndex)") }
             let name = try await string()
             var node = Node(name: name, type: VolumeStream.types[typeIndex], mode: try await int(), uid: try await int(),
                             gid: try await int(), mtime: try await int(), ctime: try await int(),
@@ -214,14 +210,14 @@ public final class VolumeStreamReader {
             if node.type == .chardev || node.type == .blockdev { node.rdev = rdev }
             if node.type == .symlink { node.linkTarget = target }
             guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
-                throw VolumeStream.FormatError("invalid entry name '\(name)'")
+                throw SnapshotError.stream("invalid entry name '\(name)'")
             }
             return tag == UInt8(ascii: "N") ? .node(node) : .unchanged(node)
         case UInt8(ascii: "U"):
             return .up
         case UInt8(ascii: "B"):
             let n = Int(try await int() as UInt32)
-            guard n <= VolumeStream.maxRecord else { throw VolumeStream.FormatError("data record of \(n) bytes") }
+            guard n <= VolumeStream.maxRecord else { throw SnapshotError.stream("data record of \(n) bytes") }
             return .data(try await bytes(n))
         case UInt8(ascii: "H"):
             return .hole(try await int())
@@ -232,7 +228,7 @@ public final class VolumeStreamReader {
         case UInt8(ascii: "E"):
             return .end(files: try await int(), bytes: try await int())
         default:
-            throw VolumeStream.FormatError("unknown record '\(tag)' at byte \(bytesRead - (buffer.count - position) - 1)")
+            throw SnapshotError.stream("unknown record '\(tag)' at byte \(bytesRead - (buffer.count - position) - 1)")
         }
     }
 
@@ -258,7 +254,7 @@ public final class VolumeStreamReader {
             guard !finished, let chunk = try await source() else {
                 finished = true
                 if buffer.count - position == 0 { return false }
-                throw VolumeStream.FormatError("the stream ended in the middle of a record")
+                throw SnapshotError.stream("the stream ended in the middle of a record")
             }
             bytesRead += chunk.count
             buffer += chunk
@@ -267,7 +263,7 @@ public final class VolumeStreamReader {
     }
 
     func need(_ count: Int) async throws {
-        guard try await fill(count) else { throw VolumeStream.FormatError("the stream ended in the middle of a record") }
+        guard try await fill(count) else { throw SnapshotError.stream("the stream ended in the middle of a record") }
     }
 
     func byte() async throws -> UInt8 {
@@ -295,7 +291,7 @@ public final class VolumeStreamReader {
 
     func string() async throws -> String {
         let n = Int(try await int() as UInt32)
-        guard n <= 1 << 20 else { throw VolumeStream.FormatError("name of \(n) bytes") }
+        guard n <= 1 << 20 else { throw SnapshotError.stream("name of \(n) bytes") }
         return String(decoding: try await bytes(n), as: UTF8.self)
     }
 }

@@ -1,0 +1,50 @@
+import Foundation
+
+/// The one error type of the `Protection` module: what stops an application's backup or restore that is
+/// not a failure of the repository (`RepositoryError`), of files (`SnapshotError`) or of the API server
+/// (`KubeError`) — those pass through as they are.
+///
+/// `code` is stable (the controller's condition reason is `code.reason`), `message` says what went wrong
+/// and what to do, naming settings rather than command-line flags (it reaches RestoreAction statuses),
+/// `cause` keeps the lower error it came from.
+public struct ProtectionError: Error, CustomStringConvertible, Sendable {
+    public enum Code: String, Sendable {
+        /// A volume's directory cannot be reached from where Cairn runs (host access).
+        case volumeUnreachable = "volume-unreachable"
+        /// The mover pod did not start, could not use its image, or stopped while moving data.
+        case moverFailed = "mover-failed"
+        /// The mover image cannot be pulled or run on the node: someone must import or choose an image.
+        case moverImageUnusable = "mover-image-unusable"
+        /// A restored claim was not bound in time.
+        case claimNotBound = "claim-not-bound"
+        /// Workloads could not be quiesced, or not scaled back afterwards.
+        case quiesceFailed = "quiesce-failed"
+        /// A transform set is malformed or cannot be applied.
+        case invalidTransform = "invalid-transform"
+        /// A confined restore would write what its requester may not (`RestoreConfinement`).
+        case forbidden = "forbidden"
+        /// A snapshot is not a restore point, or lacks the data asked for.
+        case notARestorePoint = "not-a-restore-point"
+        case dataMissing = "data-missing"
+
+        /// The condition reason (CamelCase) the controller reports.
+        public var reason: String {
+            rawValue.split(separator: "-").map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+        }
+    }
+
+    public var code: Code
+    public var message: String
+    public var cause: (any Error & Sendable)?
+
+    public init(_ code: Code, _ message: String, cause: (any Error & Sendable)? = nil) {
+        self.code = code
+        self.message = message
+        self.cause = cause
+    }
+
+    /// A mover that stopped or a claim not bound yet may do better on another try; the rest needs a change.
+    public var isTransient: Bool { code == .moverFailed || code == .claimNotBound }
+
+    public var description: String { message }
+}
