@@ -2,11 +2,18 @@
 import PackageDescription
 
 // Targets are split by dependency weight and arrows point down only:
-//   cairn → Snapshot → Repository → Storage;  cairn → Kube
-//   Controller → Protection → Kube, Snapshot;  S3Storage → Storage
-// Test support: StorageTesting (conformance suite, faults), KubeTesting (the local cluster fixture).
-// `Repository` knows nothing of files on disk as a user sees them; `Snapshot` knows
-// nothing of packs; `Storage` knows only named blobs. See docs/architecture.md.
+//
+//   cairn (executable: CLI, `cairn controller`, the storage backends a Profile may name)
+//     ├─► Controller ─► Server (probes, /metrics, the HTTP endpoint) ─► Kube
+//     │        └──────► Protection ─► Kube ─► KubeModel (JSON, objects, kinds, JSON patch: no HTTP)
+//     │                     └───────► Snapshot ─► Repository ─► Storage ◄─ S3Storage
+//     └─► S3Storage, Snapshot, Protection
+//
+// `Repository` knows nothing of files on disk as a user sees them; `Snapshot` knows nothing of packs;
+// `Storage` knows only named blobs; `Controller` does not link S3 (the executable chooses backends).
+// Test support: TestSupport (child processes, waiting, files, loopback), StorageTesting (conformance
+// suite, faults, moto), KubeTesting (the local cluster fixture). Test targets named Cluster* need the local
+// cluster; the others run without it (`scripts/test --unit`). See docs/architecture.md.
 let package = Package(
     name: "cairn",
     platforms: [.macOS(.v14)],
@@ -32,6 +39,9 @@ let package = Package(
             pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]
         ),
+        // Bounded fan-out (`Concurrent.forEach`, `Concurrent.map`): the one task group that starts N and
+        // another as each finishes.
+        .target(name: "Concurrent"),
         .target(
             name: "Storage",
             dependencies: []
@@ -40,7 +50,7 @@ let package = Package(
         .target(
             name: "S3Storage",
             dependencies: [
-                "Storage",
+                "Storage", "Concurrent",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -53,7 +63,7 @@ let package = Package(
         .target(
             name: "Repository",
             dependencies: [
-                "Storage",
+                "Storage", "Concurrent",
                 "CZstd",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -68,12 +78,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Kubernetes objects without a client: JSONValue and its parser, YAML, KubeObject, kinds, JSON
+        // patch, API resources, user info, KubeError. Pure logic builds on this alone.
+        .target(
+            name: "KubeModel",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
         // The Kubernetes client: kubeconfig, discovery, dynamic objects, watch, exec. Written here (no
         // Swift client on the package list covers it); HTTP through async-http-client, exec's WebSocket
-        // through NIOWebSocket.
+        // through NIOWebSocket. Re-exports KubeModel.
         .target(
             name: "Kube",
             dependencies: [
+                "KubeModel", "Concurrent",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -91,15 +108,29 @@ let package = Package(
         // restore of whole applications over Kube's client and the repository.
         .target(
             name: "Protection",
-            dependencies: ["Kube", "Snapshot", "Repository", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["Kube", "Snapshot", "Repository", "Concurrent", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // Cairn's HTTP side: one small NIO HTTP/1.1 endpoint (TLS optional), the probes and /metrics behind
+        // a TokenReview + SubjectAccessReview authorizer. The dashboard grows here.
+        .target(
+            name: "Server",
+            dependencies: [
+                "Kube",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         // The in-cluster controller: reconcilers for Cairn's CRDs, work queue, schedules, leader election,
-        // metrics and probes. Wires Protection to the cluster; knows nothing of the CLI.
+        // the admission webhook. Wires Protection to the cluster; knows nothing of the CLI or of S3.
         .target(
             name: "Controller",
             dependencies: [
-                "Kube", "Protection", "Snapshot", "Repository", "Storage", "S3Storage",
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                "Kube", "Protection", "Snapshot", "Repository", "Storage", "Server",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -114,6 +145,7 @@ let package = Package(
             name: "cairn",
             dependencies: [
                 "Controller",
+                "Server",
                 "Kube",
                 "Protection",
                 "S3Storage",
@@ -130,32 +162,40 @@ let package = Package(
             dependencies: ["Kube", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(
+            name: "TestSupport",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .target(
             name: "StorageTesting",
-            dependencies: ["Storage", .product(name: "Crypto", package: "swift-crypto")],
-            path: "Sources/StorageTesting"
+            dependencies: ["Storage", "TestSupport"]
         ),
         .target(
             name: "KubeTesting",
-            dependencies: ["StorageTesting"],
-            path: "Sources/KubeTesting"
+            dependencies: ["TestSupport"]
         ),
-        .testTarget(name: "ClusterTests", dependencies: ["KubeTesting"]),
-        .testTarget(name: "ProtectionTests", dependencies: ["Protection", "Kube", "KubeTesting", "Snapshot", "Repository",
-                                                            "Storage", "StorageTesting"]),
-        .testTarget(name: "ApplicationTests", dependencies: ["Protection", "Kube", "KubeTesting", "Repository", "Storage",
-                                                             "StorageTesting"]),
-        .testTarget(name: "ControllerTests", dependencies: [
-            "Controller", "Protection", "Kube", "KubeTesting", "Snapshot", "Repository", "Storage", "StorageTesting",
-            .product(name: "AsyncHTTPClient", package: "async-http-client"),
-            .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            .product(name: "Logging", package: "swift-log"),
-        ]),
-        .testTarget(name: "KubeTests", dependencies: ["Kube", "KubeTesting", "StorageTesting"]),
+        // Without a cluster.
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
         .testTarget(name: "S3Tests", dependencies: ["S3Storage", "Storage", "StorageTesting", "Repository", "Snapshot"]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", "Storage", "StorageTesting"]),
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshot", "Repository", "Storage", "StorageTesting"]),
-        .testTarget(name: "CLITests", dependencies: ["Snapshot", "Repository", "Storage", "StorageTesting"]),
+        .testTarget(name: "CLITests", dependencies: ["StorageTesting"]),
+        .testTarget(name: "KubeTests", dependencies: ["Kube", "TestSupport"]),
+        .testTarget(name: "ProtectionTests", dependencies: ["Protection", "KubeModel"]),
+        .testTarget(name: "ControllerTests", dependencies: [
+            "Controller", "Server", "Protection", "Kube", "Snapshot", "Repository", "Storage", "TestSupport",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Against the local cluster (scripts/local-cluster).
+        .testTarget(name: "ClusterTests", dependencies: ["KubeTesting"]),
+        .testTarget(name: "ClusterKubeTests", dependencies: ["Kube", "KubeTesting"]),
+        .testTarget(name: "ClusterProtectionTests", dependencies: ["Protection", "Kube", "KubeTesting", "Snapshot",
+                                                                   "Repository", "Storage", "StorageTesting"]),
+        .testTarget(name: "ClusterApplicationTests", dependencies: ["Protection", "Kube", "KubeTesting", "Repository",
+                                                                    "Storage", "StorageTesting"]),
+        .testTarget(name: "ClusterControllerTests", dependencies: ["Kube", "KubeTesting", "Repository", "Storage",
+                                                                   "StorageTesting"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,7 @@
 import Foundation
 import Kube
 import Logging
+import Server
 
 /// Cairn's controller: waits to hold the leader Lease, then watches Cairn's kinds and reconciles them
 /// with a pool of workers until the task is cancelled (graceful shutdown: runs are stopped and left
@@ -19,10 +20,13 @@ public final class Controller: Sendable {
         /// Actions (backups, restores) running at once, in all and per namespace; the others are Queued.
         public var maxRunning: Int
         public var maxRunningPerNamespace: Int
+        /// Opens a Profile's store (the backends the executable links).
+        public var openStore: StoreOpener
 
         public init(namespace: String, identity: String, moverImage: String, workers: Int = 4,
                     leaseName: String = "cairn-controller", serviceAccount: String = "cairn-controller",
-                    maxRunning: Int = 8, maxRunningPerNamespace: Int = 2) {
+                    maxRunning: Int = 8, maxRunningPerNamespace: Int = 2, openStore: @escaping StoreOpener) {
+            self.openStore = openStore
             self.namespace = namespace
             self.identity = identity
             self.moverImage = moverImage
@@ -48,7 +52,8 @@ public final class Controller: Sendable {
             client: client, namespace: configuration.namespace, identity: configuration.identity,
             controllerUser: configuration.controllerUser, moverImage: configuration.moverImage, metrics: metrics,
             events: EventRecorder(client: client, instance: configuration.identity, logger: logger),
-            repositories: RepositoryCache(client: client, namespace: configuration.namespace, logger: logger),
+            repositories: RepositoryCache(client: client, namespace: configuration.namespace,
+                                          openStore: configuration.openStore, logger: logger),
             queue: WorkQueue<ObjectKey>(),
             runs: ActionRuns(maxRunning: configuration.maxRunning, maxRunningPerNamespace: configuration.maxRunningPerNamespace),
             logger: logger)

@@ -38,6 +38,7 @@ public struct ControllerError: Error, CustomStringConvertible, Sendable {
             let reason: String
             switch error.code {
             case .locked: reason = "RepositoryLocked"
+            case .lockLost: reason = "RepositoryLockLost"
             case .corrupt, .missing: reason = "RepositoryDamaged"
             case .wrongPassword: reason = "WrongPassword"
             case .notARepository, .newerFormat: reason = "RepositoryNotFound"

@@ -1,5 +1,5 @@
 import Foundation
-import StorageTesting
+import TestSupport
 import Synchronization
 
 /// Cairn installed in the local cluster from `deploy/` (`scripts/local-cluster install-cairn`), once per

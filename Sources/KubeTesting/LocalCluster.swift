@@ -1,5 +1,5 @@
 import Foundation
-import StorageTesting
+import TestSupport
 import Synchronization
 
 /// The local single-node cluster of `scripts/local-cluster`, for tests: starts it (or reuses a running

@@ -1,3 +1,4 @@
+import Concurrent
 import Kube
 
 /// Reads an application — a namespace, optionally narrowed by a label selector — through discovery, not a
@@ -53,32 +54,17 @@ public struct ApplicationCapture: Sendable {
             return (rank(a), a.group, a.name) < (rank(b), b.group, b.name)
         }
         var warnings: [String] = []
-        let lists = try await withThrowingTaskGroup(of: (Int, [KubeObject]?, String?).self) { group in
-            var results = [[KubeObject]?](repeating: nil, count: types.count)
-            var next = 0
-            func start() {
-                guard next < types.count else { return }
-                let i = next, r = types[i]
-                next += 1
-                group.addTask {
-                    do {
-                        let list = try await client.listAll(r, namespace: namespace,
-                                                            options: ListOptions(labelSelector: labelSelector))
-                        return (i, list.items, nil)
-                    } catch let error as KubeError where error.code == .forbidden || error.code == .notFound
-                        || error.code == .methodNotAllowed {
-                        return (i, nil, "\(r.qualifiedName) not captured: \(error.message)")
-                    }
-                }
+        let listed = try await Concurrent.map(types, width: 8) { r -> (items: [KubeObject]?, warning: String?) in
+            do {
+                let list = try await client.listAll(r, namespace: namespace, options: ListOptions(labelSelector: labelSelector))
+                return (list.items, nil)
+            } catch let error as KubeError where error.code == .forbidden || error.code == .notFound
+                || error.code == .methodNotAllowed {
+                return (nil, "\(r.qualifiedName) not captured: \(error.message)")
             }
-            for _ in 0..<8 { start() }
-            while let (i, items, warning) = try await group.next() {
-                results[i] = items
-                if let warning { warnings.append(warning) }
-                start()
-            }
-            return results
         }
+        warnings += listed.compactMap(\.warning)
+        let lists = listed.map(\.items)
         var objects: [KubeObject] = []
         var skipped: [Skipped] = []
         var seen: Set<String> = []

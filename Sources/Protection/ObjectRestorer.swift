@@ -1,3 +1,4 @@
+import Concurrent
 import Kube
 
 /// Puts captured objects back into a cluster: cleaned, moved to the target namespace, transformed, then
@@ -138,17 +139,9 @@ public struct ObjectRestorer: Sendable {
                                                   transforms: applied[$0.description] ?? []) }
                 continue
             }
-            let results = try await withThrowingTaskGroup(of: Outcome.self) { group in
-                var results: [Outcome] = []
-                for (i, object) in members.enumerated() {
-                    if i >= options.concurrency, let done = try await group.next() { results.append(done) }
-                    group.addTask {
-                        Outcome(object: object.description, tier: tier, result: await self.put(object),
-                                transforms: applied[object.description] ?? [])
-                    }
-                }
-                for try await done in group { results.append(done) }
-                return results
+            let results = try await Concurrent.map(members, width: options.concurrency) { object in
+                Outcome(object: object.description, tier: tier, result: await self.put(object),
+                        transforms: applied[object.description] ?? [])
             }
             outcomes += results
             if tier == 0 { try await waitForCRDs(members) }

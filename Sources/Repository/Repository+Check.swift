@@ -1,3 +1,4 @@
+import Concurrent
 import Foundation
 import Storage
 
@@ -72,23 +73,16 @@ extension Repository {
             let toRead = packBlobs.keys.filter { !report.damagedPacks.contains($0) }.sorted()
             let total = toRead.count
             var done = 0
-            try await withThrowingTaskGroup(of: (BlobID, [String], Int).self) { group in
-                var iterator = toRead.makeIterator()
-                func addNext() {
-                    guard let pack = iterator.next() else { return }
-                    let blobs = packBlobs[pack]!
-                    group.addTask { (pack, await self.verifyPack(pack, indexed: blobs), 0) }
-                }
-                for _ in 0..<3 { addNext() }
-                while let (pack, problems, _) = try await group.next() {
-                    done += 1
-                    progress?(done, total)
-                    report.bytesRead += present[pack.hex] ?? 0
-                    if !problems.isEmpty {
-                        report.damagedPacks.insert(pack)
-                        report.errors += problems
-                    }
-                    addNext()
+            let work = toRead.map { ($0, packBlobs[$0]!) }
+            try await Concurrent.forEach(work, width: 3, { pack, blobs in
+                (pack, await self.verifyPack(pack, indexed: blobs))
+            }) { pack, problems in
+                done += 1
+                progress?(done, total)
+                report.bytesRead += present[pack.hex] ?? 0
+                if !problems.isEmpty {
+                    report.damagedPacks.insert(pack)
+                    report.errors += problems
                 }
             }
         }

@@ -1,3 +1,4 @@
+import Concurrent
 import Crypto
 import Foundation
 import Logging
@@ -497,24 +498,12 @@ public final class Repository: Sendable {
     /// Reads and decodes all live index files, many at once.
     func readIndexFiles(skippingDamaged: Bool = false) async throws -> [(name: String, file: IndexFile)] {
         let names = try await listFiles(.index)
-        var result: [(name: String, file: IndexFile)] = []
-        try await withThrowingTaskGroup(of: (String, IndexFile).self) { group in
-            var iterator = names.makeIterator()
-            func addNext() {
-                guard let name = iterator.next() else { return }
-                group.addTask {
-                    do {
-                        let plain = try await self.loadFile(.index, name: name)
-                        return (name, try IndexFile.decode(plain, location: "index/\(name)"))
-                    } catch let error as RepositoryError where skippingDamaged && error.code == .corrupt {
-                        return (name, IndexFile())
-                    }
-                }
-            }
-            for _ in 0..<8 { addNext() }
-            while let item = try await group.next() {
-                result.append(item)
-                addNext()
+        let result = try await Concurrent.map(names, width: 8) { name in
+            do {
+                let plain = try await self.loadFile(.index, name: name)
+                return (name: name, file: try IndexFile.decode(plain, location: "index/\(name)"))
+            } catch let error as RepositoryError where skippingDamaged && error.code == .corrupt {
+                return (name: name, file: IndexFile())
             }
         }
         let superseded = Set(result.flatMap { $0.file.supersedes.map(\.hex) })

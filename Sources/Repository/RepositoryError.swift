@@ -11,6 +11,8 @@ public struct RepositoryError: Error, Sendable, CustomStringConvertible {
         case corrupt = "corrupt"
         case missing = "missing"
         case locked = "locked"
+        /// A held lock could not be renewed (or was removed): the operation it guarded was stopped.
+        case lockLost = "lock-lost"
         case invalidArgument = "invalid-argument"
         case storage = "storage"
         case keyInUse = "key-in-use"
@@ -42,7 +44,7 @@ public struct RepositoryError: Error, Sendable, CustomStringConvertible {
     /// unreachable, or another process holds the lock.
     public var isTransient: Bool {
         switch code {
-        case .locked: return true
+        case .locked, .lockLost: return true
         case .storage: return storage?.isTransient ?? false
         default: return false
         }

@@ -1,3 +1,4 @@
+import Concurrent
 import Crypto
 import Foundation
 import Logging
@@ -312,23 +313,15 @@ public final class S3BlobStore: BlobStore {
         let partSize = max(options.partSize, (size + 9_999) / 10_000)
         let count = (size + partSize - 1) / partSize
         do {
-            let etags = try await withThrowingTaskGroup(of: (Int, String).self) { group in
-                var etags = [String](repeating: "", count: count)
-                for index in 0..<count {
-                    if index >= 4, let (done, etag) = try await group.next() { etags[done] = etag }
-                    group.addTask {
-                        let offset = index * partSize
-                        let body = try part(offset, min(partSize, size - offset))
-                        let md5 = Self.md5Base64(body)
-                        let response = try await self.client.send(S3Client.Request(
-                            method: .PUT, key: objectKey, query: [("partNumber", "\(index + 1)"), ("uploadId", uploadID)],
-                            headers: [("Content-MD5", md5)], body: body, operation: "upload part \(index + 1) of \(count)",
-                            object: handle.description))
-                        return (index, response.headers.first(name: "ETag") ?? "")
-                    }
-                }
-                while let (done, etag) = try await group.next() { etags[done] = etag }
-                return etags
+            let etags = try await Concurrent.map(0..<count, width: 4) { index in
+                let offset = index * partSize
+                let body = try part(offset, min(partSize, size - offset))
+                let md5 = Self.md5Base64(body)
+                let response = try await self.client.send(S3Client.Request(
+                    method: .PUT, key: objectKey, query: [("partNumber", "\(index + 1)"), ("uploadId", uploadID)],
+                    headers: [("Content-MD5", md5)], body: body, operation: "upload part \(index + 1) of \(count)",
+                    object: handle.description))
+                return response.headers.first(name: "ETag") ?? ""
             }
             var xml = "<CompleteMultipartUpload>"
             for (index, etag) in etags.enumerated() {

@@ -441,8 +441,3 @@ final class BufferPool: Sendable {
         free.withLock { $0.forEach { $0.pointer.deallocate() } }
     }
 }
-
-/// The version of this program, recorded in snapshots.
-public enum CairnVersion {
-    public static let current = "0.1.0"
-}

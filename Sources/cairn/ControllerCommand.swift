@@ -5,7 +5,10 @@ import Foundation
 import Kube
 import Logging
 import Protection
+import S3Storage
+import Server
 import Snapshot
+import Storage
 
 struct ControllerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -79,7 +82,8 @@ struct ControllerCommand: AsyncParsableCommand {
                                          moverImage: moverImage ?? env["CAIRN_MOVER_IMAGE"] ?? MoverVolumeAccess.defaultImage,
                                          workers: workers,
                                          serviceAccount: serviceAccount ?? env["POD_SERVICE_ACCOUNT"] ?? "cairn-controller",
-                                         maxRunning: maxRunning, maxRunningPerNamespace: maxRunningPerNamespace),
+                                         maxRunning: maxRunning, maxRunningPerNamespace: maxRunningPerNamespace,
+                                         openStore: openProfileStore),
                     metrics: metrics, probes: probes, logger: logger)
                 let server = ProbeServer(metrics: metrics, probes: probes, authorizer: MetricsAuthorizer(client: client),
                                          logger: logger)
@@ -116,5 +120,24 @@ struct ControllerCommand: AsyncParsableCommand {
                 return 0
             }
         }
+    }
+}
+
+/// The storage backends a Profile may name: a directory, or S3 with the keys of its credentials Secret.
+@Sendable func openProfileStore(_ location: ProfileSpec.Location, credentials: [String: [UInt8]]) async throws
+    -> any BlobStore
+{
+    switch location {
+    case .filesystem(let path):
+        return FileBlobStore(root: URL(fileURLWithPath: path))
+    case .s3(let bucket, let prefix, let endpoint, let region, let pathStyle):
+        func value(_ key: String) -> String? { credentials[key].map { String(decoding: $0, as: UTF8.self) } }
+        guard let key = value("AWS_ACCESS_KEY_ID"), let secret = value("AWS_SECRET_ACCESS_KEY") else {
+            throw ControllerError("SecretInvalid", "the credentials Secret needs the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        }
+        let s3 = try S3Location(url: "s3://\(bucket)/\(prefix)", endpoint: endpoint, region: region, pathStyle: pathStyle,
+                                environment: [:])
+        return try await S3BlobStore.open(s3, credentials: S3Credentials(accessKeyID: key, secretAccessKey: secret,
+                                                                         sessionToken: value("AWS_SESSION_TOKEN")))
     }
 }

@@ -6,6 +6,7 @@ import NIOCore
 import NIOSSL
 import Testing
 @testable import Controller
+@testable import Server
 
 /// The admission webhook's decisions, from AdmissionReview requests as the API server sends them.
 @Suite("Admission: who asked is recorded, and nobody but the controller claims a policy's runs")

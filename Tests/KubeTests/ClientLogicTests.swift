@@ -1,6 +1,6 @@
 import Foundation
 @testable import Kube
-import StorageTesting
+import TestSupport
 import Testing
 
 @Suite("Client logic without a server: kubeconfig, errors, retries, rate limit, discovery parsing")
@@ -57,12 +57,12 @@ struct ClientLogicTests {
         #expect(first.certificateAuthorityPEM == Array(ca.utf8))
         #expect(!first.insecureSkipTLSVerify)
 
-        let missing = await TestCluster.kubeError { _ = try ClusterConnection.resolve(context: "nope", environment: env) }
+        let missing = await caught(KubeError.self) { _ = try ClusterConnection.resolve(context: "nope", environment: env) }
         #expect(missing?.code == .configuration)
         #expect(missing?.description.contains("known: broken, ctx, ctx2, p") == true)
-        let plugin = await TestCluster.kubeError { _ = try ClusterConnection.resolve(context: "p", environment: env) }
+        let plugin = await caught(KubeError.self) { _ = try ClusterConnection.resolve(context: "p", environment: env) }
         #expect(plugin?.description.contains("exec plugin 'aws-iam-authenticator'") == true)
-        let broken = await TestCluster.kubeError { _ = try ClusterConnection.resolve(context: "broken", environment: env) }
+        let broken = await caught(KubeError.self) { _ = try ClusterConnection.resolve(context: "broken", environment: env) }
         #expect(broken?.description.contains("cluster 'three'") == true)
     }
 
@@ -78,12 +78,12 @@ struct ClientLogicTests {
         ] {
             let path = dir.path + "/" + name
             try text.write(toFile: path, atomically: true, encoding: .utf8)
-            let error = await TestCluster.kubeError { _ = try KubeConfig.load(paths: [path]) }
+            let error = await caught(KubeError.self) { _ = try KubeConfig.load(paths: [path]) }
             #expect(error?.code == .configuration)
             #expect(error?.description.contains(path) == true, "\(String(describing: error))")
             #expect(error?.description.contains(expected) == true, "\(String(describing: error))")
         }
-        let none = await TestCluster.kubeError {
+        let none = await caught(KubeError.self) {
             _ = try ClusterConnection.resolve(environment: ["HOME": dir.path])
         }
         #expect(none?.description.contains("no cluster configured") == true)
@@ -104,7 +104,7 @@ struct ClientLogicTests {
         #expect(c.namespace == "apps")
         #expect(c.userName == "system:serviceaccount:apps:cairn")
         #expect(c.auth == .tokenFile(dir.path + "/token"))
-        let noToken = await TestCluster.kubeError {
+        let noToken = await caught(KubeError.self) {
             _ = try ClusterConnection.inCluster(environment: ["KUBERNETES_SERVICE_HOST": "h", "KUBERNETES_SERVICE_PORT": "1"],
                                                 directory: dir.path + "/nothing")
         }

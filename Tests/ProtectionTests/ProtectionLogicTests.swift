@@ -1,4 +1,4 @@
-import Kube
+import KubeModel
 import Protection
 import Testing
 

@@ -2,6 +2,7 @@ import Foundation
 @testable import Repository
 import Storage
 import StorageTesting
+import Synchronization
 import Testing
 
 /// Cheap scrypt for tests; the cost is recorded per key, so these keys still open later.
@@ -35,6 +36,52 @@ struct RepositoryTests {
         faulty.clear()
         faulty.inject(.init(operations: [.load], error: StorageError(.notFound, "gone", location: "here")))
         #expect(await caught(RepositoryError.self) { _ = try await repo.loadFile(.snapshots, name: id) }?.code == .missing)
+    }
+
+    @Test("a lock that cannot be renewed stops the operation it guards, and so does a lock someone removed")
+    func lockLostCancels() async throws {
+        let faulty = FaultyBlobStore(MemoryBlobStore())
+        let repo = try await newRepository(faulty)
+        let timing = RepositoryLock.Timing(refreshInterval: 0.2, staleAfter: 1.0, retryInterval: 0.2)
+        let cancelled = Mutex(false)
+        let start = ContinuousClock.now
+        let failing = await caught(RepositoryError.self) {
+            _ = try await RepositoryLock.with(repo, exclusive: false, operation: "backup", timing: timing) {
+                faulty.inject(.init(kinds: [.locks], operations: [.save],
+                                    error: StorageError(.unavailable, "connection refused", location: "locks")))
+                do { try await Task.sleep(for: .seconds(60)) } catch { cancelled.withLock { $0 = true }; throw error }
+                return 0
+            }
+        }
+        #expect(failing?.code == .lockLost, "\(String(describing: failing))")
+        #expect(failing?.storage?.code == .unavailable)
+        #expect(failing?.isTransient == true)
+        #expect(cancelled.withLock { $0 }, "the guarded operation was cancelled")
+        #expect(ContinuousClock.now - start < .seconds(30))
+
+        faulty.clear()
+        let removed = await caught(RepositoryError.self) {
+            _ = try await RepositoryLock.with(repo, exclusive: true, operation: "prune", timing: timing) {
+                _ = try await RepositoryLock.removeAll(repo) { _ in true }   // `cairn repo unlock --all` elsewhere
+                try await Task.sleep(for: .seconds(60))
+                return 0
+            }
+        }
+        #expect(removed?.code == .lockLost)
+        #expect(removed?.description.contains("removed by someone else") == true)
+        #expect(try await repo.listFiles(.locks).isEmpty, "nothing is left behind")
+
+        // A healthy lock is renewed while its operation runs (its file is replaced), and released after.
+        let renewals = try await RepositoryLock.with(repo, exclusive: false, operation: "backup", timing: timing) {
+            let first = try await repo.listFiles(.locks)
+            try await eventually("the lock to be renewed", timeout: .seconds(20)) {
+                let now = try await repo.listFiles(.locks)
+                return now.count == 1 && now != first
+            }
+            return first.count
+        }
+        #expect(renewals == 1)
+        #expect(try await repo.listFiles(.locks).isEmpty)
     }
 
     @Test("opens with the right password and refuses a wrong one with a clear error")
@@ -135,15 +182,33 @@ struct RepositoryTests {
         }
         await ex.release()
 
-        // A lock of a dead process on this host, and a lock not refreshed for an hour, are stale.
+        // A lock of a dead process on this host (same boot and PID namespace), and a lock not refreshed for an
+        // hour, are stale.
         let dead = LockInfo(time: Date(), exclusive: true, hostname: ProcessInfo.processInfo.hostName, pid: 999_999,
-                            username: "x", operation: "prune")
+                            username: "x", operation: "prune", processSpace: LockInfo.currentProcessSpace)
         let old = LockInfo(time: Date().addingTimeInterval(-3600), exclusive: true, hostname: "elsewhere", pid: 1,
                            username: "x", operation: "prune")
+        #expect(LockInfo.currentProcessSpace?.contains("/pid:[") == true)
         for info in [dead, old] { _ = try await repo.saveFile(JSONEncoder.sorted.encode(info), kind: .locks) }
         let fresh = try await RepositoryLock.acquire(repo, exclusive: true, operation: "prune")
         await fresh.release()
         #expect(try await repo.listFiles(.locks).isEmpty)
+
+        // The same host name but another PID namespace (a hostNetwork pod, or the host seen from one), or a lock
+        // of an older version that does not say: its PID means nothing here, so it is live until it ages.
+        let pod = LockInfo(time: Date(), exclusive: true, hostname: ProcessInfo.processInfo.hostName, pid: 999_999,
+                           username: "x", operation: "prune", processSpace: "another-boot/pid:[4026531836]")
+        var older = pod
+        older.processSpace = nil
+        for info in [pod, older] {
+            #expect(!info.isStale())
+            let name = try await repo.saveFile(JSONEncoder.sorted.encode(info), kind: .locks).hex
+            let refused = await caught(RepositoryError.self) {
+                _ = try await RepositoryLock.acquire(repo, exclusive: false, operation: "backup")
+            }
+            #expect(refused?.code == .locked)
+            try await repo.removeFile(.locks, name: name)
+        }
     }
 
     @Test("check finds a flipped byte in a pack, a truncated pack, a deleted pack and a damaged index file")

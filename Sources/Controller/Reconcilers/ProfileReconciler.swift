@@ -2,6 +2,7 @@ import Foundation
 import Kube
 import Protection
 import Repository
+import Server
 import Snapshot
 
 /// Profiles: opens (or creates) the repository and reports it Ready or why not; releases locks a

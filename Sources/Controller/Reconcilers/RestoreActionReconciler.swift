@@ -2,6 +2,7 @@ import Foundation
 import Kube
 import Protection
 import Repository
+import Server
 import Snapshot
 
 /// RestoreActions: bring an application back from a RestorePoint.

@@ -2,6 +2,7 @@ import Foundation
 import Kube
 import Protection
 import Repository
+import Server
 import Snapshot
 
 /// RestorePoints: keep the data finalizer on, show the restore point's contents in status, feed the

@@ -3,6 +3,7 @@ import Kube
 import Logging
 import Protection
 import Repository
+import Server
 
 /// What every reconciler shares: the client, the controller's own namespace (Profiles, Policies and
 /// the Lease live there), the queue, open repositories, the actions running in this process, events

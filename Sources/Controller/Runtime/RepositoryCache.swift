@@ -2,8 +2,13 @@ import Foundation
 import Kube
 import Logging
 import Repository
-import S3Storage
 import Storage
+
+/// Opens the store a Profile's location names, with the keys of its credentials Secret (empty for a
+/// filesystem location). The executable provides it: which storage backends exist is its choice, so the
+/// controller does not carry an S3 client. Throws `ControllerError` `SecretInvalid` for missing keys.
+public typealias StoreOpener = @Sendable (_ location: ProfileSpec.Location, _ credentials: [String: [UInt8]]) async throws
+    -> any BlobStore
 
 /// Open repositories by Profile, reopened when the Profile's spec or one of its Secrets changes.
 /// Passwords and keys are read from Secrets in the controller's namespace only and never logged.
@@ -16,12 +21,14 @@ public actor RepositoryCache {
 
     let client: KubeClient
     let namespace: String
+    let openStore: StoreOpener
     let logger: Logger
     var entries: [String: Entry] = [:]
 
-    public init(client: KubeClient, namespace: String, logger: Logger) {
+    public init(client: KubeClient, namespace: String, openStore: @escaping StoreOpener, logger: Logger) {
         self.client = client
         self.namespace = namespace
+        self.openStore = openStore
         self.logger = logger
     }
 
@@ -48,7 +55,7 @@ public actor RepositoryCache {
         if let entry = entries[name], entry.fingerprint == fingerprint {
             return (entry.repository, entry.spec)
         }
-        let store = try await Self.store(spec, credentials: credentials)
+        let store = try await openStore(spec.location, credentials?.data ?? [:])
         let passwordText = String(decoding: passwordBytes, as: UTF8.self)
             .trimmingCharacters(in: .newlines)
         let repository: Repository
@@ -89,24 +96,6 @@ public actor RepositoryCache {
             return Secret(try await client.get(Secret.resource, name, namespace: namespace))
         } catch let error as KubeError where error.code == .notFound {
             throw ControllerError("SecretNotFound", "Secret \(namespace)/\(name) named by Profile '\(profile)' does not exist")
-        }
-    }
-
-    static func store(_ spec: ProfileSpec, credentials: Secret?) async throws -> any BlobStore {
-        switch spec.location {
-        case .filesystem(let path):
-            return FileBlobStore(root: URL(fileURLWithPath: path))
-        case .s3(let bucket, let prefix, let endpoint, let region, let pathStyle):
-            let data = credentials?.data ?? [:]
-            func value(_ key: String) -> String? { data[key].map { String(decoding: $0, as: UTF8.self) } }
-            guard let key = value("AWS_ACCESS_KEY_ID"), let secret = value("AWS_SECRET_ACCESS_KEY") else {
-                throw ControllerError("SecretInvalid", "the credentials Secret needs the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-            }
-            let location = try S3Location(url: "s3://\(bucket)/\(prefix)", endpoint: endpoint, region: region,
-                                          pathStyle: pathStyle,
-                                          environment: [:])
-            return try await S3BlobStore.open(location, credentials: S3Credentials(accessKeyID: key, secretAccessKey: secret,
-                                                                                   sessionToken: value("AWS_SESSION_TOKEN")))
         }
     }
 }

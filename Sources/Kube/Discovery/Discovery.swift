@@ -1,3 +1,4 @@
+import Concurrent
 import Foundation
 
 /// The API server's resource types, read from `/api` and `/apis` and cached.
@@ -89,31 +90,22 @@ public actor Discovery {
                 if let version = v["version"]?.string { groupVersions.append((name, version, version == preferred)) }
             }
         }
-        return try await withThrowingTaskGroup(of: ([APIResource], String?, String).self) { tasks in
-            var pending = groupVersions[...]
-            var all: [APIResource] = []
-            var failures: [String: String] = [:]
-            func start() {
-                guard let (group, version, preferred) = pending.popFirst() else { return }
-                tasks.addTask {
-                    let gv = group.isEmpty ? version : "\(group)/\(version)"
-                    let path = group.isEmpty ? "/api/\(version)" : "/apis/\(group)/\(version)"
-                    do {
-                        let list = try await client.getJSON(path, operation: "discover \(gv)")
-                        return (parse(list, group: group, version: version, preferred: preferred), nil, gv)
-                    } catch let error as KubeError where error.code != .cancelled {
-                        return ([], error.message, gv)
-                    }
-                }
+        var all: [APIResource] = []
+        var failures: [String: String] = [:]
+        try await Concurrent.forEach(groupVersions, width: 8, { group, version, preferred in
+            let gv = group.isEmpty ? version : "\(group)/\(version)"
+            let path = group.isEmpty ? "/api/\(version)" : "/apis/\(group)/\(version)"
+            do {
+                let list = try await client.getJSON(path, operation: "discover \(gv)")
+                return (parse(list, group: group, version: version, preferred: preferred), nil as String?, gv)
+            } catch let error as KubeError where error.code != .cancelled {
+                return ([], error.message, gv)
             }
-            for _ in 0..<8 { start() }
-            while let (resources, failure, gv) = try await tasks.next() {
-                all += resources
-                if let failure { failures[gv] = failure }
-                start()
-            }
-            return (all, failures)
+        }) { resources, failure, gv in
+            all += resources
+            if let failure { failures[gv] = failure }
         }
+        return (all, failures)
     }
 
     static func parse(_ list: JSONValue, group: String, version: String, preferred: Bool) -> [APIResource] {

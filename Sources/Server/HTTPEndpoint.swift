@@ -8,21 +8,27 @@ import NIOSSL
 /// SwiftNIO: binds, retrying while the address is in use (a predecessor on the host network may still hold
 /// it), reads each request's body up to a limit, answers with what `respond` returns, and serves until the
 /// task is cancelled.
-struct HTTPEndpoint: Sendable {
-    struct Request: Sendable {
-        var method: HTTPMethod
+public struct HTTPEndpoint: Sendable {
+    public struct Request: Sendable {
+        public var method: HTTPMethod
         /// The path without the query.
-        var path: String
-        var headers: HTTPHeaders
-        var body: [UInt8]
+        public var path: String
+        public var headers: HTTPHeaders
+        public var body: [UInt8]
     }
 
-    struct Response: Sendable {
-        var status: HTTPResponseStatus
-        var contentType: String
-        var body: [UInt8]
+    public struct Response: Sendable {
+        public var status: HTTPResponseStatus
+        public var contentType: String
+        public var body: [UInt8]
 
-        static func text(_ status: HTTPResponseStatus, _ text: String) -> Response {
+        public init(status: HTTPResponseStatus, contentType: String, body: [UInt8]) {
+            self.status = status
+            self.contentType = contentType
+            self.body = body
+        }
+
+        public static func text(_ status: HTTPResponseStatus, _ text: String) -> Response {
             Response(status: status, contentType: "text/plain; charset=utf-8", body: Array(text.utf8))
         }
     }
@@ -35,7 +41,17 @@ struct HTTPEndpoint: Sendable {
     let logger: Logger
     let respond: @Sendable (Request) async -> Response
 
-    func run(host: String, port: Int) async throws {
+    public init(name: String, maxBody: Int, tls: NIOSSLContext?, logger: Logger,
+                respond: @escaping @Sendable (Request) async -> Response) {
+        self.name = name
+        self.maxBody = maxBody
+        self.tls = tls
+        self.logger = logger
+        self.respond = respond
+    }
+
+    /// Serves `host:port` until the task is cancelled.
+    public func run(host: String, port: Int) async throws {
         var attempt = 0
         let channel: Channel
         while true {

@@ -71,7 +71,7 @@ extension CharacterSet {
         return set
     }()
 
-    static let kubeQueryValue: CharacterSet = {
+    package static let kubeQueryValue: CharacterSet = {
         var set = CharacterSet.alphanumerics.intersection(CharacterSet(charactersIn: Unicode.Scalar(0)...Unicode.Scalar(127)))
         set.insert(charactersIn: "-._~")
         return set

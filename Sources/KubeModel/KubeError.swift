@@ -88,7 +88,7 @@ public struct KubeError: Error, CustomStringConvertible, Sendable {
 
     /// Decodes the API server's answer to a failed request. `body` is normally a `Status` object; when it is
     /// not (a proxy's page, an empty body) the HTTP status decides.
-    static func fromResponse(status: Int, body: [UInt8], retryAfterHeader: String?, operation: String) -> KubeError {
+    package static func fromResponse(status: Int, body: [UInt8], retryAfterHeader: String?, operation: String) -> KubeError {
         let json = try? JSONValue(parsing: body)
         var message = json?["message"]?.string ?? ""
         let reason = json?["reason"]?.string

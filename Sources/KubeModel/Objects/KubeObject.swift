@@ -114,4 +114,12 @@ public struct ObjectList: Sendable {
     /// The token for the next page, nil on the last one.
     public var continueToken: String?
     public var remainingItemCount: Int64?
+
+    public init(items: [KubeObject], resourceVersion: String, continueToken: String? = nil,
+                remainingItemCount: Int64? = nil) {
+        self.items = items
+        self.resourceVersion = resourceVersion
+        self.continueToken = continueToken
+        self.remainingItemCount = remainingItemCount
+    }
 }

@@ -1,7 +1,6 @@
 import Foundation
 import Kube
 import KubeTesting
-import StorageTesting
 import Testing
 
 /// A hostile namespace user against Cairn, on the real cluster with real tokens: alice holds `admin` and

@@ -1,7 +1,6 @@
 import Foundation
 import Kube
 import KubeTesting
-import StorageTesting
 import Testing
 
 /// The local cluster as the Kubernetes client sees it.

@@ -1,7 +1,6 @@
 import Foundation
 import Kube
 import KubeTesting
-import StorageTesting
 import Testing
 
 @Suite("cairn cluster info against the local cluster")

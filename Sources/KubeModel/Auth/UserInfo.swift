@@ -43,7 +43,7 @@ public struct UserInfo: Sendable, Hashable, Codable {
 
     /// The request headers that impersonate this identity. Groups are sent as given (the API server
     /// adds `system:authenticated` itself); extra keys are percent-encoded as the API requires.
-    var impersonationHeaders: [(String, String)] {
+    package var impersonationHeaders: [(String, String)] {
         var headers = [("Impersonate-User", username)]
         for group in groups where group != "system:authenticated" { headers.append(("Impersonate-Group", group)) }
         for (key, values) in extra.sorted(by: { $0.key < $1.key }) {

@@ -1,7 +1,6 @@
 import Foundation
 import Kube
 import KubeTesting
-import StorageTesting
 import Testing
 
 @Suite("The Kubernetes client against the local cluster", .serialized)

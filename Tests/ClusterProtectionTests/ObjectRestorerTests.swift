@@ -2,7 +2,6 @@ import Foundation
 import Kube
 import KubeTesting
 import Protection
-import StorageTesting
 import Testing
 
 @Suite("Restoring objects into the local cluster", .serialized)

@@ -2,7 +2,6 @@ import Foundation
 import Kube
 import KubeTesting
 import Protection
-import StorageTesting
 import Testing
 
 @Suite("Capturing an application from the local cluster", .serialized)

@@ -1,6 +1,7 @@
 import Foundation
 import Kube
 import Logging
+import Server
 
 /// Cairn's admission webhook (`POST /admission`, HTTPS): reviews BackupActions and RestoreActions as they
 /// are created and changed (`ActionAdmission`). Every replica serves it, leader or not: the API server may
