@@ -6,6 +6,7 @@ import PackageDescription
 //   cairn (executable: CLI, `cairn controller`, the storage backends a Profile may name)
 //     ├─► Controller ─► Server (probes, /metrics, the HTTP endpoint) ─► Kube
 //     │        └──────► Protection ─► Kube ─► KubeModel (JSON, objects, kinds, JSON patch: no HTTP)
+//     │                     ├───────► ProtectionRules (capture rules, order, transforms, confinement) ─► KubeModel
 //     │                     └───────► Snapshot ─► Repository ─► Storage ◄─ S3Storage
 //     └─► S3Storage, Snapshot, Protection
 //
@@ -104,11 +105,18 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The pure rules of application protection — capture rules, object cleaning, restore order,
+        // transforms, confinement, ProtectionError — on KubeModel alone: no HTTP stack, no repository.
+        .target(
+            name: "ProtectionRules",
+            dependencies: ["KubeModel"]
+        ),
         // Application protection: capture, restore points, volume access (host, mover pods), backup and
-        // restore of whole applications over Kube's client and the repository.
+        // restore of whole applications over Kube's client and the repository. Re-exports ProtectionRules.
         .target(
             name: "Protection",
-            dependencies: ["Kube", "Snapshot", "Repository", "Concurrent", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["ProtectionRules", "Kube", "Snapshot", "Repository", "Concurrent",
+                           .product(name: "Crypto", package: "swift-crypto")]
         ),
         // Cairn's HTTP side: one small NIO HTTP/1.1 endpoint (TLS optional), the probes and /metrics behind
         // a TokenReview + SubjectAccessReview authorizer. The dashboard grows here.
@@ -180,7 +188,7 @@ let package = Package(
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshot", "Repository", "Storage", "StorageTesting"]),
         .testTarget(name: "CLITests", dependencies: ["StorageTesting"]),
         .testTarget(name: "KubeTests", dependencies: ["Kube", "TestSupport"]),
-        .testTarget(name: "ProtectionTests", dependencies: ["Protection", "KubeModel"]),
+        .testTarget(name: "ProtectionTests", dependencies: ["ProtectionRules", "KubeModel"]),
         .testTarget(name: "ControllerTests", dependencies: [
             "Controller", "Server", "Protection", "Kube", "Snapshot", "Repository", "Storage", "TestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

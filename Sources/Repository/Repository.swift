@@ -355,7 +355,7 @@ public final class Repository: Sendable {
 
     /// Writes a finished pack, then records it for the next index file.
     func writePack(_ pack: PackBuffer) async throws {
-        await packWrites.acquire()
+        try await packWrites.acquire()
         defer { packWrites.release() }
         let blobs = pack.blobs
         let packID = try await Self.wrapStorage { try await pack.finish(cipher: cipher, store: store) }

@@ -202,8 +202,15 @@ public final class Archiver: Sendable {
                         continue
                     }
                     let large = child.size > UInt64(repository.chunker.parameters.minSize)
-                    await slots.acquire()
-                    if large { await largeFileSlots.acquire() }
+                    try await slots.acquire()
+                    if large {
+                        do {
+                            try await largeFileSlots.acquire()
+                        } catch {
+                            slots.release()
+                            throw error
+                        }
+                    }
                     group.addTask {
                         defer {
                             slots.release()
@@ -336,7 +343,7 @@ public final class Archiver: Sendable {
                 let index = next
                 next += 1
                 inFlight += 1
-                await chunkSlots.acquire()
+                try await chunkSlots.acquire()
                 group.addTask {
                     defer { self.chunkSlots.release() }
                     let saved = try await self.repository.saveBlob(.data, chunk)

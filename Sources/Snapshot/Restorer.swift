@@ -151,7 +151,7 @@ public final class Restorer: Sendable {
                         firstLink[key] = dest
                     }
                     let replacing = conflicts.contains(entry.path)
-                    await slots.acquire()
+                    try await slots.acquire()
                     group.addTask {
                         defer { slots.release() }
                         do {

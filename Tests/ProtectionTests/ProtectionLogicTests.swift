@@ -1,5 +1,5 @@
 import KubeModel
-import Protection
+import ProtectionRules
 import Testing
 
 func object(_ json: String) throws -> KubeObject { KubeObject(try JSONValue(parsing: json)) }

@@ -1,5 +1,5 @@
 import KubeModel
-import Protection
+import ProtectionRules
 import Testing
 
 /// The second wall of a namespace user's restore: what transforms made of each object is checked right

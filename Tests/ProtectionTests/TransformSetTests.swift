@@ -1,5 +1,5 @@
 import KubeModel
-import Protection
+import ProtectionRules
 import Testing
 
 @Suite("Restore transforms")

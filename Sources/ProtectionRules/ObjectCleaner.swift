@@ -1,4 +1,4 @@
-import Kube
+import KubeModel
 
 /// Removes from a captured object what must not be replayed into a cluster: identity and bookkeeping the
 /// server assigns (uid, resourceVersion, generation, timestamps, managedFields, status), addresses it

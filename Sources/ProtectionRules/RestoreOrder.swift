@@ -1,4 +1,4 @@
-import Kube
+import KubeModel
 
 /// The order objects are restored in: everything an object needs exists before it. Objects of one tier
 /// do not depend on each other and are created in parallel.

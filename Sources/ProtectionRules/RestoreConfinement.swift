@@ -1,4 +1,4 @@
-import Kube
+import KubeModel
 
 /// What a restore that a namespace's own user asked for may write: its namespace's objects, as planned.
 ///

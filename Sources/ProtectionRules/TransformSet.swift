@@ -1,4 +1,4 @@
-import Kube
+import KubeModel
 
 /// Changes applied to objects on their way back into a cluster — a `--transform FILE` or a `TransformSet`
 /// resource. A file (YAML or JSON):

@@ -1,4 +1,4 @@
-import Kube
+import KubeModel
 
 /// Which objects of an application a restore point keeps. By default everything the API lists except what
 /// the cluster regenerates by itself; `include`/`exclude` override, most specific first.
@@ -42,7 +42,7 @@ public struct CaptureRules: Sendable {
             }
         }
 
-        func matches(_ object: KubeObject) -> Bool {
+        public func matches(_ object: KubeObject) -> Bool {
             if let group, group != object.group { return false }
             if let kind, kind.lowercased() != object.kind.lowercased() { return false }
             if let name, name != object.name { return false }
