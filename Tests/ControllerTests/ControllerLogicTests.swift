@@ -14,6 +14,47 @@ func utc(_ text: String) -> Date {
 
 @Suite("Controller logic without a cluster: schedules, queue, lease, specs, retention")
 struct ControllerLogicTests {
+    @Test("action specs are read and checked once: each wrong field is named; phases have one spelling")
+    func actionSpecs() throws {
+        func action(_ spec: JSONValue) -> KubeObject {
+            KubeObject(["apiVersion": "cairn.dev/v1alpha1", "kind": "X", "metadata": ["name": "a", "namespace": "n"],
+                        "spec": spec])
+        }
+        let backup = try BackupActionSpec(action(["profile": "main", "quiesce": "scale", "expiresAfter": "7d"]))
+        #expect(backup.profile == "main" && backup.quiesce == .scale && backup.volumes && backup.expiresAfter == 7 * 86_400)
+        #expect(try BackupActionSpec(action([:])).quiesce == ApplicationBackup.Quiesce.none)
+        for (spec, field) in [(["quiesce": "freeze"], "spec.quiesce"), (["expiresAfter": "soon"], "spec.expiresAfter")] as [(JSONValue, String)] {
+            let error = #expect(throws: ControllerError.self) { try BackupActionSpec(action(spec)) }
+            #expect(error?.reason == "InvalidSpec" && error?.message.contains(field) == true, "\(String(describing: error))")
+        }
+
+        let restore = try RestoreActionSpec(action(["restorePoint": "p1", "existing": "skip", "only": ["ConfigMap"],
+                                                    "volumes": ["data"], "keepExtraFiles": true]))
+        #expect(restore.restorePoint == "p1" && restore.existing == .skip && restore.only.count == 1)
+        #expect(restore.volumes == ["data"] && restore.keepExtraFiles && restore.volumeData && !restore.volumesOnly)
+        for (spec, reason, field) in [
+            ([:], "InvalidSpec", "spec.restorePoint"),
+            (["restorePoint": "p", "existing": "merge"], "InvalidSpec", "spec.existing"),
+            (["restorePoint": "p", "only": ["a/b/c/d"]], "InvalidSpec", "spec.only"),
+            (["restorePoint": "p", "transformSet": "t", "transforms": ["transforms": []]], "InvalidSpec", "not both"),
+            (["restorePoint": "p", "transforms": ["replica": 1]], "InvalidTransform", "spec.transforms"),
+        ] as [(JSONValue, String, String)] {
+            let error = #expect(throws: ControllerError.self) { try RestoreActionSpec(action(spec)) }
+            #expect(error?.reason == reason && error?.message.contains(field) == true, "\(String(describing: error))")
+        }
+
+        var object = action([:])
+        #expect(object.phase == .new)
+        for phase in ActionPhase.allCases {
+            object.phase = phase
+            #expect(object.phase == phase)
+            #expect(object["status", "phase"]?.string == (phase == .new ? nil : phase.rawValue))
+        }
+        object["status", "phase"] = "Whatever"
+        #expect(object.phase == .new)
+        #expect(ActionPhase.allCases.filter(\.isFinished) == [.succeeded, .failed])
+    }
+
     @Test("errors of every module become one condition reason, and only transient ones are tried again")
     func errorClassification() {
         func check(_ error: any Error, _ reason: String, transient: Bool, sourceLocation: SourceLocation = #_sourceLocation) {

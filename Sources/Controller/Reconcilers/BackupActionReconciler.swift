@@ -33,12 +33,13 @@ struct BackupActionReconciler {
         if let wait = context.retryDelay(of: action) { return wait }
         let profile: String
         do {
-            profile = try await context.profileName(action["spec", "profile"]?.string)
+            let spec = try BackupActionSpec(action)
+            profile = try await context.profileName(spec.profile)
             try await context.authorize(profile: try await context.readyProfile(profile), for: action)
         } catch let error as ControllerError {
             if error.reason == "ProfileNotReady" {
                 var updated = action
-                updated["status", "phase"] = "Pending"
+                updated.phase = .pending
                 Conditions.set(Condition("Running", false, reason: error.reason, message: error.message), on: &updated)
                 if updated["status"] != action["status"] { try await context.writeStatus(updated) }
                 return .seconds(15)
@@ -51,7 +52,7 @@ struct BackupActionReconciler {
         let attempts = Int(action["status", "attempts"]?.int ?? 0) + 1
         updated["status", "queuePosition"] = nil
         updated["status", "nextAttemptTime"] = nil
-        updated["status", "phase"] = "Running"
+        updated.phase = .running
         updated["status", "runID"] = .string(context.identity)
         updated["status", "attempts"] = .int(Int64(attempts))
         updated["status", "profile"] = .string(profile)
@@ -77,18 +78,18 @@ struct BackupActionReconciler {
         do {
             let client = try context.client(actingFor: action)
             let (repository, profileSpec) = try await context.repository(forAction: profile)
+            let spec = try BackupActionSpec(action)
             var tags = ["action=\(action.uid ?? "")", "name=\(action.name)"]
             if let policy = action.labels[CairnLabel.policy] {
                 tags.append("policy=\(policy)")
-            } else if let period = try Self.expiry(of: action, profile: profileSpec) {
+            } else if let period = spec.expiresAfter ?? profileSpec.defaultExpiresAfter {
                 // Hand-made restore points expire (a namespace's users may not delete them).
                 tags.append("\(RestorePointObject.expiresTag)=\(Timestamp.format(started.addingTimeInterval(period)))")
             }
             var options = ApplicationBackup.Options(
-                namespace: namespace, labelSelector: action["spec", "labelSelector"]?.string,
+                namespace: namespace, labelSelector: spec.labelSelector,
                 volumeAccess: .mover, moverImage: context.moverImage,
-                quiesce: ApplicationBackup.Quiesce(rawValue: action["spec", "quiesce"]?.string ?? "none") ?? .none,
-                volumes: action["spec", "volumes"]?.bool ?? true, tags: tags)
+                quiesce: spec.quiesce, volumes: spec.volumes, tags: tags)
             options.lockOperation = ControllerLock.operation("backup \(namespace)/\(action.name)", context)
             // A slot is not held for long behind a prune: the action is tried again later instead.
             options.lockWait = 10
@@ -113,16 +114,6 @@ struct BackupActionReconciler {
             try? await finish(action, failed: failure.reason, message: failure.message,
                               seconds: Date().timeIntervalSince(started))
         }
-    }
-
-    /// How long a hand-made backup's restore point is kept: the action's `expiresAfter`, else the Profile's
-    /// `defaultExpiresAfter`, else until deleted (nil).
-    static func expiry(of action: KubeObject, profile: ProfileSpec) throws -> TimeInterval? {
-        guard let text = action["spec", "expiresAfter"]?.string else { return profile.defaultExpiresAfter }
-        guard let period = ProfileSpec.period(text) else {
-            throw ControllerError("InvalidSpec", "spec.expiresAfter '\(text)' is not a period such as 30m, 12h or 7d")
-        }
-        return period
     }
 
     /// A Running action not run by this process.
@@ -170,7 +161,7 @@ struct BackupActionReconciler {
         let added = volumes.reduce(0) { $0 + ($1.bytesAdded ?? 0) }
         let text = message ?? "restore point \(point.name): \(metadata.objects) objects, \(volumes.count) volumes, \(bytes) bytes"
         try await context.modifyStatus(.backupAction, namespace, action.name) { object in
-            object["status", "phase"] = "Succeeded"
+            object.phase = .succeeded
             object["status", "completionTime"] = .string(Timestamp.format(Date()))
             object["status", "restorePoint"] = .string(point.name)
             object["status", "restorePointID"] = .string(snapshot.id)
@@ -198,7 +189,7 @@ struct BackupActionReconciler {
 
     func finish(_ action: KubeObject, failed reason: String, message: String, seconds: Double?) async throws {
         try await context.modifyStatus(.backupAction, action.namespace ?? "", action.name) { object in
-            object["status", "phase"] = "Failed"
+            object.phase = .failed
             object["status", "completionTime"] = .string(Timestamp.format(Date()))
             if object["status", "startTime"] == nil { object["status", "startTime"] = .string(Timestamp.format(Date())) }
             Conditions.set(Condition("Running", false, reason: reason, message: "stopped"), on: &object)
@@ -241,7 +232,7 @@ struct BackupActionReconciler {
         var options = ListOptions()
         options.labelSelector = "\(CairnLabel.policy)=\(policy)"
         let finished = try await context.client.listAll(CairnKind.backupAction.resource, namespace: namespace, options: options).items
-            .filter { ["Succeeded", "Failed"].contains($0["status", "phase"]?.string ?? "") }
+            .filter { $0.phase.isFinished }
             .sorted { ($0.creationTimestamp ?? "", $0.name) > ($1.creationTimestamp ?? "", $1.name) }
         for action in finished.dropFirst(Self.actionHistory) {
             _ = try? await context.client.delete(CairnKind.backupAction.resource, action.name, namespace: namespace)

@@ -51,7 +51,7 @@ struct RestoreActionReconciler {
         var updated = action
         updated["status", "queuePosition"] = nil
         updated["status", "nextAttemptTime"] = nil
-        updated["status", "phase"] = "Running"
+        updated.phase = .running
         updated["status", "runID"] = .string(context.identity)
         updated["status", "attempts"] = .int((action["status", "attempts"]?.int ?? 0) + 1)
         updated["status", "startTime"] = .string(Timestamp.format(Date()))
@@ -68,15 +68,13 @@ struct RestoreActionReconciler {
     /// Checks the spec against what the action's namespace may do; resolves the restore point and
     /// transforms.
     func plan(_ action: KubeObject) async throws -> Plan {
+        let spec = try RestoreActionSpec(action)
         let client = try context.client(actingFor: action)
         let namespace = action.namespace ?? ""
-        let spec = action["spec"] ?? .emptyObject
         let admin = namespace == context.namespace
-        guard let pointName = spec["restorePoint"]?.string, !pointName.isEmpty else {
-            throw ControllerError("InvalidSpec", "spec.restorePoint is required: the name of a RestorePoint")
-        }
-        let pointNamespace = spec["restorePointNamespace"]?.string ?? namespace
-        var target = spec["targetNamespace"]?.string ?? namespace
+        let pointName = spec.restorePoint
+        let pointNamespace = spec.restorePointNamespace ?? namespace
+        var target = spec.targetNamespace ?? namespace
         if !admin {
             guard pointNamespace == namespace else {
                 throw ControllerError("Forbidden", "a RestoreAction in namespace \(namespace) restores RestorePoints of \(namespace) only; ask an administrator to restore from \(pointNamespace)")
@@ -93,9 +91,9 @@ struct RestoreActionReconciler {
         } catch let error as KubeError where error.code == .forbidden {
             throw ControllerError("Forbidden", "the creator of this action may not read RestorePoint \(pointName) in namespace \(pointNamespace): \(error.message)")
         }
-        if admin && spec["targetNamespace"] == nil { target = pointNamespace }
-        var transforms: TransformSet?
-        if let name = spec["transformSet"]?.string {
+        if admin && spec.targetNamespace == nil { target = pointNamespace }
+        var transforms = spec.transforms
+        if let name = spec.transformSet {
             let object: KubeObject
             do {
                 object = try await client.get(CairnKind.transformSet.resource, name, namespace: namespace)
@@ -107,36 +105,14 @@ struct RestoreActionReconciler {
             do {
                 transforms = try TransformSet(json: object.json)
             } catch {
-                throw ControllerError("InvalidTransform", "TransformSet \(name): \(error.description)")
+                throw ControllerError("InvalidTransform", "TransformSet \(name): \(error.description)", cause: error)
             }
         }
-        if let inline = spec["transforms"] {
-            guard transforms == nil else {
-                throw ControllerError("InvalidSpec", "give spec.transformSet or spec.transforms, not both")
-            }
-            do {
-                transforms = try TransformSet(json: inline)
-            } catch {
-                throw ControllerError("InvalidTransform", "spec.transforms: \(error.description)")
-            }
-        }
-        let existingText = spec["existing"]?.string ?? "fail"
-        guard let existing = ObjectRestorer.ExistingPolicy(rawValue: existingText) else {
-            throw ControllerError("InvalidSpec", "spec.existing '\(existingText)' must be fail, skip, update or recreate")
-        }
-        var only: [CaptureRules.Selector] = []
-        for text in spec["only"]?.array?.compactMap(\.string) ?? [] {
-            guard let selector = CaptureRules.Selector(text) else {
-                throw ControllerError("InvalidSpec", "spec.only '\(text)' is not a selector such as Kind, Kind/name or group/Kind")
-            }
-            only.append(selector)
-        }
-        let volumes = spec["volumes"]?.array.map { Set($0.compactMap(\.string)) }
         var options = ApplicationRestore.Options(
-            targetNamespace: target, existing: existing, transforms: transforms, only: only,
-            volumesOnly: spec["volumesOnly"]?.bool ?? false, volumes: volumes,
-            volumeData: spec["volumeData"]?.bool ?? true, volumeAccess: .mover, moverImage: context.moverImage)
-        options.keepExtraFiles = spec["keepExtraFiles"]?.bool ?? false
+            targetNamespace: target, existing: spec.existing, transforms: transforms, only: spec.only,
+            volumesOnly: spec.volumesOnly, volumes: spec.volumes,
+            volumeData: spec.volumeData, volumeAccess: .mover, moverImage: context.moverImage)
+        options.keepExtraFiles = spec.keepExtraFiles
         // A namespace's users restore their namespace; the cluster, the namespace itself and who may do
         // what are the administrators'.
         options.confined = !admin
@@ -186,7 +162,7 @@ struct RestoreActionReconciler {
                 seconds: Double? = nil) async throws {
         var summary = ""
         try await context.modifyStatus(.restoreAction, action.namespace ?? "", action.name) { object in
-            object["status", "phase"] = .string(reason == nil ? "Succeeded" : "Failed")
+            object.phase = reason == nil ? .succeeded : .failed
             object["status", "completionTime"] = .string(Timestamp.format(Date()))
             if object["status", "startTime"] == nil { object["status", "startTime"] = .string(Timestamp.format(Date())) }
             if let report {

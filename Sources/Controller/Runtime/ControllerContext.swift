@@ -194,10 +194,10 @@ extension ControllerContext {
 
     func state(of action: KubeObject) async -> ActionState {
         guard action.deletionTimestamp == nil, let uid = action.uid else { return .done }
-        switch action["status", "phase"]?.string ?? "" {
-        case "Succeeded", "Failed":
+        switch action.phase {
+        case .succeeded, .failed:
             return .done
-        case "Running":
+        case .running:
             guard action["status", "runID"]?.string == identity else { return .interrupted }
             return await runs.isRunning(uid) ? .runningHere : .interrupted
         default:
@@ -207,7 +207,7 @@ extension ControllerContext {
 
     /// The time left before an action that failed for a transient reason may run again, or nil.
     func retryDelay(of action: KubeObject, now: Date = Date()) -> Duration? {
-        guard action["status", "phase"]?.string == "Pending",
+        guard action.phase == .pending,
               let text = action["status", "nextAttemptTime"]?.string, let at = Timestamp.parse(text) else { return nil }
         let left = at.timeIntervalSince(now)
         return left > 0 ? .milliseconds(Int64((left * 1000).rounded(.up))) : nil
@@ -223,7 +223,7 @@ extension ControllerContext {
         let at = Date().addingTimeInterval(delay)
         let message = "run \(attempt) of at most \(maxAttempts) stopped: \(failure.message); trying again at \(Timestamp.format(at))"
         try await modifyStatus(kind, action.namespace ?? "", action.name) { object in
-            object["status", "phase"] = "Pending"
+            object.phase = .pending
             object["status", "runID"] = nil
             object["status", "attempts"] = .int(Int64(attempt))
             object["status", "nextAttemptTime"] = .string(Timestamp.format(at))
@@ -239,13 +239,13 @@ extension ControllerContext {
     func takeSlot(for action: KubeObject, kind: CairnKind) async throws -> Bool {
         guard case .wait(let position, let reason) = await runs.requestSlot(for: action, kind: kind) else { return true }
         var updated = action
-        updated["status", "phase"] = "Queued"
+        updated.phase = .queued
         updated["status", "queuePosition"] = .int(Int64(position))
         let message = "waiting for a free slot (\(reason)); place in line: \(position)"
         Conditions.set(Condition("Running", false, reason: "Queued", message: message), on: &updated)
         guard updated["status"] != action["status"] else { return false }
         try await writeStatus(updated)
-        if action["status", "phase"]?.string != "Queued" {
+        if action.phase != .queued {
             await events.record(action, reason: "Queued", message: message)
         }
         return false

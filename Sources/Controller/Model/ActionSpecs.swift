@@ -1,0 +1,107 @@
+import Foundation
+import Kube
+import Protection
+
+/// The phase of a BackupAction or RestoreAction (`status.phase`), the one spelling of each.
+public enum ActionPhase: String, Sendable, CaseIterable {
+    /// Not looked at yet (no phase written).
+    case new = ""
+    /// Waiting: for its Profile to be ready, or for its next attempt after a transient failure.
+    case pending = "Pending"
+    /// Waiting for a free slot (`ActionSlots`).
+    case queued = "Queued"
+    case running = "Running"
+    case succeeded = "Succeeded"
+    case failed = "Failed"
+
+    public var isFinished: Bool { self == .succeeded || self == .failed }
+}
+
+extension KubeObject {
+    /// An action's `status.phase`; text Cairn did not write reads as `.new`.
+    var phase: ActionPhase {
+        get { ActionPhase(rawValue: self["status", "phase"]?.string ?? "") ?? .new }
+        set { self["status", "phase"] = newValue == .new ? nil : .string(newValue.rawValue) }
+    }
+}
+
+/// A BackupAction's spec, read and checked once (`InvalidSpec` names the field).
+struct BackupActionSpec: Sendable, Equatable {
+    var profile: String?
+    var labelSelector: String?
+    var quiesce: ApplicationBackup.Quiesce
+    var volumes: Bool
+    /// `expiresAfter` as a period, when given.
+    var expiresAfter: TimeInterval?
+
+    init(_ action: KubeObject) throws(ControllerError) {
+        let spec = action["spec"] ?? .emptyObject
+        profile = spec["profile"]?.string
+        labelSelector = spec["labelSelector"]?.string
+        let quiesceText = spec["quiesce"]?.string ?? "none"
+        guard let quiesce = ApplicationBackup.Quiesce(rawValue: quiesceText) else {
+            throw ControllerError("InvalidSpec", "spec.quiesce '\(quiesceText)' must be none or scale")
+        }
+        self.quiesce = quiesce
+        volumes = spec["volumes"]?.bool ?? true
+        if let text = spec["expiresAfter"]?.string {
+            guard let period = ProfileSpec.period(text) else {
+                throw ControllerError("InvalidSpec", "spec.expiresAfter '\(text)' is not a period such as 30m, 12h or 7d")
+            }
+            expiresAfter = period
+        }
+    }
+}
+
+/// A RestoreAction's spec, read and checked once. Who may restore what is decided by the reconciler (it
+/// needs the cluster); this is the shape.
+struct RestoreActionSpec: Sendable {
+    var restorePoint: String
+    var restorePointNamespace: String?
+    var targetNamespace: String?
+    var transformSet: String?
+    var transforms: TransformSet?
+    var existing: ObjectRestorer.ExistingPolicy
+    var only: [CaptureRules.Selector]
+    var volumes: Set<String>?
+    var volumesOnly: Bool
+    var volumeData: Bool
+    var keepExtraFiles: Bool
+
+    init(_ action: KubeObject) throws(ControllerError) {
+        let spec = action["spec"] ?? .emptyObject
+        guard let point = spec["restorePoint"]?.string, !point.isEmpty else {
+            throw ControllerError("InvalidSpec", "spec.restorePoint is required: the name of a RestorePoint")
+        }
+        restorePoint = point
+        restorePointNamespace = spec["restorePointNamespace"]?.string
+        targetNamespace = spec["targetNamespace"]?.string
+        transformSet = spec["transformSet"]?.string
+        if let inline = spec["transforms"] {
+            guard transformSet == nil else {
+                throw ControllerError("InvalidSpec", "give spec.transformSet or spec.transforms, not both")
+            }
+            do {
+                transforms = try TransformSet(json: inline)
+            } catch {
+                throw ControllerError("InvalidTransform", "spec.transforms: \(error.description)", cause: error)
+            }
+        }
+        let existingText = spec["existing"]?.string ?? "fail"
+        guard let existing = ObjectRestorer.ExistingPolicy(rawValue: existingText) else {
+            throw ControllerError("InvalidSpec", "spec.existing '\(existingText)' must be fail, skip, update or recreate")
+        }
+        self.existing = existing
+        only = []
+        for text in spec["only"]?.array?.compactMap(\.string) ?? [] {
+            guard let selector = CaptureRules.Selector(text) else {
+                throw ControllerError("InvalidSpec", "spec.only '\(text)' is not a selector such as Kind, Kind/name or group/Kind")
+            }
+            only.append(selector)
+        }
+        volumes = spec["volumes"]?.array.map { Set($0.compactMap(\.string)) }
+        volumesOnly = spec["volumesOnly"]?.bool ?? false
+        volumeData = spec["volumeData"]?.bool ?? true
+        keepExtraFiles = spec["keepExtraFiles"]?.bool ?? false
+    }
+}
