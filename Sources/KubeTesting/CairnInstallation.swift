@@ -36,7 +36,7 @@ public struct TestProfile: Sendable {
 
     /// `namespaceSelector`: which namespaces' own users may use it (YAML flow; default `{}`: all).
     public init(_ cluster: LocalCluster, prefix: String = "p", immutability: String? = nil,
-                namespaceSelector: String = "{}") throws {
+                namespaceSelector: String = "{}") async throws {
         self.cluster = cluster
         name = "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
         password = "pw-\(UUID().uuidString)"
@@ -56,7 +56,7 @@ public struct TestProfile: Sendable {
               init: true
             \(immutability.map { "  immutability: \($0)" } ?? "")
             """)
-        try cluster.waitUntil("Profile \(name) to be ready", timeout: 60) {
+        try await cluster.waitUntil("Profile \(name) to be ready", timeout: 60) {
             try cluster.kubectlOK(["-n", "cairn-system", "get", "profile", name, "-o",
                                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]) == "True"
         }

@@ -110,14 +110,9 @@ public final class LocalCluster: Sendable {
         try kubectlOK(["apply", "-f", "-"], as: user, stdin: manifest)
     }
 
-    /// Waits until `condition` returns true, polling every half second.
-    public func waitUntil(_ what: String, timeout: TimeInterval = 120, _ condition: () throws -> Bool) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            if (try? condition()) == true { return }
-            if Date() > deadline { throw ClusterError("timed out after \(Int(timeout)) s waiting for \(what)") }
-            usleep(500_000)
-        }
+    /// Waits until `condition` returns true, without holding a thread (`eventually`).
+    public func waitUntil(_ what: String, timeout: TimeInterval = 120, _ condition: () async throws -> Bool) async throws {
+        try await eventually(what, timeout: .seconds(timeout), condition)
     }
 
     /// Creates a fresh namespace for one test, runs `body`, then deletes the namespace (and the hostPath
@@ -204,8 +199,8 @@ public struct TestNamespace: Sendable {
     }
 
     /// Waits until a pod is Running and Ready.
-    public func waitForPodReady(_ pod: String, timeout: TimeInterval = 180) throws {
-        try cluster.waitUntil("pod \(name)/\(pod) to be ready", timeout: timeout) {
+    public func waitForPodReady(_ pod: String, timeout: TimeInterval = 180) async throws {
+        try await cluster.waitUntil("pod \(name)/\(pod) to be ready", timeout: timeout) {
             let r = try kubectl(["get", "pod", pod, "-o",
                                  "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])
             return r.stdout == "True"
@@ -213,10 +208,10 @@ public struct TestNamespace: Sendable {
     }
 
     /// Waits until a pod has finished successfully.
-    public func waitForPodSucceeded(_ pod: String, timeout: TimeInterval = 120) throws {
-        try cluster.waitUntil("pod \(name)/\(pod) to succeed", timeout: timeout) {
+    public func waitForPodSucceeded(_ pod: String, timeout: TimeInterval = 120) async throws {
+        try await cluster.waitUntil("pod \(name)/\(pod) to succeed", timeout: timeout) {
             let phase = try kubectl(["get", "pod", pod, "-o", "jsonpath={.status.phase}"]).stdout
-            if phase == "Failed" { throw ClusterError("pod \(pod) failed") }
+            if phase == "Failed" { throw GiveUp("pod \(name)/\(pod) failed") }
             return phase == "Succeeded"
         }
     }

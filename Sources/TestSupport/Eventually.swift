@@ -1,11 +1,23 @@
 /// Async test helpers shared by the suites that talk to real servers.
 
-/// Polls `condition` (errors count as "not yet") until it holds, or throws after `timeout`.
+/// Thrown by a condition of `eventually` to stop waiting at once: what is awaited can no longer happen
+/// (the pod failed), so waiting out the deadline would only hide why.
+public struct GiveUp: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Polls `condition` without holding a thread (errors count as "not yet", except `GiveUp`) until it holds,
+/// or throws after `timeout`.
 public func eventually(_ what: String, timeout: Duration = .seconds(120),
                        _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while true {
-        if (try? await condition()) == true { return }
+        do {
+            if try await condition() { return }
+        } catch let stop as GiveUp {
+            throw stop
+        } catch {}
         if ContinuousClock.now > deadline { throw FixtureError("timed out after \(timeout) waiting for \(what)") }
         try await Task.sleep(for: .milliseconds(250))
     }

@@ -50,8 +50,8 @@ struct ApplicationProtectionTests {
                                          environment: ["PGPASSWORD": "s3cret", "PGCONNECT_TIMEOUT": "5"])
     }
 
-    func waitForDatabase(_ ns: String) throws {
-        try cluster.waitUntil("PostgreSQL of \(ns) through its Service", timeout: 240) { try psql(ns, "select 1").status == 0 }
+    func waitForDatabase(_ ns: String) async throws {
+        try await cluster.waitUntil("PostgreSQL of \(ns) through its Service", timeout: 240) { try psql(ns, "select 1").status == 0 }
     }
 
     static let rowsQuery = "select count(*), md5(string_agg(v, ',' order by id)) from t"
@@ -104,12 +104,12 @@ struct ApplicationProtectionTests {
         }
     }
 
-    func deploy() throws {
+    func deploy() async throws {
         try cluster.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: \(namespace)}")
         _ = try hostPathVolume("data-db-0")
         try writeData(files: try hostPathVolume("files"), bulk: try hostPathVolume("bulk"))
         try cluster.apply(SampleApplication.crd(group: group))
-        try cluster.waitUntil("the CRD to be established") {
+        try await cluster.waitUntil("the CRD to be established") {
             try cluster.kubectl(["get", "crd", "gadgets.\(group)", "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"]).stdout == "True"
         }
         let ns = namespace
@@ -164,7 +164,7 @@ struct ApplicationProtectionTests {
                   - {name: files, persistentVolumeClaim: {claimName: files}}
                   - {name: bulk, persistentVolumeClaim: {claimName: bulk}}
             """ + "\n---\n" + SampleApplication.database(namespace: ns))
-        try waitForDatabase(ns)
+        try await waitForDatabase(ns)
         let create = try psql(ns, "create table t (id int primary key, v text); insert into t select g, md5(g::text) from generate_series(1, 5000) g")
         #expect(create.status == 0, "\(create.stderr)")
     }
@@ -215,10 +215,10 @@ struct ApplicationProtectionTests {
         }
     }
 
-    func deleteNamespaceAndCRD() throws {
+    func deleteNamespaceAndCRD() async throws {
         try cluster.kubectlOK(["delete", "namespace", namespace, "--wait=true", "--timeout=180s"])
         try cluster.kubectlOK(["delete", "crd", "gadgets.\(group)", "--wait=true"])
-        try cluster.waitUntil("namespace \(namespace) to be gone") {
+        try await cluster.waitUntil("namespace \(namespace) to be gone") {
             try cluster.kubectl(["get", "namespace", namespace]).status != 0
         }
     }
@@ -236,7 +236,7 @@ struct ApplicationProtectionTests {
         defer { cleanUp() }
         let started = Date()
         func step(_ text: String) { FileHandle.standardError.write(Data("[\(Int(Date().timeIntervalSince(started)))s] \(text)\n".utf8)) }
-        try deploy()
+        try await deploy()
         let rows = try psql(namespace, Self.rowsQuery).stdout
         #expect(rows.hasPrefix("5000|"))
         step("deployed")
@@ -267,19 +267,19 @@ struct ApplicationProtectionTests {
         #expect(transfers.first { $0["claim"] == "files" }?["files"]?.int == 10_001)
         #expect(Set(moverJSON["quiesced"]?.array?.compactMap(\.string) ?? []) == ["Deployment/web", "Deployment/worker", "StatefulSet/db"])
         // Scaled back: the database answers again; the mover pods are gone.
-        try waitForDatabase(namespace)
+        try await waitForDatabase(namespace)
         #expect(try cluster.kubectlOK(["-n", namespace, "get", "pods", "-l", "cairn.dev/mover", "-o", "name"]).isEmpty)
         let points = try cairnOK("restorepoints", namespace)
         #expect(points.contains(String(hostPoint.prefix(8))) && points.contains(String(moverPoint.prefix(8))))
 
         step("restoring")
         for (point, access) in [(hostPoint, "host"), (moverPoint, "mover")] {
-            try deleteNamespaceAndCRD()
+            try await deleteNamespaceAndCRD()
             step("restoring by \(access)")
             let restore = try cairn(["app", "restore", String(point.prefix(10)), "--volume-access", access])
             #expect(restore.status == 0, "restore by \(access): \(restore.stdout) \(restore.stderr)")
             #expect(restore.stdout.contains("Gadget \(namespace)/sprocket") && restore.stdout.contains("written"))
-            try waitForDatabase(namespace)
+            try await waitForDatabase(namespace)
             #expect(try psql(namespace, Self.rowsQuery).stdout == rows, "rows after the \(access) restore")
             for claim in ["files", "bulk"] {
                 let restored = try directory(ofClaim: claim, in: namespace)
@@ -309,7 +309,7 @@ struct ApplicationProtectionTests {
         #expect(results["StatefulSet \(clone)/db"] == "created" && results["Gadget \(clone)/sprocket"] == "created")
         #expect(results.values.filter { $0 == "failed" }.count == 1, "\(report["objects"]?.array?.filter { $0["result"] == "failed" } ?? [])")
         #expect((report["volumes"]?.array ?? []).allSatisfy { $0["result"] == "written" })
-        try waitForDatabase(clone)
+        try await waitForDatabase(clone)
         #expect(try psql(clone, Self.rowsQuery).stdout == rows)
         #expect(try kubectlOK("-n", clone, "get", "deployment", "web", "-o", "jsonpath={.spec.replicas}") == "0")
         #expect(try directory(ofClaim: "files", in: namespace) == originalVolume, "the original keeps its volume")
@@ -334,7 +334,7 @@ struct ApplicationProtectionTests {
         #expect(updated.status == 0, "\(updated.stdout) \(updated.stderr)")
         #expect(try kubectlOK("-n", clone, "get", "deployment", "web", "-o", "jsonpath={.spec.replicas}") == "1")
         #expect(try kubectlOK("-n", clone, "get", "configmap", "settings", "-o", "jsonpath={.data.mode}") == "fast")
-        try waitForDatabase(clone)
+        try await waitForDatabase(clone)
 
         // A plan touches nothing; only one volume restores just its claim and data.
         let planned = try cairn(["app", "restore", namespace, "--to-namespace", "\(clone)-plan", "--dry-run", "--json"])
@@ -373,7 +373,7 @@ struct ApplicationProtectionTests {
             metadata: {name: files, namespace: \(namespace)}
             spec: {accessModes: [ReadWriteOnce], storageClassName: cairn-hostpath, resources: {requests: {storage: 1Gi}}}
             """)
-        try cluster.waitUntil("the claim to be bound") {
+        try await cluster.waitUntil("the claim to be bound") {
             try cluster.kubectlOK(["-n", namespace, "get", "pvc", "files", "-o", "jsonpath={.status.phase}"]) == "Bound"
         }
         _ = try cairnOK("repo", "init")
@@ -381,7 +381,7 @@ struct ApplicationProtectionTests {
         #expect(failed.status == 1)
         #expect(failed.stderr.contains("cairn.local/no-such-image:1") && failed.stderr.contains("scripts/build-image"), "\(failed.stderr)")
         #expect(try cairnOK("restorepoints").contains("0 restore point(s)"))
-        try cluster.waitUntil("the mover pod to be gone", timeout: 60) {
+        try await cluster.waitUntil("the mover pod to be gone", timeout: 60) {
             try cluster.kubectlOK(["-n", namespace, "get", "pods", "-o", "name"]).isEmpty
         }
         let missing = try cairn(["app", "restore", "no-such-namespace"])

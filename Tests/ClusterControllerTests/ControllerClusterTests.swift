@@ -63,7 +63,7 @@ struct ControllerClusterTests {
 
     @Test("a Policy with an invalid cron or a missing Profile says exactly that in its Ready condition")
     func policyConditions() async throws {
-        let profile = try TestProfile(cluster)
+        let profile = try await TestProfile(cluster)
         defer { profile.remove() }
         try cluster.apply("""
             apiVersion: cairn.dev/v1alpha1
@@ -127,7 +127,7 @@ struct ControllerClusterTests {
 
     @Test("scheduled backups appear on time, retention trims them, a RestoreAction brings the app back; restore points return with a recreated namespace")
     func scheduleRetentionRestore() async throws {
-        let profile = try TestProfile(cluster)
+        let profile = try await TestProfile(cluster)
         defer { profile.remove() }
         try await cluster.withNamespace("sched") { ns in
             let data = try ns.hostPathVolume(forClaim: "data")
@@ -299,7 +299,7 @@ struct ControllerClusterTests {
 
     @Test("runs missed while the controller was down are made up once, not once per missed time; a graceful stop releases the Lease")
     func missedRunsAfterDowntime() async throws {
-        let profile = try TestProfile(cluster)
+        let profile = try await TestProfile(cluster)
         defer { profile.remove() }
         try await cluster.withNamespace("missed") { ns in
             try ns.kubectlOK(["create", "configmap", "c", "--from-literal=a=b"])
@@ -355,7 +355,7 @@ struct ControllerClusterTests {
 
     @Test("a backup that meets a locked repository waits and runs again instead of failing for good")
     func transientFailureRetried() async throws {
-        let profile = try TestProfile(cluster, prefix: "locked")
+        let profile = try await TestProfile(cluster, prefix: "locked")
         defer { profile.remove() }
         // Someone else's exclusive lock — a prune run by hand — held by this process.
         let repository = try await Repository.open(store: FileBlobStore(root: URL(fileURLWithPath: profile.path)),
@@ -390,7 +390,7 @@ struct ControllerClusterTests {
 
     @Test("immutable restore points outlive a delete until their period ends; TransformSets are checked; an administrator clones an application with one")
     func immutabilityTransformsClone() async throws {
-        let profile = try TestProfile(cluster, immutability: "1h")
+        let profile = try await TestProfile(cluster, immutability: "1h")
         defer { profile.remove() }
         let namespace = try await cluster.withNamespace("immut") { ns -> String in
             try ns.kubectlOK(["create", "configmap", "settings", "--from-literal=color=teal"])
@@ -462,7 +462,7 @@ struct ControllerClusterTests {
 
     @Test("a user bound to cairn-basic backs up and restores her namespace and is Forbidden elsewhere")
     func selfServiceRBAC() async throws {
-        let profile = try TestProfile(cluster)
+        let profile = try await TestProfile(cluster)
         defer { profile.remove() }
         let suffix = String(UUID().uuidString.prefix(6).lowercased())
         let backup = """
@@ -546,7 +546,7 @@ struct ControllerClusterTests {
 
     @Test("killing the controller mid-backup leaves one complete restore point or a failed action with a reason, never a half one")
     func killMidBackup() async throws {
-        let profile = try TestProfile(cluster)
+        let profile = try await TestProfile(cluster)
         defer { profile.remove() }
         try await cluster.withNamespace("kill") { ns in
             let data = try ns.hostPathVolume(forClaim: "bulk")
@@ -600,7 +600,7 @@ struct ControllerClusterTests {
 
     @Test("/metrics reports actions and the last successful backup per application; probes answer; no secret in metrics or logs")
     func metricsAndProbes() async throws {
-        let profile = try TestProfile(cluster)
+        let profile = try await TestProfile(cluster)
         defer { profile.remove() }
         try await cluster.withNamespace("metrics") { ns in
             try ns.kubectlOK(["create", "configmap", "c", "--from-literal=a=b"])

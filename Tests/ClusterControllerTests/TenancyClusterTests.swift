@@ -43,7 +43,7 @@ extension ControllerClusterTests {
 
     @Test("tenancy: transforms cannot turn a restore into cluster-admin, another namespace, Cairn's own kinds or a hostPath volume; quotas and namespace labels stay the administrators'")
     func hostileRestores() async throws {
-        let profile = try TestProfile(cluster)
+        let profile = try await TestProfile(cluster)
         defer { profile.remove() }
         let s = String(UUID().uuidString.prefix(6).lowercased())
         let unbind = try await bindCairnBasic(.alice, in: "team-a")
@@ -124,7 +124,7 @@ extension ControllerClusterTests {
 
     @Test("tenancy: forged policy labels, a policy's next slot, a forged requester and spec edits are refused at admission; foreign RestorePoints are refused")
     func hostileActions() async throws {
-        let profile = try TestProfile(cluster)
+        let profile = try await TestProfile(cluster)
         defer { profile.remove() }
         let s = String(UUID().uuidString.prefix(6).lowercased())
         let unbind = try await bindCairnBasic(.alice, in: "team-a")
@@ -172,7 +172,7 @@ extension ControllerClusterTests {
 
         // A Profile that is not offered to team-a: alice may not name it; an administrator (who may `use`
         // any Profile) may. The refusal does not show where the Profile keeps data.
-        let reserved = try TestProfile(cluster, prefix: "reserved", namespaceSelector: "{matchLabels: {cairn-test/never: \"true\"}}")
+        let reserved = try await TestProfile(cluster, prefix: "reserved", namespaceSelector: "{matchLabels: {cairn-test/never: \"true\"}}")
         defer { reserved.remove() }
         try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
             apiVersion: cairn.dev/v1alpha1
@@ -253,7 +253,7 @@ extension ControllerClusterTests {
 
     @Test("limits: a namespace runs at most two actions at once; the others are Queued with their place, then run")
     func queuedActions() async throws {
-        let profile = try TestProfile(cluster)
+        let profile = try await TestProfile(cluster)
         defer { profile.remove() }
         try await cluster.withNamespace("queue") { ns in
             try ns.kubectlOK(["create", "configmap", "c", "--from-literal=a=b"])
@@ -283,7 +283,7 @@ extension ControllerClusterTests {
 
     @Test("existing: update brings a volume back to the restore point's state (files made since are removed) unless keepExtraFiles")
     func exactVolumeRestore() async throws {
-        let profile = try TestProfile(cluster)
+        let profile = try await TestProfile(cluster)
         defer { profile.remove() }
         try await cluster.withNamespace("exact") { ns in
             let data = try ns.hostPathVolume(forClaim: "data")

@@ -5,9 +5,9 @@ import Testing
 @Suite("The local cluster: real API server, kubelet, pods, volumes, RBAC")
 struct LocalClusterTests {
     @Test("a busybox pod writes to a hostPath volume; kubectl logs, kubectl exec and the file on the host agree")
-    func hostPathPod() throws {
+    func hostPathPod() async throws {
         let cluster = try LocalCluster.shared()
-        try cluster.withNamespace { ns in
+        try await cluster.withNamespace { ns in
             let dir = ns.volumesDirectory + "/scratch"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             let token = UUID().uuidString
@@ -27,8 +27,8 @@ struct LocalClusterTests {
                     hostPath: {path: \(dir), type: Directory}
                   terminationGracePeriodSeconds: 1
                 """)
-            try ns.waitForPodReady("writer")
-            try cluster.waitUntil("the pod's log", timeout: 30) {
+            try await ns.waitForPodReady("writer")
+            try await cluster.waitUntil("the pod's log", timeout: 30) {
                 try ns.kubectl(["logs", "writer"]).stdout.contains(token)
             }
             let exec = try ns.kubectlOK(["exec", "writer", "--", "cat", "/data/token"])
@@ -41,9 +41,9 @@ struct LocalClusterTests {
     }
 
     @Test("a PostgreSQL StatefulSet on a hostPath volume takes rows through its ClusterIP and keeps them across pod deletion")
-    func postgres() throws {
+    func postgres() async throws {
         let cluster = try LocalCluster.shared()
-        try cluster.withNamespace { ns in
+        try await cluster.withNamespace { ns in
             try ns.hostPathVolume(forClaim: "data-db-0", size: "1Gi")
             try ns.apply("""
                 apiVersion: v1
@@ -51,13 +51,13 @@ struct LocalClusterTests {
                 metadata: {name: db}
                 stringData: {password: s3cret-for-tests}
                 """ + "\n---\n" + SampleApplication.database(namespace: ns.name))
-            try ns.waitForPodReady("db-0", timeout: 240)
+            try await ns.waitForPodReady("db-0", timeout: 240)
             let ip = try ns.kubectlOK(["get", "service", "db", "-o", "jsonpath={.spec.clusterIP}"])
             func psql(_ sql: String) throws -> LocalCluster.CommandResult {
                 try cluster.execInNetwork(["psql", "-h", ip, "-U", "postgres", "-tA", "-c", sql],
                                           environment: ["PGPASSWORD": "s3cret-for-tests", "PGCONNECT_TIMEOUT": "5"])
             }
-            try cluster.waitUntil("PostgreSQL through the Service", timeout: 60) { try psql("select 1").status == 0 }
+            try await cluster.waitUntil("PostgreSQL through the Service", timeout: 60) { try psql("select 1").status == 0 }
             let create = try psql("create table t (id int primary key, v text); insert into t select g, md5(g::text) from generate_series(1, 1000) g")
             #expect(create.status == 0, "\(create.stderr)")
             let before = try psql("select count(*), md5(string_agg(v, ',' order by id)) from t").stdout
@@ -65,12 +65,12 @@ struct LocalClusterTests {
 
             let uid = try ns.kubectlOK(["get", "pod", "db-0", "-o", "jsonpath={.metadata.uid}"])
             try ns.kubectlOK(["delete", "pod", "db-0", "--wait=true"])
-            try cluster.waitUntil("a new db-0", timeout: 60) {
+            try await cluster.waitUntil("a new db-0", timeout: 60) {
                 try ns.kubectl(["get", "pod", "db-0", "-o", "jsonpath={.metadata.uid}"]).stdout.count > 0
                     && (try ns.kubectl(["get", "pod", "db-0", "-o", "jsonpath={.metadata.uid}"]).stdout != uid)
             }
-            try ns.waitForPodReady("db-0", timeout: 240)
-            try cluster.waitUntil("PostgreSQL after the restart", timeout: 60) { try psql("select 1").status == 0 }
+            try await ns.waitForPodReady("db-0", timeout: 240)
+            try await cluster.waitUntil("PostgreSQL after the restart", timeout: 60) { try psql("select 1").status == 0 }
             #expect(try psql("select count(*), md5(string_agg(v, ',' order by id)) from t").stdout == before)
             let onHost = try FileManager.default.contentsOfDirectory(atPath: ns.volumesDirectory + "/data-db-0/pgdata")
             #expect(onHost.contains("PG_VERSION"))
@@ -106,14 +106,14 @@ struct LocalClusterTests {
 @Suite("A second, independent cluster", .serialized)
 struct SecondClusterTests {
     @Test("a second cluster runs beside the first, and down leaves no process, mount, bridge or chain behind")
-    func secondClusterUpAndDown() throws {
+    func secondClusterUpAndDown() async throws {
         let first = try LocalCluster.shared()
         let second = LocalCluster.named("second")
         try second.up()
         do {
             try second.kubectlOK(["-n", "default", "run", "hello", "--image=cairn.local/busybox:1.35",
                                   "--image-pull-policy=Never", "--restart=Never", "--command", "--", "echo", "hi"])
-            try second.waitUntil("the pod in the second cluster", timeout: 90) {
+            try await second.waitUntil("the pod in the second cluster", timeout: 90) {
                 try second.kubectl(["-n", "default", "get", "pod", "hello", "-o", "jsonpath={.status.phase}"]).stdout
                     == "Succeeded"
             }
