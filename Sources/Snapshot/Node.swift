@@ -65,10 +65,21 @@ public struct Node: Sendable, Equatable {
     }
 
     /// Whether a file is unchanged since `previous` was recorded: same size, mtime, ctime and inode.
+    /// The one rule for "this file did not change since the earlier backup" (host backups and the mover
+    /// alike): both are regular files with the same size, mtime, ctime and inode.
     func sameFile(as previous: Node) -> Bool {
-        previous.type == .file && type == .file && previous.size == size && previous.mtime == mtime
-            && previous.ctime == ctime && previous.inode == inode
+        previous.type == .file && type == .file
+            && FileIdentity(size: size, mtime: mtime, ctime: ctime, inode: inode)
+            == FileIdentity(size: previous.size, mtime: previous.mtime, ctime: previous.ctime, inode: previous.inode)
     }
+}
+
+/// What identifies a file's content without reading it: equal identities mean an unchanged file.
+struct FileIdentity: Equatable {
+    var size: UInt64
+    var mtime: Int64
+    var ctime: Int64
+    var inode: UInt64
 }
 
 /// A directory listing, stored as a tree blob in a compact binary encoding (see

@@ -66,8 +66,7 @@ public struct DirectorySender {
                 try await sendDirectory(full, relative: rel, writer: writer, buffer: buffer, totals: &totals)
                 try await writer.up()
             case .file:
-                if let listed = unchanged[rel], listed.size == node.size, listed.mtime == node.mtime,
-                   listed.ctime == node.ctime, listed.inode == node.inode {
+                if let listed = unchanged[rel], node.sameFile(as: listed.node) {
                     try await writer.node(node, unchanged: true)
                     totals.files += 1
                     totals.bytes += node.size
