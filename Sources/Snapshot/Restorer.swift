@@ -136,9 +136,7 @@ public final class Restorer: Sendable {
                 }
                 switch entry.node.type {
                 case .dir:
-                    if mkdir(dest, 0o700) != 0 && errno != EEXIST {
-                        report.errors.append("\(entry.path): mkdir: \(String(cString: strerror(errno)))")
-                    }
+                    if let problem = NodeWriter.makeDirectory(dest) { report.errors.append("\(entry.path): \(problem)") }
                     directories.append(entry)
                     report.directories += 1
                 case .file:
@@ -166,20 +164,16 @@ public final class Restorer: Sendable {
                         }
                     }
                 case .symlink:
-                    if symlink(entry.node.linkTarget ?? "", dest) != 0 {
-                        report.errors.append("\(entry.path): symlink: \(String(cString: strerror(errno)))")
+                    if let problem = NodeWriter.makeSymlink(entry.node, at: dest, asRoot: isRoot) {
+                        report.errors.append("\(entry.path): \(problem)")
                         continue
                     }
-                    if isRoot { lchown(dest, entry.node.uid, entry.node.gid) }
-                    Self.setTimes(dest, node: entry.node, followLinks: false)
                     report.links += 1
                 case .fifo, .chardev, .blockdev:
-                    let kind: mode_t = entry.node.type == .fifo ? S_IFIFO : entry.node.type == .chardev ? S_IFCHR : S_IFBLK
-                    if mknod(dest, kind | mode_t(entry.node.mode), dev_t(entry.node.rdev ?? 0)) != 0 {
-                        report.errors.append("\(entry.path): mknod: \(String(cString: strerror(errno)))")
+                    if let problem = NodeWriter.makeSpecial(entry.node, at: dest, asRoot: isRoot) {
+                        report.errors.append("\(entry.path): \(problem)")
                         continue
                     }
-                    Self.applyMetadata(dest, node: entry.node, asRoot: isRoot)
                     report.other += 1
                 case .socket:
                     report.other += 1   // sockets are recreated by the programs that own them
@@ -212,9 +206,9 @@ public final class Restorer: Sendable {
         }
         // Directory metadata last, deepest first, so writing children does not change a parent's mtime.
         for entry in directories.reversed() {
-            Self.applyMetadata(target + entry.path, node: entry.node, asRoot: isRoot)
+            NodeWriter.applyMetadata(target + entry.path, node: entry.node, asRoot: isRoot)
         }
-        if let root, includes.isEmpty { Self.applyMetadata(target, node: root, asRoot: isRoot) }
+        if let root, includes.isEmpty { NodeWriter.applyMetadata(target, node: root, asRoot: isRoot) }
         return report
     }
 
@@ -281,7 +275,7 @@ public final class Restorer: Sendable {
                 ready[i] = pieces
                 while let pieces = ready.removeValue(forKey: written) {
                     for data in pieces {
-                        try Self.writeSparse(fd, data, at: offset, path: dest)
+                        try NodeWriter.writeSparse(fd, data, at: offset, path: dest)
                         offset += data.count
                         bytesDone.withLock { $0 += data.count }
                     }
@@ -293,10 +287,7 @@ public final class Restorer: Sendable {
         guard ftruncate(fd, off_t(offset)) == 0 else {
             throw SnapshotError.writing(errno, "size", path: dest)
         }
-        if asRoot { fchown(fd, node.uid, node.gid) }
-        fchmod(fd, mode_t(node.mode))
-        var times = [Self.timespec(ns: node.mtime), Self.timespec(ns: node.mtime)]
-        futimens(fd, &times)
+        NodeWriter.finishFile(fd, node: node, asRoot: asRoot)
         if replacing {
             guard rename(tmp, dest) == 0 else {
                 throw SnapshotError.writing(errno, "move into place", path: dest)
@@ -304,66 +295,5 @@ public final class Restorer: Sendable {
         }
         completed = true
         return offset
-    }
-
-    /// Writes `data` at `offset`, leaving 4 KiB blocks of zeros unwritten (holes).
-    static func writeSparse(_ fd: Int32, _ data: some ContiguousBytes, at offset: Int, path: String) throws {
-        try data.withUnsafeBytes { raw in
-            let block = 4096
-            var start = 0
-            while start < raw.count {
-                // Skip zero blocks.
-                var runStart = start
-                while runStart < raw.count {
-                    let end = min(runStart + block, raw.count)
-                    if !isZero(raw, runStart, end) { break }
-                    runStart = end
-                }
-                var runEnd = runStart
-                while runEnd < raw.count {
-                    let end = min(runEnd + block, raw.count)
-                    if isZero(raw, runEnd, end) && end - runEnd == block { break }
-                    runEnd = end
-                }
-                var done = runStart
-                while done < runEnd {
-                    let n = pwrite(fd, raw.baseAddress! + done, runEnd - done, off_t(offset + done))
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw SnapshotError.writing(errno, "write", path: path)
-                    }
-                    done += n
-                }
-                start = runEnd
-            }
-        }
-    }
-
-    static func isZero(_ raw: UnsafeRawBufferPointer, _ from: Int, _ to: Int) -> Bool {
-        var i = from
-        while i + 8 <= to {
-            if raw.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
-            i += 8
-        }
-        while i < to {
-            if raw[i] != 0 { return false }
-            i += 1
-        }
-        return true
-    }
-
-    static func timespec(ns: Int64) -> Glibc.timespec {
-        Glibc.timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
-    }
-
-    static func setTimes(_ path: String, node: Node, followLinks: Bool) {
-        var times = [timespec(ns: node.mtime), timespec(ns: node.mtime)]
-        utimensat(AT_FDCWD, path, &times, followLinks ? 0 : AT_SYMLINK_NOFOLLOW)
-    }
-
-    static func applyMetadata(_ path: String, node: Node, asRoot: Bool) {
-        if asRoot { chown(path, node.uid, node.gid) }
-        chmod(path, mode_t(node.mode))
-        setTimes(path, node: node, followLinks: true)
     }
 }

@@ -44,9 +44,7 @@ public struct DirectoryReceiver {
                 case .dir:
                     var st = stat()
                     if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFDIR { unlink(path) }
-                    if mkdir(path, 0o700) != 0 && errno != EEXIST {
-                        totals.errors.append("\(path): mkdir: \(String(cString: strerror(errno)))")
-                    }
+                    if let problem = NodeWriter.makeDirectory(path) { totals.errors.append("\(path): \(problem)") }
                     stack.append((path, node, []))
                     totals.directories += 1
                 case .file:
@@ -56,20 +54,16 @@ public struct DirectoryReceiver {
                     file = (fd, path, node, 0)
                 case .symlink:
                     replace(path)
-                    if symlink(node.linkTarget ?? "", path) != 0 {
-                        totals.errors.append("\(path): symlink: \(String(cString: strerror(errno)))")
+                    if let problem = NodeWriter.makeSymlink(node, at: path, asRoot: isRoot) {
+                        totals.errors.append("\(path): \(problem)")
                     } else {
-                        if isRoot { lchown(path, node.uid, node.gid) }
-                        Restorer.setTimes(path, node: node, followLinks: false)
                         totals.links += 1
                     }
                 case .fifo, .chardev, .blockdev:
                     replace(path)
-                    let kind: mode_t = node.type == .fifo ? S_IFIFO : node.type == .chardev ? S_IFCHR : S_IFBLK
-                    if mknod(path, kind | mode_t(node.mode), dev_t(node.rdev ?? 0)) != 0 {
-                        totals.errors.append("\(path): mknod: \(String(cString: strerror(errno)))")
+                    if let problem = NodeWriter.makeSpecial(node, at: path, asRoot: isRoot) {
+                        totals.errors.append("\(path): \(problem)")
                     } else {
-                        Restorer.applyMetadata(path, node: node, asRoot: isRoot)
                         totals.other += 1
                     }
                 case .socket:
@@ -79,7 +73,12 @@ public struct DirectoryReceiver {
                 guard var current = file else { throw SnapshotError.stream("data outside a file") }
                 if current.fd >= 0 {
                     do {
-                        try Restorer.writeSparse(current.fd, bytes, at: current.offset, path: current.path)
+                        try NodeWriter.writeSparse(current.fd, bytes, at: current.offset, path: current.path)
+                    } catch let error as SnapshotError where error.code == .noSpace {
+                        // A full claim fails every file after this one: stop and say so.
+                        close(current.fd)
+                        unlink(current.path)
+                        throw error
                     } catch {
                         totals.errors.append("\(current.path): \(error)")
                         close(current.fd)
@@ -103,16 +102,13 @@ public struct DirectoryReceiver {
                     unlink(current.path)
                     continue
                 }
-                if isRoot { fchown(current.fd, current.node.uid, current.node.gid) }
-                fchmod(current.fd, mode_t(current.node.mode))
-                var times = [Restorer.timespec(ns: current.node.mtime), Restorer.timespec(ns: current.node.mtime)]
-                futimens(current.fd, &times)
+                NodeWriter.finishFile(current.fd, node: current.node, asRoot: isRoot)
                 totals.files += 1
                 totals.bytes += Int(size)
             case .up:
                 guard let done = stack.popLast() else { throw SnapshotError.stream("unbalanced directory end") }
                 if removeExtraneous { totals.errors += ExtraneousEntries.remove(in: done.path, keeping: done.names) }
-                Restorer.applyMetadata(done.path, node: done.node, asRoot: isRoot)
+                NodeWriter.applyMetadata(done.path, node: done.node, asRoot: isRoot)
             case .unchanged(let node):
                 throw SnapshotError.stream("unchanged entry \(node.name) in a restore stream")
             case .warning(let path, let message):

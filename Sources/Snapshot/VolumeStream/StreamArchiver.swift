@@ -219,7 +219,7 @@ public struct TreeSender {
                 loading = i + 1 < runs.count
                     ? Task { [r = runs[i + 1]] in try await repository.loadBlobs(content[r]) } : nil
                 for data in pieces {
-                    if data.withUnsafeBytes({ Restorer.isZero($0, 0, $0.count) }) {
+                    if data.withUnsafeBytes({ NodeWriter.isZero($0, 0, $0.count) }) {
                         try await writer.hole(UInt64(data.count))
                     } else {
                         try await writer.data(data)
