@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "Concurrent"),
         .target(
             name: "Storage",
-            dependencies: [.product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: []
         ),
         // The S3 backend: SigV4, multipart, retries and adaptive concurrency over async-http-client.
         .target(
