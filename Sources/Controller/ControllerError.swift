@@ -46,7 +46,6 @@ public struct ControllerError: Error, CustomStringConvertible, Sendable {
                 switch error.storage?.code {
                 case .noSpace?: reason = "RepositoryFull"
                 case .permissionDenied?: reason = "RepositoryAccessDenied"
-                case .unavailable?: reason = "RepositoryUnavailable"
                 default: reason = "RepositoryUnavailable"
                 }
             default: reason = fallback

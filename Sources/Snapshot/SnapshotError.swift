@@ -49,7 +49,11 @@ public struct SnapshotError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         var text = message
         if let path, !message.contains(path) { text += " (\(path))" }
-        if let cause { text += ": \(cause is POSIXError ? String(cString: strerror((cause as! POSIXError).code.rawValue)) : "\(cause)")" }
+        if let posix = cause as? POSIXError {
+            text += ": " + String(cString: strerror(posix.code.rawValue))
+        } else if let cause {
+            text += ": \(cause)"
+        }
         return text
     }
 
