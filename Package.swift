@@ -8,6 +8,7 @@ import PackageDescription
 //     │        └──────► Protection ─► Kube ─► KubeModel (JSON, objects, kinds, JSON patch: no HTTP)
 //     │                     ├───────► ProtectionRules (capture rules, order, transforms, confinement) ─► KubeModel
 //     │                     └───────► Snapshot ─► Repository ─► Storage ◄─ S3Storage
+//     │                                                     (all of them ─► Concurrent)
 //     └─► S3Storage, Snapshot, Protection
 //
 // `Repository` knows nothing of files on disk as a user sees them; `Snapshot` knows nothing of packs;
@@ -40,12 +41,12 @@ let package = Package(
             pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]
         ),
-        // Bounded fan-out (`Concurrent.forEach`, `Concurrent.map`): the one task group that starts N and
-        // another as each finishes.
+        // Concurrency primitives: bounded fan-out (`Concurrent.forEach`, `.map`, `.ordered`: the one task group
+        // that starts N and another as each finishes), AsyncSemaphore, Locked.
         .target(name: "Concurrent"),
         .target(
             name: "Storage",
-            dependencies: []
+            dependencies: ["Concurrent"]
         ),
         // The S3 backend: SigV4, multipart, retries and adaptive concurrency over async-http-client.
         .target(
@@ -75,7 +76,7 @@ let package = Package(
             name: "Snapshot",
             dependencies: [
                 "Repository",
-                "Storage",
+                "Storage", "Concurrent",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -152,6 +153,7 @@ let package = Package(
         .executableTarget(
             name: "cairn",
             dependencies: [
+                "Concurrent",
                 "Controller",
                 "Server",
                 "Kube",
@@ -175,7 +177,7 @@ let package = Package(
         ),
         .target(
             name: "StorageTesting",
-            dependencies: ["Storage", "TestSupport"]
+            dependencies: ["Storage", "Concurrent", "TestSupport"]
         ),
         .target(
             name: "KubeTesting",
@@ -184,8 +186,9 @@ let package = Package(
         // Without a cluster.
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
         .testTarget(name: "S3Tests", dependencies: ["S3Storage", "Storage", "StorageTesting", "Repository", "Snapshot"]),
-        .testTarget(name: "RepositoryTests", dependencies: ["Repository", "Storage", "StorageTesting"]),
-        .testTarget(name: "SnapshotTests", dependencies: ["Snapshot", "Repository", "Storage", "StorageTesting"]),
+        .testTarget(name: "ConcurrentTests", dependencies: ["Concurrent", "TestSupport"]),
+        .testTarget(name: "RepositoryTests", dependencies: ["Repository", "Storage", "Concurrent", "StorageTesting"]),
+        .testTarget(name: "SnapshotTests", dependencies: ["Snapshot", "Repository", "Storage", "Concurrent", "StorageTesting"]),
         .testTarget(name: "CLITests", dependencies: ["StorageTesting"]),
         .testTarget(name: "KubeTests", dependencies: ["Kube", "TestSupport"]),
         .testTarget(name: "ProtectionTests", dependencies: ["ProtectionRules", "KubeModel"]),

@@ -1,6 +1,7 @@
 /// The one "start N, start another as each finishes" task group: every fan-out in Cairn (index files,
-/// pack checks, discovery, listing an application's kinds, restoring a tier of objects, multipart parts)
-/// goes through these two functions, so the width is always bounded and a failure cancels the rest.
+/// pack checks, discovery, listing an application's kinds, restoring a tier of objects, multipart parts,
+/// a file's chunks) goes through these functions, so the width is always bounded and a failure cancels the
+/// rest.
 public enum Concurrent {
     /// Runs `work` for each element, at most `width` at once, and hands each result to `collect` in the
     /// calling task as it finishes (completion order; `collect` needs no lock). The first error thrown by
@@ -38,5 +39,42 @@ public enum Concurrent {
             results[$0.0] = $0.1
         }
         return results.map { $0! }
+    }
+
+    /// A window over elements produced one at a time, for streams whose order matters (a file's chunks stored
+    /// or read back): `produce` hands each element to `emit`; `work` runs on at most `width` elements at
+    /// once; `collect` receives the results in the order the elements were emitted, in the calling task.
+    /// `emit` waits while `width` elements are emitted but not yet collected, so memory stays bounded
+    /// whatever the length of the stream. The first error cancels the work still running and is rethrown.
+    public static func ordered<Element: Sendable, Result: Sendable>(
+        width: Int,
+        produce: (_ emit: (Element) async throws -> Void) async throws -> Void,
+        _ work: @escaping @Sendable (Element) async throws -> Result,
+        collect: (Result) async throws -> Void
+    ) async throws {
+        let width = max(1, width)
+        // `collect` is only called from `emit`, inside `produce`, in this task: it never escapes.
+        try await withoutActuallyEscaping(collect) { collect in
+        try await withThrowingTaskGroup(of: (Int, Result).self) { group in
+            var emitted = 0
+            var collected = 0
+            var ready: [Int: Result] = [:]
+            func collectOne() async throws {
+                guard let (index, result) = try await group.next() else { return }
+                ready[index] = result
+                while let next = ready.removeValue(forKey: collected) {
+                    collected += 1
+                    try await collect(next)
+                }
+            }
+            try await produce { element in
+                while emitted - collected >= width { try await collectOne() }
+                let index = emitted
+                emitted += 1
+                group.addTask { (index, try await work(element)) }
+            }
+            while collected < emitted { try await collectOne() }
+        }
+        }
     }
 }

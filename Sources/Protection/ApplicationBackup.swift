@@ -112,6 +112,7 @@ public struct ApplicationBackup: Sendable {
         }
         let result = try await RepositoryLock.with(repository, exclusive: false, operation: options.lockOperation, wait: options.lockWait) {
             try await repository.loadIndex()
+            let mark = repository.writeMark
             let previous = try await RestorePoint.list(in: repository, namespace: namespace).last
             var earlier: [String: Node] = [:]
             if let previous { earlier = try await RestorePoint.volumes(of: previous.snapshot, in: repository) }
@@ -142,7 +143,8 @@ public struct ApplicationBackup: Sendable {
             let manifest = try await RestorePoint.write(withWarnings, namespace: namespace, namespaceUID: namespaceUID,
                                                         labelSelector: options.labelSelector,
                                                         volumes: nodes, transfers: transfers, tags: options.tags,
-                                                        quiesced: workloads.map { "\($0.0.kind)/\($0.1)" }, to: repository)
+                                                        quiesced: workloads.map { "\($0.0.kind)/\($0.1)" }, to: repository,
+                                                        since: mark)
             if !unscaled.isEmpty {
                 throw ProtectionError(.quiesceFailed, "restore point \(manifest.shortID) was written, but these workloads could not be scaled back: \(unscaled.joined(separator: "; "))")
             }

@@ -63,6 +63,7 @@ public enum RestorePoint {
                              labelSelector: String? = nil,
                              volumes: [String: Node] = [:], transfers: [VolumeTransfer] = [], tags: [String] = [],
                              quiesced: [String] = [], to repository: Repository,
+                             since mark: Repository.WriteMark? = nil,
                              time: Date = Date()) async throws -> SnapshotManifest {
         var tree = MemoryTree(time: time)
         var byKind: [String: Int] = [:]
@@ -83,7 +84,7 @@ public enum RestorePoint {
         try tree.addFile("restorepoint.json", try encoder.encode(metadata))
         let written = try await tree.write(to: repository)
         // Data and index first, the snapshot that refers to them last.
-        try await repository.flush()
+        try await repository.flush(since: mark)
         // One host for every restore point, whichever machine or controller pod wrote it: `cairn forget`
         // groups snapshots by host and paths, and an application's restore points are one series.
         var manifest = SnapshotManifest(time: time, hostname: hostname, username: "",

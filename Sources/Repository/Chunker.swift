@@ -1,4 +1,5 @@
 import Foundation
+import Storage
 
 /// A content-defined chunker: FastCDC-style gear hashing with normalised chunking (level 2).
 ///
@@ -82,28 +83,37 @@ public struct Chunker: Sendable {
     }
 }
 
-/// Splits a stream read from a file descriptor into chunks, with one reusable buffer.
+/// Splits a file into chunks, with one reusable buffer.
 ///
 /// Reads 1 MiB at a time and only as far as the next boundary needs, resuming the scan where it stopped,
-/// so the memory touched is about the largest chunk plus 1 MiB. The caller provides a buffer of at least
-/// `maxSize + readSize`; each chunk is handed out as its own `Data`.
+/// so the memory touched is about the largest chunk plus 1 MiB. Holes of a sparse file are not read: their
+/// zeros are filled in memory (`FileIO.nextData`, the rule the mover follows too), so a mostly empty disk
+/// image costs chunking, not reading. The caller provides a buffer of at least `maxSize + readSize`; each
+/// chunk is handed out as its own `Data`.
 public struct FileChunker {
     public static let readSize = 1 << 20
     let chunker: Chunker
     let fd: Int32
-    var buffer: UnsafeMutableRawBufferPointer
+    public private(set) var buffer: UnsafeMutableRawBufferPointer
     var start = 0
     var end = 0
     var eof = false
     var scan = Chunker.ScanState()
-    /// Bytes read from the file so far.
+    /// The file's offset of the next byte to read, the size it had when chunking began (holes are looked
+    /// up below it; a file that grows meanwhile is read to its end), and the current data extent.
+    var position = 0
+    let sizeAtStart: Int
+    var data: (start: Int, end: Int) = (0, 0)
+    /// Bytes of the file chunked so far, and how many of them were zeros of holes, not read.
     public private(set) var bytesRead = 0
+    public private(set) var holeBytes = 0
 
     public init(chunker: Chunker, fd: Int32, buffer: UnsafeMutableRawBufferPointer) {
         precondition(buffer.count >= chunker.parameters.maxSize + Self.readSize, "chunker buffer too small")
         self.chunker = chunker
         self.fd = fd
         self.buffer = buffer
+        sizeAtStart = max(0, Int(lseek(fd, 0, SEEK_END)))
     }
 
     /// Reads up to `readSize` more bytes, first moving the unconsumed bytes to the front if needed.
@@ -118,7 +128,19 @@ public struct FileChunker {
         }
         let target = min(buffer.count, end + Self.readSize)
         while end < target && !eof {
-            let n = read(fd, buffer.baseAddress! + end, target - end)
+            if position >= data.end && position < sizeAtStart {
+                data = FileIO.nextData(fd, from: position, size: sizeAtStart)
+            }
+            if position < data.start {
+                let n = min(target - end, data.start - position)
+                (buffer.baseAddress! + end).initializeMemory(as: UInt8.self, repeating: 0, count: n)
+                end += n
+                position += n
+                bytesRead += n
+                holeBytes += n
+                continue
+            }
+            let n = pread(fd, buffer.baseAddress! + end, target - end, off_t(position))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw POSIXErrorCode(rawValue: errno).map { POSIXError($0) } ?? POSIXError(.EIO)
@@ -127,6 +149,7 @@ public struct FileChunker {
                 eof = true
             } else {
                 end += n
+                position += n
                 bytesRead += n
             }
         }

@@ -42,16 +42,20 @@ final class PackMemory: Sendable {
 
 /// A pack being filled: sealed blobs back to back, then (on `finish`) the sealed header and its length.
 /// Streams into a temporary object when the store can (no pack in memory), otherwise fills pooled memory
-/// and saves it whole. Owned by one party at a time: the repository's write state (under its lock), then
-/// the task that writes it.
+/// and saves it whole.
+///
+/// Room for a blob is taken under the repository's state lock (`add`), which fixes its offset; its bytes
+/// reach the temporary object afterwards, outside any lock and off the cooperative pool (`write`), several
+/// blobs at once. `finish` waits for every write, so a pack is stored only when all its blobs are in it.
 final class PackBuffer: @unchecked Sendable {
     let memory: PackMemory
     var block: PackMemory.Block?
     let appender: (any BlobAppender)?
+    /// Bytes placed so far, and the blobs placed; changed only under the repository's state lock while the
+    /// pack is open, then only by the task that writes it.
     private(set) var size = 0
     var blobs: [PackedBlob] = []
-    /// Set when a write failed: the bytes no longer match `size`, so the pack must never be stored.
-    private(set) var broken = false
+    let writes = PendingWrites()
 
     init(memory: PackMemory, appender: (any BlobAppender)? = nil) {
         self.memory = memory
@@ -74,52 +78,76 @@ final class PackBuffer: @unchecked Sendable {
         block = bigger
     }
 
-    private func write(_ bytes: UnsafeRawBufferPointer) throws {
-        guard !broken else { throw RepositoryError(.storage, "an earlier write to this pack failed") }
-        if let appender {
-            do {
-                try appender.append(bytes)
-            } catch {
-                broken = true
-                throw error
-            }
-        } else {
-            reserve(bytes.count)
-            (block!.pointer + size).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-        }
-        size += bytes.count
-    }
-
-    func append(type: BlobType, id: BlobID, sealed: Data, rawLength: Int) throws {
-        let offset = UInt32(size)
-        try sealed.withUnsafeBytes { try write($0) }
-        blobs.append(PackedBlob(type: type, id: id, offset: offset, length: UInt32(sealed.count),
+    /// Places a sealed blob at the end of the pack; called under the repository's state lock. A pack in
+    /// memory copies the bytes now (a memory copy, nothing that blocks) and returns nil; a streamed pack
+    /// returns the offset where the caller must `write` them, and counts that write as pending.
+    func add(type: BlobType, id: BlobID, sealed: Data, rawLength: Int) -> Int? {
+        let offset = size
+        blobs.append(PackedBlob(type: type, id: id, offset: UInt32(offset), length: UInt32(sealed.count),
                                 rawLength: UInt32(rawLength)))
+        size += sealed.count
+        guard appender == nil else {
+            writes.begin()
+            return offset
+        }
+        reserve(sealed.count)
+        sealed.withUnsafeBytes { (block!.pointer + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return nil
     }
 
-    /// Appends the sealed header and its length and stores the pack durably under its SHA-256 name.
+    /// Writes the bytes of a blob placed at `offset` into the streamed pack.
+    func write(_ sealed: Data, at offset: Int) async throws {
+        guard let appender else { return }
+        do {
+            try await BlockingIO.run { try sealed.withUnsafeBytes { try appender.write($0, at: offset) } }
+            writes.end(failed: false)
+        } catch {
+            writes.end(failed: true)
+            throw error
+        }
+    }
+
+    /// `add` and `write` for a pack with one owner (prune's repacking).
+    func append(type: BlobType, id: BlobID, sealed: Data, rawLength: Int) async throws {
+        if let offset = add(type: type, id: id, sealed: sealed, rawLength: rawLength) {
+            try await write(sealed, at: offset)
+        }
+    }
+
+    /// Appends the sealed header and its length and stores the pack durably under its SHA-256 name. Waits
+    /// for the blobs' writes first; a pack one of them failed to reach is never stored.
     func finish(cipher: BlobCipher, store: any BlobStore) async throws -> BlobID {
-        let header = try cipher.seal(PackFormat.encodeHeader(blobs), aad: PackFormat.headerAAD)
-        try header.withUnsafeBytes { try write($0) }
-        var length = UInt32(header.count).littleEndian
-        try withUnsafeBytes(of: &length) { try write($0) }
+        guard await writes.settled() else {
+            throw RepositoryError(.storage, "a blob of this pack could not be written to its temporary file")
+        }
+        var sealedHeader = try cipher.seal(PackFormat.encodeHeader(blobs), aad: PackFormat.headerAAD)
+        withUnsafeBytes(of: UInt32(sealedHeader.count).littleEndian) { sealedHeader.append(contentsOf: $0) }
+        let tail = sealedHeader
+        let headerOffset = size
+        size += tail.count
         if let appender {
+            let size = self.size
             // Hash by reading back through the OS cache, 1 MiB at a time: the pack is never in memory.
-            var hasher = SHA256()
-            let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
-            defer { piece.deallocate() }
-            var offset = 0
-            while offset < size {
-                let n = min(piece.count, size - offset)
-                let part = UnsafeMutableRawBufferPointer(rebasing: piece[0..<n])
-                try appender.read(at: offset, into: part)
-                hasher.update(bufferPointer: UnsafeRawBufferPointer(part))
-                offset += n
+            let id = try await BlockingIO.run { () throws -> BlobID in
+                try tail.withUnsafeBytes { try appender.write($0, at: headerOffset) }
+                var hasher = SHA256()
+                let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+                defer { piece.deallocate() }
+                var offset = 0
+                while offset < size {
+                    let n = min(piece.count, size - offset)
+                    let part = UnsafeMutableRawBufferPointer(rebasing: piece[0..<n])
+                    try appender.read(at: offset, into: part)
+                    hasher.update(bufferPointer: UnsafeRawBufferPointer(part))
+                    offset += n
+                }
+                return BlobID(bytes: Array(hasher.finalize()))
             }
-            let id = BlobID(bytes: Array(hasher.finalize()))
-            try await appender.commit(as: BlobHandle(.data, id.hex))
+            try await appender.commit(as: BlobHandle(.data, id.hex), size: size)
             return id
         }
+        reserve(tail.count)
+        tail.withUnsafeBytes { (block!.pointer + headerOffset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         let done = block!
         block = nil
         let memory = self.memory
@@ -128,5 +156,44 @@ final class PackBuffer: @unchecked Sendable {
         let data = Data(bytesNoCopy: done.pointer, count: size, deallocator: .custom { _, _ in memory.give(done) })
         try await store.save(BlobHandle(.data, id.hex), data: data)
         return id
+    }
+}
+
+/// Writes into a pack that have begun and not ended; `settled` waits until there are none.
+final class PendingWrites: Sendable {
+    private struct State {
+        var running = 0
+        var failed = false
+        var waiter: CheckedContinuation<Bool, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func begin() {
+        state.withLock { $0.running += 1 }
+    }
+
+    func end(failed: Bool) {
+        let resume = state.withLock { s -> (CheckedContinuation<Bool, Never>, Bool)? in
+            s.running -= 1
+            s.failed = s.failed || failed
+            guard s.running == 0, let waiter = s.waiter else { return nil }
+            s.waiter = nil
+            return (waiter, !s.failed)
+        }
+        if let (waiter, ok) = resume { waiter.resume(returning: ok) }
+    }
+
+    /// Waits until every write has ended; whether all of them succeeded. One waiter at a time (the task
+    /// that writes the pack).
+    func settled() async -> Bool {
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { s -> Bool? in
+                guard s.running > 0 else { return !s.failed }
+                s.waiter = continuation
+                return nil
+            }
+            if let now { continuation.resume(returning: now) }
+        }
     }
 }

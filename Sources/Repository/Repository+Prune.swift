@@ -156,7 +156,7 @@ extension Repository {
                 let location = BlobLocation(pack: 0, offset: b.offset, length: b.length, rawLength: b.rawLength,
                                             type: b.type)
                 _ = try decryptBlob(sealed, id: b.id, location: location, pack: pack)
-                try buffer.append(type: b.type, id: b.id, sealed: sealed, rawLength: Int(b.rawLength))
+                try await Self.wrapStorage { try await buffer.append(type: b.type, id: b.id, sealed: sealed, rawLength: Int(b.rawLength)) }
                 report.bytesRepacked += sealed.count
                 if buffer.size >= config.packSize {
                     written.append(try await writeRawPack(buffer))

@@ -35,6 +35,9 @@ public final class Repository: Sendable {
         var openPack: PackBuffer?
         var unindexed: [IndexFile.Pack] = []
         var lastIndexWrite = Date()
+        /// Packs that could not be stored, since the repository was opened, and the last storage cause.
+        var lostPacks = 0
+        var lastLoss: StorageError?
     }
 
     init(store: any BlobStore, config: RepositoryConfig, master: MasterKey, keyName: String, logger: Logger) {
@@ -310,19 +313,23 @@ public final class Repository: Sendable {
             return true
         }
         guard fresh else { return (id, 0) }
-        let sealed = try cipher.seal(Self.encode(plaintext, level: config.compressionLevel),
+        let sealed: Data
+        do {
+            sealed = try cipher.seal(Self.encode(plaintext, level: config.compressionLevel),
                                      aad: PackFormat.blobAAD(type: type, id: id))
+        } catch {
+            _ = state.withLock { $0.pending.remove(id) }
+            throw error
+        }
         var full: PackBuffer?
+        var placed: (pack: PackBuffer, offset: Int)?
         while true {
             let pack = try await openPack()
-            // Append only to the pack that is still open: another task may have taken it to write it.
-            let appended = try state.withLock { s -> Bool in
+            // Place only into the pack that is still open: another task may have taken it to write it.
+            let appended = state.withLock { s -> Bool in
                 guard s.openPack === pack else { return false }
-                do {
-                    try pack.append(type: type, id: id, sealed: sealed, rawLength: plaintext.count)
-                } catch {
-                    s.openPack = nil   // broken: nobody appends to it again, it is never stored
-                    throw error
+                if let offset = pack.add(type: type, id: id, sealed: sealed, rawLength: plaintext.count) {
+                    placed = (pack, offset)
                 }
                 if pack.size >= config.packSize {
                     s.openPack = nil
@@ -332,8 +339,41 @@ public final class Repository: Sendable {
             }
             if appended { break }
         }
+        if let placed {
+            do {
+                try await Self.wrapStorage { try await placed.pack.write(sealed, at: placed.offset) }
+            } catch {
+                // The pack can never be stored: nobody places more into it, and its blobs are saved anew.
+                let taken = state.withLock { s -> Bool in
+                    guard s.openPack === placed.pack else { return false }
+                    s.openPack = nil
+                    return true
+                }
+                if taken { abandon(placed.pack, because: error) }
+                throw error
+            }
+        }
         if let full { try await writePack(full) }
         return (id, sealed.count)
+    }
+
+    /// Where a unit of work (a backup) starts: `flush(since:)` then fails if a pack written after this point
+    /// was lost, because that pack may have held this work's blobs.
+    public struct WriteMark: Sendable {
+        let lostPacks: Int
+    }
+
+    public var writeMark: WriteMark { state.withLock { WriteMark(lostPacks: $0.lostPacks) } }
+
+    /// A pack that will never be stored: its blobs are no longer "being stored" (later saves store them
+    /// again), and every unit of work that placed blobs in it learns so at its flush.
+    func abandon(_ pack: PackBuffer, because error: any Error) {
+        state.withLock { s in
+            for blob in pack.blobs { s.pending.remove(blob.id) }
+            s.lostPacks += 1
+            s.lastLoss = (error as? RepositoryError)?.storage ?? (error as? StorageError)
+        }
+        logger.error("repository.pack.lost", metadata: ["cairn.blobs": "\(pack.blobs.count)", "error": "\(error)"])
     }
 
     /// The pack blobs are appended to, created on first use.
@@ -358,7 +398,13 @@ public final class Repository: Sendable {
         try await packWrites.acquire()
         defer { packWrites.release() }
         let blobs = pack.blobs
-        let packID = try await Self.wrapStorage { try await pack.finish(cipher: cipher, store: store) }
+        let packID: BlobID
+        do {
+            packID = try await Self.wrapStorage { try await pack.finish(cipher: cipher, store: store) }
+        } catch {
+            abandon(pack, because: error)
+            throw error
+        }
         let batch = state.withLock { s -> [IndexFile.Pack]? in
             s.index.add(pack: packID, blobs: blobs)
             for b in blobs { s.pending.remove(b.id) }
@@ -376,8 +422,10 @@ public final class Repository: Sendable {
         try await saveFile(file.encode(), kind: .index)
     }
 
-    /// Makes every blob saved so far durable and indexed.
-    public func flush() async throws {
+    /// Makes every blob saved so far durable and indexed. With `mark`, also fails when a pack written
+    /// since the mark was lost (it may have held blobs of the work that took the mark, which must then not
+    /// write anything that refers to them).
+    public func flush(since mark: WriteMark? = nil) async throws {
         let pack = state.withLock { s -> PackBuffer? in
             defer { s.openPack = nil }
             return s.openPack.flatMap { $0.isEmpty ? nil : $0 }
@@ -388,6 +436,16 @@ public final class Repository: Sendable {
             return s.unindexed
         }
         if !batch.isEmpty { try await writeIndex(IndexFile(packs: batch)) }
+        if let mark {
+            let (lost, cause) = state.withLock { ($0.lostPacks - mark.lostPacks, $0.lastLoss) }
+            if lost > 0 {
+                var error = RepositoryError(.storage, "\(lost) pack\(lost == 1 ? "" : "s") written during this work could not be stored, "
+                                            + "so some of its data is missing; nothing refers to it yet — run it again")
+                error.storage = cause
+                if let cause { error.underlying = cause.description }
+                throw error
+            }
+        }
     }
 
     /// Loads, decrypts and verifies one blob.

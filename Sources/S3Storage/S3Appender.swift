@@ -9,7 +9,6 @@ final class S3Appender: BlobAppender, @unchecked Sendable {
     let kind: BlobKind
     let path: String
     private let fd: Int32
-    private(set) var size = 0
     private var closed = false
 
     init(store: S3BlobStore, kind: BlobKind) throws {
@@ -23,31 +22,33 @@ final class S3Appender: BlobAppender, @unchecked Sendable {
 
     deinit { abort() }
 
-    func append(_ bytes: UnsafeRawBufferPointer) throws {
-        try FileIO.writeAll(fd, bytes, path: path)
-        size += bytes.count
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        try FileIO.writeAll(fd, bytes, at: offset, path: path)
     }
 
     func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
         try FileIO.readAll(fd, into: buffer, at: offset, path: path)
     }
 
-    func chunk(_ offset: Int, _ count: Int) throws -> ByteBuffer {
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(count)
-        try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
-            try self.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: raw[..<count]))
-            return count
+    /// Bytes of the spool file, read off the cooperative pool.
+    func chunk(_ offset: Int, _ count: Int) async throws -> ByteBuffer {
+        try await BlockingIO.run {
+            var buffer = ByteBuffer()
+            buffer.reserveCapacity(count)
+            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
+                try self.read(at: offset, into: UnsafeMutableRawBufferPointer(rebasing: raw[..<count]))
+                return count
+            }
+            return buffer
         }
-        return buffer
     }
 
-    func commit(as handle: BlobHandle) async throws {
+    func commit(as handle: BlobHandle, size: Int) async throws {
         precondition(handle.kind == kind, "an appender commits to the kind it was made for")
         if size > store.options.multipartThreshold {
-            try await store.uploadMultipart(handle, size: size) { offset, count in try self.chunk(offset, count) }
+            try await store.uploadMultipart(handle, size: size) { offset, count in try await self.chunk(offset, count) }
         } else {
-            let body = try chunk(0, size)
+            let body = try await chunk(0, size)
             try await store.putObject(handle, body: body, md5: S3BlobStore.md5Base64(body),
                                       createOnly: false)
         }

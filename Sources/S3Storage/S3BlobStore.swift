@@ -301,7 +301,7 @@ public final class S3BlobStore: BlobStore {
 
     /// Uploads an object in parts read by `part(offset, count)`, 4 parts at once; aborts on failure.
     func uploadMultipart(_ handle: BlobHandle, size: Int,
-                         part: @escaping @Sendable (Int, Int) throws -> ByteBuffer) async throws {
+                         part: @escaping @Sendable (Int, Int) async throws -> ByteBuffer) async throws {
         let objectKey = key(handle)
         let create = try await client.send(S3Client.Request(
             method: .POST, key: objectKey, query: [("uploads", "")],
@@ -315,7 +315,7 @@ public final class S3BlobStore: BlobStore {
         do {
             let etags = try await Concurrent.map(0..<count, width: 4) { index in
                 let offset = index * partSize
-                let body = try part(offset, min(partSize, size - offset))
+                let body = try await part(offset, min(partSize, size - offset))
                 let md5 = Self.md5Base64(body)
                 let response = try await self.client.send(S3Client.Request(
                     method: .PUT, key: objectKey, query: [("partNumber", "\(index + 1)"), ("uploadId", uploadID)],

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import Concurrent
 import Repository
+import Storage
 import Synchronization
 
 /// What to back up.
@@ -99,8 +101,11 @@ public final class Archiver: Sendable {
         }
         return try await RepositoryLock.with(repository, exclusive: false, operation: "backup", wait: 30) {
             try await repository.loadIndex()
-            let scanner = Task { scan(paths) }
-            defer { scanner.cancel() }
+            let mark = repository.writeMark
+            // Counting runs beside the backup, through BlockingIO (it is all lstat), and stops with it.
+            let stopScan = Locked(false)
+            Task { try? await BlockingIO.run { self.scan(paths, until: stopScan) } }
+            defer { stopScan.withLock { $0 = true } }
             var parentRoot: Tree?
             if let parent = options.parent { parentRoot = try await repository.loadTree(parent.tree) }
             let slots = AsyncSemaphore(permits: max(1, options.fileConcurrency))
@@ -129,7 +134,7 @@ public final class Archiver: Sendable {
             let root = try await repository.saveBlob(.tree, Tree(nodes: rootNodes).encoded())
             summary.withLock { $0.bytesAdded += root.added; $0.blobsAdded += root.added > 0 ? 1 : 0 }
             // Durability order: data and index first, the snapshot that refers to them last.
-            try await repository.flush()
+            try await repository.flush(since: mark)
             var final = summary.withLock { $0 }
             final.errors = errors.withLock { $0.count }
             final.seconds = Date().timeIntervalSince(start)
@@ -168,12 +173,12 @@ public final class Archiver: Sendable {
 
     func archiveDirectory(_ path: String, node: Node, previous: Node?, slots: AsyncSemaphore) async throws -> Node {
         var node = node
-        let names: [String]
+        let entries: [DirectoryEntry]
         do {
-            names = try Self.listDirectory(path)
+            entries = try await DirectoryEntry.read(path)
         } catch let error as SnapshotError where error.code == .unreadable {
             record(error)
-            names = []
+            entries = []
         }
         let previousTree: Tree?
         if let previous, previous.type == .dir, let subtree = previous.subtree {
@@ -181,17 +186,15 @@ public final class Archiver: Sendable {
         } else {
             previousTree = nil
         }
-        var nodes = [Node?](repeating: nil, count: names.count)
+        var nodes = [Node?](repeating: nil, count: entries.count)
         try await withThrowingTaskGroup(of: (Int, Node?).self) { group in
-            for (i, name) in names.enumerated() {
-                let full = path == "/" ? "/" + name : path + "/" + name
-                var st = stat()
-                guard lstat(full, &st) == 0 else {
-                    record(SnapshotError.unreadable(full, errno: errno, operation: "lstat"))
+            for (i, entry) in entries.enumerated() {
+                let full = entry.path
+                guard var child = entry.node else {
+                    record(SnapshotError.unreadable(full, errno: entry.errno, operation: "lstat"))
                     continue
                 }
-                var child = Node(name: name, stat: st)
-                let before = previousTree?.node(named: name)
+                let before = previousTree?.node(named: entry.name)
                 switch child.type {
                 case .dir:
                     child = try await archiveDirectory(full, node: child, previous: before, slots: slots)
@@ -265,25 +268,36 @@ public final class Archiver: Sendable {
     }
 
     /// Reads, chunks and stores one file. Source problems are recorded and give nil; repository
-    /// problems are thrown.
+    /// problems are thrown. Opening and reading run through `BlockingIO`, so cold reads of many files
+    /// overlap with hashing and compressing on the cooperative pool.
     func archiveFile(_ path: String, node: Node, changed: Bool) async throws -> Node? {
-        var node = node
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else {
-            record(SnapshotError.unreadable(path, errno: errno, operation: "open"))
+        let wholeUpTo = repository.chunker.parameters.minSize
+        let file: (fd: Int32, node: Node, whole: Data?)
+        do {
+            file = try await BlockingIO.run {
+                let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                guard fd >= 0 else { throw SnapshotError.unreadable(path, errno: errno, operation: "open") }
+                var st = stat()
+                let current = fstat(fd, &st) == 0 ? Node(name: node.name, stat: st) : node
+                // Small files are one chunk: read them whole, no chunker buffer needed.
+                guard current.size <= UInt64(wholeUpTo) else { return (fd, current, nil) }
+                do {
+                    return (fd, current, try Self.readAll(fd, sizeHint: Int(current.size), path: path))
+                } catch {
+                    close(fd)
+                    throw error
+                }
+            }
+        } catch let error as SnapshotError where error.code == .unreadable {
+            record(error)
             return nil
         }
-        defer { close(fd) }
-        var st = stat()
-        if fstat(fd, &st) == 0 {
-            node = Node(name: node.name, stat: st)
-        }
+        defer { close(file.fd) }
+        var node = file.node
         var ids: [BlobID] = []
         var bytesRead = 0
         do {
-            if node.size <= UInt64(repository.chunker.parameters.minSize) {
-                // Small files are one chunk: read them whole, no chunker buffer needed.
-                let data = try Self.readAll(fd, sizeHint: Int(node.size), path: path)
+            if let data = file.whole {
                 bytesRead = data.count
                 if !data.isEmpty {
                     let saved = try await repository.saveBlob(.data, data)
@@ -291,7 +305,7 @@ public final class Archiver: Sendable {
                     count(saved.added)
                 }
             } else {
-                (ids, bytesRead) = try await chunkAndStore(fd: fd, path: path)
+                (ids, bytesRead) = try await chunkAndStore(fd: file.fd, path: path)
             }
         } catch let error as SnapshotError where error.code == .unreadable {
             record(error)
@@ -317,46 +331,27 @@ public final class Archiver: Sendable {
         }
     }
 
+    /// A large file's chunks: read (through `BlockingIO`) and cut in order, `chunkWindow` of them stored at
+    /// once, their IDs in file order.
     func chunkAndStore(fd: Int32, path: String) async throws -> ([BlobID], Int) {
-        let buffer = buffers.take()
-        defer { buffers.give(buffer) }
-        var chunker = FileChunker(chunker: repository.chunker, fd: fd, buffer: buffer)
+        let reader = ChunkReader(FileChunker(chunker: repository.chunker, fd: fd, buffer: buffers.take()), path: path)
+        defer { buffers.give(reader.chunker.buffer) }
         var ids: [BlobID] = []
-        try await withThrowingTaskGroup(of: (Int, BlobID, Int).self) { group in
-            var results: [Int: BlobID] = [:]
-            var next = 0
-            var inFlight = 0
-            while true {
-                let chunk: Data?
-                do {
-                    chunk = try chunker.next()
-                } catch {
-                    throw SnapshotError.unreadable(path, errno: (error as? POSIXError)?.code.rawValue ?? EIO, operation: "read")
-                }
-                guard let chunk else { break }
+        let repository = self.repository, chunkSlots = self.chunkSlots
+        try await Concurrent.ordered(width: Self.chunkWindow, produce: { emit in
+            while let chunk = try await reader.next() {
                 progress.add(bytes: chunk.count)
-                if inFlight >= Self.chunkWindow, let (i, id, added) = try await group.next() {
-                    results[i] = id
-                    count(added)
-                    inFlight -= 1
-                }
-                let index = next
-                next += 1
-                inFlight += 1
-                try await chunkSlots.acquire()
-                group.addTask {
-                    defer { self.chunkSlots.release() }
-                    let saved = try await self.repository.saveBlob(.data, chunk)
-                    return (index, saved.id, saved.added)
-                }
+                try await emit(chunk)
             }
-            for try await (i, id, added) in group {
-                results[i] = id
-                count(added)
-            }
-            ids = (0..<next).map { results[$0]! }
-        }
-        return (ids, chunker.bytesRead)
+        }, { chunk in
+            try await chunkSlots.acquire()
+            defer { chunkSlots.release() }
+            return try await repository.saveBlob(.data, chunk)
+        }, collect: { saved in
+            ids.append(saved.id)
+            count(saved.added)
+        })
+        return (ids, reader.chunker.bytesRead)
     }
 
     func describeSpecial(_ path: String, node: Node) throws -> Node {
@@ -372,10 +367,10 @@ public final class Archiver: Sendable {
     }
 
     /// Counts files and bytes below the paths, for the progress display's ETA.
-    func scan(_ paths: [String]) {
+    func scan(_ paths: [String], until stop: Locked<Bool>) {
         var stack = paths
         var files = 0, bytes = 0
-        while let path = stack.popLast(), !Task.isCancelled {
+        while let path = stack.popLast(), !stop.withLock({ $0 }) {
             var st = stat()
             guard lstat(path, &st) == 0 else { continue }
             if (st.st_mode & S_IFMT) == S_IFDIR {
@@ -420,6 +415,47 @@ public final class Archiver: Sendable {
         }
         data.count = filled
         return data
+    }
+}
+
+/// A file being chunked, owned by one task at a time; each read runs through `BlockingIO`.
+final class ChunkReader: @unchecked Sendable {
+    var chunker: FileChunker
+    let path: String
+
+    init(_ chunker: FileChunker, path: String) {
+        self.chunker = chunker
+        self.path = path
+    }
+
+    func next() async throws -> Data? {
+        try await BlockingIO.run {
+            do {
+                return try self.chunker.next()
+            } catch {
+                throw SnapshotError.unreadable(self.path, errno: (error as? POSIXError)?.code.rawValue ?? EIO, operation: "read")
+            }
+        }
+    }
+}
+
+/// One directory's entries in name order, each with its metadata (`lstat`) or the error that kept it
+/// from being read: the walk of a host backup and of the mover's sender, read off the cooperative pool.
+struct DirectoryEntry: Sendable {
+    var name: String
+    var path: String
+    var node: Node?
+    var errno: Int32
+
+    static func read(_ directory: String) async throws -> [DirectoryEntry] {
+        try await BlockingIO.run {
+            try Archiver.listDirectory(directory).map { name in
+                let path = directory == "/" ? "/" + name : directory + "/" + name
+                var st = stat()
+                guard lstat(path, &st) == 0 else { return DirectoryEntry(name: name, path: path, node: nil, errno: Glibc.errno) }
+                return DirectoryEntry(name: name, path: path, node: Node(name: name, stat: st), errno: 0)
+            }
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import Concurrent
 import Repository
+import Storage
 import Synchronization
 
 /// What to do with a file that already exists in the restore target.
@@ -245,9 +247,10 @@ public final class Restorer: Sendable {
     func restoreFile(_ node: Node, to dest: String, asRoot: Bool, replacing: Bool) async throws -> Int {
         let dir = (dest as NSString).deletingLastPathComponent
         let tmp = replacing ? dir + "/.cairn-restore-" + UUID().uuidString.prefix(8) : dest
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw SnapshotError.writing(errno, "create", path: tmp)
+        let fd = try await BlockingIO.run {
+            let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw SnapshotError.writing(errno, "create", path: tmp) }
+            return fd
         }
         var completed = false
         defer {
@@ -256,41 +259,37 @@ public final class Restorer: Sendable {
         }
         var offset = 0
         let content = node.content ?? []
-        // Blobs stored back to back in one pack are read together (one request on object storage).
-        let runs = repository.contiguousRuns(content)
-        try await withThrowingTaskGroup(of: (Int, [Data]).self) { group in
-            var next = 0
-            var ready: [Int: [Data]] = [:]
-            var written = 0
-            func schedule() {
-                guard next < runs.count else { return }
-                let i = next, ids = content[runs[i]]
-                next += 1
-                group.addTask { (i, try await self.repository.loadBlobs(ids)) }
-            }
-            // At most 3 runs of ≤ 4 MiB in flight per file: bounded memory whatever the file's size.
-            for _ in 0..<3 { schedule() }
-            while written < runs.count {
-                guard let (i, pieces) = try await group.next() else { break }
-                ready[i] = pieces
-                while let pieces = ready.removeValue(forKey: written) {
-                    for data in pieces {
-                        try NodeWriter.writeSparse(fd, data, at: offset, path: dest)
-                        offset += data.count
-                        bytesDone.withLock { $0 += data.count }
-                    }
-                    written += 1
-                    schedule()
+        let repository = self.repository
+        // Blobs stored back to back in one pack are read together (one request on object storage); at most
+        // 3 runs of ≤ 4 MiB in flight per file: bounded memory whatever the file's size. Writes run through
+        // `BlockingIO` while the next runs are read.
+        try await Concurrent.ordered(width: 3, produce: { emit in
+            for run in repository.contiguousRuns(content) { try await emit(content[run]) }
+        }, { ids in
+            try await repository.loadBlobs(ids)
+        }, collect: { pieces in
+            let start = offset
+            let written = try await BlockingIO.run {
+                var at = start
+                for data in pieces {
+                    try NodeWriter.writeSparse(fd, data, at: at, path: dest)
+                    at += data.count
                 }
+                return at - start
             }
-        }
-        guard ftruncate(fd, off_t(offset)) == 0 else {
-            throw SnapshotError.writing(errno, "size", path: dest)
-        }
-        NodeWriter.finishFile(fd, node: node, asRoot: asRoot)
-        if replacing {
-            guard rename(tmp, dest) == 0 else {
-                throw SnapshotError.writing(errno, "move into place", path: dest)
+            offset += written
+            bytesDone.withLock { $0 += written }
+        })
+        let size = offset
+        try await BlockingIO.run {
+            guard ftruncate(fd, off_t(size)) == 0 else {
+                throw SnapshotError.writing(errno, "size", path: dest)
+            }
+            NodeWriter.finishFile(fd, node: node, asRoot: asRoot)
+            if replacing {
+                guard rename(tmp, dest) == 0 else {
+                    throw SnapshotError.writing(errno, "move into place", path: dest)
+                }
             }
         }
         completed = true

@@ -98,17 +98,18 @@ public protocol BlobStore: Sendable {
     func makeAppender(_ kind: BlobKind) async throws -> (any BlobAppender)?
 }
 
-/// An object being written sequentially (see `BlobStore.makeAppender`). Used by one owner at a time.
+/// An object built piece by piece (see `BlobStore.makeAppender`). Each piece is written at an offset the
+/// caller chose — from several threads at once, as long as the pieces do not overlap — so nobody holds a lock
+/// while the bytes reach the operating system. The calls block (they are file writes and reads): run them
+/// through `BlockingIO`. On `commit` the object is the bytes `0..<size`.
 public protocol BlobAppender: AnyObject, Sendable {
-    /// Bytes appended so far.
-    var size: Int { get }
-    /// Appends bytes. Blocking, but only as long as a write to the operating system's cache.
-    func append(_ bytes: UnsafeRawBufferPointer) throws
-    /// Reads back `count` bytes at `offset` of what was appended (to hash it without keeping it).
+    /// Writes bytes at `offset`.
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws
+    /// Reads back bytes written at `offset` (to hash the object without keeping it in memory).
     func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws
-    /// Makes the object durable and visible under `handle`. Atomic.
-    func commit(as handle: BlobHandle) async throws
-    /// Discards everything appended.
+    /// Makes the object (`size` bytes, all written) durable and visible under `handle`. Atomic.
+    func commit(as handle: BlobHandle, size: Int) async throws
+    /// Discards everything written.
     func abort()
 }
 

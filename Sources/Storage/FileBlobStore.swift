@@ -89,7 +89,7 @@ public struct FileBlobStore: BlobStore {
             }
             do {
                 defer { close(fd) }
-                try data.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: target) }
+                try data.withUnsafeBytes { try FileIO.writeAll(fd, $0, at: 0, path: target) }
                 guard fsync(fd) == 0 else { throw StorageError.posix(errno, operation: "fsync", path: target) }
             }
             if options.createOnly {
@@ -254,7 +254,6 @@ final class FileAppender: BlobAppender, @unchecked Sendable {
     let store: FileBlobStore
     let path: String
     let fd: Int32
-    private(set) var size = 0
     private var closed = false
 
     init(store: FileBlobStore, path: String) throws {
@@ -268,19 +267,23 @@ final class FileAppender: BlobAppender, @unchecked Sendable {
         if !closed { abort() }
     }
 
-    func append(_ bytes: UnsafeRawBufferPointer) throws {
-        try FileIO.writeAll(fd, bytes, path: path)
-        size += bytes.count
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        try FileIO.writeAll(fd, bytes, at: offset, path: path)
     }
 
     func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
         try FileIO.readAll(fd, into: buffer, at: offset, path: path)
     }
 
-    func commit(as handle: BlobHandle) async throws {
+    func commit(as handle: BlobHandle, size: Int) async throws {
         let target = store.path(handle)
         let dir = store.directory(handle)
         try await BlockingIO.run { [self] in
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw StorageError.posix(errno, operation: "stat", path: path) }
+            guard Int(st.st_size) == size else {
+                throw StorageError(.io, "the temporary file holds \(st.st_size) bytes, \(size) were written", location: path)
+            }
             guard fsync(fd) == 0 else { throw StorageError.posix(errno, operation: "fsync", path: target) }
             try FileBlobStore.ensureDirectory(dir)
             guard rename(path, target) == 0 else { throw StorageError.posix(errno, operation: "rename", path: target) }

@@ -3,11 +3,11 @@ import Foundation
 /// Whole reads and writes on file descriptors: short transfers and interruptions retried, errors as
 /// `StorageError`s naming the path. Shared by the stores that spool to local files.
 public enum FileIO {
-    /// Writes all of `bytes` at the current position.
-    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+    /// Writes all of `bytes` at `offset`.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws {
         var done = 0
         while done < bytes.count {
-            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw StorageError.posix(errno, operation: "write", path: path)
@@ -29,4 +29,20 @@ public enum FileIO {
             done += n
         }
     }
+
+    /// Where the next data of a sparse file lies, from `offset` in a file of `size` bytes: bytes
+    /// `offset..<start` are a hole (zeros never written), `start..<end` hold data. Where the file system
+    /// cannot say (no SEEK_DATA), everything from `offset` is data. The one rule for holes: backups on the
+    /// host and through a mover read the same files the same way.
+    public static func nextData(_ fd: Int32, from offset: Int, size: Int) -> (start: Int, end: Int) {
+        let found = lseek(fd, off_t(offset), seekData)
+        if found < 0 { return errno == ENXIO ? (size, size) : (offset, size) }
+        let start = min(Int(found), size)
+        let hole = lseek(fd, off_t(start), seekHole)
+        return (start, hole > start ? min(Int(hole), size) : size)
+    }
 }
+
+// Linux's lseek whence values (not exported by Glibc's module without _GNU_SOURCE).
+private let seekData: Int32 = 3
+private let seekHole: Int32 = 4

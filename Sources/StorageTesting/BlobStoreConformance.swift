@@ -1,3 +1,4 @@
+import Concurrent
 import Foundation
 import Storage
 
@@ -41,36 +42,39 @@ public struct BlobStoreConformance: Sendable {
         try await appender()
     }
 
-    /// Objects built with an appender (when the store offers one): visible only after commit, read back
-    /// exactly, and nothing left behind by an aborted one. `large` bytes exercise a store's multipart path.
+    /// Objects built with an appender (when the store offers one): pieces written at their offsets from
+    /// several threads at once and out of order, visible only after commit, read back exactly, and nothing
+    /// left behind by an aborted one. `large` bytes exercise a store's multipart path.
     func appender(large: Int = 11 << 20) async throws {
         guard let appender = try await store.makeAppender(.data) else { return }
         var expected = Data()
+        var pieces: [(offset: Int, bytes: Data)] = []
         var seed: UInt64 = 0x9E3779B97F4A7C15
-        for size in [1, 70_000, large] {
+        for size in [1, 70_000, large, 3] {
             var bytes = [UInt8](repeating: 0, count: size)
             for i in 0..<size {
                 seed = seed &* 6364136223846793005 &+ 1442695040888963407
                 bytes[i] = UInt8(truncatingIfNeeded: seed >> 33)
             }
-            let piece = Data(bytes)
-            try piece.withUnsafeBytes { try appender.append($0) }
-            expected.append(piece)
+            pieces.append((expected.count, Data(bytes)))
+            expected.append(contentsOf: bytes)
         }
-        try require(appender.size == expected.count, "an appender counts what it was given", "\(appender.size)")
+        try await Concurrent.forEach(pieces.reversed(), width: pieces.count, { piece in
+            try await BlockingIO.run { try piece.bytes.withUnsafeBytes { try appender.write($0, at: piece.offset) } }
+        }, collect: { _ in })
         var middle = Data(count: 1000)
         try middle.withUnsafeMutableBytes { try appender.read(at: 50_000, into: $0) }
-        try require(middle == expected.subdata(in: 50_000..<51_000), "an appender reads back what was appended", "differs")
+        try require(middle == expected.subdata(in: 50_000..<51_000), "an appender reads back what was written", "differs")
         let handle = BlobHandle(.data, String(repeating: "cd", count: 32))
         try require(!(try await store.exists(handle)), "an uncommitted object is invisible", "visible")
-        try await appender.commit(as: handle)
+        try await appender.commit(as: handle, size: expected.count)
         try require(try await store.load(handle) == expected, "a committed object reads back exactly",
                     "\(expected.count) bytes expected")
         try require(try await store.load(handle, range: large..<(large + 4096)) == expected.subdata(in: large..<(large + 4096)),
                     "ranges of a committed object", "differs")
         try await store.remove(handle)
         if let aborted = try await store.makeAppender(.data) {
-            try Data(count: 1000).withUnsafeBytes { try aborted.append($0) }
+            try Data(count: 1000).withUnsafeBytes { try aborted.write($0, at: 0) }
             aborted.abort()
         }
         try require(try await store.list(.data).isEmpty, "an aborted appender leaves nothing", "objects listed")

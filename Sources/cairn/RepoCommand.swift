@@ -1,3 +1,4 @@
+import Concurrent
 import ArgumentParser
 import Foundation
 import Repository

@@ -84,4 +84,35 @@ struct ChunkerTests {
         #expect(joined == data)
         #expect(streamed == chunks(data, chunker))
     }
+
+    @Test("holes of a sparse file are not read, and its chunks are those of the same bytes written out")
+    func sparseFileHoles() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var rng = SeededRandom(seed: 5)
+        let head = rng.bytes(3 << 20), tail = rng.bytes(2 << 20)
+        let hole = 24 << 20
+        let fd = open(dir.sub("sparse"), O_RDWR | O_CREAT, 0o600)
+        defer { close(fd) }
+        head.withUnsafeBytes { _ = pwrite(fd, $0.baseAddress!, $0.count, 0) }
+        tail.withUnsafeBytes { _ = pwrite(fd, $0.baseAddress!, $0.count, off_t(head.count + hole)) }
+        var whole = head
+        whole.append(Data(count: hole))
+        whole.append(tail)
+        let chunker = Chunker(parameters: Self.parameters)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.parameters.maxSize + (1 << 20), alignment: 64)
+        defer { buffer.deallocate() }
+        var stream = FileChunker(chunker: chunker, fd: fd, buffer: buffer)
+        var streamed: [Int] = []
+        var joined = Data()
+        while let chunk = try stream.next() {
+            streamed.append(chunk.count)
+            joined.append(chunk)
+        }
+        #expect(joined == whole)
+        #expect(streamed == chunks(whole, chunker))
+        #expect(stream.bytesRead == whole.count)
+        // The file system may round a hole to its blocks; most of the 24 MiB must not have been read.
+        #expect(stream.holeBytes >= hole - (1 << 20), "\(stream.holeBytes) bytes of holes filled in memory")
+    }
 }

@@ -1,3 +1,4 @@
+import Concurrent
 import Foundation
 @testable import Repository
 import Storage
@@ -209,6 +210,51 @@ struct RepositoryTests {
             #expect(refused?.code == .locked)
             try await repo.removeFile(.locks, name: name)
         }
+    }
+
+    @Test("a pack that cannot be stored fails every backup that placed blobs in it, and its blobs are stored again later")
+    func lostPackFailsEveryWriter() async throws {
+        let faulty = FaultyBlobStore(MemoryBlobStore())
+        let repo = try await newRepository(faulty, packSize: 1 << 20)
+        var rng = SeededRandom(seed: 9)
+        // Backup A places a blob in the open pack and goes on with other work.
+        let markA = repo.writeMark
+        let fromA = rng.bytes(300_000)
+        let idA = try await repo.saveBlob(.data, fromA).id
+        // Backup B fills the same pack; storing it fails.
+        let markB = repo.writeMark
+        faulty.inject(.init(kinds: [.data], operations: [.save], error: StorageError(.unavailable, "injected", location: "pack"),
+                            remaining: 1))
+        var failedB: RepositoryError?
+        for _ in 0..<8 where failedB == nil {
+            failedB = await caught(RepositoryError.self) { try await repo.saveBlob(.data, rng.bytes(300_000)) }
+        }
+        #expect(failedB?.storage?.code == .unavailable, "the backup that wrote the pack sees the storage error")
+        // A must not write a snapshot that refers to its blob.
+        let flushA = await caught(RepositoryError.self) { try await repo.flush(since: markA) }
+        #expect(flushA?.code == .storage)
+        #expect(flushA?.isTransient == true, "the cause is kept: a controller runs the backup again")
+        #expect(await caught(RepositoryError.self) { try await repo.flush(since: markB) } != nil)
+        // The lost blob is not taken for stored: a later backup stores it again and can read it back.
+        let markC = repo.writeMark
+        #expect(!repo.hasBlob(idA))
+        #expect(try await repo.saveBlob(.data, fromA).added > 0)
+        try await repo.flush(since: markC)
+        #expect(try await repo.loadBlob(idA) == fromA)
+    }
+
+    @Test("blobs written into a streamed pack from many tasks at once all read back")
+    func concurrentPackWrites() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let repo = try await newRepository(FileBlobStore(root: URL(fileURLWithPath: dir.sub("repo"))), packSize: 4 << 20)
+        let blobs = (0..<200).map { i -> Data in var rng = SeededRandom(seed: UInt64(100 + i)); return rng.bytes(20_000 + i * 997) }
+        let ids = try await Concurrent.map(blobs, width: 16) { try await repo.saveBlob(.data, $0).id }
+        try await repo.flush(since: repo.writeMark)
+        let reopened = try await Repository.open(store: repo.store, password: "pw")
+        try await reopened.loadIndex()
+        for (id, data) in zip(ids, blobs) { #expect(try await reopened.loadBlob(id) == data) }
+        #expect(try await reopened.check(readData: true).errors.isEmpty)
     }
 
     @Test("check finds a flipped byte in a pack, a truncated pack, a deleted pack and a damaged index file")

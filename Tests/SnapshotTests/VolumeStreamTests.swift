@@ -1,3 +1,4 @@
+import Concurrent
 import Foundation
 @testable import Repository
 @testable import Snapshot

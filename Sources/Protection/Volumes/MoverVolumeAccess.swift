@@ -1,3 +1,4 @@
+import Concurrent
 import Foundation
 import Kube
 import Repository

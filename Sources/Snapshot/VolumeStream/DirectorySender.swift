@@ -1,8 +1,5 @@
 import Foundation
-
-// Linux's lseek whence values (not exported by Glibc's module without _GNU_SOURCE).
-let seekData: Int32 = 3
-let seekHole: Int32 = 4
+import Storage
 
 /// The mover pod's side of a volume backup: walks a directory (the mounted claim) and writes it as a
 /// volume stream. Files that match the parent listing (same size, mtime, ctime and inode) are sent as
@@ -42,24 +39,22 @@ public struct DirectorySender {
 
     func sendDirectory(_ path: String, relative: String, writer: VolumeStreamWriter,
                        buffer: UnsafeMutableRawBufferPointer, totals: inout Totals) async throws {
-        let names: [String]
+        let entries: [DirectoryEntry]
         do {
-            names = try Archiver.listDirectory(path)
+            entries = try await DirectoryEntry.read(path)
         } catch let error as SnapshotError where error.code == .unreadable {
             try await writer.warning(path: relative.isEmpty ? "/" : relative, message: error.description)
             totals.warnings += 1
             return
         }
-        for name in names {
-            let full = path + "/" + name
-            let rel = relative.isEmpty ? name : relative + "/" + name
-            var st = stat()
-            guard lstat(full, &st) == 0 else {
-                try await writer.warning(path: rel, message: SnapshotError.unreadable(full, errno: errno, operation: "lstat").description)
+        for entry in entries {
+            let full = entry.path
+            let rel = relative.isEmpty ? entry.name : relative + "/" + entry.name
+            guard var node = entry.node else {
+                try await writer.warning(path: rel, message: SnapshotError.unreadable(full, errno: entry.errno, operation: "lstat").description)
                 totals.warnings += 1
                 continue
             }
-            var node = Node(name: name, stat: st)
             switch node.type {
             case .dir:
                 try await writer.node(node)
@@ -100,41 +95,21 @@ public struct DirectorySender {
         }
     }
 
-    /// Sends a file's data extents and holes. Where SEEK_DATA is not supported the whole file is data.
-    /// If the file changes while it is read, what was read is sent and its size recorded.
+    /// Sends a file's data extents and holes (`FileIO.nextData`). If the file changes while it is read, what
+    /// was read is sent and its size recorded.
     func sendContent(_ fd: Int32, path: String, writer: VolumeStreamWriter,
                      buffer: UnsafeMutableRawBufferPointer) async throws -> UInt64 {
-        var offset: off_t = 0
-        var end = lseek(fd, 0, SEEK_END)
-        if end < 0 { end = 0 }
-        var sparseAware = true
+        let end = max(0, Int(lseek(fd, 0, SEEK_END)))
+        var offset = 0
         while offset < end {
-            var dataStart = offset
-            if sparseAware {
-                let found = lseek(fd, offset, seekData)
-                if found < 0 {
-                    if errno == ENXIO {  // only a hole up to the end
-                        try await writer.hole(UInt64(end - offset))
-                        offset = end
-                        break
-                    }
-                    sparseAware = false
-                } else {
-                    dataStart = found
-                }
+            let data = FileIO.nextData(fd, from: offset, size: end)
+            if data.start > offset {
+                try await writer.hole(UInt64(data.start - offset))
+                offset = data.start
             }
-            if dataStart > offset {
-                try await writer.hole(UInt64(dataStart - offset))
-                offset = dataStart
-            }
-            var dataEnd = end
-            if sparseAware {
-                let hole = lseek(fd, offset, seekHole)
-                if hole > offset { dataEnd = min(hole, end) }
-            }
-            while offset < dataEnd {
-                let want = min(buffer.count, Int(dataEnd - offset))
-                let n = pread(fd, buffer.baseAddress!, want, offset)
+            while offset < data.end {
+                let want = min(buffer.count, data.end - offset)
+                let n = pread(fd, buffer.baseAddress!, want, off_t(offset))
                 if n < 0 {
                     if errno == EINTR { continue }
                     // Reported; the file is recorded with what could be read.
@@ -143,7 +118,7 @@ public struct DirectorySender {
                 }
                 if n == 0 { return UInt64(offset) }  // truncated while reading
                 try await writer.data(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                offset += off_t(n)
+                offset += n
             }
         }
         return UInt64(offset)

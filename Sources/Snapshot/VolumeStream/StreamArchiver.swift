@@ -1,3 +1,4 @@
+import Concurrent
 import Foundation
 import Repository
 
@@ -118,52 +119,37 @@ public final class StreamArchiver {
         var warnings: [String] = []
         var size: UInt64 = 0
         let repository = self.repository
-        let (ids, added) = try await withThrowingTaskGroup(of: (Int, BlobID, Int).self) { group in
-            var ids: [Int: BlobID] = [:]
-            var added = 0
-            var next = 0
-            var inFlight = 0
-            func store(_ chunks: [Data]) async throws {
-                for chunk in chunks {
-                    if inFlight >= 4, let (i, id, n) = try await group.next() {
-                        ids[i] = id
-                        added += n
-                        inFlight -= 1
-                    }
-                    let index = next
-                    next += 1
-                    inFlight += 1
-                    group.addTask {
-                        let saved = try await repository.saveBlob(.data, chunk)
-                        return (index, saved.id, saved.added)
-                    }
-                }
-            }
+        var ids: [BlobID] = []
+        var added = 0
+        try await Concurrent.ordered(width: 4, produce: { emit in
             loop: while true {
                 guard let event = try await reader.next() else {
                     throw SnapshotError.stream("the stream ended inside \(path)")
                 }
+                let chunks: [Data]
                 switch event {
                 case .data(let bytes):
-                    try await store(bytes.withUnsafeBytes { chunker.append($0) })
+                    chunks = bytes.withUnsafeBytes { chunker.append($0) }
                 case .hole(let count):
-                    try await store(chunker.appendZeros(Int(count)))
+                    chunks = chunker.appendZeros(Int(count))
                 case .fileEnd(let total):
                     size = total
-                    try await store(chunker.finish())
+                    for chunk in chunker.finish() { try await emit(chunk) }
                     break loop
                 case .warning(let where_, let message):
                     warnings.append("\(where_): \(message)")
+                    chunks = []
                 default:
                     throw SnapshotError.stream("unexpected record inside \(path)")
                 }
+                for chunk in chunks { try await emit(chunk) }
             }
-            for try await (i, id, n) in group {
-                ids[i] = id
-                added += n
-            }
-            return ((0..<next).map { ids[$0]! }, added)
-        }
+        }, { chunk in
+            try await repository.saveBlob(.data, chunk)
+        }, collect: { saved in
+            ids.append(saved.id)
+            added += saved.added
+        })
         guard UInt64(chunker.bytesIn) == size else {
             throw SnapshotError.stream("\(path): \(chunker.bytesIn) bytes received, the mover says \(size)")
         }
@@ -210,14 +196,14 @@ public struct TreeSender {
             try await writer.up()
         case .file:
             let content = node.content ?? []
-            let runs = repository.contiguousRuns(content)
             let repository = self.repository
-            var loading: Task<[Data], Error>? = runs.first.map { r in Task { try await repository.loadBlobs(content[r]) } }
             var size: UInt64 = 0
-            for i in runs.indices {
-                let pieces = try await loading!.value
-                loading = i + 1 < runs.count
-                    ? Task { [r = runs[i + 1]] in try await repository.loadBlobs(content[r]) } : nil
+            // The next run of blobs is read while the current one is sent.
+            try await Concurrent.ordered(width: 2, produce: { emit in
+                for run in repository.contiguousRuns(content) { try await emit(content[run]) }
+            }, { ids in
+                try await repository.loadBlobs(ids)
+            }, collect: { pieces in
                 for data in pieces {
                     if data.withUnsafeBytes({ NodeWriter.isZero($0, 0, $0.count) }) {
                         try await writer.hole(UInt64(data.count))
@@ -226,7 +212,7 @@ public struct TreeSender {
                     }
                     size += UInt64(data.count)
                 }
-            }
+            })
             try await writer.fileEnd(size: size)
             totals.files += 1
             totals.bytes += size

@@ -57,7 +57,7 @@ public final class AsyncSemaphore: Sendable {
     }
 
     /// How many tasks wait now (for tests and diagnostics).
-    var waiting: Int { state.withLock { $0.waiters.count } }
+    public var waiting: Int { state.withLock { $0.waiters.count } }
 
     public func release() {
         let next = state.withLock { s -> CheckedContinuation<Void, any Error>? in

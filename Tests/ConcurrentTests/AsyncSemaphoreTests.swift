@@ -1,6 +1,6 @@
 import Foundation
-@testable import Repository
-import StorageTesting
+import Concurrent
+import TestSupport
 import Testing
 
 @Suite("AsyncSemaphore")
