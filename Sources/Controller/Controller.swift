@@ -82,6 +82,8 @@ public final class Controller: Sendable {
                     group.addTask { await self.watch(kind) }
                 }
                 group.addTask { await self.watchNamespaces() }
+                // The actions' runs: cancelled with the group, which waits for them to end.
+                group.addTask { await self.context.runs.serve() }
                 for worker in 0..<max(1, configuration.workers) {
                     group.addTask { await self.work(worker) }
                 }
@@ -99,14 +101,12 @@ public final class Controller: Sendable {
             }
         } catch let lost as ControllerError where lost.reason == ControllerError.leadershipLost.reason {
             await context.queue.shutDown()
-            await context.runs.cancelAll(grace: .seconds(5))
             throw lost
         } catch {
             // cancelled: graceful shutdown
         }
         context.logger.info("controller.stopping")
         await context.queue.shutDown()
-        await context.runs.cancelAll(grace: .seconds(20))
         // Our task is cancelled; the hand-over must still reach the API server: an uncancelled task.
         await Task { await election.release() }.value
     }

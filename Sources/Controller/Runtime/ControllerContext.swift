@@ -117,17 +117,27 @@ public struct ControllerContext: Sendable {
 }
 
 /// The actions this process runs, by object UID, their slots (`ActionSlots`), and repositories waiting
-/// for a prune.
+/// for a prune. The runs themselves are children of the controller's task group (`serve`), not detached
+/// tasks: when the controller stops or loses its Lease they are cancelled, and it waits for them to end
+/// before it hands the Lease over.
 public actor ActionRuns {
-    var running: [String: Task<Void, Never>] = [:]
+    struct Run: Sendable {
+        let uid: String
+        let body: @Sendable () async -> Void
+    }
+
+    var running: Set<String> = []
     var slots: ActionSlots
     var pruneWanted: Set<String> = []
+    private let requests: AsyncStream<Run>
+    private let submit: AsyncStream<Run>.Continuation
 
     public init(maxRunning: Int = 8, maxRunningPerNamespace: Int = 2) {
         slots = ActionSlots(limits: .init(total: max(1, maxRunning), perNamespace: max(1, maxRunningPerNamespace)))
+        (requests, submit) = AsyncStream.makeStream(of: Run.self)
     }
 
-    func isRunning(_ uid: String) -> Bool { running[uid] != nil }
+    func isRunning(_ uid: String) -> Bool { running.contains(uid) }
 
     /// Asks for a slot for an action about to start (see `ActionSlots`).
     func requestSlot(for action: KubeObject, kind: CairnKind) -> ActionSlots.Decision {
@@ -138,30 +148,25 @@ public actor ActionRuns {
     /// Gives a slot back (a claim that failed, a run that ended); returns the waiting actions to wake.
     func releaseSlot(_ uid: String) -> [ObjectKey] { slots.release(uid) }
 
+    /// Hands a run to `serve`; at most one run per action.
     func start(_ uid: String, _ body: @escaping @Sendable () async -> Void) {
-        guard running[uid] == nil else { return }
-        running[uid] = Task { await body() }
+        guard !running.contains(uid) else { return }
+        running.insert(uid)
+        submit.yield(Run(uid: uid, body: body))
     }
 
     /// The run ended: its slot is free; returns the waiting actions to wake.
     func finished(_ uid: String) -> [ObjectKey] {
-        running[uid] = nil
+        running.remove(uid)
         return slots.release(uid)
     }
 
-    /// Cancels every run (graceful shutdown) and waits up to `grace` for them to stop.
-    func cancelAll(grace: Duration) async {
-        let tasks = Array(running.values)
-        for task in tasks { task.cancel() }
-        let deadline = ContinuousClock.now + grace
-        for task in tasks {
-            let remaining = deadline - ContinuousClock.now
-            guard remaining > .zero else { break }
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await task.value }
-                group.addTask { try? await Task.sleep(for: remaining) }
-                await group.next()
-                group.cancelAll()
+    /// Runs the actions started, each as a child of the calling task (their number bounded by the slots),
+    /// until that task is cancelled; then returns once every run has ended. Called once, by the controller.
+    nonisolated func serve() async {
+        await withDiscardingTaskGroup { group in
+            for await run in requests {
+                group.addTask { await run.body() }
             }
         }
     }
