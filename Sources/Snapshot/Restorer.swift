@@ -261,9 +261,10 @@ public final class Restorer: Sendable {
         let content = node.content ?? []
         let repository = self.repository
         // Blobs stored back to back in one pack are read together (one request on object storage); at most
-        // 3 runs of ≤ 4 MiB in flight per file: bounded memory whatever the file's size. Writes run through
-        // `BlockingIO` while the next runs are read.
-        try await Concurrent.ordered(width: 3, produce: { emit in
+        // 2 runs of ≤ 4 MiB in flight per file: bounded memory whatever the file's size (files are restored
+        // several at once, so the disk and the cores stay busy). Each run is written through `BlockingIO`
+        // while the next one is read.
+        try await Concurrent.ordered(width: 2, produce: { emit in
             for run in repository.contiguousRuns(content) { try await emit(content[run]) }
         }, { ids in
             try await repository.loadBlobs(ids)
