@@ -3,6 +3,15 @@ import Foundation
 import Glibc
 #endif
 
+/// Runs blocking work — waiting for a child process, polling it — on a thread of its own and waits for it
+/// without holding a thread: a test that waits for a program never takes one of the cooperative pool's few
+/// threads from the tests running beside it.
+public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
 /// Runs programs for test fixtures with posix_spawn, waiting for exactly that child. Output goes to
 /// temporary files, never pipes: a daemon the program starts (the cluster script starts several) cannot
 /// keep a pipe open or a wait from returning. (Foundation's Process hung here.)

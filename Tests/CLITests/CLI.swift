@@ -19,7 +19,7 @@ struct CLI {
         return env
     }
 
-    struct Result {
+    struct Result: Sendable {
         var status: Int32
         var stdout: String
         var stderr: String
@@ -39,12 +39,17 @@ struct CLI {
     }
 
     @discardableResult
-    func run(_ args: String..., prefix: [String] = []) throws -> Result {
-        try run(args, prefix: prefix)
+    func run(_ args: String..., prefix: [String] = []) async throws -> Result {
+        try await run(args, prefix: prefix)
     }
 
+    /// Runs cairn to completion on a thread of its own (`onOwnThread`).
     @discardableResult
-    func run(_ args: [String], prefix: [String] = []) throws -> Result {
+    func run(_ args: [String], prefix: [String] = []) async throws -> Result {
+        try await onOwnThread { [self] in try runBlocking(args, prefix: prefix) }
+    }
+
+    func runBlocking(_ args: [String], prefix: [String]) throws -> Result {
         let p = process(args, prefix: prefix)
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
@@ -59,14 +64,14 @@ struct CLI {
 
     /// Runs and requires success.
     @discardableResult
-    func ok(_ args: String..., sourceLocation: SourceLocation = #_sourceLocation) throws -> Result {
-        let r = try run(args)
+    func ok(_ args: String..., sourceLocation: SourceLocation = #_sourceLocation) async throws -> Result {
+        let r = try await run(args)
         #expect(r.status == 0, "cairn \(args.joined(separator: " ")) exited \(r.status): \(r.stderr)", sourceLocation: sourceLocation)
         return r
     }
 
-    func json(_ args: String...) throws -> Any {
-        let r = try run(args + ["--json"])
+    func json(_ args: String...) async throws -> Any {
+        let r = try await run(args + ["--json"])
         guard r.status == 0 else { throw CLIFailure(message: "exit \(r.status): \(r.stderr)") }
         return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
     }

@@ -5,88 +5,88 @@ import Testing
 @Suite("cairn CLI: exit codes and bad input")
 struct CLITests {
     @Test("init, backup, snapshots, ls, restore and check work end to end with JSON output")
-    func endToEnd() throws {
+    func endToEnd() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try TestFiles.makeTree(at: dir.sub("src"))
         let cli = CLI(repo: dir.sub("repo"))
-        try cli.ok("repo", "init")
-        let backup = try cli.json("backup", dir.sub("src")) as! [String: Any]
+        try await cli.ok("repo", "init")
+        let backup = try await cli.json("backup", dir.sub("src")) as! [String: Any]
         let id = backup["snapshot"] as! String
-        let list = try cli.json("snapshots") as! [[String: Any]]
+        let list = try await cli.json("snapshots") as! [[String: Any]]
         #expect(list.map { $0["id"] as! String } == [id])
-        let ls = try cli.json("ls", String(id.prefix(8))) as! [[String: Any]]
+        let ls = try await cli.json("ls", String(id.prefix(8))) as! [[String: Any]]
         #expect(ls.contains { $0["path"] as? String == "/src/d0/e0/f0.txt" })
-        try cli.ok("restore", "latest", "--target", dir.sub("out"))
+        try await cli.ok("restore", "latest", "--target", dir.sub("out"))
         #expect(try TestFiles.digest(dir.sub("src")) == TestFiles.digest(dir.sub("out/src")))
-        let check = try cli.json("repo", "check", "--read-data") as! [String: Any]
+        let check = try await cli.json("repo", "check", "--read-data") as! [String: Any]
         #expect(check["ok"] as? Bool == true)
     }
 
     @Test("wrong password → exit 11; not a repository → 10; newer format → 10; usage → 64")
-    func exitCodes() throws {
+    func exitCodes() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         var cli = CLI(repo: dir.sub("repo"))
-        try cli.ok("repo", "init")
+        try await cli.ok("repo", "init")
         cli.password = "not it"
-        let wrong = try cli.run("snapshots")
+        let wrong = try await cli.run("snapshots")
         #expect(wrong.status == 11)
         #expect(wrong.stderr.contains("wrong password"))
         #expect(!wrong.stderr.contains("not it"))
 
         // A reference that names nothing: the same exit code and the same kind of message, snapshot or restore point.
-        let noSnapshot = try CLI(repo: dir.sub("repo")).run("restore", "nope", "--target", dir.sub("x"))
-        let noRestorePoint = try CLI(repo: dir.sub("repo")).run("app", "restore", "nope")
+        let noSnapshot = try await CLI(repo: dir.sub("repo")).run("restore", "nope", "--target", dir.sub("x"))
+        let noRestorePoint = try await CLI(repo: dir.sub("repo")).run("app", "restore", "nope")
         #expect(noSnapshot.status == 64 && noRestorePoint.status == 64, "\(noSnapshot.stderr) \(noRestorePoint.stderr)")
         #expect(noSnapshot.stderr.hasPrefix("cairn: no snapshot nope"), "\(noSnapshot.stderr)")
         #expect(noRestorePoint.stderr.hasPrefix("cairn: no restore point nope"), "\(noRestorePoint.stderr)")
 
-        let notRepo = try CLI(repo: dir.path).run("snapshots")
+        let notRepo = try await CLI(repo: dir.path).run("snapshots")
         #expect(notRepo.status == 10)
         #expect(notRepo.stderr.contains("no Cairn repository"))
         #expect(notRepo.stderr.contains("cairn repo init"), "the CLI names the command that creates one")
 
         try Data(#"{"cairn":"repository","version":99}"#.utf8).write(to: URL(fileURLWithPath: dir.sub("repo/format")))
-        let newer = try CLI(repo: dir.sub("repo")).run("snapshots")
+        let newer = try await CLI(repo: dir.sub("repo")).run("snapshots")
         #expect(newer.status == 10)
         #expect(newer.stderr.contains("newer Cairn"))
 
-        #expect(try CLI(repo: dir.sub("repo")).run("restore", "latest").status == 64)
-        let forgetAll = try CLI(repo: dir.sub("repo")).run("forget")
+        #expect(try await CLI(repo: dir.sub("repo")).run("restore", "latest").status == 64)
+        let forgetAll = try await CLI(repo: dir.sub("repo")).run("forget")
         #expect(forgetAll.status == 64)
     }
 
     @Test("init refuses a non-empty directory and an existing repository")
-    func initRefuses() throws {
+    func initRefuses() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try TestFiles.write(dir.sub("full/file"), Data("x".utf8))
-        let r = try CLI(repo: dir.sub("full")).run("repo", "init")
+        let r = try await CLI(repo: dir.sub("full")).run("repo", "init")
         #expect(r.status != 0)
         #expect(r.stderr.contains("not empty"))
         #expect(FileManager.default.fileExists(atPath: dir.sub("full/file")))
     }
 
     @Test("keys: a second password works, then is removed")
-    func keys() throws {
+    func keys() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         var cli = CLI(repo: dir.sub("repo"))
-        try cli.ok("repo", "init")
+        try await cli.ok("repo", "init")
         cli.extraEnv["CAIRN_NEW_PASSWORD"] = "second password"
-        let added = try cli.json("repo", "key", "add") as! [String: String]
+        let added = try await cli.json("repo", "key", "add") as! [String: String]
         var second = CLI(repo: dir.sub("repo"))
         second.password = "second password"
-        try second.ok("snapshots")
-        let keys = try cli.json("repo", "key", "list") as! [[String: Any]]
+        try await second.ok("snapshots")
+        let keys = try await cli.json("repo", "key", "list") as! [[String: Any]]
         #expect(keys.count == 2)
-        try cli.ok("repo", "key", "remove", String(added["key"]!.prefix(12)))
-        #expect(try second.run("snapshots").status == 11)
+        try await cli.ok("repo", "key", "remove", String(added["key"]!.prefix(12)))
+        #expect(try await second.run("snapshots").status == 11)
     }
 
     @Test("an unreadable source file is reported, the backup goes on, and the exit code says partial")
-    func unreadableSource() throws {
+    func unreadableSource() async throws {
         // Root reads everything, so run cairn as `nobody` with setpriv.
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
@@ -97,26 +97,26 @@ struct CLITests {
         for p in ["src", "src/more"] { chmod(dir.sub(p), 0o755) }
         let cli = CLI(repo: dir.sub("repo"))
         let asNobody = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        let initResult = try cli.run(["repo", "init"], prefix: asNobody)
+        let initResult = try await cli.run(["repo", "init"], prefix: asNobody)
         try #require(initResult.status == 0, "\(initResult.stderr)")
-        let r = try cli.run(["backup", dir.sub("src")], prefix: asNobody)
+        let r = try await cli.run(["backup", dir.sub("src")], prefix: asNobody)
         #expect(r.status == 3, "\(r.stderr)")
         #expect(r.stderr.contains("secret.txt"))
         #expect(r.stderr.contains("ermission denied"))
-        try cli.ok("restore", "latest", "--target", dir.sub("out"))
+        try await cli.ok("restore", "latest", "--target", dir.sub("out"))
         #expect(FileManager.default.fileExists(atPath: dir.sub("out/src/more/also-fine.txt")))
         #expect(!FileManager.default.fileExists(atPath: dir.sub("out/src/secret.txt")))
     }
 
     @Test("flipped bytes in a pack, an index file and a snapshot file are each found by check")
-    func corruptionFound() throws {
+    func corruptionFound() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try TestFiles.makeTree(at: dir.sub("src"), largeFileBytes: 1 << 20)
         let cli = CLI(repo: dir.sub("repo"))
-        try cli.ok("repo", "init")
-        try cli.ok("backup", dir.sub("src"))
-        try cli.ok("backup", dir.sub("src"), "--force", "--tag", "second")
+        try await cli.ok("repo", "init")
+        try await cli.ok("backup", dir.sub("src"))
+        try await cli.ok("backup", dir.sub("src"), "--force", "--tag", "second")
         let pristine = dir.sub("pristine")
         try FileManager.default.copyItem(atPath: dir.sub("repo"), toPath: pristine)
 
@@ -138,60 +138,60 @@ struct CLITests {
         }
 
         try flip(files("data")[0], at: 200)
-        let pack = try cli.run("repo", "check", "--read-data")
+        let pack = try await cli.run("repo", "check", "--read-data")
         #expect(pack.status == 13)
         #expect(pack.stderr.contains("damaged: snapshot"))
         #expect(pack.stdout.contains("cannot be restored intact"))
         try reset()
 
         try flip(files("index")[0], at: 40)
-        let index = try cli.run("repo", "check")
+        let index = try await cli.run("repo", "check")
         #expect(index.status == 13)
         #expect(index.stderr.contains("index/"))
         try reset()
 
         try flip(files("snapshots")[0], at: 40)
-        let snapshot = try cli.run("repo", "check")
+        let snapshot = try await cli.run("repo", "check")
         #expect(snapshot.status == 13)
         #expect(snapshot.stderr.contains("snapshots/"))
         // The other snapshot still lists and restores.
-        let list = try cli.run("snapshots")
+        let list = try await cli.run("snapshots")
         #expect(list.stdout.contains("1 snapshot(s)"))
         try reset()
 
         let truncatedPack = try files("data")[0]
         let bytes = try Data(contentsOf: URL(fileURLWithPath: truncatedPack))
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: truncatedPack))
-        #expect(try cli.run("repo", "check").status == 13)
+        #expect(try await cli.run("repo", "check").status == 13)
         try reset()
 
         try FileManager.default.removeItem(atPath: files("data")[0])
-        let deleted = try cli.run("repo", "check")
+        let deleted = try await cli.run("repo", "check")
         #expect(deleted.status == 13)
         #expect(deleted.stderr.contains("missing"))
     }
 
     @Test("forget with a policy, then prune, keeps what the policy keeps and check passes")
-    func forgetPrune() throws {
+    func forgetPrune() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let cli = CLI(repo: dir.sub("repo"))
-        try cli.ok("repo", "init")
+        try await cli.ok("repo", "init")
         var rng = SeededRandom(seed: 3)
         var digests: [String: [String: String]] = [:]
         for i in 0..<4 {
             try TestFiles.write(dir.sub("src/gen\(i).bin"), rng.bytes(700_000))
             try TestFiles.write(dir.sub("src/changing.txt"), rng.text(300_000))
-            let b = try cli.json("backup", dir.sub("src")) as! [String: Any]
+            let b = try await cli.json("backup", dir.sub("src")) as! [String: Any]
             digests[b["snapshot"] as! String] = try TestFiles.digest(dir.sub("src"))
         }
-        let result = try cli.json("forget", "--keep-last", "2", "--prune") as! [String: Any]
+        let result = try await cli.json("forget", "--keep-last", "2", "--prune") as! [String: Any]
         #expect((result["remove"] as! [Any]).count == 2)
-        let remaining = (try cli.json("snapshots") as! [[String: Any]]).map { $0["id"] as! String }
+        let remaining = (try await cli.json("snapshots") as! [[String: Any]]).map { $0["id"] as! String }
         #expect(remaining.count == 2)
-        try cli.ok("repo", "check", "--read-data")
+        try await cli.ok("repo", "check", "--read-data")
         for id in remaining {
-            try cli.ok("restore", String(id.prefix(10)), "--target", dir.sub("r-\(id.prefix(6))"))
+            try await cli.ok("restore", String(id.prefix(10)), "--target", dir.sub("r-\(id.prefix(6))"))
             #expect(try TestFiles.digest(dir.sub("r-\(id.prefix(6))/src")) == digests[id])
         }
     }

@@ -241,7 +241,11 @@ struct ControllerClusterTests {
             try cluster.kubectlOK(["delete", "namespace", ns.name, "--timeout=150s"])
             #expect(try profile.restorePointIDs(namespace: ns.name).count == 2)
             try cluster.kubectlOK(["create", "namespace", ns.name])
-            try await Task.sleep(for: .seconds(5))   // the controller reacts to a new namespace within a second
+            // The controller looked at the new namespace: it reports the restore points it withholds from it.
+            try await until("the Profile to withhold the earlier namespace's restore points", timeout: 60) {
+                try jsonpath(nil, ["-n", "cairn-system", "profile", profile.name],
+                             "{.status.withheld[?(@.namespace==\"\(ns.name)\")].earlierUIDs[*]}") == oldUID
+            }
             #expect(try names(ns, "restorepoints").isEmpty, "restore points of the deleted namespace appeared in a new one")
             try cluster.kubectlOK(["annotate", "namespace", ns.name, "cairn.dev/adopt-restore-points=\(oldUID)"])
             try await until("the restore points to come back", timeout: 60) {

@@ -34,7 +34,7 @@ enum S3Fixture {
     }
 }
 
-@Suite("S3 backend against moto_server", .serialized)
+@Suite("S3 backend against moto_server")
 struct S3StoreTests {
     @Test("the S3 store keeps the BlobStore contract (multipart, list pages, create-only included)")
     func conformance() async throws {

@@ -18,11 +18,23 @@ public enum ActionPhase: String, Sendable, CaseIterable {
 }
 
 extension KubeObject {
-    /// An action's `status.phase`; text Cairn did not write reads as `.new`.
+    /// An action's `status.phase`; text Cairn did not write reads as `.new`. Written only by
+    /// `ActionTransition`.
     var phase: ActionPhase {
         get { ActionPhase(rawValue: self["status", "phase"]?.string ?? "") ?? .new }
         set { self["status", "phase"] = newValue == .new ? nil : .string(newValue.rawValue) }
     }
+
+    /// The status of an action's runs, as `ActionTransition` writes it.
+    /// Runs started so far.
+    var attempts: Int { Int(self["status", "attempts"]?.int ?? 0) }
+    /// The identity of the controller process that runs it.
+    var runID: String? { self["status", "runID"]?.string }
+    /// The Profile a BackupAction's run writes to.
+    var runProfile: String? { self["status", "profile"]?.string }
+    var startTime: Date? { Timestamp.parse(self["status", "startTime"]?.string) }
+    /// When a run that stopped for a transient reason is tried again.
+    var nextAttemptTime: Date? { Timestamp.parse(self["status", "nextAttemptTime"]?.string) }
 }
 
 /// A BackupAction's spec, read and checked once (`InvalidSpec` names the field).

@@ -4,6 +4,45 @@ import Protection
 import Repository
 import Snapshot
 
+/// A RestorePoint's spec, read once: what the reconcilers, retention, policies and the Profile's mirror look at.
+/// The controller writes it (`RestorePointObject.make`); admission keeps it immutable.
+struct RestorePointSpec: Sendable, Equatable {
+    var profile: String
+    /// The snapshot's ID in the Profile's repository.
+    var id: String
+    var time: Date?
+    /// When a hand-made restore point expires.
+    var expireTime: Date?
+    var policy: String?
+    var backupAction: String?
+
+    init(profile: String, id: String, time: Date?, expireTime: Date? = nil, policy: String? = nil,
+         backupAction: String? = nil) {
+        self.profile = profile
+        self.id = id
+        self.time = time
+        self.expireTime = expireTime
+        self.policy = policy
+        self.backupAction = backupAction
+    }
+
+    init(_ object: KubeObject) {
+        let spec = object["spec"] ?? .emptyObject
+        self.init(profile: spec["profile"]?.string ?? "", id: spec["id"]?.string ?? "",
+                  time: Timestamp.parse(spec["time"]?.string), expireTime: Timestamp.parse(spec["expireTime"]?.string),
+                  policy: spec["policy"]?.string, backupAction: spec["backupAction"]?.string)
+    }
+
+    var json: JSONValue {
+        var spec: JSONValue = ["profile": .string(profile), "id": .string(id)]
+        if let time { spec["time"] = .string(Timestamp.format(time)) }
+        if let expireTime { spec["expireTime"] = .string(Timestamp.format(expireTime)) }
+        if let policy { spec["policy"] = .string(policy) }
+        if let backupAction { spec["backupAction"] = .string(backupAction) }
+        return spec
+    }
+}
+
 /// The RestorePoint object of a restore point in a repository. Its name comes from the snapshot's
 /// `name=` tag (the BackupAction that made it), so a restore point mirrored back after its namespace
 /// was recreated gets its old name; restore points made by the CLI are named `rp-<short id>`.
@@ -27,12 +66,11 @@ enum RestorePointObject {
         if let policy = tag("policy", of: snapshot) { labels[CairnLabel.policy] = policy }
         object.labels = labels
         object["metadata", "finalizers"] = [.string(CairnLabel.dataFinalizer)]
-        var spec: JSONValue = ["profile": .string(profile), "id": .string(snapshot.id),
-                               "time": .string(Timestamp.format(snapshot.time))]
-        if let policy = tag("policy", of: snapshot) { spec["policy"] = .string(policy) }
-        if tag("action", of: snapshot) != nil, let action = tag("name", of: snapshot) { spec["backupAction"] = .string(action) }
-        if let expires = tag(expiresTag, of: snapshot) { spec["expireTime"] = .string(expires) }
-        object["spec"] = spec
+        let spec = RestorePointSpec(
+            profile: profile, id: snapshot.id, time: snapshot.time,
+            expireTime: tag(expiresTag, of: snapshot).flatMap { Timestamp.parse($0) }, policy: tag("policy", of: snapshot),
+            backupAction: tag("action", of: snapshot) != nil ? tag("name", of: snapshot) : nil)
+        object["spec"] = spec.json
         return object
     }
 
@@ -56,7 +94,8 @@ enum RestorePointObject {
     ///   when it holds another namespace's data (or is not a restore point).
     static func snapshot(of object: KubeObject, in repository: Repository, profile: String,
                          namespace: KubeObject) async throws -> SnapshotManifest {
-        guard let id = object["spec", "id"]?.string, id.count == 64, id.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+        let id = RestorePointSpec(object).id
+        guard id.count == 64, id.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
             throw ControllerError("InvalidRestorePoint", "RestorePoint \(object.name) has no valid spec.id (64 hexadecimal digits)")
         }
         let snapshot: SnapshotManifest

@@ -38,30 +38,19 @@ struct BackupActionReconciler {
             try await context.authorize(profile: try await context.readyProfile(profile), for: action)
         } catch let error as ControllerError {
             if error.reason == "ProfileNotReady" {
-                var updated = action
-                updated.phase = .pending
-                Conditions.set(Condition("Running", false, reason: error.reason, message: error.message), on: &updated)
-                if updated["status"] != action["status"] { try await context.writeStatus(updated) }
+                try await context.transition(action, .backupAction, to: .waiting(reason: error.reason, message: error.message))
                 return .seconds(15)
             }
             try await finish(action, failed: error.reason, message: error.message, seconds: 0)
             return nil
         }
         guard try await context.takeSlot(for: action, kind: .backupAction) else { return .seconds(30) }
-        var updated = action
-        let attempts = Int(action["status", "attempts"]?.int ?? 0) + 1
-        updated["status", "queuePosition"] = nil
-        updated["status", "nextAttemptTime"] = nil
-        updated.phase = .running
-        updated["status", "runID"] = .string(context.identity)
-        updated["status", "attempts"] = .int(Int64(attempts))
-        updated["status", "profile"] = .string(profile)
-        if updated["status", "startTime"] == nil { updated["status", "startTime"] = .string(Timestamp.format(Date())) }
+        let attempts = action.attempts + 1
         let message = resumed ? "run \(attempts) of at most \(Self.maxAttempts): the previous run was interrupted"
                               : "backing up namespace \(action.namespace ?? "")"
-        Conditions.set(Condition("Running", true, reason: resumed ? "Resumed" : "Started", message: message), on: &updated)
-        let claimed = try await context.claim(updated)
-        await context.events.record(action, reason: resumed ? "Resumed" : "Started", message: message)
+        let claimed = try await context.transition(action, .backupAction, to: .running(
+            attempt: attempts, reason: resumed ? "Resumed" : "Started", message: message, event: message,
+            fields: ["profile": .string(profile)]))
         await context.run(claimed) { await run(claimed, profile: profile) }
         return nil
     }
@@ -108,7 +97,7 @@ struct BackupActionReconciler {
             }
             let failure = ControllerError.classify(error, fallback: "BackupFailed")
             logger.error("backup.failed", metadata: ["error": "\(failure)", "cairn.reason": "\(failure.reason)"])
-            let attempt = Int(action["status", "attempts"]?.int ?? 1)
+            let attempt = max(1, action.attempts)
             if (try? await context.retryLater(action, kind: .backupAction, failure: failure, attempt: attempt,
                                               maxAttempts: Self.maxAttempts)) == true { return }
             try? await finish(action, failed: failure.reason, message: failure.message,
@@ -119,7 +108,7 @@ struct BackupActionReconciler {
     /// A Running action not run by this process.
     func resume(_ action: KubeObject) async throws -> Duration? {
         let namespace = action.namespace ?? ""
-        let profile = action["status", "profile"]?.string ?? ""
+        let profile = action.runProfile ?? ""
         let (repository, _) = try await context.repositories.repository(profile: profile)
         let uid = action.uid ?? ""
         if let snapshot = try await SnapshotFiles.all(in: repository).snapshots
@@ -136,7 +125,7 @@ struct BackupActionReconciler {
             _ = try? await context.client.delete(Pod.resource, pod.name, namespace: namespace,
                                                  options: DeleteOptions(gracePeriodSeconds: 0))
         }
-        let attempts = Int(action["status", "attempts"]?.int ?? 1)
+        let attempts = max(1, action.attempts)
         if attempts >= Self.maxAttempts {
             try await finish(action, failed: "Interrupted",
                              message: "the controller stopped \(attempts) times while this backup ran; no restore point was written. Create a new BackupAction to try again", seconds: nil)
@@ -160,23 +149,14 @@ struct BackupActionReconciler {
         let bytes = volumes.reduce(0) { $0 + $1.bytes }
         let added = volumes.reduce(0) { $0 + ($1.bytesAdded ?? 0) }
         let text = message ?? "restore point \(point.name): \(metadata.objects) objects, \(volumes.count) volumes, \(bytes) bytes"
-        try await context.modifyStatus(.backupAction, namespace, action.name) { object in
-            object.phase = .succeeded
-            object["status", "completionTime"] = .string(Timestamp.format(Date()))
-            object["status", "restorePoint"] = .string(point.name)
-            object["status", "restorePointID"] = .string(snapshot.id)
-            var result: JSONValue = ["objects": .int(Int64(metadata.objects)), "volumes": .int(Int64(volumes.count)),
-                                     "bytes": .int(Int64(bytes)), "bytesAdded": .int(Int64(added)),
-                                     "warnings": .array(metadata.warnings.prefix(20).map { .string($0) })]
-            if let seconds { result["seconds"] = .double((seconds * 10).rounded() / 10) }
-            object["status", "result"] = result
-            object["status", "progress", "step"] = "done"
-            Conditions.set(Condition("Running", false, reason: "Completed", message: "finished"), on: &object)
-            Conditions.set(Condition("Complete", true, reason: "Succeeded", message: text), on: &object)
-        }
-        await context.events.record(action, reason: "Succeeded", message: text)
+        var result: JSONValue = ["objects": .int(Int64(metadata.objects)), "volumes": .int(Int64(volumes.count)),
+                                 "bytes": .int(Int64(bytes)), "bytesAdded": .int(Int64(added)),
+                                 "warnings": .array(metadata.warnings.prefix(20).map { .string($0) })]
+        if let seconds { result["seconds"] = .double((seconds * 10).rounded() / 10) }
+        try await context.transition(action, .backupAction, to: .succeeded(message: text, fields: [
+            "restorePoint": .string(point.name), "restorePointID": .string(snapshot.id), "result": result]))
         context.metrics.actionFinished(kind: "backup", result: "succeeded",
-                                       seconds: seconds ?? Date().timeIntervalSince(Timestamp.parse(action["status", "startTime"]?.string) ?? Date()))
+                                       seconds: seconds ?? Date().timeIntervalSince(action.startTime ?? Date()))
         context.metrics.backupBytes(read: bytes, added: added)
         context.metrics.lastSuccessfulBackup(namespace: namespace, policy: action.labels[CairnLabel.policy] ?? "",
                                              time: snapshot.time)
@@ -188,14 +168,7 @@ struct BackupActionReconciler {
     }
 
     func finish(_ action: KubeObject, failed reason: String, message: String, seconds: Double?) async throws {
-        try await context.modifyStatus(.backupAction, action.namespace ?? "", action.name) { object in
-            object.phase = .failed
-            object["status", "completionTime"] = .string(Timestamp.format(Date()))
-            if object["status", "startTime"] == nil { object["status", "startTime"] = .string(Timestamp.format(Date())) }
-            Conditions.set(Condition("Running", false, reason: reason, message: "stopped"), on: &object)
-            Conditions.set(Condition("Complete", false, reason: reason, message: message), on: &object)
-        }
-        await context.events.record(action, warning: true, reason: reason, message: message)
+        try await context.transition(action, .backupAction, to: .failed(reason: reason, message: message, fields: [:]))
         context.metrics.actionFinished(kind: "backup", result: "failed", seconds: seconds ?? 0)
     }
 
@@ -215,7 +188,7 @@ struct BackupActionReconciler {
             .filter { $0.deletionTimestamp == nil }
         var calendar = Calendar(identifier: .iso8601)
         calendar.timeZone = spec.schedule.timeZone
-        let decisions = spec.retention.keep(points, time: { Timestamp.parse($0["spec", "time"]?.string) ?? .distantPast },
+        let decisions = spec.retention.keep(points, time: { RestorePointSpec($0).time ?? .distantPast },
                                             id: \.name, calendar: calendar)
         for (point, reasons) in decisions where reasons.isEmpty {
             context.logger.info("retention.delete", metadata: ["k8s.namespace": "\(namespace)", "cairn.restorepoint": "\(point.name)",

@@ -113,7 +113,7 @@ struct PolicyReconciler {
         var byNamespace: [String: (Int, String)] = [:]
         for point in points where point.deletionTimestamp == nil {
             let ns = point.namespace ?? ""
-            let time = point["spec", "time"]?.string ?? ""
+            let time = RestorePointSpec(point).time.map { Timestamp.format($0) } ?? ""
             let current = byNamespace[ns] ?? (0, "")
             byNamespace[ns] = (current.0 + 1, max(current.1, time))
         }

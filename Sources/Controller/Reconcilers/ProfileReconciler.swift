@@ -45,10 +45,19 @@ struct ProfileReconciler {
                 await context.queue.add(key, after: .seconds(60))
             }
         }
-        let count = try await syncRestorePoints(repository, profile: key.name)
+        let (count, withheld) = try await syncRestorePoints(repository, profile: key.name)
         var updated = profile
         updated["status", "repositoryID"] = .string(String(repository.config.id.prefix(8)))
         updated["status", "restorePoints"] = .int(Int64(count))
+        updated["status", "withheld"] = withheld.isEmpty ? nil : .array(withheld.map { entry in
+            ["namespace": .string(entry.namespace), "restorePoints": .int(Int64(entry.count)),
+             "earlierUIDs": .array(entry.uids.map { .string($0) })]
+        })
+        let announced = Set(profile["status", "withheld"]?.array?.compactMap { $0["namespace"]?.string } ?? [])
+        for entry in withheld where !announced.contains(entry.namespace) {
+            await context.events.record(profile, warning: true, reason: "RestorePointsWithheld",
+                                        message: "\(entry.count) restore point(s) of an earlier namespace named \(entry.namespace) are not shown in the namespace of that name that exists now (another namespace object). To give them to it, annotate it \(RestorePointOwnership.adoptAnnotation)=\(entry.uids.joined(separator: ","))")
+        }
         Conditions.set(Condition("Ready", true, reason: "RepositoryReady", message: "the repository is open"), on: &updated)
         if updated["status"] != profile["status"] {
             try await context.writeStatus(updated)
@@ -86,26 +95,40 @@ struct ProfileReconciler {
         }
     }
 
+    /// A namespace that exists under the name of an earlier one whose restore points it does not own (yet).
+    struct Withheld: Sendable {
+        var namespace: String
+        var count: Int
+        /// The earlier namespaces' UIDs: what an administrator lists to adopt them.
+        var uids: [String]
+    }
+
     /// Creates the RestorePoint objects missing for restore points in the repository (in namespaces that
     /// exist and are not being deleted), deletes objects whose data is gone; returns how many restore
-    /// points the repository holds.
-    func syncRestorePoints(_ repository: Repository, profile: String) async throws -> Int {
+    /// points the repository holds, and the namespaces whose name-sakes' restore points are withheld.
+    func syncRestorePoints(_ repository: Repository, profile: String) async throws -> (Int, [Withheld]) {
         let client = context.client
         // Objects first, then the repository: an object deleted (and its data forgotten) in between is
         // then missing from both, never mirrored back from a stale listing.
         let objects = try await client.listAll(CairnKind.restorePoint.resource).items
-            .filter { ($0["spec", "profile"]?.string ?? "") == profile }
+            .filter { RestorePointSpec($0).profile == profile }
         let points = try await RestorePoint.list(in: repository)
         let namespaces = Dictionary(try await client.listAll(Namespace.resource).items.map { ($0.name, $0) },
                                     uniquingKeysWith: { a, _ in a })
-        let known = Set(objects.compactMap { $0["spec", "id"]?.string })
+        let known = Set(objects.map { RestorePointSpec($0).id })
         var perNamespace: [String: Int] = [:]
+        var withheld: [String: (count: Int, uids: Set<String>)] = [:]
         for point in points {
             perNamespace[point.namespace, default: 0] += 1
             // Only into the namespace the restore point was taken of (or one that adopted it), never into
             // a namespace that merely has its name.
-            guard !known.contains(point.id), let namespace = namespaces[point.namespace], Namespace(namespace).phase == "Active",
-                  RestorePointOwnership.belongs(point.snapshot, to: namespace) else { continue }
+            guard let namespace = namespaces[point.namespace], Namespace(namespace).phase == "Active" else { continue }
+            guard RestorePointOwnership.belongs(point.snapshot, to: namespace) else {
+                withheld[point.namespace, default: (0, [])].count += 1
+                if let uid = RestorePoint.namespaceUID(of: point.snapshot) { withheld[point.namespace]!.uids.insert(uid) }
+                continue
+            }
+            guard !known.contains(point.id) else { continue }
             let object = RestorePointObject.make(for: point.snapshot, namespace: point.namespace, profile: profile)
             do {
                 _ = try await client.create(object, as: CairnKind.restorePoint.resource, namespace: point.namespace)
@@ -122,12 +145,15 @@ struct ProfileReconciler {
         // are left alone — their snapshot may have been written after we listed.
         let ids = Set(points.map(\.id))
         for object in objects where object.deletionTimestamp == nil {
-            guard let id = object["spec", "id"]?.string, !ids.contains(id),
+            let id = RestorePointSpec(object).id
+            guard !id.isEmpty, !ids.contains(id),
                   let created = Timestamp.parse(object.creationTimestamp), Date().timeIntervalSince(created) > 120
             else { continue }
             _ = try? await client.delete(CairnKind.restorePoint.resource, object.name, namespace: object.namespace)
         }
-        return points.count
+        return (points.count, withheld.sorted { $0.key < $1.key }.map {
+            Withheld(namespace: $0.key, count: $0.value.count, uids: $0.value.uids.sorted())
+        })
     }
 }
 

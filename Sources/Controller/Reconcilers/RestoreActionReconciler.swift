@@ -48,19 +48,11 @@ struct RestoreActionReconciler {
             return nil
         }
         guard try await context.takeSlot(for: action, kind: .restoreAction) else { return .seconds(30) }
-        var updated = action
-        updated["status", "queuePosition"] = nil
-        updated["status", "nextAttemptTime"] = nil
-        updated.phase = .running
-        updated["status", "runID"] = .string(context.identity)
-        updated["status", "attempts"] = .int((action["status", "attempts"]?.int ?? 0) + 1)
-        updated["status", "startTime"] = .string(Timestamp.format(Date()))
-        updated["status", "targetNamespace"] = .string(plan.options.targetNamespace ?? "")
-        Conditions.set(Condition("Running", true, reason: "Started",
-                                 message: "restoring \(plan.restorePoint.name) into namespace \(plan.options.targetNamespace ?? "")"),
-                       on: &updated)
-        let claimed = try await context.claim(updated)
-        await context.events.record(action, reason: "Started", message: "restoring \(plan.restorePoint.name)")
+        let target = plan.options.targetNamespace ?? ""
+        let claimed = try await context.transition(action, .restoreAction, to: .running(
+            attempt: action.attempts + 1, reason: "Started",
+            message: "restoring \(plan.restorePoint.name) into namespace \(target)",
+            event: "restoring \(plan.restorePoint.name)", fields: ["targetNamespace": .string(target)]))
         await context.run(claimed) { await run(claimed, plan: plan) }
         return nil
     }
@@ -121,7 +113,7 @@ struct RestoreActionReconciler {
 
     func run(_ action: KubeObject, plan: Plan) async {
         let started = Date()
-        let profile = plan.restorePoint["spec", "profile"]?.string ?? ""
+        let profile = RestorePointSpec(plan.restorePoint).profile
         // Until the restore writes, a transient failure (the repository locked or unreachable) is tried again;
         // once it writes, it is never repeated behind the user's back.
         var writing = false
@@ -151,7 +143,7 @@ struct RestoreActionReconciler {
             context.logger.error("restore.failed", metadata: ["cairn.action": "\(action.name)", "error": "\(failure)",
                                                               "cairn.reason": "\(failure.reason)"])
             if !writing, (try? await context.retryLater(action, kind: .restoreAction, failure: failure,
-                                                        attempt: Int(action["status", "attempts"]?.int ?? 1),
+                                                        attempt: max(1, action.attempts),
                                                         maxAttempts: Self.maxAttempts)) == true { return }
             try? await finish(action, report: nil, failed: failure.reason, message: failure.message,
                               seconds: Date().timeIntervalSince(started))
@@ -160,35 +152,31 @@ struct RestoreActionReconciler {
 
     func finish(_ action: KubeObject, report: ApplicationRestore.Report?, failed reason: String?, message: String?,
                 seconds: Double? = nil) async throws {
-        var summary = ""
-        try await context.modifyStatus(.restoreAction, action.namespace ?? "", action.name) { object in
-            object.phase = reason == nil ? .succeeded : .failed
-            object["status", "completionTime"] = .string(Timestamp.format(Date()))
-            if object["status", "startTime"] == nil { object["status", "startTime"] = .string(Timestamp.format(Date())) }
-            if let report {
-                var counts: [String: Int] = [:]
-                for row in report.objects { counts[row.result, default: 0] += 1 }
-                var volumeCounts: [String: Int] = [:]
-                for row in report.volumes { volumeCounts[row.result, default: 0] += 1 }
-                let failures = (report.objects + report.volumes).filter { $0.result == "failed" || $0.result == "forbidden" }
-                object["status", "result"] = [
-                    "restorePoint": .string(report.restorePoint),
-                    "sourceNamespace": .string(report.sourceNamespace),
-                    "targetNamespace": .string(report.targetNamespace),
-                    "objects": .object(counts.mapValues { .int(Int64($0)) }),
-                    "volumes": .object(volumeCounts.mapValues { .int(Int64($0)) }),
-                    "bytes": .int(Int64(report.volumes.reduce(0) { $0 + ($1.volume?.bytes ?? 0) })),
-                    "failures": .array(failures.prefix(20).map { .string("\($0.object): \($0.result == "forbidden" ? "forbidden: " : "")\($0.detail ?? "failed")") }),
-                    "seconds": .double((report.seconds * 10).rounded() / 10),
-                ]
-                summary = "\(counts["created", default: 0]) objects created, \(counts["skipped", default: 0]) skipped, \(counts["failed", default: 0]) failed, \(counts["forbidden", default: 0]) forbidden, \(counts["excluded", default: 0]) excluded; \(volumeCounts["written", default: 0]) volume(s) written"
-            }
-            Conditions.set(Condition("Running", false, reason: reason ?? "Completed", message: "stopped"), on: &object)
-            Conditions.set(Condition("Complete", reason == nil, reason: reason ?? "Succeeded",
-                                     message: message ?? (summary.isEmpty ? "restored" : summary)), on: &object)
+        var summary = "restored"
+        var fields: [String: JSONValue] = [:]
+        if let report {
+            var counts: [String: Int] = [:]
+            for row in report.objects { counts[row.result, default: 0] += 1 }
+            var volumeCounts: [String: Int] = [:]
+            for row in report.volumes { volumeCounts[row.result, default: 0] += 1 }
+            let failures = (report.objects + report.volumes).filter { $0.result == "failed" || $0.result == "forbidden" }
+            fields["result"] = [
+                "restorePoint": .string(report.restorePoint),
+                "sourceNamespace": .string(report.sourceNamespace),
+                "targetNamespace": .string(report.targetNamespace),
+                "objects": .object(counts.mapValues { .int(Int64($0)) }),
+                "volumes": .object(volumeCounts.mapValues { .int(Int64($0)) }),
+                "bytes": .int(Int64(report.volumes.reduce(0) { $0 + ($1.volume?.bytes ?? 0) })),
+                "failures": .array(failures.prefix(20).map { .string("\($0.object): \($0.result == "forbidden" ? "forbidden: " : "")\($0.detail ?? "failed")") }),
+                "seconds": .double((report.seconds * 10).rounded() / 10),
+            ]
+            summary = "\(counts["created", default: 0]) objects created, \(counts["skipped", default: 0]) skipped, \(counts["failed", default: 0]) failed, \(counts["forbidden", default: 0]) forbidden, \(counts["excluded", default: 0]) excluded; \(volumeCounts["written", default: 0]) volume(s) written"
         }
-        await context.events.record(action, warning: reason != nil, reason: reason ?? "Succeeded",
-                                    message: message ?? (summary.isEmpty ? "restored" : summary))
+        if let reason {
+            try await context.transition(action, .restoreAction, to: .failed(reason: reason, message: message ?? summary, fields: fields))
+        } else {
+            try await context.transition(action, .restoreAction, to: .succeeded(message: message ?? summary, fields: fields))
+        }
         context.metrics.actionFinished(kind: "restore", result: reason == nil ? "succeeded" : "failed", seconds: seconds ?? 0)
     }
 }

@@ -15,8 +15,8 @@ struct RestorePointReconciler {
     func reconcile(_ key: ObjectKey) async throws -> Duration? {
         let client = context.client
         guard let object = try await context.fetch(key) else { return nil }
-        let profile = object["spec", "profile"]?.string ?? ""
-        let time = Timestamp.parse(object["spec", "time"]?.string)
+        let spec = RestorePointSpec(object)
+        let profile = spec.profile, time = spec.time
         if object.deletionTimestamp != nil {
             guard object.finalizers.contains(CairnLabel.dataFinalizer) else { return nil }
             return try await delete(object, profile: profile, time: time)
@@ -30,7 +30,7 @@ struct RestorePointReconciler {
         var untilExpiry: Duration?
         // A hand-made restore point past its expiry is deleted (its finalizer removes the data, once any
         // immutability period has passed).
-        if let expires = Timestamp.parse(object["spec", "expireTime"]?.string) {
+        if let expires = spec.expireTime {
             if expires <= Date() {
                 context.logger.info("restorepoint.expired", metadata: ["k8s.namespace": "\(key.namespace)",
                                                                       "cairn.restorepoint": "\(object.name)"])
@@ -43,7 +43,7 @@ struct RestorePointReconciler {
             context.metrics.lastSuccessfulBackup(namespace: key.namespace, policy: object.labels[CairnLabel.policy] ?? "",
                                                  time: time)
         }
-        if object["status", "objects"] == nil, let id = object["spec", "id"]?.string {
+        if object["status", "objects"] == nil, !spec.id.isEmpty {
             do {
                 let (repository, _) = try await context.repositories.repository(profile: profile)
                 let snapshot = try await RestorePointObject.snapshot(
@@ -64,7 +64,7 @@ struct RestorePointReconciler {
                 return .seconds(60)
             } catch let error as RepositoryError where error.code == .missing {
                 try await context.setCondition(Condition("Ready", false, reason: "DataMissing",
-                                                         message: "restore point \(id.prefix(8)) is not in the repository of Profile '\(profile)'"),
+                                                         message: "restore point \(spec.id.prefix(8)) is not in the repository of Profile '\(profile)'"),
                                                on: object)
             }
         }

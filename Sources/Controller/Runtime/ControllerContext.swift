@@ -203,7 +203,7 @@ extension ControllerContext {
         case .succeeded, .failed:
             return .done
         case .running:
-            guard action["status", "runID"]?.string == identity else { return .interrupted }
+            guard action.runID == identity else { return .interrupted }
             return await runs.isRunning(uid) ? .runningHere : .interrupted
         default:
             return .new
@@ -212,8 +212,7 @@ extension ControllerContext {
 
     /// The time left before an action that failed for a transient reason may run again, or nil.
     func retryDelay(of action: KubeObject, now: Date = Date()) -> Duration? {
-        guard action.phase == .pending,
-              let text = action["status", "nextAttemptTime"]?.string, let at = Timestamp.parse(text) else { return nil }
+        guard action.phase == .pending, let at = action.nextAttemptTime else { return nil }
         let left = at.timeIntervalSince(now)
         return left > 0 ? .milliseconds(Int64((left * 1000).rounded(.up))) : nil
     }
@@ -227,14 +226,7 @@ extension ControllerContext {
         let delay = 15.0 * Double(1 << min(attempt - 1, 6))
         let at = Date().addingTimeInterval(delay)
         let message = "run \(attempt) of at most \(maxAttempts) stopped: \(failure.message); trying again at \(Timestamp.format(at))"
-        try await modifyStatus(kind, action.namespace ?? "", action.name) { object in
-            object.phase = .pending
-            object["status", "runID"] = nil
-            object["status", "attempts"] = .int(Int64(attempt))
-            object["status", "nextAttemptTime"] = .string(Timestamp.format(at))
-            Conditions.set(Condition("Running", false, reason: failure.reason, message: message), on: &object)
-        }
-        await events.record(action, warning: true, reason: failure.reason, message: message)
+        try await transition(action, kind, to: .retry(attempt: attempt, at: at, reason: failure.reason, message: message))
         await queue.add(ObjectKey(kind, action), after: .seconds(delay))
         return true
     }
@@ -243,16 +235,8 @@ extension ControllerContext {
     /// (false: it is woken when a slot frees, and looked at again every 30 s).
     func takeSlot(for action: KubeObject, kind: CairnKind) async throws -> Bool {
         guard case .wait(let position, let reason) = await runs.requestSlot(for: action, kind: kind) else { return true }
-        var updated = action
-        updated.phase = .queued
-        updated["status", "queuePosition"] = .int(Int64(position))
         let message = "waiting for a free slot (\(reason)); place in line: \(position)"
-        Conditions.set(Condition("Running", false, reason: "Queued", message: message), on: &updated)
-        guard updated["status"] != action["status"] else { return false }
-        try await writeStatus(updated)
-        if action.phase != .queued {
-            await events.record(action, reason: "Queued", message: message)
-        }
+        try await transition(action, kind, to: .queued(position: position, message: message))
         return false
     }
 
@@ -262,18 +246,6 @@ extension ControllerContext {
         await runs.start(uid) {
             await body()
             for key in await runs.finished(uid) { await queue.add(key) }
-        }
-    }
-
-    /// Claims an action holding a slot for this process: writes its `Running` status, which fails with a
-    /// conflict if anyone changed the action since it was read (so two controllers never both run it). A
-    /// failed claim gives the slot back to the next in line.
-    func claim(_ running: KubeObject) async throws -> KubeObject {
-        do {
-            return try await client.updateStatus(running)
-        } catch {
-            for key in await runs.releaseSlot(running.uid ?? "") { await queue.add(key) }
-            throw error
         }
     }
 
