@@ -274,18 +274,13 @@ public final class Archiver: Sendable {
         let wholeUpTo = repository.chunker.parameters.minSize
         let file: (fd: Int32, node: Node, whole: Data?)
         do {
-            file = try await BlockingIO.run {
-                let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-                guard fd >= 0 else { throw SnapshotError.unreadable(path, errno: errno, operation: "open") }
-                var st = stat()
-                let current = fstat(fd, &st) == 0 ? Node(name: node.name, stat: st) : node
-                // Small files are one chunk: read them whole, no chunker buffer needed.
-                guard current.size <= UInt64(wholeUpTo) else { return (fd, current, nil) }
-                do {
-                    return (fd, current, try Self.readAll(fd, sizeHint: Int(current.size), path: path))
-                } catch {
-                    close(fd)
-                    throw error
+            // A small file whose data is in the page cache is read here, without a thread hop; what would wait
+            // for the disk (opening included, when the walk's lstat left nothing cached) goes to BlockingIO.
+            if let warm = Self.openCached(path, node: node, wholeUpTo: wholeUpTo) {
+                file = warm
+            } else {
+                file = try await BlockingIO.run {
+                    try Self.open(path, node: node, wholeUpTo: wholeUpTo)
                 }
             }
         } catch let error as SnapshotError where error.code == .unreadable {
@@ -398,6 +393,53 @@ public final class Archiver: Sendable {
             if name != "." && name != ".." { names.append(name) }
         }
         return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    /// Opens a file and, when it has at most `wholeUpTo` bytes, reads it whole. Blocking.
+    static func open(_ path: String, node: Node, wholeUpTo: Int) throws -> (fd: Int32, node: Node, whole: Data?) {
+        let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw SnapshotError.unreadable(path, errno: errno, operation: "open") }
+        var st = stat()
+        let current = fstat(fd, &st) == 0 ? Node(name: node.name, stat: st) : node
+        // Small files are one chunk: read them whole, no chunker buffer needed.
+        guard current.size <= UInt64(wholeUpTo) else { return (fd, current, nil) }
+        do {
+            return (fd, current, try readAll(fd, sizeHint: Int(current.size), path: path))
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
+    /// `open` for a small file whose data is all in the page cache, without blocking; nil otherwise.
+    static func openCached(_ path: String, node: Node, wholeUpTo: Int) -> (fd: Int32, node: Node, whole: Data?)? {
+        guard node.size <= UInt64(wholeUpTo) else { return nil }
+        let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size <= wholeUpTo else {
+            close(fd)
+            return nil
+        }
+        var data = Data(count: Int(st.st_size) + 1)
+        var filled = 0
+        while true {
+            let n = data.withUnsafeMutableBytes {
+                FileIO.readCached(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[filled...]), at: filled)
+            }
+            guard let n else {
+                close(fd)
+                return nil
+            }
+            if n == 0 { break }
+            filled += n
+            if filled == data.count {   // grew since fstat: the blocking path reads it whole
+                close(fd)
+                return nil
+            }
+        }
+        data.count = filled
+        return (fd, Node(name: node.name, stat: st), data)
     }
 
     static func readAll(_ fd: Int32, sizeHint: Int, path: String) throws -> Data {

@@ -43,6 +43,28 @@ public enum FileIO {
     }
 }
 
+extension FileIO {
+    /// Reads at `offset` only what the page cache holds, without waiting for the disk (`preadv2` with
+    /// `RWF_NOWAIT`): the bytes read (0 at the end of the file), or nil when the next bytes are not in memory
+    /// or the kernel cannot tell — read them through `BlockingIO` then. Lets a pipeline read warm files on its
+    /// own thread and hand only cold ones to blocking threads.
+    public static func readCached(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> Int? {
+        guard let preadv2 = preadv2Function, buffer.count > 0 else { return nil }
+        var vector = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
+        while true {
+            let n = preadv2(fd, &vector, 1, off_t(offset), rwfNoWait)
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            return nil
+        }
+    }
+
+    private typealias Preadv2 = @convention(c) (Int32, UnsafePointer<iovec>, Int32, off_t, Int32) -> Int
+    /// glibc's `preadv2`, which the Glibc module does not export.
+    private static let preadv2Function: Preadv2? = dlsym(nil, "preadv2").map { unsafeBitCast($0, to: Preadv2.self) }
+    private static let rwfNoWait: Int32 = 0x8
+}
+
 // Linux's lseek whence values (not exported by Glibc's module without _GNU_SOURCE).
 private let seekData: Int32 = 3
 private let seekHole: Int32 = 4

@@ -35,6 +35,43 @@ struct BackupRestoreTests {
         #expect(a.st_ino == b.st_ino)
     }
 
+    @Test("files whose data is in memory and files that must come from the disk back up alike")
+    func coldAndWarmFiles() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var rng = SeededRandom(seed: 21)
+        var files: [String] = []
+        for i in 0..<40 {
+            let path = dir.sub("src/d\(i % 4)/f\(i).txt")
+            try TestFiles.write(path, rng.text(1_000 + i * 3_000))
+            files.append(path)
+        }
+        // Half the files leave the page cache (written back first, then dropped): reading them would wait for
+        // the disk, so the archiver must take its blocking path for them.
+        var cold = 0
+        for path in files.enumerated().filter({ $0.offset % 2 == 0 }).map(\.element) {
+            let fd = open(path, O_RDONLY)
+            fsync(fd)
+            posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+            let probe = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+            if FileIO.readCached(fd, into: probe, at: 0) == nil { cold += 1 }
+            probe.deallocate()
+            close(fd)
+        }
+        #expect(cold > 0, "no file left the page cache: the test did not exercise the blocking path")
+        let warm = open(files[1], O_RDONLY)
+        let probe = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+        #expect(FileIO.readCached(warm, into: probe, at: 0) ?? 0 > 0, "a file just written reads from memory")
+        probe.deallocate()
+        close(warm)
+        let repo = try await newRepository()
+        let result = try await Archiver(repository: repo).run(BackupOptions(paths: [dir.sub("src")]))
+        #expect(result.errors.isEmpty)
+        #expect(result.snapshot.summary?.filesNew == files.count)
+        _ = try await Restorer(repository: repo).run(result.snapshot, options: RestoreOptions(target: dir.sub("out")))
+        #expect(try TestFiles.digest(dir.sub("src")) == TestFiles.digest(dir.sub("out/src")))
+    }
+
     @Test("an unchanged file is not read again; a changed one is")
     func incremental() async throws {
         let dir = try TemporaryDirectory()
