@@ -69,20 +69,25 @@ struct ChunkerTests {
         var rng = SeededRandom(seed: 3)
         let data = rng.bytes(20 << 20)
         try TestFiles.write(dir.sub("f"), data)
-        let chunker = Chunker(parameters: Self.parameters)
         let fd = open(dir.sub("f"), O_RDONLY)
         defer { close(fd) }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.parameters.maxSize + (1 << 20), alignment: 64)
+        let streamed = try Self.stream(fd)
+        #expect(streamed.joined == data)
+        #expect(streamed.sizes == chunks(data, Chunker(parameters: Self.parameters)))
+    }
+
+    /// A file's chunks as `FileChunker` cuts them: their sizes, their bytes joined, and the chunker's counters.
+    static func stream(_ fd: Int32) throws -> (sizes: [Int], joined: Data, bytesRead: Int, holeBytes: Int) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: parameters.maxSize + (1 << 20), alignment: 64)
         defer { buffer.deallocate() }
-        var stream = FileChunker(chunker: chunker, fd: fd, buffer: buffer)
-        var streamed: [Int] = []
+        var stream = FileChunker(chunker: Chunker(parameters: parameters), fd: fd, buffer: buffer)
+        var sizes: [Int] = []
         var joined = Data()
         while let chunk = try stream.next() {
-            streamed.append(chunk.count)
+            sizes.append(chunk.count)
             joined.append(chunk)
         }
-        #expect(joined == data)
-        #expect(streamed == chunks(data, chunker))
+        return (sizes, joined, stream.bytesRead, stream.holeBytes)
     }
 
     @Test("holes of a sparse file are not read, and its chunks are those of the same bytes written out")
@@ -99,20 +104,11 @@ struct ChunkerTests {
         var whole = head
         whole.append(Data(count: hole))
         whole.append(tail)
-        let chunker = Chunker(parameters: Self.parameters)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.parameters.maxSize + (1 << 20), alignment: 64)
-        defer { buffer.deallocate() }
-        var stream = FileChunker(chunker: chunker, fd: fd, buffer: buffer)
-        var streamed: [Int] = []
-        var joined = Data()
-        while let chunk = try stream.next() {
-            streamed.append(chunk.count)
-            joined.append(chunk)
-        }
-        #expect(joined == whole)
-        #expect(streamed == chunks(whole, chunker))
-        #expect(stream.bytesRead == whole.count)
+        let streamed = try Self.stream(fd)
+        #expect(streamed.joined == whole)
+        #expect(streamed.sizes == chunks(whole, Chunker(parameters: Self.parameters)))
+        #expect(streamed.bytesRead == whole.count)
         // The file system may round a hole to its blocks; most of the 24 MiB must not have been read.
-        #expect(stream.holeBytes >= hole - (1 << 20), "\(stream.holeBytes) bytes of holes filled in memory")
+        #expect(streamed.holeBytes >= hole - (1 << 20), "\(streamed.holeBytes) bytes of holes filled in memory")
     }
 }
