@@ -56,6 +56,15 @@ public final class AsyncSemaphore: Sendable {
         }
     }
 
+    /// Takes a permit if one is free now, without waiting; whether it did.
+    public func tryAcquire() -> Bool {
+        state.withLock { s in
+            guard s.permits > 0 else { return false }
+            s.permits -= 1
+            return true
+        }
+    }
+
     /// How many tasks wait now (for tests and diagnostics).
     public var waiting: Int { state.withLock { $0.waiters.count } }
 

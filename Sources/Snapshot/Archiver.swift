@@ -77,6 +77,10 @@ public final class Archiver: Sendable {
     /// Files large enough to be chunked, read at once: two keep the cores busy (their chunks are processed
     /// in parallel); more would only add buffers.
     let largeFileSlots = AsyncSemaphore(permits: 2)
+    /// Subdirectories walked beside their parent's remaining entries, across the whole tree: so the files in
+    /// flight do not drain to none at every directory's end (cold small files then keep the disk busy). A
+    /// directory that finds none free is walked in line, so no walk ever waits for another.
+    let directorySlots = AsyncSemaphore(permits: 4)
 
     static let chunkWindow = 3
 
@@ -197,8 +201,14 @@ public final class Archiver: Sendable {
                 let before = previousTree?.node(named: entry.name)
                 switch child.type {
                 case .dir:
-                    child = try await archiveDirectory(full, node: child, previous: before, slots: slots)
-                    nodes[i] = child
+                    if directorySlots.tryAcquire() {
+                        group.addTask { [child] in
+                            defer { self.directorySlots.release() }
+                            return (i, try await self.archiveDirectory(full, node: child, previous: before, slots: slots))
+                        }
+                    } else {
+                        nodes[i] = try await archiveDirectory(full, node: child, previous: before, slots: slots)
+                    }
                 case .file:
                     if let before, let reused = reuse(child, previous: before) {
                         nodes[i] = reused
