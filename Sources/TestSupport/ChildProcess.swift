@@ -41,6 +41,12 @@ public enum ChildProcess {
                       stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
     }
 
+    /// Starts a program with no input and its output discarded; the caller waits for it (`waitpid`) or
+    /// kills it.
+    public static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> pid_t {
+        try spawn(arguments, environment: environment, stdin: "/dev/null", stdout: "/dev/null", stderr: "/dev/null")
+    }
+
     /// Starts a long-running Python program (`module:function` called with `arguments` as argv) that ends
     /// when this process does: a watchdog thread in it polls for this process and exits when it is gone.
     /// (Signals on parent death do not survive the interpreter shims of pyenv and friends.)

@@ -25,17 +25,9 @@ struct CLI {
         var stderr: String
     }
 
-    func process(_ args: [String], prefix: [String] = []) -> Process {
-        let p = Process()
-        if prefix.isEmpty {
-            p.executableURL = URL(fileURLWithPath: Self.binary)
-            p.arguments = args
-        } else {
-            p.executableURL = URL(fileURLWithPath: prefix[0])
-            p.arguments = Array(prefix.dropFirst()) + [Self.binary] + args
-        }
-        p.environment = environment
-        return p
+    /// The command line that runs cairn with `args` (behind `prefix`, e.g. a program that drops privileges).
+    func commandLine(_ args: [String], prefix: [String] = []) -> [String] {
+        prefix + [Self.binary] + args
     }
 
     @discardableResult
@@ -49,17 +41,11 @@ struct CLI {
         try await onOwnThread { [self] in try runBlocking(args, prefix: prefix) }
     }
 
+    /// posix_spawn and waitpid for exactly that child (`ChildProcess`): Foundation's Process, started from
+    /// several threads at once, sometimes never reaps its child and waits forever.
     func runBlocking(_ args: [String], prefix: [String]) throws -> Result {
-        let p = process(args, prefix: prefix)
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderr, as: UTF8.self))
+        let result = try ChildProcess.run(commandLine(args, prefix: prefix), environment: environment)
+        return Result(status: result.status, stdout: result.stdout, stderr: result.stderr)
     }
 
     /// Runs and requires success.

@@ -26,20 +26,17 @@ struct CrashTests {
     func runAndKill(_ cli: CLI, _ args: [String], timer: inout KillTimer) async throws -> Bool {
         let delay = timer.delay()
         let (killed, seconds) = try await onOwnThread { () throws -> (Bool, Double) in
-            let p = cli.process(args)
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
             let start = Date()
-            try p.run()
+            let pid = try ChildProcess.start(cli.commandLine(args), environment: cli.environment)
             let deadline = start.addingTimeInterval(delay)
-            while p.isRunning && Date() < deadline { usleep(1_000) }
-            if p.isRunning {
-                kill(p.processIdentifier, SIGKILL)
-                p.waitUntilExit()
-                return (true, 0)
+            var status: Int32 = 0
+            while Date() < deadline {
+                if waitpid(pid, &status, WNOHANG) == pid { return (false, Date().timeIntervalSince(start)) }
+                usleep(1_000)
             }
-            p.waitUntilExit()
-            return (false, Date().timeIntervalSince(start))
+            kill(pid, SIGKILL)
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            return (true, 0)
         }
         if !killed { timer.finished(after: seconds) }
         return killed
