@@ -232,6 +232,7 @@ public final class Controller: Sendable {
         case .restoreAction: return try await RestoreActionReconciler(context: context).reconcile(key)
         case .restorePoint: return try await RestorePointReconciler(context: context).reconcile(key)
         case .transformSet: return try await TransformSetReconciler(context: context).reconcile(key)
+        case .blueprint: return try await BlueprintReconciler(context: context).reconcile(key)
         }
     }
 }

@@ -32,6 +32,19 @@ public struct ApplicationBackup: Sendable {
         public var lockOperation = "app backup"
         /// How long to wait for an exclusive lock (a prune) to go away before failing with `.locked`.
         public var lockWait: TimeInterval = 30
+        /// Blueprints workloads may name (`cairn.dev/blueprint`) or be bound to, by name.
+        public var blueprints: [String: Blueprint] = [:]
+        /// Blueprints that exist but do not check, with why: a workload naming one fails the backup with it.
+        public var invalidBlueprints: [String: String] = [:]
+        public var bindings: [BlueprintBinding] = []
+        /// Who runs a blueprint's phases, by blueprint name (a namespace's blueprint: its author); the others
+        /// run as `client`.
+        public var blueprintClients: [String: KubeClient] = [:]
+        /// Who wrote each blueprint (their user info as JSON), recorded in the restore point: its restore
+        /// phases run as them too.
+        public var blueprintAuthors: [String: String] = [:]
+        /// Hooks: `beforeCapture` and `afterCapture` phases (`ConsistencyPlan`).
+        public var hooks: [String: [Blueprint.Phase]] = [:]
 
         public init(namespace: String, labelSelector: String? = nil, rules: CaptureRules = CaptureRules(),
                     volumeAccess: VolumeAccessMode = .auto, moverImage: String = MoverVolumeAccess.defaultImage,
@@ -97,7 +110,11 @@ public struct ApplicationBackup: Sendable {
         let capture = try await ApplicationCapture(client: client, volumeClient: volumeClient, rules: options.rules,
                                                    labelSelector: options.labelSelector).capture(namespace: namespace)
         var warnings = capture.warnings
-        let claims = options.volumes ? try await boundClaims(capture, warnings: &warnings) : []
+        let plan = try ConsistencyPlan(objects: capture.objects, blueprints: options.blueprints,
+                                       invalid: options.invalidBlueprints, bindings: options.bindings,
+                                       hooks: options.hooks)
+        let skippedClaims = plan.skippedClaims(in: capture.objects)
+        let claims = options.volumes ? try await boundClaims(capture, warnings: &warnings).filter { !skippedClaims.contains($0.claim) } : []
         state.objects = capture.objects.count
         state.volumes = claims.count
         state.step = claims.isEmpty ? "writing the restore point" : "reading volumes"
@@ -119,6 +136,9 @@ public struct ApplicationBackup: Sendable {
             var nodes: [String: Node] = [:]
             var transfers: [VolumeTransfer] = []
             var unscaled: [String] = []
+            let runner = BlueprintRunner(client: client, namespace: namespace, repository: repository)
+            let runners = options.blueprintClients.mapValues { BlueprintRunner(client: $0, namespace: namespace, repository: repository) }
+            let consistency = try await plan.backup(runner: runner, runners: runners, progress: progress) {
             if !claims.isEmpty {
                 if !workloads.isEmpty {
                     progress("quiescing: scaling \(workloads.map { "\($0.0.kind)/\($0.1)" }.joined(separator: ", ")) to zero")
@@ -138,12 +158,17 @@ public struct ApplicationBackup: Sendable {
                     }
                 }
             }
+            }
             var withWarnings = capture
             withWarnings.warnings = warnings
             let manifest = try await RestorePoint.write(withWarnings, namespace: namespace, namespaceUID: namespaceUID,
                                                         labelSelector: options.labelSelector,
                                                         volumes: nodes, transfers: transfers, tags: options.tags,
-                                                        quiesced: workloads.map { "\($0.0.kind)/\($0.1)" }, to: repository,
+                                                        quiesced: workloads.map { "\($0.0.kind)/\($0.1)" },
+                                                        consistency: RestorePoint.Consistency(plan: plan, result: consistency,
+                                                                                              skippedClaims: skippedClaims,
+                                                                                              authors: options.blueprintAuthors),
+                                                        to: repository,
                                                         since: mark)
             if !unscaled.isEmpty {
                 throw ProtectionError(.quiesceFailed, "restore point \(manifest.shortID) was written, but these workloads could not be scaled back: \(unscaled.joined(separator: "; "))")
@@ -211,19 +236,12 @@ public struct ApplicationBackup: Sendable {
         var failure: Error?
         do {
             for workload in workloads { try await scale(workload, to: 0) }
-            let deadline = ContinuousClock.now + options.quiesceTimeout
+            // `status.replicas` leaves out terminating pods, which may still write: wait until no pod of
+            // the workload is left at all.
+            let control = WorkloadControl(client: client, namespace: namespace)
             for workload in workloads {
-                while true {
-                    let current = try await client.get(workload.0, workload.1, namespace: namespace)
-                    // `status.replicas` leaves out terminating pods, which may still write: wait until no pod
-                    // of the workload is left at all.
-                    if (current["status", "replicas"]?.int ?? 0) == 0,
-                       try await pods(of: current, namespace: namespace).isEmpty { break }
-                    guard ContinuousClock.now < deadline else {
-                        throw ProtectionError(.quiesceFailed, "\(workload.0.kind)/\(workload.1) still had pods \(options.quiesceTimeout) after scaling it to zero")
-                    }
-                    try await Task.sleep(for: .milliseconds(250))
-                }
+                try await control.wait(WorkloadRef(kind: workload.0.kind, name: workload.1), .stopped,
+                                       timeout: options.quiesceTimeout, code: .quiesceFailed)
             }
             try await body()
         } catch {
@@ -238,14 +256,5 @@ public struct ApplicationBackup: Sendable {
             throw ProtectionError(.quiesceFailed, "\(failure); and these workloads could not be scaled back: \(unscaled.joined(separator: "; "))")
         }
         return unscaled
-    }
-
-    /// The pods a workload's selector (`matchLabels`) selects, terminating ones included.
-    func pods(of workload: KubeObject, namespace: String) async throws -> [KubeObject] {
-        let labels = KubeObject.stringMap(workload["spec", "selector", "matchLabels"])
-        guard !labels.isEmpty else { return [] }
-        var options = ListOptions()
-        options.labelSelector = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-        return try await client.listAll(Pod.resource, namespace: namespace, options: options).items
     }
 }

@@ -41,6 +41,14 @@ public struct ApplicationRestore: Sendable {
         /// excluded (cluster-scoped objects, the Namespace, RBAC, Cairn's kinds), and every object is checked
         /// after its transforms. New volumes for restored claims are made either way.
         public var confined = false
+        /// Hooks: `afterRestore` phases, run once the objects, the volumes and the blueprints' restore actions
+        /// are done.
+        public var hooks: [String: [Blueprint.Phase]] = [:]
+        /// Who runs a blueprint's restore phases, given the author the restore point recorded for it (nil:
+        /// `client`, whoever restores). The controller impersonates the author of a namespace's blueprint.
+        public var blueprintClient: (@Sendable (_ author: String) throws -> KubeClient)?
+        /// How long a workload whose blueprint has a restore action may take to be ready before it runs.
+        public var readyTimeout: Duration = .seconds(300)
 
         public init(targetNamespace: String? = nil, existing: ObjectRestorer.ExistingPolicy = .fail,
                     transforms: TransformSet? = nil, dryRun: Bool = false, only: [CaptureRules.Selector] = [],
@@ -80,10 +88,15 @@ public struct ApplicationRestore: Sendable {
         public var dryRun: Bool
         public var objects: [Row]
         public var volumes: [Row]
+        /// The blueprints' restore phases and the restore hooks.
+        public var phases: [PhaseRecord] = []
         public var seconds: Double
 
-        /// Objects and volumes that failed or were refused.
-        public var failures: Int { (objects + volumes).filter { $0.result == "failed" || $0.result == "forbidden" }.count }
+        /// Objects, volumes and phases that failed or were refused.
+        public var failures: Int {
+            (objects + volumes).filter { $0.result == "failed" || $0.result == "forbidden" }.count
+                + phases.filter { $0.result == "failed" }.count
+        }
     }
 
     public let client: KubeClient
@@ -102,7 +115,8 @@ public struct ApplicationRestore: Sendable {
     /// A planned volume: the claim as restored and what backs it.
     struct PlannedVolume: Sendable {
         var claim: String
-        var data: Node
+        /// nil: a new, empty volume (the workload's blueprint brings its data back).
+        var data: Node?
         /// The new PersistentVolume made for the claim, if its original was hostPath/local.
         var volume: KubeObject?
     }
@@ -142,7 +156,15 @@ public struct ApplicationRestore: Sendable {
             var planned: [String: PlannedVolume] = [:]
             for claim in objects where claim.kind == "PersistentVolumeClaim" && claim.group.isEmpty
                 && RestoreConfinement.foreign(claim, source: source) == nil {
-                guard let data = stored[claim.name], options.volumes?.contains(claim.name) ?? true else { continue }
+                guard options.volumes?.contains(claim.name) ?? true else { continue }
+                guard let data = stored[claim.name] else {
+                    if metadata.blueprintClaims?.contains(claim.name) ?? false, options.volumeData {
+                        let original = claim["spec", "volumeName"]?.string.flatMap { originals[$0] }
+                        let volume = original.flatMap { newVolume(from: $0, claim: claim.name, targetNamespace: target, snapshot: snapshot) }
+                        planned[claim.name] = PlannedVolume(claim: claim.name, data: nil, volume: volume)
+                    }
+                    continue
+                }
                 let original = claim["spec", "volumeName"]?.string.flatMap { originals[$0] }
                 let volume = original.flatMap { newVolume(from: $0, claim: claim.name, targetNamespace: target, snapshot: snapshot) }
                 planned[claim.name] = PlannedVolume(claim: claim.name, data: data, volume: volume)
@@ -182,10 +204,58 @@ public struct ApplicationRestore: Sendable {
                 return Row(object: outcome.object, tier: outcome.tier, result: result, detail: detail,
                            transforms: outcome.transforms.isEmpty ? nil : outcome.transforms, volume: nil)
             }
+            var phases: [PhaseRecord] = []
+            if !options.dryRun {
+                phases = try await runRestorePhases(snapshot, metadata: metadata, outcomes: outcomes, namespace: target,
+                                                    progress: progress)
+            }
             return Report(restorePoint: snapshot.id, sourceNamespace: source, targetNamespace: target,
-                          dryRun: options.dryRun, objects: leftOut + rows, volumes: volumeRows,
+                          dryRun: options.dryRun, objects: leftOut + rows, volumes: volumeRows, phases: phases,
                           seconds: Date().timeIntervalSince(start))
         }
+    }
+
+    /// The restore actions of the blueprints the restore point's workloads ran (each once its workload is
+    /// ready, with its artifacts on stdin), then the `afterRestore` hooks. A failed phase is a failed row of
+    /// the report; the workloads of other blueprints still get theirs.
+    func runRestorePhases(_ snapshot: SnapshotManifest, metadata: RestorePoint.Metadata, outcomes: [ObjectRestorer.Outcome],
+                          namespace: String, progress: @Sendable (String) -> Void) async throws -> [PhaseRecord] {
+        let runner = BlueprintRunner(client: client, namespace: namespace, repository: repository)
+        let control = WorkloadControl(client: client, namespace: namespace)
+        var records: [PhaseRecord] = []
+        for (workload, blueprint, artifacts) in try await RestorePoint.consistency(of: snapshot, metadata: metadata, in: repository) {
+            guard let action = blueprint.actions[.restore] else { continue }
+            let restored = outcomes.contains { outcome in
+                guard outcome.object == "\(workload.kind) \(namespace)/\(workload.name)" else { return false }
+                switch outcome.result {
+                case .created, .updated, .recreated: return true
+                default: return false
+                }
+            }
+            guard restored else {
+                progress("blueprint \(blueprint.name): \(workload) was not restored; its restore action does not run")
+                continue
+            }
+            progress("waiting for \(workload) to be ready for blueprint \(blueprint.name)")
+            do {
+                try await control.wait(workload, .ready, timeout: options.readyTimeout)
+            } catch let error as ProtectionError {
+                records.append(PhaseRecord(blueprint: blueprint.name, action: "restore", phase: "(ready)", workload: workload.description,
+                                           result: "failed", seconds: 0, message: error.message))
+                continue
+            }
+            var phaseRunner = runner
+            if let author = metadata.blueprintAuthors?[blueprint.name], let identity = options.blueprintClient {
+                phaseRunner = BlueprintRunner(client: try identity(author), namespace: namespace, repository: repository)
+            }
+            records += try await phaseRunner.run(action, named: "restore", blueprint: blueprint.name, workload: workload,
+                                                 inputs: artifacts, progress: progress).records
+        }
+        if let hooks = options.hooks["afterRestore"], !hooks.isEmpty {
+            records += try await runner.run(Blueprint.Action(phases: hooks), named: "afterRestore", blueprint: "hooks",
+                                            workload: nil, progress: progress).records
+        }
+        return records
     }
 
     /// A new volume for a restored claim, from the original's definition: hostPath and local volumes get a
@@ -228,13 +298,18 @@ public struct ApplicationRestore: Sendable {
             default:
                 break
             }
+            guard let data = plan.data else {
+                rows.append(Row(object: label, tier: 6, result: "empty",
+                                detail: "a new, empty volume: the workload's blueprint restores its data"))
+                continue
+            }
             do {
                 let volume = try await boundVolume(plan, namespace: namespace)
                 // Host access writes the new directory itself (the Restorer creates its target).
                 let access = await options.volumeAccess.accessor(for: volume, client: volumeClient, repository: repository,
                                                                  moverImage: options.moverImage, creating: true)
                 progress("writing claim \(plan.claim) (\(access.method))")
-                let transfer = try await access.restore(plan.data, into: volume, exact: !options.keepExtraFiles)
+                let transfer = try await access.restore(data, into: volume, exact: !options.keepExtraFiles)
                 progress("  \(transfer.files) files, \(transfer.bytes) bytes, \(String(format: "%.1f", transfer.seconds)) s")
                 rows.append(Row(object: label, tier: 6, result: transfer.problems.isEmpty ? "written" : "failed",
                                 detail: transfer.problems.isEmpty ? nil : "\(transfer.problems.count) files not written: \(transfer.problems.prefix(3).joined(separator: "; "))",

@@ -40,7 +40,37 @@ public enum RestorePoint {
         public var volumes: [VolumeTransfer]?
         /// Workloads scaled to zero while the volumes were read (`--quiesce scale`).
         public var quiesced: [String]?
+        /// The blueprint each workload ran (`Kind/name` → blueprint); the definitions are under `blueprints/`.
+        public var blueprints: [String: String]?
+        /// Every blueprint and hook phase that ran, how it ended.
+        public var phases: [PhaseRecord]?
+        /// Artifacts under `artifacts/`: path → bytes.
+        public var artifacts: [String: UInt64]?
+        /// Claims left out of the volume capture because their workload's blueprint holds the data
+        /// (`volumes: skip`): a restore gives them new, empty volumes.
+        public var blueprintClaims: [String]?
+        /// Who wrote each namespaced blueprint (blueprint name → their user info as JSON): its restore phases
+        /// run as them.
+        public var blueprintAuthors: [String: String]?
     }
+
+    /// What blueprints and hooks added to a restore point.
+    public struct Consistency: Sendable {
+        public var plan: ConsistencyPlan
+        public var result: ConsistencyPlan.Result
+        public var skippedClaims: Set<String>
+        public var authors: [String: String]
+
+        public init(plan: ConsistencyPlan, result: ConsistencyPlan.Result, skippedClaims: Set<String>, authors: [String: String] = [:]) {
+            self.plan = plan
+            self.result = result
+            self.skippedClaims = skippedClaims
+            self.authors = authors
+        }
+    }
+
+    /// Where the definition of the blueprint a workload ran is stored.
+    static func blueprintPath(_ workload: WorkloadRef) -> String { "blueprints/\(workload.kind)-\(workload.name).json" }
 
     /// What `list` shows.
     public struct Summary: Sendable {
@@ -62,7 +92,7 @@ public enum RestorePoint {
     public static func write(_ capture: ApplicationCapture.Result, namespace: String, namespaceUID: String? = nil,
                              labelSelector: String? = nil,
                              volumes: [String: Node] = [:], transfers: [VolumeTransfer] = [], tags: [String] = [],
-                             quiesced: [String] = [], to repository: Repository,
+                             quiesced: [String] = [], consistency: Consistency? = nil, to repository: Repository,
                              since mark: Repository.WriteMark? = nil,
                              time: Date = Date()) async throws -> SnapshotManifest {
         var tree = MemoryTree(time: time)
@@ -74,10 +104,26 @@ public enum RestorePoint {
         for (claim, node) in volumes.sorted(by: { $0.key < $1.key }) {
             try tree.addExisting("volumes/\(claim)", node)
         }
-        let metadata = Metadata(namespace: namespace, labelSelector: labelSelector, time: time,
+        var metadata = Metadata(namespace: namespace, labelSelector: labelSelector, time: time,
                                 cairnVersion: CairnVersion.current, objects: capture.objects.count,
                                 objectsByKind: byKind, skipped: capture.skipped.map { "\($0.object): \($0.reason)" },
                                 warnings: capture.warnings, volumes: transfers, quiesced: quiesced)
+        if let consistency, !consistency.plan.isEmpty {
+            for (path, node) in consistency.result.artifacts.sorted(by: { $0.key < $1.key }) { try tree.addExisting(path, node) }
+            var names: [String: String] = [:]
+            for entry in consistency.plan.bound {
+                names[entry.workload.description] = entry.blueprint.name
+                let document: JSONValue = ["apiVersion": "cairn.dev/v1alpha1", "kind": "Blueprint",
+                                           "metadata": ["name": .string(entry.blueprint.name)], "spec": entry.blueprint.source]
+                try tree.addFile(blueprintPath(entry.workload), try document.serializedData())
+            }
+            metadata.blueprints = names.isEmpty ? nil : names
+            metadata.phases = consistency.result.records
+            metadata.artifacts = consistency.result.artifacts.mapValues(\.size)
+            metadata.blueprintClaims = consistency.skippedClaims.isEmpty ? nil : consistency.skippedClaims.sorted()
+            let authors = consistency.authors.filter { names.values.contains($0.key) }
+            metadata.blueprintAuthors = authors.isEmpty ? nil : authors
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         encoder.dateEncodingStrategy = .iso8601
@@ -129,6 +175,41 @@ public enum RestorePoint {
         let root = try await repository.loadTree(snapshot.tree)
         guard let volumes = root.node(named: "volumes"), let subtree = volumes.subtree else { return [:] }
         return Dictionary(try await repository.loadTree(subtree).nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// The blueprints a restore point's workloads ran, as stored with it, and their artifacts by phase.
+    public static func consistency(of snapshot: SnapshotManifest, metadata: Metadata, in repository: Repository) async throws
+        -> [(workload: WorkloadRef, blueprint: Blueprint, artifacts: [String: Node])]
+    {
+        guard let names = metadata.blueprints, !names.isEmpty else { return [] }
+        let root = try await repository.loadTree(snapshot.tree)
+        func directory(_ path: [String]) async throws -> [Node] {
+            var nodes = root.nodes
+            for name in path {
+                guard let subtree = nodes.first(where: { $0.name == name })?.subtree else { return [] }
+                nodes = try await repository.loadTree(subtree).nodes
+            }
+            return nodes
+        }
+        var result: [(WorkloadRef, Blueprint, [String: Node])] = []
+        for (key, name) in names.sorted(by: { $0.key < $1.key }) {
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { continue }
+            let workload = WorkloadRef(kind: parts[0], name: parts[1])
+            let file = "\(workload.kind)-\(workload.name).json"
+            guard let node = try await directory(["blueprints"]).first(where: { $0.name == file }) else {
+                throw RepositoryError.corrupt("restore point", snapshot.shortID, "blueprints/\(file) is missing")
+            }
+            let blueprint: Blueprint
+            do {
+                blueprint = try Blueprint(json: try JSONValue(parsing: try await content(of: node, repository)), name: name)
+            } catch {
+                throw RepositoryError.corrupt("restore point", snapshot.shortID, "blueprints/\(file) cannot be read: \(error)")
+            }
+            let artifacts = try await directory(["artifacts", "\(workload.kind)-\(workload.name)"])
+            result.append((workload, blueprint, Dictionary(artifacts.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })))
+        }
+        return result
     }
 
     /// The metadata of a restore point (without reading its objects).

@@ -26,6 +26,10 @@ public struct ProtectionError: Error, CustomStringConvertible, Sendable {
         /// A snapshot is not a restore point, or lacks the data asked for.
         case notARestorePoint = "not-a-restore-point"
         case dataMissing = "data-missing"
+        /// A blueprint or hook is malformed (`field` says where), or names what does not exist.
+        case invalidBlueprint = "invalid-blueprint"
+        /// A blueprint or hook phase failed: its command exited non-zero, timed out, or could not run.
+        case phaseFailed = "phase-failed"
 
         /// The condition reason (CamelCase) the controller reports.
         public var reason: String {
@@ -36,15 +40,19 @@ public struct ProtectionError: Error, CustomStringConvertible, Sendable {
     public var code: Code
     public var message: String
     public var cause: (any Error & Sendable)?
+    /// Where in a document the mistake is (`spec.actions.backup.phases[1].exec.command`), for input that
+    /// is checked field by field.
+    public var field: String?
 
-    public init(_ code: Code, _ message: String, cause: (any Error & Sendable)? = nil) {
+    public init(_ code: Code, _ message: String, cause: (any Error & Sendable)? = nil, field: String? = nil) {
         self.code = code
         self.message = message
         self.cause = cause
+        self.field = field
     }
 
     /// A mover that stopped or a claim not bound yet may do better on another try; the rest needs a change.
     public var isTransient: Bool { code == .moverFailed || code == .claimNotBound }
 
-    public var description: String { message }
+    public var description: String { field.map { "\($0): \(message)" } ?? message }
 }

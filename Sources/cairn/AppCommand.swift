@@ -111,6 +111,10 @@ struct AppBackupCommand: AsyncParsableCommand {
     @OptionGroup var volumes: VolumeOptions
     @Flag(name: .long, help: "Objects only: do not read volume data.")
     var noVolumes = false
+    @Option(name: .long, help: "A blueprint file (repeatable): workloads name it with the annotation cairn.dev/blueprint, besides the cluster's Blueprints.")
+    var blueprint: [String] = []
+    @Option(name: .long, help: "A hooks file: beforeCapture and afterCapture phases (docs/crds.md, \"Hooks\").")
+    var hooks: String?
 
     struct Output: Encodable {
         var restorePoint: String
@@ -121,26 +125,42 @@ struct AppBackupCommand: AsyncParsableCommand {
         var skipped: [String]
         var warnings: [String]
         var quiesced: [String]
+        var phases: [PhaseRecord]
         var seconds: Double
     }
 
     func run() async throws {
         try await runReporting {
             let rules = CaptureRules(include: try selectors(include, "--include"), exclude: try selectors(exclude, "--exclude"))
+            let files = try blueprint.map { try CheckedFile($0) }
+            let hookPhases = try hooks.map { try CheckedFile($0).hooks(allowed: ["beforeCapture", "afterCapture"]) } ?? [:]
             let repo = try await global.open()
             let showProgress = !global.json && !global.quiet
             let result = try await cluster.withClient { client in
-                try await ApplicationBackup(client: client, repository: repo, options: ApplicationBackup.Options(
+                var catalog = try await BlueprintCatalog.load(namespace: namespace, reader: client,
+                                                              systemNamespace: cairnSystemNamespace, systemReader: client)
+                for file in files {
+                    // A file's mistakes stop here, with their lines, rather than at the workload naming it.
+                    _ = try file.blueprint()
+                    catalog.add(file.document, origin: file.path,
+                                name: URL(fileURLWithPath: file.path).deletingPathExtension().lastPathComponent)
+                }
+                var options = ApplicationBackup.Options(
                     namespace: namespace, labelSelector: selector, rules: rules, volumeAccess: volumes.access,
                     moverImage: volumes.image,
-                    quiesce: quiesce, volumes: !noVolumes
-                )).run(progress: { line in if showProgress { printError(line) } })
+                    quiesce: quiesce, volumes: !noVolumes)
+                options.blueprints = catalog.valid
+                options.invalidBlueprints = catalog.invalid
+                options.hooks = hookPhases
+                return try await ApplicationBackup(client: client, repository: repo, options: options)
+                    .run(progress: { line in if showProgress { printError(line) } })
             }
             let m = result.metadata
             if global.json {
                 try printJSON(Output(restorePoint: result.snapshot.id, namespace: m.namespace, objects: m.objects,
                                      objectsByKind: m.objectsByKind, volumes: m.volumes ?? [], skipped: m.skipped,
-                                     warnings: m.warnings, quiesced: m.quiesced ?? [], seconds: result.seconds))
+                                     warnings: m.warnings, quiesced: m.quiesced ?? [], phases: m.phases ?? [],
+                                     seconds: result.seconds))
             } else {
                 printWarnings(m.warnings)
                 if !global.quiet {
@@ -148,6 +168,10 @@ struct AppBackupCommand: AsyncParsableCommand {
                     print("objects: \(m.objects) (\(kinds)); \(m.skipped.count) left out by rule")
                     for v in m.volumes ?? [] {
                         print("volume \(v.claim): \(v.files) files, \(formatBytes(v.bytes)), \(formatBytes(v.bytesAdded ?? 0)) new (\(v.method))")
+                    }
+                    for p in m.phases ?? [] {
+                        print("\(p.blueprint) \(p.action)/\(p.phase)\(p.workload.map { " (\($0))" } ?? ""): \(p.result) in \(String(format: "%.1f", p.seconds)) s"
+                              + (p.artifactBytes.map { ", artifact \(formatBytes(Int($0)))" } ?? ""))
                     }
                     print("restore point \(result.snapshot.shortID) of namespace \(m.namespace) saved in \(formatDuration(result.seconds))")
                 }
@@ -215,6 +239,8 @@ struct AppRestoreCommand: AsyncParsableCommand {
     var target: String?
     @Option(name: .long, help: "With --target: only these paths inside the volume (repeatable).")
     var path: [String] = []
+    @Option(name: .long, help: "A hooks file: afterRestore phases, run once the application is restored (docs/crds.md, \"Hooks\").")
+    var hooks: String?
 
     func run() async throws {
         try await runReporting {
@@ -249,6 +275,7 @@ struct AppRestoreCommand: AsyncParsableCommand {
                 volumes: volume.isEmpty ? nil : Set(volume), volumeData: !noVolumes, volumeAccess: volumes.access,
                 moverImage: volumes.image)
             options.keepExtraFiles = keepExtraFiles
+            options.hooks = try hooks.map { try CheckedFile($0).hooks(allowed: ["afterRestore"]) } ?? [:]
             let showProgress = !global.json && !global.quiet
             let report = try await cluster.withClient { client in
                 try await ApplicationRestore(client: client, repository: repo, options: options)
@@ -264,6 +291,10 @@ struct AppRestoreCommand: AsyncParsableCommand {
                     if let t = row.transforms { detail += (detail.isEmpty ? "" : "; ") + "transforms: " + t.joined(separator: ", ") }
                     return ["\(row.tier) \(RestoreOrder.tierNames[row.tier])", row.object, row.result, detail]
                 })
+                for p in report.phases {
+                    print("\(p.blueprint) \(p.action)/\(p.phase)\(p.workload.map { " (\($0))" } ?? ""): \(p.result) in \(String(format: "%.1f", p.seconds)) s"
+                          + (p.message.map { ": \($0)" } ?? ""))
+                }
                 let counts = Dictionary(grouping: report.objects + report.volumes, by: \.result).mapValues(\.count)
                 print((report.dryRun ? "plan: " : "") + counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
                       + " — restore point \(String(report.restorePoint.prefix(8))) of \(report.sourceNamespace) into \(report.targetNamespace) in \(formatDuration(report.seconds))")

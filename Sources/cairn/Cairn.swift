@@ -20,7 +20,7 @@ struct Cairn: AsyncParsableCommand {
             12 repository locked, 13 check found damage, 64 usage error.
             """,
         version: CairnVersion.current,
-        subcommands: [RepoCommand.self, BackupCommand.self, SnapshotsCommand.self, LsCommand.self,
+        subcommands: [RepoCommand.self, BlueprintCommand.self, BackupCommand.self, SnapshotsCommand.self, LsCommand.self,
                       RestoreCommand.self, ForgetCommand.self, PruneCommand.self, ClusterCommand.self,
                       AppCommand.self, RestorePointsCommand.self, ControllerCommand.self, MoverCommand.self]
     )
@@ -180,7 +180,7 @@ extension Exit {
             }
         case let error as ProtectionError:
             switch error.code {
-            case .invalidTransform: return (usage, nil)
+            case .invalidTransform, .invalidBlueprint: return (usage, nil)
             case .volumeUnreachable: return (failure, "pass --volume-access mover")
             default: return (failure, nil)
             }

@@ -1,8 +1,12 @@
 import Foundation
 import Kube
 
-/// What Cairn's admission webhook decides about a BackupAction or RestoreAction being created or changed.
-/// Pure: an `AdmissionReview` request in, a review response out (tested without a server).
+/// What Cairn's admission webhook decides about a BackupAction, RestoreAction or Blueprint being created or
+/// changed. Pure: an `AdmissionReview` request in, a review response out (tested without a server).
+///
+/// Blueprints: whoever writes a Blueprint's spec is stamped as its author (on create, and again on every
+/// update that changes the spec); the stamp cannot be changed otherwise. A namespace's blueprint runs
+/// with its author's rights — never with those of whoever's backup happens to use it, nor Cairn's.
 ///
 /// - On create it stamps who asked (`cairn.dev/requester`: the API server's `userInfo` of the request),
 ///   overwriting whatever the object carried: the controller performs the action as that identity.
@@ -14,7 +18,8 @@ public struct ActionAdmission: Sendable {
     /// The annotation that records who created an action, as JSON `{username, uid, groups, extra}`.
     public static let requesterAnnotation = "cairn.dev/requester"
     /// The kinds the webhook reviews.
-    public static let kinds: Set<String> = [CairnKind.backupAction.rawValue, CairnKind.restoreAction.rawValue]
+    public static let kinds: Set<String> = [CairnKind.backupAction.rawValue, CairnKind.restoreAction.rawValue,
+                                            CairnKind.blueprint.rawValue]
 
     /// The controller's own username (`system:serviceaccount:<namespace>:<name>`).
     public let controllerUser: String
@@ -57,6 +62,9 @@ public struct ActionAdmission: Sendable {
             return .deny("the admission review carries no object")
         }
         let byController = user.username == controllerUser
+        if kind == CairnKind.blueprint.rawValue {
+            return decideBlueprint(request, object: object, user: user)
+        }
         switch request["operation"]?.string {
         case "CREATE":
             if !byController {
@@ -80,6 +88,26 @@ public struct ActionAdmission: Sendable {
             }
             if !byController, old.labels[CairnLabel.policy] != object.labels[CairnLabel.policy] {
                 return .deny("the label \(CairnLabel.policy) is set by Cairn's controller only")
+            }
+            return .allow(patch: [])
+        default:
+            return .allow(patch: [])
+        }
+    }
+
+    func decideBlueprint(_ request: JSONValue, object: KubeObject, user: UserInfo) -> Decision {
+        switch request["operation"]?.string {
+        case "CREATE":
+            return .allow(patch: Self.stamp(user, on: object))
+        case "UPDATE":
+            guard let old = request["oldObject"].map(KubeObject.init) else {
+                return .deny("the admission review of an update carries no old object")
+            }
+            if old["spec"] != object["spec"] {
+                return .allow(patch: Self.stamp(user, on: object))   // whoever changes what runs is its author
+            }
+            if old.annotations[Self.requesterAnnotation] != object.annotations[Self.requesterAnnotation] {
+                return .deny("the annotation \(Self.requesterAnnotation) records who wrote this Blueprint and cannot be changed")
             }
             return .allow(patch: [])
         default:

@@ -45,6 +45,7 @@ struct BackupActionSpec: Sendable, Equatable {
     var volumes: Bool
     /// `expiresAfter` as a period, when given.
     var expiresAfter: TimeInterval?
+    var consistency: ConsistencySpec
 
     init(_ action: KubeObject) throws(ControllerError) {
         let spec = action["spec"] ?? .emptyObject
@@ -61,6 +62,36 @@ struct BackupActionSpec: Sendable, Equatable {
                 throw ControllerError("InvalidSpec", "spec.expiresAfter '\(text)' is not a period such as 30m, 12h or 7d")
             }
             expiresAfter = period
+        }
+        consistency = try ConsistencySpec(spec)
+    }
+}
+
+/// The consistency settings of a Policy or BackupAction: `hooks` (beforeCapture, afterCapture) and
+/// `blueprintBindings` (blueprints for workloads by labels), checked once.
+struct ConsistencySpec: Sendable, Equatable {
+    var hooks: [String: [Blueprint.Phase]] = [:]
+    var bindings: [BlueprintBinding] = []
+    /// As written, for a Policy to copy into its BackupActions.
+    var json: [String: JSONValue] = [:]
+
+    init(_ spec: JSONValue, hookNames: [String] = ["beforeCapture", "afterCapture"]) throws(ControllerError) {
+        if let hooks = spec["hooks"] {
+            do {
+                self.hooks = try Blueprint.hooks(hooks, field: "spec.hooks", allowed: hookNames)
+            } catch {
+                throw ControllerError("InvalidHooks", error.description, cause: error)
+            }
+            json["hooks"] = hooks
+        }
+        if let list = spec["blueprintBindings"] {
+            for (i, entry) in (list.array ?? []).enumerated() {
+                guard let name = entry["blueprint"]?.string, let labels = entry["matchLabels"]?.object, !labels.isEmpty else {
+                    throw ControllerError("InvalidSpec", "spec.blueprintBindings[\(i)] needs a blueprint and matchLabels")
+                }
+                bindings.append(BlueprintBinding(blueprint: name, matchLabels: labels.compactMapValues(\.string)))
+            }
+            json["blueprintBindings"] = list
         }
     }
 }
@@ -79,6 +110,7 @@ struct RestoreActionSpec: Sendable {
     var volumesOnly: Bool
     var volumeData: Bool
     var keepExtraFiles: Bool
+    var hooks: [String: [Blueprint.Phase]]
 
     init(_ action: KubeObject) throws(ControllerError) {
         let spec = action["spec"] ?? .emptyObject
@@ -115,5 +147,6 @@ struct RestoreActionSpec: Sendable {
         volumesOnly = spec["volumesOnly"]?.bool ?? false
         volumeData = spec["volumeData"]?.bool ?? true
         keepExtraFiles = spec["keepExtraFiles"]?.bool ?? false
+        hooks = try ConsistencySpec(spec, hookNames: ["afterRestore"]).hooks
     }
 }

@@ -8,6 +8,7 @@ public enum CairnKind: String, Sendable, CaseIterable, Hashable {
     case restoreAction = "RestoreAction"
     case restorePoint = "RestorePoint"
     case transformSet = "TransformSet"
+    case blueprint = "Blueprint"
 
     public static let group = "cairn.dev"
     public static let version = "v1alpha1"

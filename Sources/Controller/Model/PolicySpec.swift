@@ -13,6 +13,7 @@ public struct PolicySpec: Sendable {
     public var quiesce: String
     public var volumes: Bool
     public var paused: Bool
+    var consistency: ConsistencySpec
 
     public init(_ object: KubeObject) throws(ControllerError) {
         let spec = object["spec"] ?? .emptyObject
@@ -51,6 +52,7 @@ public struct PolicySpec: Sendable {
         quiesce = spec["quiesce"]?.string ?? "none"
         volumes = spec["volumes"]?.bool ?? true
         paused = spec["paused"]?.bool ?? false
+        consistency = try ConsistencySpec(spec)
     }
 }
 

@@ -91,14 +91,5 @@ public struct ProfileSpec: Sendable, Equatable {
     }
 
     /// `90s`, `30m`, `12h`, `7d` → seconds.
-    public static func period(_ text: String) -> TimeInterval? {
-        guard let unit = text.last, let n = Int(text.dropLast()), n >= 0 else { return nil }
-        switch unit {
-        case "s": return TimeInterval(n)
-        case "m": return TimeInterval(n) * 60
-        case "h": return TimeInterval(n) * 3600
-        case "d": return TimeInterval(n) * 86_400
-        default: return nil
-        }
-    }
+    public static func period(_ text: String) -> TimeInterval? { Period.seconds(text) }
 }

@@ -80,6 +80,14 @@ struct BackupActionReconciler {
                 volumeAccess: .mover, moverImage: context.moverImage,
                 quiesce: spec.quiesce, volumes: spec.volumes, tags: tags)
             options.lockOperation = ControllerLock.operation("backup \(namespace)/\(action.name)", context)
+            // A namespace's blueprints run as whoever wrote them; cluster-wide ones (administrators') and hooks
+            // as whoever asked for the backup.
+            var catalog = try await BlueprintCatalog.load(namespace: namespace, reader: client,
+                                                          systemNamespace: context.namespace, systemReader: context.client)
+            (options.blueprintClients, options.blueprintAuthors) = context.blueprintIdentities(&catalog)
+            (options.blueprints, options.invalidBlueprints) = (catalog.valid, catalog.invalid)
+            options.bindings = spec.consistency.bindings
+            options.hooks = spec.consistency.hooks
             // A slot is not held for long behind a prune: the action is tried again later instead.
             options.lockWait = 10
             let progress = ProgressWriter(context: context, kind: .backupAction, namespace: namespace, name: action.name)
@@ -152,6 +160,10 @@ struct BackupActionReconciler {
         var result: JSONValue = ["objects": .int(Int64(metadata.objects)), "volumes": .int(Int64(volumes.count)),
                                  "bytes": .int(Int64(bytes)), "bytesAdded": .int(Int64(added)),
                                  "warnings": .array(metadata.warnings.prefix(20).map { .string($0) })]
+        if let phases = metadata.phases, !phases.isEmpty { result["phases"] = PhaseRecord.statusJSON(phases) }
+        if let artifacts = metadata.artifacts, !artifacts.isEmpty {
+            result["artifacts"] = .object(artifacts.mapValues { .int(Int64($0)) })
+        }
         if let seconds { result["seconds"] = .double((seconds * 10).rounded() / 10) }
         try await context.transition(action, .backupAction, to: .succeeded(message: text, fields: [
             "restorePoint": .string(point.name), "restorePointID": .string(snapshot.id), "result": result]))

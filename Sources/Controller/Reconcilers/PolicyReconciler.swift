@@ -97,6 +97,7 @@ struct PolicyReconciler {
         action.labels = [CairnLabel.policy: policy.name]
         var body: JSONValue = ["profile": .string(profile), "quiesce": .string(spec.quiesce), "volumes": .bool(spec.volumes)]
         if let selector = spec.objectSelector { body["labelSelector"] = .string(selector) }
+        for (key, value) in spec.consistency.json { body[key] = value }
         action["spec"] = body
         do {
             _ = try await context.client.create(action, as: CairnKind.backupAction.resource, namespace: namespace)

@@ -105,6 +105,15 @@ struct RestoreActionReconciler {
             volumesOnly: spec.volumesOnly, volumes: spec.volumes,
             volumeData: spec.volumeData, volumeAccess: .mover, moverImage: context.moverImage)
         options.keepExtraFiles = spec.keepExtraFiles
+        options.hooks = spec.hooks
+        // A namespace's blueprint restores with the rights of whoever wrote it, as it backed up.
+        let context = self.context
+        options.blueprintClient = { author in
+            guard let json = try? JSONValue(parsing: Array(author.utf8)), let user = UserInfo(json: json) else {
+                throw ControllerError("InvalidRestorePoint", "the restore point's record of a blueprint's author cannot be read")
+            }
+            return context.client(actingAs: user)
+        }
         // A namespace's users restore their namespace; the cluster, the namespace itself and who may do
         // what are the administrators'.
         options.confined = !admin
@@ -135,7 +144,7 @@ struct RestoreActionReconciler {
             await progress.flush()
             let failures = report.failures
             try await finish(action, report: report, failed: failures == 0 ? nil : "PartlyRestored",
-                             message: failures == 0 ? nil : "\(failures) object(s) or volume(s) could not be restored; see status.result.failures",
+                             message: failures == 0 ? nil : "\(failures) object(s), volume(s) or blueprint phase(s) failed; see status.result.failures and status.result.phases",
                              seconds: Date().timeIntervalSince(started))
         } catch {
             if Task.isCancelled || error is CancellationError { return }
@@ -160,6 +169,8 @@ struct RestoreActionReconciler {
             var volumeCounts: [String: Int] = [:]
             for row in report.volumes { volumeCounts[row.result, default: 0] += 1 }
             let failures = (report.objects + report.volumes).filter { $0.result == "failed" || $0.result == "forbidden" }
+                .map { "\($0.object): \($0.result == "forbidden" ? "forbidden: " : "")\($0.detail ?? "failed")" }
+                + report.phases.filter { $0.result == "failed" }.map { $0.message ?? "phase \($0.phase) failed" }
             fields["result"] = [
                 "restorePoint": .string(report.restorePoint),
                 "sourceNamespace": .string(report.sourceNamespace),
@@ -167,9 +178,10 @@ struct RestoreActionReconciler {
                 "objects": .object(counts.mapValues { .int(Int64($0)) }),
                 "volumes": .object(volumeCounts.mapValues { .int(Int64($0)) }),
                 "bytes": .int(Int64(report.volumes.reduce(0) { $0 + ($1.volume?.bytes ?? 0) })),
-                "failures": .array(failures.prefix(20).map { .string("\($0.object): \($0.result == "forbidden" ? "forbidden: " : "")\($0.detail ?? "failed")") }),
+                "failures": .array(failures.prefix(20).map { .string($0) }),
                 "seconds": .double((report.seconds * 10).rounded() / 10),
             ]
+            if !report.phases.isEmpty { fields["result"]?["phases"] = PhaseRecord.statusJSON(report.phases) }
             summary = "\(counts["created", default: 0]) objects created, \(counts["skipped", default: 0]) skipped, \(counts["failed", default: 0]) failed, \(counts["forbidden", default: 0]) forbidden, \(counts["excluded", default: 0]) excluded; \(volumeCounts["written", default: 0]) volume(s) written"
         }
         if let reason {

@@ -30,7 +30,29 @@ public struct ControllerContext: Sendable {
         guard let requester = UserInfo.requester(of: action) else {
             throw ControllerError("RequesterUnknown", "Cairn does not know who created this \(action.kind): it was created while Cairn's admission webhook was not serving. Delete it and create it again")
         }
-        return requester.username == controllerUser ? client : client.impersonating(requester)
+        return client(actingAs: requester)
+    }
+
+    /// A client acting as `user` (the controller's own when it is the controller).
+    func client(actingAs user: UserInfo) -> KubeClient {
+        user.username == controllerUser ? client : client.impersonating(user)
+    }
+
+    /// Who runs the phases of an application's own Blueprints: each its author, as the webhook recorded
+    /// them. One without a record cannot run (moved to `invalid`).
+    func blueprintIdentities(_ catalog: inout BlueprintCatalog) -> (clients: [String: KubeClient], authors: [String: String]) {
+        var clients: [String: KubeClient] = [:]
+        var authors: [String: String] = [:]
+        for (name, object) in catalog.namespaced where catalog.valid[name] != nil {
+            guard let author = UserInfo.requester(of: object) else {
+                catalog.valid[name] = nil
+                catalog.invalid[name] = "Blueprint \(object.namespace ?? "")/\(name) has no record of who wrote it (it was written while Cairn's admission webhook was not serving): apply it again"
+                continue
+            }
+            clients[name] = client(actingAs: author)
+            authors[name] = String(decoding: author.json.serialized(), as: UTF8.self)
+        }
+        return (clients, authors)
     }
 
     /// The Profile an action or policy names, or else the default one: the Profile with

@@ -30,7 +30,10 @@ public enum ExecOutput: Sendable, Equatable {
 /// Output is read only as fast as it is consumed (`next()`); stdin is written with `write(_:)`.
 /// Closing stdin (`closeStdin()`) needs v5 (Kubernetes 1.29+): with v4 the protocol has no way to say
 /// end-of-input, so a command that reads stdin to its end should be given a known length instead.
-public final class ExecSession {
+///
+/// One task may read output while another writes stdin (their state is disjoint); two readers or two
+/// writers at once are not allowed.
+public final class ExecSession: @unchecked Sendable {
     let outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>
     /// The subprotocol the server chose.
     public let protocolVersion: String

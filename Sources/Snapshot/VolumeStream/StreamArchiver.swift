@@ -112,52 +112,37 @@ public final class StreamArchiver {
         throw SnapshotError.stream("the stream ended before its end record: the mover stopped")
     }
 
-    /// Chunks and stores one file's content as it arrives, a few chunks in flight.
+    /// Chunks and stores one file's content as it arrives (`StreamContent`).
     func archiveFile(_ node: Node, path: String, reader: VolumeStreamReader, result: inout Result) async throws -> Node {
         var node = node
-        var chunker = StreamChunker(chunker: repository.chunker)
         var warnings: [String] = []
         var size: UInt64 = 0
-        let repository = self.repository
-        var ids: [BlobID] = []
-        var added = 0
-        try await Concurrent.ordered(width: 4, produce: { emit in
-            loop: while true {
+        let stored = try await StreamContent.store(in: repository) {
+            while true {
                 guard let event = try await reader.next() else {
                     throw SnapshotError.stream("the stream ended inside \(path)")
                 }
-                let chunks: [Data]
                 switch event {
-                case .data(let bytes):
-                    chunks = bytes.withUnsafeBytes { chunker.append($0) }
-                case .hole(let count):
-                    chunks = chunker.appendZeros(Int(count))
+                case .data(let bytes): return .bytes(bytes)
+                case .hole(let count): return .zeros(Int(count))
                 case .fileEnd(let total):
                     size = total
-                    for chunk in chunker.finish() { try await emit(chunk) }
-                    break loop
+                    return nil
                 case .warning(let where_, let message):
                     warnings.append("\(where_): \(message)")
-                    chunks = []
                 default:
                     throw SnapshotError.stream("unexpected record inside \(path)")
                 }
-                for chunk in chunks { try await emit(chunk) }
             }
-        }, { chunk in
-            try await repository.saveBlob(.data, chunk)
-        }, collect: { saved in
-            ids.append(saved.id)
-            added += saved.added
-        })
-        guard UInt64(chunker.bytesIn) == size else {
-            throw SnapshotError.stream("\(path): \(chunker.bytesIn) bytes received, the mover says \(size)")
+        }
+        guard stored.size == size else {
+            throw SnapshotError.stream("\(path): \(stored.size) bytes received, the mover says \(size)")
         }
         node.size = size
-        node.content = ids
+        node.content = stored.content
         result.files += 1
         result.bytes += Int(size)
-        result.bytesAdded += added
+        result.bytesAdded += stored.added
         result.warnings += warnings
         return node
     }

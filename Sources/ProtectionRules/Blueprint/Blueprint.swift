@@ -1,0 +1,443 @@
+import KubeModel
+import Foundation
+
+/// How a data service is backed up and restored consistently — a `Blueprint` resource
+/// (`cairn.dev/v1alpha1`), or the hooks of a Policy, BackupAction or RestoreAction, which are phases of the
+/// same shape. Read and checked once here (`init(json:)`: every mistake names its field); run by
+/// `BlueprintRunner` (Protection). Reference: docs/crds.md, "Blueprint".
+///
+/// ```yaml
+/// spec:
+///   volumes: skip                 # capture | skip: the workload's claims' data is (not) read as files
+///   actions:
+///     backup:                     # backup | restore | delete | beforeCapture | afterCapture
+///       phases:
+///         - name: dump
+///           exec: {container: postgres, command: [pg_dumpall, -U, postgres]}
+///           output: artifact       # stdout streamed into the restore point as the artifact `dump`
+///           timeout: 30m
+///       deferred: []               # run whatever happened, in order (unlock, scale back)
+///     restore:
+///       phases:
+///         - name: load
+///           exec: {container: postgres, command: [psql, -U, postgres]}
+///           input: dump            # the artifact streamed back on stdin
+/// ```
+public struct Blueprint: Sendable, Equatable {
+    public enum ActionName: String, Sendable, CaseIterable, Codable {
+        /// Around the backup of a workload: where database-native dumps run.
+        case backup
+        /// After the workload's objects are restored and its pods are ready: loads artifacts back.
+        case restore
+        /// When a restore point that holds this workload's artifacts is deleted.
+        case delete
+        /// Just before the volumes are read: fence (lock, flush, checkpoint).
+        case beforeCapture
+        /// Once the volumes were read (or failed to be): release the fence.
+        case afterCapture
+    }
+
+    public enum VolumeMode: String, Sendable, Codable {
+        /// The workload's claims are read as files, as without a blueprint.
+        case capture
+        /// The workload's claims are left out of the volume capture: its artifacts hold its data, and a
+        /// restore gives it empty volumes for the restore action to fill.
+        case skip
+    }
+
+    public struct Action: Sendable, Equatable {
+        public var phases: [Phase]
+        /// Run after `phases` whatever happened (even when a phase failed), in order; their own failures are
+        /// reported but do not stop the next one.
+        public var deferred: [Phase]
+
+        public init(phases: [Phase], deferred: [Phase] = []) {
+            self.phases = phases
+            self.deferred = deferred
+        }
+    }
+
+    public enum OnError: String, Sendable, Codable {
+        /// The action fails (deferred phases still run).
+        case fail
+        /// Recorded, and the next phase runs.
+        case `continue`
+    }
+
+    public struct Phase: Sendable, Equatable {
+        public var name: String
+        public var step: Step
+        public var timeout: TimeInterval
+        public var onError: OnError
+        /// The phase's stdout is stored in the restore point as an artifact named after the phase.
+        public var artifact: Bool
+        /// The artifact (a backup phase's name) streamed to this phase's stdin.
+        public var input: String?
+    }
+
+    /// Which pods an `exec` runs in.
+    public enum PodTarget: Sendable, Equatable {
+        /// The pods of the workload the blueprint is bound to (hooks: not available).
+        case boundWorkload
+        /// The pods of a workload, `Kind/name` (Deployment or StatefulSet).
+        case workload(kind: String, name: String)
+        /// The pods a label selector selects (`app=db,tier in (a,b)`).
+        case selector(String)
+    }
+
+    public enum Step: Sendable, Equatable {
+        /// A command in running pods; `all`: every selected pod, else the first ready one.
+        case exec(target: PodTarget, all: Bool, container: String?, command: [String])
+        /// A pod of its own, run to completion in the application's namespace.
+        case task(image: String, command: [String], env: [EnvVar])
+        /// Scales a workload; `replicas` is a template (`0`, `{{ workload.replicas }}`).
+        case scale(target: PodTarget, replicas: String, wait: Bool)
+        /// Waits for a workload to be ready (every replica) or stopped (no pod left).
+        case wait(target: PodTarget, condition: WaitCondition)
+    }
+
+    public enum WaitCondition: String, Sendable, Equatable {
+        case ready
+        case stopped
+    }
+
+    /// An environment variable of a task pod: a (templated) value, or a key of a Secret by reference — the
+    /// value never passes through Cairn.
+    public struct EnvVar: Sendable, Equatable {
+        public var name: String
+        public var value: String?
+        public var secret: (name: String, key: String)?
+
+        public static func == (a: EnvVar, b: EnvVar) -> Bool {
+            a.name == b.name && a.value == b.value && a.secret?.name == b.secret?.name && a.secret?.key == b.secret?.key
+        }
+    }
+
+    public var name: String
+    public var description: String?
+    public var volumes: VolumeMode
+    public var actions: [ActionName: Action]
+    /// The document it was read from (`spec` only): stored in restore points, so that a restore runs the
+    /// blueprint the backup ran.
+    public var source: JSONValue
+
+    public init(name: String, volumes: VolumeMode = .capture, actions: [ActionName: Action]) {
+        self.name = name
+        self.volumes = volumes
+        self.actions = actions
+        source = .null
+    }
+
+    /// The annotation on a Deployment or StatefulSet that names its blueprint.
+    public static let annotation = "cairn.dev/blueprint"
+    public static let defaultTimeout: TimeInterval = 600
+
+    /// Names of phases, artifacts and blueprints: DNS labels (they become paths in the restore point).
+    static func validName(_ text: String) -> Bool {
+        !text.isEmpty && text.count <= 63 && text.first!.isLetter && text.last != "-"
+            && text.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" }
+    }
+}
+
+// MARK: - Reading and checking
+
+extension Blueprint {
+    /// A `Blueprint` resource (or its `spec` alone, with `name`). Every mistake is a
+    /// `ProtectionError(.invalidBlueprint)` whose `field` names where it is (`spec.actions.backup.phases[0]`).
+    public init(json document: JSONValue, name fallbackName: String? = nil) throws(ProtectionError) {
+        let isResource = document["kind"] != nil || document["spec"] != nil
+        if isResource {
+            if let kind = document["kind"]?.string, kind != "Blueprint" {
+                throw ProtectionError(.invalidBlueprint, "kind is \(kind), expected Blueprint", field: "kind")
+            }
+            if let version = document["apiVersion"]?.string, version != "cairn.dev/v1alpha1" {
+                throw ProtectionError(.invalidBlueprint, "apiVersion is \(version), expected cairn.dev/v1alpha1", field: "apiVersion")
+            }
+        }
+        let spec = isResource ? (document["spec"] ?? .null) : document
+        let prefix = isResource ? "spec" : ""
+        func at(_ field: String) -> String { prefix.isEmpty ? field : prefix + "." + field }
+        guard let name = document["metadata", "name"]?.string ?? fallbackName else {
+            throw ProtectionError(.invalidBlueprint, "metadata.name is required", field: "metadata")
+        }
+        guard spec.object != nil else {
+            throw ProtectionError(.invalidBlueprint, "spec must be a mapping with actions", field: isResource ? "spec" : nil)
+        }
+        try Self.known(spec, ["description", "volumes", "actions"], at: prefix)
+        self.name = name
+        source = spec
+        description = spec["description"]?.string
+        let volumesText = spec["volumes"]?.string ?? "capture"
+        guard let volumes = VolumeMode(rawValue: volumesText) else {
+            throw ProtectionError(.invalidBlueprint, "'\(volumesText)' must be capture or skip", field: at("volumes"))
+        }
+        self.volumes = volumes
+        guard let actionsJSON = spec["actions"]?.object, !actionsJSON.isEmpty else {
+            throw ProtectionError(.invalidBlueprint, "at least one action is required (backup, restore, delete, beforeCapture, afterCapture)",
+                                  field: at("actions"))
+        }
+        actions = [:]
+        for key in actionsJSON.keys.sorted() {
+            let field = at("actions." + key)
+            guard let action = ActionName(rawValue: key) else {
+                throw ProtectionError(.invalidBlueprint, "unknown action '\(key)': expected backup, restore, delete, beforeCapture or afterCapture",
+                                      field: field)
+            }
+            actions[action] = try Self.action(actionsJSON[key]!, field: field, hooks: false)
+        }
+        try checkReferences(at: at("actions"))
+    }
+
+    /// Hooks of a Policy, BackupAction or RestoreAction: `{beforeCapture: [phase…], afterCapture: […]}` or
+    /// `{afterRestore: […]}`: phases without a bound workload (their `exec` names its pods).
+    public static func hooks(_ json: JSONValue, field: String, allowed: [String]) throws(ProtectionError) -> [String: [Phase]] {
+        guard let object = json.object else {
+            throw ProtectionError(.invalidBlueprint, "hooks must be a mapping of \(allowed.joined(separator: ", ")) to lists of phases", field: field)
+        }
+        var result: [String: [Phase]] = [:]
+        for key in object.keys.sorted() {
+            guard allowed.contains(key) else {
+                throw ProtectionError(.invalidBlueprint, "unknown hook '\(key)': expected \(allowed.joined(separator: " or "))", field: "\(field).\(key)")
+            }
+            guard let list = object[key]!.array else {
+                throw ProtectionError(.invalidBlueprint, "must be a list of phases", field: "\(field).\(key)")
+            }
+            var phases: [Phase] = []
+            for (i, entry) in list.enumerated() {
+                let phase = try Self.phase(entry, field: "\(field).\(key)[\(i)]", hooks: true)
+                if phases.contains(where: { $0.name == phase.name }) {
+                    throw ProtectionError(.invalidBlueprint, "a second phase named \(phase.name)", field: "\(field).\(key)[\(i)].name")
+                }
+                phases.append(phase)
+            }
+            result[key] = phases
+        }
+        return result
+    }
+
+    static func known(_ json: JSONValue, _ fields: [String], at path: String) throws(ProtectionError) {
+        for key in (json.object ?? [:]).keys.sorted() where !fields.contains(key) {
+            throw ProtectionError(.invalidBlueprint, "unknown field '\(key)' (expected \(fields.joined(separator: ", ")))",
+                                  field: path.isEmpty ? key : path + "." + key)
+        }
+    }
+
+    static func action(_ json: JSONValue, field: String, hooks: Bool) throws(ProtectionError) -> Action {
+        guard json.object != nil else {
+            throw ProtectionError(.invalidBlueprint, "an action is a mapping with phases (and deferred)", field: field)
+        }
+        try known(json, ["phases", "deferred"], at: field)
+        var names: Set<String> = []
+        func list(_ key: String) throws(ProtectionError) -> [Phase] {
+            guard let value = json[key] else { return [] }
+            guard let array = value.array else {
+                throw ProtectionError(.invalidBlueprint, "must be a list of phases", field: "\(field).\(key)")
+            }
+            var phases: [Phase] = []
+            for (i, entry) in array.enumerated() {
+                let phase = try phase(entry, field: "\(field).\(key)[\(i)]", hooks: hooks)
+                guard names.insert(phase.name).inserted else {
+                    throw ProtectionError(.invalidBlueprint, "a second phase named \(phase.name) in this action", field: "\(field).\(key)[\(i)].name")
+                }
+                phases.append(phase)
+            }
+            return phases
+        }
+        let action = Action(phases: try list("phases"), deferred: try list("deferred"))
+        guard !action.phases.isEmpty || !action.deferred.isEmpty else {
+            throw ProtectionError(.invalidBlueprint, "an action needs at least one phase", field: "\(field).phases")
+        }
+        return action
+    }
+
+    static func phase(_ json: JSONValue, field: String, hooks: Bool) throws(ProtectionError) -> Phase {
+        guard json.object != nil else { throw ProtectionError(.invalidBlueprint, "a phase is a mapping", field: field) }
+        try known(json, ["name", "exec", "task", "scale", "wait", "timeout", "onError", "output", "input"], at: field)
+        guard let name = json["name"]?.string else {
+            throw ProtectionError(.invalidBlueprint, "every phase needs a name", field: "\(field).name")
+        }
+        guard validName(name) else {
+            throw ProtectionError(.invalidBlueprint, "'\(name)' is not a valid phase name (lower-case letters, digits and '-', starting with a letter, at most 63)",
+                                  field: "\(field).name")
+        }
+        let kinds = ["exec", "task", "scale", "wait"].filter { json[$0] != nil }
+        guard kinds.count == 1 else {
+            throw ProtectionError(.invalidBlueprint, kinds.isEmpty ? "a phase needs one of exec, task, scale or wait"
+                                                                   : "a phase does one thing: \(kinds.joined(separator: " and ")) given",
+                                  field: field)
+        }
+        let kind = kinds[0]
+        let body = json[kind]!
+        let bodyField = "\(field).\(kind)"
+        guard body.object != nil else { throw ProtectionError(.invalidBlueprint, "must be a mapping", field: bodyField) }
+        let step: Step
+        switch kind {
+        case "exec":
+            try known(body, ["container", "command", "pods", "workload", "selector"], at: bodyField)
+            let target = try target(body, field: bodyField, hooks: hooks)
+            let podsText = body["pods"]?.string ?? "one"
+            guard podsText == "one" || podsText == "all" else {
+                throw ProtectionError(.invalidBlueprint, "'\(podsText)' must be one (the first ready pod) or all", field: "\(bodyField).pods")
+            }
+            step = .exec(target: target, all: podsText == "all", container: body["container"]?.string,
+                         command: try command(body, field: bodyField))
+        case "task":
+            try known(body, ["image", "command", "env"], at: bodyField)
+            guard let image = body["image"]?.string, !image.isEmpty else {
+                throw ProtectionError(.invalidBlueprint, "a task needs an image", field: "\(bodyField).image")
+            }
+            var env: [EnvVar] = []
+            for (i, entry) in (body["env"]?.array ?? []).enumerated() {
+                let envField = "\(bodyField).env[\(i)]"
+                try known(entry, ["name", "value", "secretKeyRef"], at: envField)
+                guard let envName = entry["name"]?.string, !envName.isEmpty else {
+                    throw ProtectionError(.invalidBlueprint, "an environment variable needs a name", field: envField)
+                }
+                if let ref = entry["secretKeyRef"] {
+                    guard let secret = ref["name"]?.string, let key = ref["key"]?.string, entry["value"] == nil else {
+                        throw ProtectionError(.invalidBlueprint, "secretKeyRef needs the Secret's name and key (and no value beside it)",
+                                              field: "\(envField).secretKeyRef")
+                    }
+                    env.append(EnvVar(name: envName, value: nil, secret: (secret, key)))
+                } else {
+                    guard let value = entry["value"]?.string else {
+                        throw ProtectionError(.invalidBlueprint, "give a value (a string) or a secretKeyRef", field: envField)
+                    }
+                    env.append(EnvVar(name: envName, value: value, secret: nil))
+                }
+            }
+            step = .task(image: image, command: try command(body, field: bodyField), env: env)
+        case "scale":
+            try known(body, ["workload", "replicas", "wait"], at: bodyField)
+            let replicas: String
+            switch body["replicas"] {
+            case .int(let n)? where n >= 0: replicas = String(n)
+            case .string(let text)? where text.contains("{{") || (Int(text) ?? -1) >= 0: replicas = text
+            default:
+                throw ProtectionError(.invalidBlueprint, "replicas must be a count of 0 or more, or a template such as {{ workload.replicas }}",
+                                      field: "\(bodyField).replicas")
+            }
+            step = .scale(target: try target(body, field: bodyField, hooks: hooks), replicas: replicas,
+                          wait: body["wait"]?.bool ?? true)
+        default:
+            try known(body, ["workload", "for"], at: bodyField)
+            let text = body["for"]?.string ?? ""
+            guard let condition = WaitCondition(rawValue: text) else {
+                throw ProtectionError(.invalidBlueprint, "wait needs for: ready (every replica ready) or stopped (no pod left)",
+                                      field: "\(bodyField).for")
+            }
+            step = .wait(target: try target(body, field: bodyField, hooks: hooks), condition: condition)
+        }
+        var timeout = defaultTimeout
+        if let text = json["timeout"]?.string {
+            guard let seconds = Period.seconds(text), seconds > 0 else {
+                throw ProtectionError(.invalidBlueprint, "'\(text)' is not a period such as 30s, 10m or 1h", field: "\(field).timeout")
+            }
+            timeout = seconds
+        } else if json["timeout"] != nil {
+            throw ProtectionError(.invalidBlueprint, "a period such as 30s, 10m or 1h (a string)", field: "\(field).timeout")
+        }
+        let onErrorText = json["onError"]?.string ?? "fail"
+        guard let onError = OnError(rawValue: onErrorText) else {
+            throw ProtectionError(.invalidBlueprint, "'\(onErrorText)' must be fail or continue", field: "\(field).onError")
+        }
+        let outputText = json["output"]?.string ?? "text"
+        guard outputText == "text" || outputText == "artifact" else {
+            throw ProtectionError(.invalidBlueprint, "'\(outputText)' must be text (kept for later phases' templates) or artifact (stored in the restore point)",
+                                  field: "\(field).output")
+        }
+        let artifact = outputText == "artifact"
+        if artifact || json["input"] != nil {
+            guard case .exec(_, let all, _, _) = step, !all else {
+                throw ProtectionError(.invalidBlueprint, "artifacts are streamed to and from an exec in one pod (pods: one)",
+                                      field: "\(field).\(artifact ? "output" : "input")")
+            }
+        }
+        return Phase(name: name, step: step, timeout: timeout, onError: onError, artifact: artifact, input: json["input"]?.string)
+    }
+
+    static func command(_ body: JSONValue, field: String) throws(ProtectionError) -> [String] {
+        guard let list = body["command"]?.array, !list.isEmpty else {
+            throw ProtectionError(.invalidBlueprint, "a command is a non-empty list of strings", field: "\(field).command")
+        }
+        var command: [String] = []
+        for (i, item) in list.enumerated() {
+            switch item {
+            case .string(let s): command.append(s)
+            case .int(let n): command.append(String(n))
+            default: throw ProtectionError(.invalidBlueprint, "must be a string", field: "\(field).command[\(i)]")
+            }
+        }
+        return command
+    }
+
+    static func target(_ body: JSONValue, field: String, hooks: Bool) throws(ProtectionError) -> PodTarget {
+        if let workload = body["workload"]?.string {
+            let parts = workload.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2, ["Deployment", "StatefulSet"].contains(parts[0]), !parts[1].isEmpty else {
+                throw ProtectionError(.invalidBlueprint, "'\(workload)' is not a workload such as StatefulSet/db or Deployment/web",
+                                      field: "\(field).workload")
+            }
+            guard body["selector"] == nil else {
+                throw ProtectionError(.invalidBlueprint, "give workload or selector, not both", field: field)
+            }
+            return .workload(kind: parts[0], name: parts[1])
+        }
+        if let selector = body["selector"] {
+            guard let text = selector.string, !text.isEmpty else {
+                throw ProtectionError(.invalidBlueprint, "a label selector such as app=db", field: "\(field).selector")
+            }
+            return .selector(text)
+        }
+        guard !hooks else {
+            throw ProtectionError(.invalidBlueprint, "a hook names its pods: workload (StatefulSet/db) or selector (app=db)", field: field)
+        }
+        return .boundWorkload
+    }
+
+    /// Inputs name an artifact of the backup action; templates name earlier phases of their action.
+    func checkReferences(at field: String) throws(ProtectionError) {
+        let artifacts = Set(actions[.backup]?.phases.filter(\.artifact).map(\.name) ?? [])
+        for (action, body) in actions.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            var earlier: [String] = []
+            for (list, phases) in [("phases", body.phases), ("deferred", body.deferred)] {
+                for (i, phase) in phases.enumerated() {
+                    let here = "\(field).\(action.rawValue).\(list)[\(i)]"
+                    if let input = phase.input {
+                        guard action == .restore else {
+                            throw ProtectionError(.invalidBlueprint, "only restore phases take an input artifact", field: "\(here).input")
+                        }
+                        guard artifacts.contains(input) else {
+                            throw ProtectionError(.invalidBlueprint, "no backup phase stores an artifact named \(input)"
+                                                  + (artifacts.isEmpty ? "" : " (artifacts: \(artifacts.sorted().joined(separator: ", ")))"),
+                                                  field: "\(here).input")
+                        }
+                    }
+                    if phase.artifact && action != .backup {
+                        throw ProtectionError(.invalidBlueprint, "only backup phases store artifacts", field: "\(here).output")
+                    }
+                    for text in phase.templates {
+                        do {
+                            try BlueprintTemplate.check(text, phases: earlier)
+                        } catch {
+                            throw ProtectionError(.invalidBlueprint, error.message, field: here)
+                        }
+                    }
+                    earlier.append(phase.name)
+                }
+            }
+        }
+    }
+}
+
+extension Blueprint.Phase {
+    /// Every templated string of the phase.
+    var templates: [String] {
+        switch step {
+        case .exec(_, _, _, let command): command
+        case .task(_, let command, let env): command + env.compactMap(\.value)
+        case .scale(_, let replicas, _): [replicas]
+        case .wait: []
+        }
+    }
+}

@@ -1,0 +1,290 @@
+import Foundation
+import Kube
+import KubeTesting
+import Protection
+import Testing
+
+/// Blueprints and hooks on the local cluster, as a user runs them with `cairn app backup --blueprint/--hooks`:
+/// a PostgreSQL database backed up as a pg_dumpall artifact and restored into a new server that answers
+/// the same rows; and every way a phase goes wrong, each a clear error that leaves nothing behind.
+@Suite("Blueprints and hooks on a real cluster", .serialized)
+struct BlueprintClusterTests {
+    let cluster: LocalCluster
+    let tag = UUID().uuidString.prefix(6).lowercased()
+    let repository: TemporaryDirectory
+    let volumes: String
+    static let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../deploy/blueprints").standardized.path
+
+    init() throws {
+        cluster = try LocalCluster.shared()
+        repository = try TemporaryDirectory()
+        volumes = cluster.stateDirectory + "/volumes/bp-\(tag)"
+    }
+
+    func cairn(_ arguments: [String]) throws -> ChildProcess.Result {
+        try ChildProcess.run([CairnBinary.path] + arguments, environment: [
+            "CAIRN_REPOSITORY": repository.path + "/repo", "CAIRN_PASSWORD": "blueprint password",
+            "CAIRN_KDF_N": "1024", "KUBECONFIG": cluster.kubeconfig,
+        ])
+    }
+
+    func cairnOK(_ arguments: String...) throws -> String {
+        let result = try cairn(arguments)
+        #expect(result.status == 0, "cairn \(arguments.joined(separator: " ")): \(result.stderr)")
+        guard result.status == 0 else { throw ClusterError("cairn \(arguments.first ?? "") failed: \(result.stderr)") }
+        return result.stdout
+    }
+
+    func psql(_ ns: String, _ sql: String) throws -> LocalCluster.CommandResult {
+        let ip = try cluster.kubectlOK(["-n", ns, "get", "service", "db", "-o", "jsonpath={.spec.clusterIP}"])
+        return try cluster.execInNetwork(["psql", "-h", ip, "-U", "postgres", "-tA", "-c", sql],
+                                         environment: ["PGPASSWORD": "s3cret", "PGCONNECT_TIMEOUT": "5"])
+    }
+
+    func hostPathVolume(_ claim: String, namespace: String) throws {
+        let path = volumes + "/" + namespace + "-" + claim
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        chmod(path, 0o777)
+        try cluster.apply("""
+            apiVersion: v1
+            kind: PersistentVolume
+            metadata: {name: \(namespace)-\(claim), labels: {cairn.dev/test-namespace: \(namespace)}}
+            spec:
+              capacity: {storage: 1Gi}
+              accessModes: [ReadWriteOnce]
+              persistentVolumeReclaimPolicy: Retain
+              storageClassName: cairn-hostpath
+              claimRef: {namespace: \(namespace), name: \(claim)}
+              hostPath: {path: \(path), type: DirectoryOrCreate}
+            """)
+    }
+
+    func cleanUp(_ namespaces: [String]) {
+        for ns in namespaces {
+            _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=true", "--timeout=120s"])
+            _ = try? cluster.kubectl(["delete", "pv", "-l", "cairn.dev/test-namespace=\(ns)", "--wait=false"])
+        }
+        try? FileManager.default.removeItem(atPath: volumes)
+        repository.remove()
+    }
+
+    @Test("PostgreSQL by its logical blueprint: the dump is an artifact, no volume copy; a restore into a new namespace answers the same rows from a new, empty volume")
+    func postgresLogical() async throws {
+        let ns = "bp-pg-\(tag)"
+        let clone = "bp-pg-clone-\(tag)"
+        defer { cleanUp([ns, clone]) }
+        try cluster.kubectlOK(["create", "namespace", ns])
+        try hostPathVolume("data-db-0", namespace: ns)
+        try cluster.apply("""
+            apiVersion: v1
+            kind: Secret
+            metadata: {name: db, namespace: \(ns)}
+            stringData: {password: s3cret}
+            ---
+            """ + "\n" + SampleApplication.database(namespace: ns))
+        try cluster.kubectlOK(["-n", ns, "annotate", "statefulset", "db", "cairn.dev/blueprint=postgresql-logical"])
+        try await cluster.waitUntil("PostgreSQL of \(ns)", timeout: 240) { try psql(ns, "select 1").status == 0 }
+        let setup = try psql(ns, """
+            create database shop; create role reporter login password 'r3port';
+            """)
+        #expect(setup.status == 0, "\(setup.stderr)")
+        let ip = try cluster.kubectlOK(["-n", ns, "get", "service", "db", "-o", "jsonpath={.spec.clusterIP}"])
+        let shop = try cluster.execInNetwork(["psql", "-h", ip, "-U", "postgres", "-d", "shop", "-tA", "-c", """
+            create table orders (id int primary key, item text, at timestamptz default now());
+            insert into orders select g, md5(g::text) from generate_series(1, 20000) g;
+            grant select on orders to reporter;
+            """], environment: ["PGPASSWORD": "s3cret"])
+        #expect(shop.status == 0, "\(shop.stderr)")
+        func rows(_ namespace: String) throws -> String {
+            let ip = try cluster.kubectlOK(["-n", namespace, "get", "service", "db", "-o", "jsonpath={.spec.clusterIP}"])
+            return try cluster.execInNetwork(["psql", "-h", ip, "-U", "reporter", "-d", "shop", "-tA", "-c",
+                                              "select count(*), md5(string_agg(item, ',' order by id)) from orders"],
+                                             environment: ["PGPASSWORD": "r3port", "PGCONNECT_TIMEOUT": "5"]).stdout
+        }
+        let before = try rows(ns)
+        #expect(before.hasPrefix("20000|"))
+
+        _ = try cairnOK("repo", "init")
+        let backup = try cairnOK("app", "backup", ns, "--blueprint", Self.shipped + "/postgresql-logical.yaml", "--json")
+        let output = try JSONValue(parsing: Data(backup.utf8))
+        #expect(output["volumes"]?.array?.isEmpty == true, "the claim's files are not copied: \(backup)")
+        let phases = output["phases"]?.array ?? []
+        #expect(phases.count == 1 && phases[0]["phase"]?.string == "dump" && phases[0]["result"]?.string == "succeeded", "\(backup)")
+        let dumped = phases.first?["artifactBytes"]?.int ?? 0
+        #expect(dumped > 500_000, "the dump holds the rows: \(dumped) bytes")
+        let id = output["restorePoint"]?.string ?? ""
+
+        // A second backup of unchanged data stores almost nothing new: the artifact deduplicates.
+        let sizeBefore = try directorySize(repository.path + "/repo")
+        _ = try cairnOK("app", "backup", ns, "--blueprint", Self.shipped + "/postgresql-logical.yaml", "--json")
+        let growth = try directorySize(repository.path + "/repo") - sizeBefore
+        #expect(growth < Int(dumped) / 4, "an unchanged dump added \(growth) bytes (dump \(dumped))")
+
+        // Restore into a new namespace: a new, empty volume; PostgreSQL initialises it; the dump is loaded.
+        let restore = try cairn(["app", "restore", String(id.prefix(12)), "--to-namespace", clone, "--volume-access", "mover"])
+        #expect(restore.status == 0, "\(restore.stdout)\n\(restore.stderr)")
+        #expect(restore.stdout.contains("postgresql-logical restore/load (StatefulSet/db): succeeded"), "\(restore.stdout)")
+        #expect(restore.stdout.contains("empty"), "\(restore.stdout)")
+        #expect(try rows(clone) == before, "the restored server answers the same rows, to the same role")
+        // The original still runs, untouched.
+        #expect(try rows(ns) == before)
+    }
+
+    /// A namespace with a busybox Deployment whose container takes a password from a Secret.
+    func application(_ ns: String) async throws {
+        try cluster.kubectlOK(["create", "namespace", ns])
+        try cluster.apply("""
+            apiVersion: v1
+            kind: Secret
+            metadata: {name: app-secret, namespace: \(ns)}
+            stringData: {password: hunter2-very-secret}
+            ---
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: {name: web, namespace: \(ns), labels: {app: web}}
+            spec:
+              replicas: 1
+              selector: {matchLabels: {app: web}}
+              template:
+                metadata: {labels: {app: web}}
+                spec:
+                  terminationGracePeriodSeconds: 1
+                  containers:
+                  - name: main
+                    image: cairn.local/busybox:1.35
+                    imagePullPolicy: Never
+                    command: [sleep, "3600"]
+                    env: [{name: PASSWORD, valueFrom: {secretKeyRef: {name: app-secret, key: password}}}]
+            """)
+        try await cluster.waitUntil("web of \(ns) ready", timeout: 120) {
+            try cluster.kubectl(["-n", ns, "get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"]).stdout == "1"
+        }
+    }
+
+    func file(_ name: String, _ text: String) throws -> String {
+        let path = repository.path + "/" + name
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test("a failing phase: the backup fails with the phase, its exit status and stderr (secrets redacted); deferred phases ran, the workload is scaled back, no restore point; a hook that never returns times out and its fence is released; a missing container or Secret is named; a malformed blueprint is refused with its line")
+    func failures() async throws {
+        let ns = "bp-fail-\(tag)"
+        defer { cleanUp([ns]) }
+        try await application(ns)
+        _ = try cairnOK("repo", "init")
+        func web(_ path: String) throws -> String {
+            try cluster.kubectl(["-n", ns, "get", "deployment", "web", "-o", "jsonpath=\(path)"]).stdout
+        }
+
+        // 1. A blueprint that scales the workload down, then fails in a task pod that prints its Secret.
+        try cluster.kubectlOK(["-n", ns, "annotate", "deployment", "web", "cairn.dev/blueprint=fails"])
+        let failing = try file("fails.yaml", """
+            apiVersion: cairn.dev/v1alpha1
+            kind: Blueprint
+            metadata: {name: fails}
+            spec:
+              actions:
+                backup:
+                  phases:
+                  - {name: stop, scale: {replicas: 0}, timeout: 60s}
+                  - name: boom
+                    task:
+                      image: cairn.local/busybox:1.35
+                      command: [sh, -c, 'echo "connecting with $PASSWORD"; echo "relation missing"; exit 3']
+                      env: [{name: PASSWORD, secretKeyRef: {name: app-secret, key: password}}]
+                    timeout: 60s
+                  deferred:
+                  - {name: back, scale: {replicas: "{{ workload.replicas }}"}, timeout: 90s}
+            """)
+        let result = try cairn(["app", "backup", ns, "--blueprint", failing])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("blueprint fails backup/boom for Deployment/web failed"), "\(result.stderr)")
+        #expect(result.stderr.contains("exited with status 3"), "\(result.stderr)")
+        #expect(result.stderr.contains("relation missing"), "\(result.stderr)")
+        #expect(result.stderr.contains("connecting with [redacted]"), "\(result.stderr)")
+        #expect(!result.stderr.contains("hunter2"), "a Secret's value reached the output")
+        #expect(result.stderr.contains("deferred phases ran: back succeeded"), "\(result.stderr)")
+        #expect(try web("{.spec.replicas}/{.status.readyReplicas}") == "1/1", "scaled back and ready")
+        #expect(try cluster.kubectl(["-n", ns, "get", "pods", "-l", "cairn.dev/task", "-o", "name"]).stdout.isEmpty, "task pods are deleted")
+        #expect(try cairnOK("restorepoints", ns).contains("0 restore point(s)"), "no restore point after a failed phase")
+        try cluster.kubectlOK(["-n", ns, "annotate", "deployment", "web", "cairn.dev/blueprint-"])
+
+        // 2. An exec hook that prints the container's Secret and fails.
+        let leaky = try file("leaky.yaml", """
+            beforeCapture:
+            - name: leak
+              exec: {workload: Deployment/web, container: main, command: [sh, -c, 'echo "password is $PASSWORD" >&2; exit 4']}
+            """)
+        let leak = try cairn(["app", "backup", ns, "--hooks", leaky])
+        #expect(leak.status != 0)
+        #expect(leak.stderr.contains("exited with status 4") && leak.stderr.contains("password is [redacted]"), "\(leak.stderr)")
+        #expect(!leak.stderr.contains("hunter2"))
+
+        // 3. A hook that never returns: timed out; the afterCapture hook (the fence's release) still runs.
+        let hanging = try file("hanging.yaml", """
+            beforeCapture:
+            - name: hang
+              exec: {selector: app=web, command: [sleep, "600"]}
+              timeout: 3s
+            afterCapture:
+            - name: release
+              exec: {selector: app=web, command: [touch, /tmp/released]}
+            """)
+        let started = Date()
+        let hang = try cairn(["app", "backup", ns, "--hooks", hanging])
+        #expect(hang.status != 0)
+        #expect(hang.stderr.contains("hook beforeCapture/hang failed") && hang.stderr.contains("did not finish within 3s"), "\(hang.stderr)")
+        #expect(Date().timeIntervalSince(started) < 60)
+        let pod = try cluster.kubectlOK(["-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"])
+        #expect(try cluster.kubectl(["-n", ns, "exec", pod, "--", "test", "-f", "/tmp/released"]).status == 0, "the release ran")
+
+        // 4. A container that is not there, a Secret that is not there.
+        let missing = try file("missing.yaml", """
+            beforeCapture:
+            - {name: nocontainer, exec: {workload: Deployment/web, container: postgres, command: ["true"]}}
+            """)
+        let noContainer = try cairn(["app", "backup", ns, "--hooks", missing])
+        #expect(noContainer.stderr.contains("has no container postgres (it has: main)"), "\(noContainer.stderr)")
+        let noSecret = try file("nosecret.yaml", """
+            afterCapture:
+            - name: notify
+              task: {image: cairn.local/busybox:1.35, command: ["true"], env: [{name: TOKEN, secretKeyRef: {name: webhook, key: token}}]}
+            """)
+        let secretless = try cairn(["app", "backup", ns, "--hooks", noSecret])
+        #expect(secretless.status != 0)
+        #expect(secretless.stderr.contains("Secret webhook (for TOKEN) does not exist in namespace \(ns)"), "\(secretless.stderr)")
+
+        // 5. A malformed blueprint: refused before anything runs, with its line.
+        let malformed = try file("malformed.yaml", """
+            apiVersion: cairn.dev/v1alpha1
+            kind: Blueprint
+            metadata: {name: malformed}
+            spec:
+              actions:
+                backup:
+                  phases:
+                  - name: dump
+                    exec: {command: [pg_dumpall]}
+                    output: artefact
+            """)
+        let check = try cairn(["blueprint", "check", malformed])
+        #expect(check.status == 64)
+        #expect(check.stderr.contains("malformed.yaml:10: spec.actions.backup.phases[0].output: 'artefact' must be text"), "\(check.stderr)")
+        let refused = try cairn(["app", "backup", ns, "--blueprint", malformed])
+        #expect(refused.status == 64 && refused.stderr.contains("malformed.yaml:10:"), "\(refused.stderr)")
+        #expect(try cairnOK("restorepoints", ns).contains("0 restore point(s)"))
+        #expect(try cairnOK("blueprint", "check", Self.shipped + "/postgresql-logical.yaml").contains("is valid"))
+    }
+
+    func directorySize(_ path: String) throws -> Int {
+        var total = 0
+        let enumerator = FileManager.default.enumerator(atPath: path)
+        while let item = enumerator?.nextObject() as? String {
+            let attributes = try FileManager.default.attributesOfItem(atPath: path + "/" + item)
+            if attributes[.type] as? FileAttributeType == .typeRegular { total += (attributes[.size] as? Int) ?? 0 }
+        }
+        return total
+    }
+}
