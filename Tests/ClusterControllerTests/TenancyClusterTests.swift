@@ -326,3 +326,119 @@ extension ControllerClusterTests {
         }
     }
 }
+
+extension ControllerClusterTests {
+    @Test("tenancy: a hook or a blueprint never runs with more rights than whoever wrote it — bob, who may only view a namespace, cannot exec into its pods through a BackupAction's hook, nor through a Blueprint an administrator's backup uses; rewritten by the administrator, the same blueprint runs")
+    func hooksActAsTheirAuthor() async throws {
+        let profile = try await TestProfile(cluster)
+        defer { profile.remove() }
+        let s = String(UUID().uuidString.prefix(6).lowercased())
+        let ns = "hooks-\(s)"
+        try cluster.kubectlOK(["create", "namespace", ns])
+        defer { _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=false"]) }
+        try cluster.apply("""
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: {name: web, namespace: \(ns), labels: {app: web}}
+            spec:
+              replicas: 1
+              selector: {matchLabels: {app: web}}
+              template:
+                metadata: {labels: {app: web}}
+                spec:
+                  terminationGracePeriodSeconds: 1
+                  containers: [{name: main, image: cairn.local/busybox:1.35, imagePullPolicy: Never, command: [sleep, "3600"]}]
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: RoleBinding
+            metadata: {name: bob-view, namespace: \(ns)}
+            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: Role
+            metadata: {name: blueprint-writer, namespace: \(ns)}
+            rules: [{apiGroups: [cairn.dev], resources: [blueprints], verbs: [create, update, patch, get, list]}]
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: RoleBinding
+            metadata: {name: bob-blueprints, namespace: \(ns)}
+            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: blueprint-writer}
+            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
+            """)
+        let unbind = try await bindCairnBasic(.bob, in: ns)
+        defer { unbind() }
+        #expect(try cluster.kubectl(["-n", ns, "auth", "can-i", "create", "pods/exec"], as: .bob).stdout.hasPrefix("no"))
+        try await until("web to run", timeout: 120) {
+            try cluster.kubectl(["-n", ns, "get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"]).stdout == "1"
+        }
+        func ended(_ name: String) async throws -> (phase: String, reason: String, message: String) {
+            func get(_ path: String) throws -> String {
+                try cluster.kubectlOK(["-n", ns, "get", "backupaction", name, "-o", "jsonpath=\(path)"])
+            }
+            try await until("backup \(name) to end", timeout: 120) { ["Succeeded", "Failed"].contains(try get("{.status.phase}")) }
+            return (try get("{.status.phase}"), try get("{.status.conditions[?(@.type==\"Complete\")].reason}"),
+                    try get("{.status.conditions[?(@.type==\"Complete\")].message}"))
+        }
+        func marker(_ file: String) throws -> Bool {
+            let pod = try cluster.kubectlOK(["-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"])
+            return try cluster.kubectl(["-n", ns, "exec", pod, "--", "test", "-e", file]).status == 0
+        }
+
+        // 1. bob's own BackupAction with a hook that execs into the pod: Cairn may exec, bob may not.
+        try cluster.kubectlOK(["-n", ns, "create", "-f", "-"], as: .bob, stdin: """
+            apiVersion: cairn.dev/v1alpha1
+            kind: BackupAction
+            metadata: {name: hook-\(s)}
+            spec:
+              profile: \(profile.name)
+              hooks:
+                beforeCapture:
+                - {name: sneak, exec: {workload: Deployment/web, command: [touch, /tmp/by-hook]}}
+            """)
+        let hooked = try await ended("hook-\(s)")
+        #expect(hooked.phase == "Failed" && hooked.reason == "PhaseFailed", "\(hooked)")
+        #expect(hooked.message.contains("hook beforeCapture/sneak failed") && hooked.message.contains("permission denied"), "\(hooked.message)")
+        #expect(try !marker("/tmp/by-hook"), "the hook ran with Cairn's rights")
+
+        // 2. bob writes a Blueprint; an administrator's backup of the namespace uses it: it runs as bob.
+        let blueprint = """
+            apiVersion: cairn.dev/v1alpha1
+            kind: Blueprint
+            metadata: {name: sneaky, namespace: \(ns)}
+            spec:
+              actions:
+                backup:
+                  phases:
+                  - {name: plant, exec: {command: [touch, /tmp/by-blueprint]}}
+            """
+        try cluster.kubectlOK(["-n", ns, "apply", "-f", "-"], as: .bob, stdin: blueprint)
+        try await until("the Blueprint to be checked", timeout: 60) {
+            try cluster.kubectl(["-n", ns, "get", "blueprint", "sneaky", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout == "True"
+        }
+        let author = try cluster.kubectlOK(["-n", ns, "get", "blueprint", "sneaky", "-o", #"jsonpath={.metadata.annotations.cairn\.dev/requester}"#])
+        #expect(author.contains(#""username":"bob""#), "\(author)")
+        try cluster.kubectlOK(["-n", ns, "annotate", "deployment", "web", "cairn.dev/blueprint=sneaky"])
+        let action = { (name: String) in """
+            apiVersion: cairn.dev/v1alpha1
+            kind: BackupAction
+            metadata: {name: \(name)}
+            spec: {profile: \(profile.name)}
+            """ }
+        try cluster.kubectlOK(["-n", ns, "create", "-f", "-"], stdin: action("admin-\(s)"))
+        let borrowed = try await ended("admin-\(s)")
+        #expect(borrowed.phase == "Failed" && borrowed.reason == "PhaseFailed", "\(borrowed)")
+        #expect(borrowed.message.contains("blueprint sneaky backup/plant") && borrowed.message.contains("permission denied"), "\(borrowed.message)")
+        #expect(try !marker("/tmp/by-blueprint"), "bob's blueprint ran with the administrator's rights")
+
+        // 3. The administrator writes the same spec again (a label alone would keep bob as the author):
+        //    now it is theirs, and it runs — the phase is real, only its rights were missing.
+        try cluster.kubectlOK(["-n", ns, "apply", "-f", "-"], stdin: blueprint.replacingOccurrences(of: "/tmp/by-blueprint", with: "/tmp/by-admin"))
+        try cluster.kubectlOK(["-n", ns, "create", "-f", "-"], stdin: action("admin2-\(s)"))
+        let own = try await ended("admin2-\(s)")
+        #expect(own.phase == "Succeeded", "\(own)")
+        #expect(try marker("/tmp/by-admin"))
+        let phases = try cluster.kubectlOK(["-n", ns, "get", "backupaction", "admin2-\(s)", "-o", "jsonpath={.status.result.phases[0].result}"])
+        #expect(phases == "succeeded")
+    }
+}

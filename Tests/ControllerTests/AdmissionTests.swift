@@ -120,6 +120,37 @@ struct AdmissionTests {
         }
     }
 
+    @Test("a Blueprint's author is whoever last wrote its spec; the record cannot be forged or moved otherwise")
+    func blueprintAuthor() throws {
+        let bob: JSONValue = ["username": "bob", "uid": "1002", "groups": ["cairn:team-b"]]
+        func blueprint(_ command: String, annotations: JSONValue? = nil) -> JSONValue {
+            var object: JSONValue = ["apiVersion": "cairn.dev/v1alpha1", "kind": "Blueprint",
+                                     "metadata": ["name": "pg", "namespace": "team-a"],
+                                     "spec": ["actions": ["backup": ["phases": [["name": "dump", "exec": ["command": [.string(command)]]]]]]]]
+            if let annotations { object["metadata", "annotations"] = annotations }
+            return object
+        }
+        let forged: JSONValue = [ActionAdmission.requesterAnnotation: #"{"username":"cairn-admin","groups":["system:masters"]}"#]
+        let created = try patched(blueprint("pg_dumpall", annotations: forged),
+                                  admission.decide(request("CREATE", user: alice, object: blueprint("pg_dumpall", annotations: forged), kind: "Blueprint")))
+        #expect(UserInfo.requester(of: created)?.username == "alice")
+        // bob changes what runs: bob is now its author (his rights, not alice's, run it).
+        let changed = blueprint("rm -rf /", annotations: .object(created.annotations.mapValues { .string($0) }))
+        let rewritten = try patched(changed, admission.decide(request("UPDATE", user: bob, object: changed, old: created.json, kind: "Blueprint")))
+        #expect(UserInfo.requester(of: rewritten)?.username == "bob")
+        // A label change keeps the author; forging the record without changing the spec is refused.
+        var labelled = created.json
+        labelled["metadata", "labels"] = ["team": "a"]
+        #expect(admission.decide(request("UPDATE", user: bob, object: labelled, old: created.json, kind: "Blueprint")) == .allow(patch: []))
+        var moved = created.json
+        moved["metadata", "annotations"] = forged
+        guard case .deny(let why) = admission.decide(request("UPDATE", user: bob, object: moved, old: created.json, kind: "Blueprint")) else {
+            Issue.record("a forged author was let through")
+            return
+        }
+        #expect(why.contains("records who wrote this Blueprint"))
+    }
+
     @Test("the webhook's certificate: a CA of its own, the serving certificate valid for 127.0.0.1 and the Service names, served over TLS")
     func certificate() async throws {
         let tls = try WebhookTLS.generate(hosts: WebhookTLS.hosts(namespace: "cairn-system", service: "cairn-webhook"))

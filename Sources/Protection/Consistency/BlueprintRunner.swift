@@ -118,8 +118,12 @@ public struct BlueprintRunner: Sendable {
         let label = "\(blueprint == "hooks" ? "hook" : "blueprint \(blueprint)") \(action)/\(phase.name)"
             + (workload.map { " for \($0)" } ?? "")
         progress("\(label): \(phase.step.summary)")
+        // Failures inside a phase say what went wrong; where (blueprint, action, phase, pod) is added once, below.
         func fail(_ message: String, cause: (any Error & Sendable)? = nil) -> ProtectionError {
-            ProtectionError(.phaseFailed, "\(label) failed\(record.pod.map { " in pod \($0)" } ?? ""): \(message)", cause: cause)
+            ProtectionError(.phaseFailed, message, cause: cause)
+        }
+        func located(_ message: String) -> String {
+            "\(label) failed\(record.pod.map { " in pod \($0)" } ?? ""): \(message)"
         }
         do {
             switch phase.step {
@@ -148,8 +152,11 @@ public struct BlueprintRunner: Sendable {
                     throw fail("replicas '\(replicasText)' is not a count")
                 }
                 let control = WorkloadControl(client: client, namespace: namespace)
-                _ = try await control.get(ref)
-                try await control.scale(ref, to: replicas)
+                let current = Int(try await control.get(ref)["spec", "replicas"]?.int ?? 1)
+                // At zero the workload remembers its count, so that the next backup scales it back should this
+                // one be killed before its deferred phases run (`ApplicationBackup.recoverQuiesced`).
+                try await control.scale(ref, to: replicas, remember: replicas == 0 ? (current > 0 ? current : nil) : nil,
+                                        annotation: replicas == 0 && current == 0 ? nil : ApplicationBackup.quiescedAnnotation)
                 if wait {
                     try await control.wait(ref, replicas == 0 ? .stopped : .ready, timeout: .seconds(phase.timeout))
                 }
@@ -160,17 +167,16 @@ public struct BlueprintRunner: Sendable {
             }
         } catch let error as ProtectionError where error.code == .phaseFailed {
             record.result = phase.onError == .continue ? "ignored" : "failed"
-            record.message = error.message
+            record.message = located(error.message)
             record.seconds = seconds(since: start)
             outcome.records.append(record)
-            throw error.message.hasPrefix(label) ? error : fail(error.message, cause: error)
+            throw ProtectionError(.phaseFailed, record.message!, cause: error)
         } catch let error as KubeError {
             record.result = phase.onError == .continue ? "ignored" : "failed"
-            let failure = fail(Self.describe(error, phase: phase), cause: error)
-            record.message = failure.message
+            record.message = located(Self.describe(error, phase: phase))
             record.seconds = seconds(since: start)
             outcome.records.append(record)
-            throw failure
+            throw ProtectionError(.phaseFailed, record.message!, cause: error)
         }
         record.seconds = seconds(since: start)
         outcome.records.append(record)
