@@ -289,3 +289,110 @@ struct BlueprintClusterTests {
         return total
     }
 }
+
+extension BlueprintClusterTests {
+    /// A one-replica StatefulSet `db` of `image` with its data on a hostPath volume made for its claim.
+    func statefulSet(_ ns: String, image: String, container: String, mountPath: String, blueprint: String) throws {
+        try cluster.kubectlOK(["create", "namespace", ns])
+        try hostPathVolume("data-db-0", namespace: ns)
+        try cluster.apply("""
+            apiVersion: apps/v1
+            kind: StatefulSet
+            metadata: {name: db, namespace: \(ns), annotations: {cairn.dev/blueprint: \(blueprint)}}
+            spec:
+              serviceName: db
+              replicas: 1
+              selector: {matchLabels: {app: db}}
+              template:
+                metadata: {labels: {app: db}}
+                spec:
+                  terminationGracePeriodSeconds: 5
+                  containers:
+                  - name: \(container)
+                    image: \(image)
+                    imagePullPolicy: Never
+                    volumeMounts: [{name: data, mountPath: \(mountPath)}]
+              volumeClaimTemplates:
+              - metadata: {name: data}
+                spec:
+                  accessModes: [ReadWriteOnce]
+                  storageClassName: cairn-hostpath
+                  resources: {requests: {storage: 1Gi}}
+            """)
+    }
+
+    /// Runs a command in the database's pod; its stdout.
+    func inPod(_ ns: String, _ container: String, _ command: [String]) throws -> LocalCluster.CommandResult {
+        try cluster.kubectl(["-n", ns, "exec", "db-0", "-c", container, "--"] + command)
+    }
+
+    @Test("MariaDB by its logical blueprint: one-transaction dump as an artifact; restored into a new namespace, the same rows, users and grants")
+    func mariadbLogical() async throws {
+        let ns = "bp-maria-\(tag)"
+        let clone = "bp-maria-clone-\(tag)"
+        defer { cleanUp([ns, clone]) }
+        try statefulSet(ns, image: "cairn.local/mariadb:10.11", container: "mariadb", mountPath: "/var/lib/mysql",
+                        blueprint: "mariadb-logical")
+        func sql(_ namespace: String, _ statement: String) throws -> LocalCluster.CommandResult {
+            try inPod(namespace, "mariadb", ["mariadb", "-uroot", "-N", "-B", "-e", statement])
+        }
+        try await cluster.waitUntil("MariaDB of \(ns)", timeout: 180) { try sql(ns, "select 1").status == 0 }
+        let setup = try sql(ns, """
+            create database shop; create table shop.orders (id int primary key, item varchar(64)) engine=InnoDB;
+            insert into shop.orders select seq, md5(seq) from seq_1_to_50000;
+            create user 'reporter'@'%' identified by 'r3port'; grant select on shop.* to 'reporter'@'%';
+            """)
+        #expect(setup.status == 0, "\(setup.stderr)")
+        let query = "select count(*), md5(group_concat(item order by id separator ',')) from shop.orders"
+        _ = try sql(ns, "set global group_concat_max_len = 64000000")
+        let before = try sql(ns, "set session group_concat_max_len = 64000000; " + query).stdout
+        #expect(before.hasPrefix("50000\t"), "\(before)")
+
+        _ = try cairnOK("repo", "init")
+        let backup = try JSONValue(parsing: Data(try cairnOK("app", "backup", ns, "--blueprint", Self.shipped + "/mariadb-logical.yaml", "--json").utf8))
+        let id = backup["restorePoint"]?.string ?? ""
+        #expect(backup["volumes"]?.array?.isEmpty == true)
+        #expect((backup["phases"]?.array?.first?["artifactBytes"]?.int ?? 0) > 1_000_000, "\(backup)")
+
+        let restore = try cairn(["app", "restore", String(id.prefix(12)), "--to-namespace", clone])
+        #expect(restore.status == 0, "\(restore.stdout)\n\(restore.stderr)")
+        #expect(restore.stdout.contains("mariadb-logical restore/load (StatefulSet/db): succeeded"), "\(restore.stdout)")
+        #expect(try sql(clone, "set session group_concat_max_len = 64000000; " + query).stdout == before)
+        // The user and its grant came back with the data.
+        let grants = try sql(clone, "show grants for 'reporter'@'%'").stdout
+        #expect(grants.contains("GRANT SELECT ON `shop`.* TO `reporter`@`%`"), "\(grants)")
+    }
+
+    @Test("Redis by its RDB blueprint: SAVE just before the volume is read; the restored server loads every key")
+    func redisRDB() async throws {
+        let ns = "bp-redis-\(tag)"
+        let clone = "bp-redis-clone-\(tag)"
+        defer { cleanUp([ns, clone]) }
+        try statefulSet(ns, image: "cairn.local/redis:7.0", container: "redis", mountPath: "/data", blueprint: "redis-rdb")
+        func redis(_ namespace: String, _ arguments: String...) throws -> String {
+            try inPod(namespace, "redis", ["redis-cli"] + arguments).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        try await cluster.waitUntil("Redis of \(ns)", timeout: 120) { (try? redis(ns, "PING")) == "PONG" }
+        let fill = try inPod(ns, "redis", ["sh", "-c", "for i in $(seq 1 2000); do echo SET key:$i value-$i; done | redis-cli > /dev/null && redis-cli SET last 2000"])
+        #expect(fill.status == 0, "\(fill.stderr)")
+        #expect(try redis(ns, "DBSIZE") == "2001")
+        // Automatic snapshots are off: before the backup, nothing of this is on disk.
+        #expect(try inPod(ns, "redis", ["test", "-e", "/data/dump.rdb"]).status != 0)
+
+        _ = try cairnOK("repo", "init")
+        let backup = try JSONValue(parsing: Data(try cairnOK("app", "backup", ns, "--blueprint", Self.shipped + "/redis-rdb.yaml", "--json").utf8))
+        let phases = backup["phases"]?.array ?? []
+        #expect(phases.first?["action"]?.string == "beforeCapture" && phases.first?["result"]?.string == "succeeded", "\(backup)")
+        #expect(backup["volumes"]?.array?.first?["files"]?.int == 1, "the volume holds dump.rdb: \(backup)")
+        let id = backup["restorePoint"]?.string ?? ""
+        // Written after the backup: not in the restore point.
+        _ = try redis(ns, "SET", "later", "x")
+
+        let restore = try cairn(["app", "restore", String(id.prefix(12)), "--to-namespace", clone, "--volume-access", "mover"])
+        #expect(restore.status == 0, "\(restore.stdout)\n\(restore.stderr)")
+        try await cluster.waitUntil("Redis of \(clone)", timeout: 120) { (try? redis(clone, "PING")) == "PONG" }
+        #expect(try redis(clone, "DBSIZE") == "2001")
+        #expect(try redis(clone, "GET", "key:1234") == "value-1234")
+        #expect(try redis(clone, "GET", "later") == "")
+    }
+}
