@@ -339,7 +339,7 @@ extension BlueprintClusterTests {
         try await cluster.waitUntil("MariaDB of \(ns)", timeout: 180) { try sql(ns, "select 1").status == 0 }
         let setup = try sql(ns, """
             create database shop; create table shop.orders (id int primary key, item varchar(64)) engine=InnoDB;
-            insert into shop.orders select seq, md5(seq) from seq_1_to_50000;
+            insert into shop.orders select seq, md5(seq) from shop.seq_1_to_50000;
             create user 'reporter'@'%' identified by 'r3port'; grant select on shop.* to 'reporter'@'%';
             """)
         #expect(setup.status == 0, "\(setup.stderr)")
