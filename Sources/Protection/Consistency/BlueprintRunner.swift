@@ -39,6 +39,8 @@ public struct BlueprintRunner: Sendable {
     public let repository: Repository?
     /// How many of a failed command's last stderr lines are recorded.
     public var stderrLines = 10
+    /// How long an exec waits for a running pod to run in.
+    public var podWait: TimeInterval = 60
 
     public init(client: KubeClient, namespace: String, repository: Repository?) {
         self.client = client
@@ -129,7 +131,7 @@ public struct BlueprintRunner: Sendable {
             switch phase.step {
             case .exec(let target, let all, let container, let command):
                 let rendered = try command.map { try BlueprintTemplate.render($0, values) }
-                let pods = try await runningPods(target, workload: workload, all: all)
+                let pods = try await runningPods(target, workload: workload, all: all, timeout: phase.timeout)
                 var outputs: [String] = []
                 for pod in pods {
                     record.pod = pod.name
@@ -212,29 +214,32 @@ public struct BlueprintRunner: Sendable {
         }
     }
 
-    /// The running pods a target selects: all of them, or the first ready one.
-    func runningPods(_ target: Blueprint.PodTarget, workload: WorkloadRef?, all: Bool) async throws -> [KubeObject] {
+    /// The running pods a target selects: all of them, or the first ready one. A workload may be between
+    /// pods (restarting, or its status not yet reported by the kubelet): they are waited for, up to
+    /// `podWait` (or the phase's timeout when shorter).
+    func runningPods(_ target: Blueprint.PodTarget, workload: WorkloadRef?, all: Bool, timeout: TimeInterval) async throws -> [KubeObject] {
         let control = WorkloadControl(client: client, namespace: namespace)
-        let pods: [KubeObject]
-        let what: String
-        switch target {
-        case .selector(let selector):
-            pods = try await control.pods(selector: selector)
-            what = "pod selected by \(selector)"
-        default:
-            let ref = try resolve(target, workload: workload)
-            pods = try await control.pods(of: try await control.get(ref))
-            what = "pod of \(ref)"
+        let deadline = ContinuousClock.now + .seconds(min(timeout, podWait))
+        while true {
+            let pods: [KubeObject]
+            let what: String
+            switch target {
+            case .selector(let selector):
+                pods = try await control.pods(selector: selector)
+                what = "pod selected by \(selector)"
+            default:
+                let ref = try resolve(target, workload: workload)
+                pods = try await control.pods(of: try await control.get(ref))
+                what = "pod of \(ref)"
+            }
+            let running = pods.filter { Pod($0).phase == "Running" && $0.deletionTimestamp == nil }
+            if all, !running.isEmpty { return running }
+            if !all, let pod = running.first(where: { Pod($0).isReady }) ?? running.first { return [pod] }
+            guard ContinuousClock.now < deadline else {
+                throw ProtectionError(.phaseFailed, "no running \(what) in namespace \(namespace) (waited \(Self.period(min(timeout, podWait))))")
+            }
+            try await Task.sleep(for: .milliseconds(500))
         }
-        let running = pods.filter { Pod($0).phase == "Running" && $0.deletionTimestamp == nil }
-        if all {
-            guard !running.isEmpty else { throw ProtectionError(.phaseFailed, "no running \(what) in namespace \(namespace)") }
-            return running
-        }
-        guard let pod = running.first(where: { Pod($0).isReady }) ?? running.first else {
-            throw ProtectionError(.phaseFailed, "no running \(what) in namespace \(namespace)")
-        }
-        return [pod]
     }
 
     /// Runs a command in a pod: stdout streamed into an artifact or kept as text (at most 64 KiB), stderr's
