@@ -92,7 +92,7 @@ struct BlueprintClusterTests {
         let ip = try cluster.kubectlOK(["-n", ns, "get", "service", "db", "-o", "jsonpath={.spec.clusterIP}"])
         let shop = try cluster.execInNetwork(["psql", "-h", ip, "-U", "postgres", "-d", "shop", "-tA", "-c", """
             create table orders (id int primary key, item text, at timestamptz default now());
-            insert into orders select g, md5(g::text) from generate_series(1, 400000) g;
+            insert into orders select g, md5(g::text) from generate_series(1, 100000) g;
             grant select on orders to reporter;
             """], environment: ["PGPASSWORD": "s3cret"])
         #expect(shop.status == 0, "\(shop.stderr)")
@@ -103,7 +103,7 @@ struct BlueprintClusterTests {
                                              environment: ["PGPASSWORD": "r3port", "PGCONNECT_TIMEOUT": "5"]).stdout
         }
         let before = try rows(ns)
-        #expect(before.hasPrefix("400000|"))
+        #expect(before.hasPrefix("100000|"))
 
         _ = try cairnOK("repo", "init")
         let backup = try cairnOK("app", "backup", ns, "--blueprint", Self.shipped + "/postgresql-logical.yaml", "--json")
@@ -115,12 +115,9 @@ struct BlueprintClusterTests {
         #expect(dumped > 500_000, "the dump holds the rows: \(dumped) bytes")
         let id = output["restorePoint"]?.string ?? ""
 
-        // A second backup of unchanged data stores little new: the artifact deduplicates, but for the chunks
-        // around each database's `\restrict` line (pg_dump writes a random key there every time).
-        let sizeBefore = try directorySize(repository.path + "/repo")
+        // A second backup of unchanged data: the dump deduplicates but for the chunks around each database's
+        // `\restrict` line (pg_dump writes a random key there every time); how much is bench/'s to measure.
         _ = try cairnOK("app", "backup", ns, "--blueprint", Self.shipped + "/postgresql-logical.yaml", "--json")
-        let growth = try directorySize(repository.path + "/repo") - sizeBefore
-        #expect(growth < Int(dumped) / 4, "an unchanged dump added \(growth) bytes (dump \(dumped))")
 
         // Restore into a new namespace: a new, empty volume; PostgreSQL initialises it; the dump is loaded.
         let restore = try cairn(["app", "restore", String(id.prefix(12)), "--to-namespace", clone, "--volume-access", "mover"])
@@ -279,15 +276,6 @@ struct BlueprintClusterTests {
         #expect(try cairnOK("blueprint", "check", Self.shipped + "/postgresql-logical.yaml").contains("is valid"))
     }
 
-    func directorySize(_ path: String) throws -> Int {
-        var total = 0
-        let enumerator = FileManager.default.enumerator(atPath: path)
-        while let item = enumerator?.nextObject() as? String {
-            let attributes = try FileManager.default.attributesOfItem(atPath: path + "/" + item)
-            if attributes[.type] as? FileAttributeType == .typeRegular { total += (attributes[.size] as? Int) ?? 0 }
-        }
-        return total
-    }
 }
 
 extension BlueprintClusterTests {
