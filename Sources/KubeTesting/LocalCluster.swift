@@ -153,6 +153,12 @@ public struct TestNamespace: Sendable {
     public let cluster: LocalCluster
     public let name: String
 
+    /// A namespace of this name (created by the caller, or by a restore), cleaned up by `cleanUp()`.
+    public init(cluster: LocalCluster, name: String) {
+        self.cluster = cluster
+        self.name = name
+    }
+
     /// Host directory holding this namespace's hostPath volumes.
     public var volumesDirectory: String { cluster.stateDirectory + "/volumes/" + name }
 
@@ -216,7 +222,8 @@ public struct TestNamespace: Sendable {
         }
     }
 
-    func cleanUp() {
+    /// Deletes the namespace, the PersistentVolumes labelled for it and its volumes' directories.
+    public func cleanUp() {
         _ = try? cluster.kubectl(["delete", "namespace", name, "--wait=true", "--timeout=120s"])
         _ = try? cluster.kubectl(["delete", "pv", "-l", "cairn.dev/test-namespace=\(name)", "--wait=false"])
         try? FileManager.default.removeItem(atPath: volumesDirectory)

@@ -57,22 +57,7 @@ struct ApplicationProtectionTests {
     static let rowsQuery = "select count(*), md5(string_agg(v, ',' order by id)) from t"
 
     func hostPathVolume(_ claim: String) throws -> String {
-        let path = volumes + "/" + claim
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        chmod(path, 0o777)
-        try cluster.apply("""
-            apiVersion: v1
-            kind: PersistentVolume
-            metadata: {name: \(namespace)-\(claim), labels: {cairn.dev/test-namespace: \(namespace)}}
-            spec:
-              capacity: {storage: 1Gi}
-              accessModes: [ReadWriteOnce]
-              persistentVolumeReclaimPolicy: Retain
-              storageClassName: cairn-hostpath
-              claimRef: {namespace: \(namespace), name: \(claim)}
-              hostPath: {path: \(path), type: DirectoryOrCreate}
-            """)
-        return path
+        try TestNamespace(cluster: cluster, name: namespace).hostPathVolume(forClaim: claim)
     }
 
     /// 10,000 small files in 100 directories, symlinks (to files, to a directory, dangling), modes, and a

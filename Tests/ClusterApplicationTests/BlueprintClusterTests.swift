@@ -12,14 +12,12 @@ struct BlueprintClusterTests {
     let cluster: LocalCluster
     let tag = UUID().uuidString.prefix(6).lowercased()
     let repository: TemporaryDirectory
-    let volumes: String
     static let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../../deploy/blueprints").standardized.path
 
     init() throws {
         cluster = try LocalCluster.shared()
         repository = try TemporaryDirectory()
-        volumes = cluster.stateDirectory + "/volumes/bp-\(tag)"
     }
 
     func cairn(_ arguments: [String]) throws -> ChildProcess.Result {
@@ -42,30 +40,13 @@ struct BlueprintClusterTests {
                                          environment: ["PGPASSWORD": "s3cret", "PGCONNECT_TIMEOUT": "5"])
     }
 
+    /// A hostPath volume for `claim` in `namespace` (`TestNamespace`'s).
     func hostPathVolume(_ claim: String, namespace: String) throws {
-        let path = volumes + "/" + namespace + "-" + claim
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        chmod(path, 0o777)
-        try cluster.apply("""
-            apiVersion: v1
-            kind: PersistentVolume
-            metadata: {name: \(namespace)-\(claim), labels: {cairn.dev/test-namespace: \(namespace)}}
-            spec:
-              capacity: {storage: 1Gi}
-              accessModes: [ReadWriteOnce]
-              persistentVolumeReclaimPolicy: Retain
-              storageClassName: cairn-hostpath
-              claimRef: {namespace: \(namespace), name: \(claim)}
-              hostPath: {path: \(path), type: DirectoryOrCreate}
-            """)
+        try TestNamespace(cluster: cluster, name: namespace).hostPathVolume(forClaim: claim)
     }
 
     func cleanUp(_ namespaces: [String]) {
-        for ns in namespaces {
-            _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=true", "--timeout=120s"])
-            _ = try? cluster.kubectl(["delete", "pv", "-l", "cairn.dev/test-namespace=\(ns)", "--wait=false"])
-        }
-        try? FileManager.default.removeItem(atPath: volumes)
+        for ns in namespaces { TestNamespace(cluster: cluster, name: ns).cleanUp() }
         repository.remove()
     }
 
