@@ -14,6 +14,24 @@ public enum SampleApplication {
         """
     }
 
+    /// The Deployment `web` (labelled `app: web`): one busybox pod, container `main`, sleeping; `env` (YAML
+    /// flow list) for its container, `serviceAccount` for its pod.
+    public static func web(namespace ns: String, serviceAccount: String? = nil, env: String? = nil) -> String {
+        """
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: web, namespace: \(ns), labels: {app: web}}
+        spec:
+          replicas: 1
+          selector: {matchLabels: {app: web}}
+          template:
+            metadata: {labels: {app: web}}
+            spec:
+              terminationGracePeriodSeconds: 1\(serviceAccount.map { "\n      serviceAccountName: \($0)" } ?? "")
+              containers: [{name: main, image: cairn.local/busybox:1.35, imagePullPolicy: Never, command: [sleep, "3600"]\(env.map { ", env: \($0)" } ?? "")}]
+        """
+    }
+
     public static func objects(namespace ns: String) -> String {
         """
         apiVersion: v1
@@ -41,19 +59,7 @@ public enum SampleApplication {
         metadata: {name: db, namespace: \(ns)}
         stringData: {password: s3cret}
         ---
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata: {name: web, namespace: \(ns), labels: {app: web}}
-        spec:
-          replicas: 1
-          selector: {matchLabels: {app: web}}
-          template:
-            metadata: {labels: {app: web}}
-            spec:
-              terminationGracePeriodSeconds: 1
-              serviceAccountName: app
-              containers: [{name: main, image: cairn.local/busybox:1.35, imagePullPolicy: Never, command: [sleep, "3600"]}]
-        """
+        """ + "\n" + web(namespace: ns, serviceAccount: "app")
     }
 
     /// PostgreSQL 15 as a StatefulSet `db` (one replica, claim template `data` on `cairn-hostpath`, the

@@ -119,23 +119,7 @@ struct BlueprintClusterTests {
             metadata: {name: app-secret, namespace: \(ns)}
             stringData: {password: hunter2-very-secret}
             ---
-            apiVersion: apps/v1
-            kind: Deployment
-            metadata: {name: web, namespace: \(ns), labels: {app: web}}
-            spec:
-              replicas: 1
-              selector: {matchLabels: {app: web}}
-              template:
-                metadata: {labels: {app: web}}
-                spec:
-                  terminationGracePeriodSeconds: 1
-                  containers:
-                  - name: main
-                    image: cairn.local/busybox:1.35
-                    imagePullPolicy: Never
-                    command: [sleep, "3600"]
-                    env: [{name: PASSWORD, valueFrom: {secretKeyRef: {name: app-secret, key: password}}}]
-            """)
+            """ + "\n" + SampleApplication.web(namespace: ns, env: "[{name: PASSWORD, valueFrom: {secretKeyRef: {name: app-secret, key: password}}}]"))
         try await cluster.waitUntil("web of \(ns) ready", timeout: 120) {
             try cluster.kubectl(["-n", ns, "get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"]).stdout == "1"
         }

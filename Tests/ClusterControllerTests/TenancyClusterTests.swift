@@ -336,18 +336,8 @@ extension ControllerClusterTests {
         let ns = "hooks-\(s)"
         try cluster.kubectlOK(["create", "namespace", ns])
         defer { _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=false"]) }
-        try cluster.apply("""
-            apiVersion: apps/v1
-            kind: Deployment
-            metadata: {name: web, namespace: \(ns), labels: {app: web}}
-            spec:
-              replicas: 1
-              selector: {matchLabels: {app: web}}
-              template:
-                metadata: {labels: {app: web}}
-                spec:
-                  terminationGracePeriodSeconds: 1
-                  containers: [{name: main, image: cairn.local/busybox:1.35, imagePullPolicy: Never, command: [sleep, "3600"]}]
+        try cluster.apply(SampleApplication.web(namespace: ns) + """
+
             ---
             apiVersion: rbac.authorization.k8s.io/v1
             kind: RoleBinding
