@@ -105,17 +105,10 @@ struct BlueprintListCommand: AsyncParsableCommand {
                 let ns = namespace ?? client.connection.namespace
                 var rows: [[String]] = []
                 for (scope, where_) in [("cluster-wide", cairnSystemNamespace), ("namespace", ns)] {
-                    let items: [KubeObject]
-                    do {
-                        items = try await client.listAll(BlueprintCatalog.resource, namespace: where_).items
-                    } catch let error as KubeError where error.code == .forbidden || error.code == .notFound {
-                        continue
-                    }
-                    for object in items.sorted(by: { $0.name < $1.name }) {
+                    for object in try await BlueprintCatalog.list(in: where_, reader: client) {
                         let state: String
                         do {
-                            let blueprint = try Blueprint(json: object.json)
-                            state = Blueprint.ActionName.allCases.filter { blueprint.actions[$0] != nil }.map(\.rawValue).joined(separator: ",")
+                            state = try Blueprint(json: object.json).actionNames.joined(separator: ",")
                         } catch {
                             state = "invalid: \(error)"
                         }

@@ -408,6 +408,8 @@ extension ControllerClusterTests {
         }
         let author = try cluster.kubectlOK(["-n", ns, "get", "blueprint", "sneaky", "-o", #"jsonpath={.metadata.annotations.cairn\.dev/requester}"#])
         #expect(author.contains(#""username":"bob""#), "\(author)")
+        let listed = try profile.cairn(["blueprint", "list", "-n", ns])
+        #expect(listed.status == 0 && listed.stdout.contains("sneaky") && listed.stdout.contains("backup"), "\(listed.stdout)\(listed.stderr)")
         try cluster.kubectlOK(["-n", ns, "annotate", "deployment", "web", "cairn.dev/blueprint=sneaky"])
         let action = { (name: String) in """
             apiVersion: cairn.dev/v1alpha1

@@ -13,8 +13,7 @@ struct BlueprintReconciler {
         let condition: Condition
         do {
             let blueprint = try Blueprint(json: object.json)
-            let actions = Blueprint.ActionName.allCases.filter { blueprint.actions[$0] != nil }.map(\.rawValue)
-            condition = Condition("Ready", true, reason: "Valid", message: "actions: \(actions.joined(separator: ", "))")
+            condition = Condition("Ready", true, reason: "Valid", message: "actions: \(blueprint.actionNames.joined(separator: ", "))")
         } catch {
             condition = Condition("Ready", false, reason: "InvalidBlueprint", message: error.description)
         }

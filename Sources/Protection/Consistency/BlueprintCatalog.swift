@@ -22,18 +22,22 @@ public struct BlueprintCatalog: Sendable {
     public static func load(namespace: String, reader: KubeClient, systemNamespace: String, systemReader: KubeClient) async throws -> Self {
         var catalog = Self()
         for (index, (client, ns)) in [(systemReader, systemNamespace), (reader, namespace)].enumerated() {
-            let items: [KubeObject]
-            do {
-                items = try await client.listAll(resource, namespace: ns).items
-            } catch let error as KubeError where error.code == .forbidden || error.code == .notFound {
-                continue
-            }
-            for object in items {
+            for object in try await list(in: ns, reader: client) {
                 catalog.add(object.json, origin: "Blueprint \(ns)/\(object.name)", name: object.name)
                 if index == 1 { catalog.namespaced[object.name] = object }
             }
         }
         return catalog
+    }
+
+    /// The Blueprint resources of one namespace, by name; none where `reader` may not list them or the
+    /// cluster has no Blueprint CRD.
+    public static func list(in namespace: String, reader: KubeClient) async throws -> [KubeObject] {
+        do {
+            return try await reader.listAll(resource, namespace: namespace).items.sorted { $0.name < $1.name }
+        } catch let error as KubeError where error.code == .forbidden || error.code == .notFound {
+            return []
+        }
     }
 
     /// Adds one blueprint document (replacing one of the same name).

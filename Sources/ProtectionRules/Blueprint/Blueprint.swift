@@ -128,6 +128,9 @@ public struct Blueprint: Sendable, Equatable {
         source = .null
     }
 
+    /// The actions it has, in their order (`backup`, `restore`, …).
+    public var actionNames: [String] { ActionName.allCases.filter { actions[$0] != nil }.map(\.rawValue) }
+
     /// The annotation on a Deployment or StatefulSet that names its blueprint.
     public static let annotation = "cairn.dev/blueprint"
     public static let defaultTimeout: TimeInterval = 600
