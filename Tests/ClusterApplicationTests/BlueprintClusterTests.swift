@@ -151,7 +151,7 @@ struct BlueprintClusterTests {
               actions:
                 backup:
                   phases:
-                  - {name: stop, scale: {replicas: 0}, timeout: 60s}
+                  - {name: stop, scale: {replicas: 0}, timeout: 180s}
                   - name: boom
                     task:
                       image: cairn.local/busybox:1.35
@@ -159,7 +159,7 @@ struct BlueprintClusterTests {
                       env: [{name: PASSWORD, secretKeyRef: {name: app-secret, key: password}}]
                     timeout: 60s
                   deferred:
-                  - {name: back, scale: {replicas: "{{ workload.replicas }}"}, timeout: 90s}
+                  - {name: back, scale: {replicas: "{{ workload.replicas }}"}, timeout: 180s}
             """)
         let result = try cairn(["app", "backup", ns, "--blueprint", failing])
         #expect(result.status != 0)
@@ -170,6 +170,11 @@ struct BlueprintClusterTests {
         #expect(!result.stderr.contains("hunter2"), "a Secret's value reached the output")
         #expect(result.stderr.contains("deferred phases ran: back succeeded"), "\(result.stderr)")
         #expect(try web("{.spec.replicas}/{.status.readyReplicas}") == "1/1", "scaled back and ready")
+        // The pod stopped by the blueprint may take a while to go on a loaded machine: the steps below look
+        // for "the" pod of web.
+        try await cluster.waitUntil("web's old pod to be gone", timeout: 180) {
+            try cluster.kubectlOK(["-n", ns, "get", "pods", "-l", "app=web", "-o", "name"]).split(separator: "\n").count == 1
+        }
         #expect(try cluster.kubectl(["-n", ns, "get", "pods", "-l", "cairn.dev/task", "-o", "name"]).stdout.isEmpty, "task pods are deleted")
         #expect(try cairnOK("restorepoints", ns).contains("0 restore point(s)"), "no restore point after a failed phase")
         try cluster.kubectlOK(["-n", ns, "annotate", "deployment", "web", "cairn.dev/blueprint-"])
