@@ -45,6 +45,8 @@ public struct ApplicationBackup: Sendable {
         public var blueprintAuthors: [String: String] = [:]
         /// Hooks: `beforeCapture` and `afterCapture` phases (`ConsistencyPlan`).
         public var hooks: [String: [Blueprint.Phase]] = [:]
+        /// Workloads captured at one instant (`ConsistencyPlan.groupBackup`).
+        public var consistencyGroup: ConsistencyGroup?
 
         public init(namespace: String, labelSelector: String? = nil, rules: CaptureRules = CaptureRules(),
                     volumeAccess: VolumeAccessMode = .auto, moverImage: String = MoverVolumeAccess.defaultImage,
@@ -96,7 +98,7 @@ public struct ApplicationBackup: Sendable {
     }
 
     /// Runs the backup; `progress` hears a line per step.
-    public func run(progress: @Sendable (String) -> Void = { _ in },
+    public func run(progress: @escaping @Sendable (String) -> Void = { _ in },
                     status: @Sendable (Progress) -> Void = { _ in }) async throws -> Result {
         let start = Date()
         let namespace = options.namespace
@@ -112,7 +114,7 @@ public struct ApplicationBackup: Sendable {
         var warnings = capture.warnings
         let plan = try ConsistencyPlan(objects: capture.objects, blueprints: options.blueprints,
                                        invalid: options.invalidBlueprints, bindings: options.bindings,
-                                       hooks: options.hooks)
+                                       hooks: options.hooks, group: options.consistencyGroup)
         let skippedClaims = plan.skippedClaims(in: capture.objects)
         let claims = options.volumes ? try await boundClaims(capture, warnings: &warnings).filter { !skippedClaims.contains($0.claim) } : []
         state.objects = capture.objects.count

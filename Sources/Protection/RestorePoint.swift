@@ -52,6 +52,8 @@ public enum RestorePoint {
         /// Who wrote each namespaced blueprint (blueprint name → their user info as JSON): its restore phases
         /// run as them.
         public var blueprintAuthors: [String: String]?
+        /// The consistency group's members and fence window.
+        public var consistencyGroup: ConsistencyPlan.GroupReport?
     }
 
     /// What blueprints and hooks added to a restore point.
@@ -123,6 +125,7 @@ public enum RestorePoint {
             metadata.blueprintClaims = consistency.skippedClaims.isEmpty ? nil : consistency.skippedClaims.sorted()
             let authors = consistency.authors.filter { names.values.contains($0.key) }
             metadata.blueprintAuthors = authors.isEmpty ? nil : authors
+            metadata.consistencyGroup = consistency.result.group
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

@@ -115,6 +115,10 @@ struct AppBackupCommand: AsyncParsableCommand {
     var blueprint: [String] = []
     @Option(name: .long, help: "A hooks file: beforeCapture and afterCapture phases (docs/crds.md, \"Hooks\").")
     var hooks: String?
+    @Option(name: .long, help: "A member of the consistency group (repeatable), Kind/name: the members' state is captured at one instant (docs/operations.md).")
+    var group: [String] = []
+    @Option(name: .long, help: "How long every fence of the consistency group may take to hold (30s, 2m).")
+    var fenceTimeout: String?
 
     struct Output: Encodable {
         var restorePoint: String
@@ -126,12 +130,16 @@ struct AppBackupCommand: AsyncParsableCommand {
         var warnings: [String]
         var quiesced: [String]
         var phases: [PhaseRecord]
+        var consistencyGroup: ConsistencyPlan.GroupReport?
         var seconds: Double
     }
 
     func run() async throws {
         try await runReporting {
             let rules = CaptureRules(include: try selectors(include, "--include"), exclude: try selectors(exclude, "--exclude"))
+            var groupJSON: JSONValue = ["workloads": .array(group.map { .string($0) })]
+            if let fenceTimeout { groupJSON["fenceTimeout"] = .string(fenceTimeout) }
+            let consistencyGroup = group.isEmpty && fenceTimeout == nil ? nil : try ConsistencyGroup(json: groupJSON, field: "--group")
             let files = try blueprint.map { try CheckedFile($0) }
             let hookPhases = try hooks.map { try CheckedFile($0).hooks(allowed: ["beforeCapture", "afterCapture"]) } ?? [:]
             let repo = try await global.open()
@@ -152,6 +160,7 @@ struct AppBackupCommand: AsyncParsableCommand {
                 options.blueprints = catalog.valid
                 options.invalidBlueprints = catalog.invalid
                 options.hooks = hookPhases
+                options.consistencyGroup = consistencyGroup
                 return try await ApplicationBackup(client: client, repository: repo, options: options)
                     .run(progress: { line in if showProgress { printError(line) } })
             }
@@ -160,7 +169,7 @@ struct AppBackupCommand: AsyncParsableCommand {
                 try printJSON(Output(restorePoint: result.snapshot.id, namespace: m.namespace, objects: m.objects,
                                      objectsByKind: m.objectsByKind, volumes: m.volumes ?? [], skipped: m.skipped,
                                      warnings: m.warnings, quiesced: m.quiesced ?? [], phases: m.phases ?? [],
-                                     seconds: result.seconds))
+                                     consistencyGroup: m.consistencyGroup, seconds: result.seconds))
             } else {
                 printWarnings(m.warnings)
                 if !global.quiet {
@@ -172,6 +181,11 @@ struct AppBackupCommand: AsyncParsableCommand {
                     for p in m.phases ?? [] {
                         print("\(p.blueprint) \(p.action)/\(p.phase)\(p.workload.map { " (\($0))" } ?? ""): \(p.result) in \(String(format: "%.1f", p.seconds)) s"
                               + (p.artifactBytes.map { ", artifact \(formatBytes(Int($0)))" } ?? ""))
+                    }
+                    if let g = m.consistencyGroup {
+                        print("consistency group \(g.workloads.joined(separator: ", ")): fences held after "
+                              + String(format: "%.2f s, released after %.2f s", g.fencedSeconds, g.windowSeconds)
+                              + (g.volumesInWindow ? " (volumes read while fenced)" : ""))
                     }
                     print("restore point \(result.snapshot.shortID) of namespace \(m.namespace) saved in \(formatDuration(result.seconds))")
                 }

@@ -100,6 +100,14 @@ struct BlueprintTests {
         ("spec:\n  volumes: some\n  actions: {}\n", 2, "must be capture or skip"),
         ("spec:\n  actions:\n    backup:\n      phases:\n      - name: a\n        exec: {pods: all, command: [x]}\n        output: artifact\n",
          7, "one pod"),
+        ("spec:\n  actions:\n    restore:\n      phases:\n      - name: a\n        exec: {command: [x]}\n        point: {end: true}\n",
+         7, "only the phases of the backup action"),
+        ("spec:\n  actions:\n    backup:\n      phases:\n      - name: a\n        exec: {command: [x]}\n        point: {end: true}\n      - name: b\n        exec: {command: [x]}\n        point: {stderr: started}\n",
+         10, "already marked by phase a"),
+        ("spec:\n  actions:\n    backup:\n      phases:\n      - name: a\n        scale: {replicas: 0}\n        point: {stderr: x}\n",
+         7, "only an exec's stderr"),
+        ("spec:\n  actions:\n    backup:\n      phases:\n      - name: a\n        exec: {command: [x]}\n        point: {end: false}\n",
+         7, "give end: true"),
     ])
     func mistakes(document: String, line: Int, says: String) {
         let result = check("apiVersion: cairn.dev/v1alpha1\nkind: Blueprint\nmetadata: {name: bad}\n" + document)
@@ -134,6 +142,46 @@ struct BlueprintTests {
         } catch {
             #expect(error.field == "spec.hooks.afterCapture")
         }
+    }
+
+    @Test("a backup phase marks its consistent point; a consistency group names workloads, with a fence timeout")
+    func pointsAndGroups() throws {
+        let result = check("""
+            apiVersion: cairn.dev/v1alpha1
+            kind: Blueprint
+            metadata: {name: dump}
+            spec:
+              volumes: skip
+              actions:
+                backup:
+                  phases:
+                  - {name: dump, exec: {command: [mariadb-dump, --verbose]}, output: artifact, point: {stderr: "Retrieving table structure"}}
+                  - {name: bgsave, exec: {command: [redis-cli, BGSAVE]}, onError: continue}
+            """)
+        let phases = try #require(result.blueprint?.actions[.backup]?.phases, "\(result.message ?? "")")
+        #expect(phases[0].point == .stderr("Retrieving table structure"))
+        #expect(phases[1].point == nil)
+
+        let group = try ConsistencyGroup(json: try JSONValue(yaml: "workloads: [StatefulSet/pg, Deployment/writer]\nfenceTimeout: 20s"),
+                                         field: "spec.consistencyGroup")
+        #expect(group.workloads == ["StatefulSet/pg", "Deployment/writer"])
+        #expect(group.fenceTimeout == 20)
+        #expect(try ConsistencyGroup(json: try JSONValue(yaml: "workloads: [StatefulSet/pg]"), field: "g").fenceTimeout
+                == ConsistencyGroup.defaultFenceTimeout)
+        for (yaml, field) in [("workloads: []", "g.workloads"), ("workloads: [Pod/x]", "g.workloads[0]"),
+                              ("workloads: [StatefulSet/a, StatefulSet/a]", "g.workloads[1]"),
+                              ("workloads: [StatefulSet/a]\nfenceTimeout: soon", "g.fenceTimeout"),
+                              ("workloads: [StatefulSet/a]\nmembers: [x]", "g.members")] {
+            let json = try JSONValue(yaml: yaml)
+            do {
+                _ = try ConsistencyGroup(json: json, field: "g")
+                Issue.record("accepted \(yaml)")
+            } catch {
+                #expect(error.field == field, "\(yaml): \(error.description)")
+            }
+        }
+        let hook = try JSONValue(yaml: "beforeCapture: [{name: a, exec: {workload: StatefulSet/db, command: [x]}, point: {end: true}}]")
+        #expect(throws: ProtectionError.self) { try Blueprint.hooks(hook, field: "spec.hooks", allowed: ["beforeCapture"]) }
     }
 
     @Test("templates splice values into one argument and refuse unknown names")

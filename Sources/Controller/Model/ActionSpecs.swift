@@ -67,11 +67,13 @@ struct BackupActionSpec: Sendable, Equatable {
     }
 }
 
-/// The consistency settings of a Policy or BackupAction: `hooks` (beforeCapture, afterCapture) and
-/// `blueprintBindings` (blueprints for workloads by labels), checked once.
+/// The consistency settings of a Policy or BackupAction: `hooks` (beforeCapture, afterCapture),
+/// `blueprintBindings` (blueprints for workloads by labels) and `consistencyGroup`, checked once.
 struct ConsistencySpec: Sendable, Equatable {
     var hooks: [String: [Blueprint.Phase]] = [:]
     var bindings: [BlueprintBinding] = []
+    /// Workloads captured at one instant.
+    var consistencyGroup: ConsistencyGroup?
     /// As written, for a Policy to copy into its BackupActions.
     var json: [String: JSONValue] = [:]
 
@@ -92,6 +94,14 @@ struct ConsistencySpec: Sendable, Equatable {
                 bindings.append(BlueprintBinding(blueprint: name, matchLabels: labels.compactMapValues(\.string)))
             }
             json["blueprintBindings"] = list
+        }
+        if let group = spec["consistencyGroup"] {
+            do {
+                consistencyGroup = try ConsistencyGroup(json: group, field: "spec.consistencyGroup")
+            } catch {
+                throw ControllerError("InvalidSpec", error.description, cause: error)
+            }
+            json["consistencyGroup"] = group
         }
     }
 }

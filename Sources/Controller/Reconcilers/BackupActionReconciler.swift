@@ -88,6 +88,7 @@ struct BackupActionReconciler {
             (options.blueprints, options.invalidBlueprints) = (catalog.valid, catalog.invalid)
             options.bindings = spec.consistency.bindings
             options.hooks = spec.consistency.hooks
+            options.consistencyGroup = spec.consistency.consistencyGroup
             // A slot is not held for long behind a prune: the action is tried again later instead.
             options.lockWait = 10
             let progress = ProgressWriter(context: context, kind: .backupAction, namespace: namespace, name: action.name)
@@ -163,6 +164,12 @@ struct BackupActionReconciler {
         if let phases = metadata.phases, !phases.isEmpty { result["phases"] = PhaseRecord.statusJSON(phases) }
         if let artifacts = metadata.artifacts, !artifacts.isEmpty {
             result["artifacts"] = .object(artifacts.mapValues { .int(Int64($0)) })
+        }
+        if let group = metadata.consistencyGroup {
+            result["consistencyGroup"] = ["workloads": .array(group.workloads.map { .string($0) }),
+                                          "fenceStarted": .string(Timestamp.format(group.fenceStarted)),
+                                          "fencedSeconds": .double(group.fencedSeconds), "windowSeconds": .double(group.windowSeconds),
+                                          "volumesInWindow": .bool(group.volumesInWindow)]
         }
         if let seconds { result["seconds"] = .double((seconds * 10).rounded() / 10) }
         try await context.transition(action, .backupAction, to: .succeeded(message: text, fields: [

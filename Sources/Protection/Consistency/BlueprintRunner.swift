@@ -66,9 +66,15 @@ public struct BlueprintRunner: Sendable {
     /// backup, by phase name, for restore phases. A failed phase is in the outcome (`failure`, `check()`),
     /// with the records of every phase that ran; errors other than a phase's (the API server unreachable
     /// while reading the workload) are thrown.
+    ///
+    /// `point` is called once the action's consistent point exists: where its phase marked `point` says
+    /// (`end`, or a line of the command's stderr), and at the latest when the action ends.
     public func run(_ action: Blueprint.Action, named actionName: String, blueprint: String, workload: WorkloadRef?,
                     inputs: [String: Node] = [:], time: Date = Date(),
-                    progress: @Sendable (String) -> Void = { _ in }) async throws -> Outcome {
+                    progress: @Sendable (String) -> Void = { _ in },
+                    point: @escaping @Sendable () -> Void = {}) async throws -> Outcome {
+        let signal = PointSignal(point)
+        defer { signal.fire() }
         var values = ["namespace": namespace, "time": Timestamp.format(time)]
         if let workload {
             let object = try await WorkloadControl(client: client, namespace: namespace).get(workload)
@@ -81,7 +87,7 @@ public struct BlueprintRunner: Sendable {
         for phase in action.phases {
             do {
                 try await runPhase(phase, action: actionName, blueprint: blueprint, workload: workload, values: &values,
-                                   inputs: inputs, outcome: &outcome, progress: progress)
+                                   inputs: inputs, outcome: &outcome, progress: progress, point: signal)
             } catch let error as ProtectionError where error.code == .phaseFailed && phase.onError == .fail {
                 failure = error
                 break
@@ -113,7 +119,7 @@ public struct BlueprintRunner: Sendable {
 
     func runPhase(_ phase: Blueprint.Phase, action: String, blueprint: String, workload: WorkloadRef?,
                   values: inout [String: String], inputs: [String: Node], outcome: inout Outcome,
-                  progress: @Sendable (String) -> Void) async throws {
+                  progress: @Sendable (String) -> Void, point: PointSignal? = nil) async throws {
         let start = ContinuousClock.now
         var record = PhaseRecord(blueprint: blueprint, action: action, phase: phase.name, workload: workload?.description,
                                  result: "succeeded", seconds: 0)
@@ -140,7 +146,7 @@ public struct BlueprintRunner: Sendable {
                     }
                     let result = try await exec(phase, pod: pod.name, container: container, command: rendered,
                                                 input: phase.input.flatMap { inputs[$0] }, record: &record,
-                                                outcome: &outcome, fail: fail)
+                                                outcome: &outcome, point: point, fail: fail)
                     outputs.append(result)
                 }
                 values["phases.\(phase.name).output"] = outputs.joined(separator: "\n")
@@ -182,6 +188,7 @@ public struct BlueprintRunner: Sendable {
         }
         record.seconds = seconds(since: start)
         outcome.records.append(record)
+        if phase.point != nil { point?.fire() }
     }
 
     static func describe(_ error: KubeError, phase: Blueprint.Phase) -> String {
@@ -272,7 +279,7 @@ public struct BlueprintRunner: Sendable {
     }
 
     func exec(_ phase: Blueprint.Phase, pod: String, container: String?, command: [String], input: Node?,
-              record: inout PhaseRecord, outcome: inout Outcome,
+              record: inout PhaseRecord, outcome: inout Outcome, point: PointSignal? = nil,
               fail: (String, (any Error & Sendable)?) -> ProtectionError) async throws -> String {
         if phase.input != nil && input == nil {
             throw fail("the restore point has no artifact \(phase.input!) for this workload", nil)
@@ -289,6 +296,7 @@ public struct BlueprintRunner: Sendable {
         let result: ExecRun = try await client.exec(pod: pod, namespace: namespace, container: container, command: argv,
                                                     stdin: input != nil, timeout: .seconds(phase.timeout)) { session in
             let tail = StderrTail(lines: stderrLines)
+            if case .stderr(let marker)? = phase.point, let point { tail.watch(for: marker, point) }
             var text: [UInt8] = []
             var stored: StreamContent.Stored?
             if let input, let repository {
@@ -422,16 +430,56 @@ public struct BlueprintRunner: Sendable {
     }
 }
 
-/// The last lines of a command's stderr.
+/// Says once that an action's consistent point exists (`Blueprint.Point`).
+final class PointSignal: @unchecked Sendable {
+    private let lock = NSLock()
+    private var callback: (@Sendable () -> Void)?
+
+    init(_ callback: @escaping @Sendable () -> Void) { self.callback = callback }
+
+    func fire() {
+        let callback = lock.withLock { () -> (@Sendable () -> Void)? in
+            defer { self.callback = nil }
+            return self.callback
+        }
+        callback?()
+    }
+}
+
+/// The last lines of a command's stderr; optionally watching for a line that contains a marker.
 final class StderrTail: @unchecked Sendable {
     private var bytes: [UInt8] = []
     let lines: Int
+    private var marker: [UInt8]?
+    private var signal: PointSignal?
+    /// The line being received, while a marker is watched for.
+    private var line: [UInt8] = []
 
     init(lines: Int) { self.lines = lines }
+
+    func watch(for marker: String, _ signal: PointSignal) {
+        self.marker = Array(marker.utf8)
+        self.signal = signal
+    }
 
     func add(_ more: [UInt8]) {
         bytes += more
         if bytes.count > 16 << 10 { bytes.removeFirst(bytes.count - (8 << 10)) }
+        guard let marker, let signal else { return }
+        for byte in more {
+            if byte == UInt8(ascii: "\n") {
+                if line.firstRange(of: marker) != nil {
+                    signal.fire()
+                    self.marker = nil
+                    self.signal = nil
+                    line = []
+                    return
+                }
+                line.removeAll(keepingCapacity: true)
+            } else if line.count < 4096 {
+                line.append(byte)
+            }
+        }
     }
 
     var text: String {

@@ -73,6 +73,18 @@ public struct Blueprint: Sendable, Equatable {
         public var artifact: Bool
         /// The artifact (a backup phase's name) streamed to this phase's stdin.
         public var input: String?
+        /// In a `backup` action: where the backup's consistent point exists (a dump's transaction began), so
+        /// that a consistency group's fences can be released while the rest of the dump streams.
+        public var point: Point?
+    }
+
+    /// When a backup phase's consistent point exists.
+    public enum Point: Sendable, Equatable {
+        /// When the phase ends (`point: {end: true}`: `BGSAVE` forked).
+        case end
+        /// When a line of the command's stderr contains the text (`point: {stderr: "…"}`: a dump's verbose
+        /// line that comes once its snapshot is taken).
+        case stderr(String)
     }
 
     /// Which pods an `exec` runs in.
@@ -208,6 +220,10 @@ extension Blueprint {
             var phases: [Phase] = []
             for (i, entry) in list.enumerated() {
                 let phase = try Self.phase(entry, field: "\(field).\(key)[\(i)]", hooks: true)
+                if phase.point != nil {
+                    throw ProtectionError(.invalidBlueprint, "only the phases of a blueprint's backup action mark a consistent point",
+                                          field: "\(field).\(key)[\(i)].point")
+                }
                 if phases.contains(where: { $0.name == phase.name }) {
                     throw ProtectionError(.invalidBlueprint, "a second phase named \(phase.name)", field: "\(field).\(key)[\(i)].name")
                 }
@@ -255,7 +271,7 @@ extension Blueprint {
 
     static func phase(_ json: JSONValue, field: String, hooks: Bool) throws(ProtectionError) -> Phase {
         guard json.object != nil else { throw ProtectionError(.invalidBlueprint, "a phase is a mapping", field: field) }
-        try known(json, ["name", "exec", "task", "scale", "wait", "timeout", "onError", "output", "input"], at: field)
+        try known(json, ["name", "exec", "task", "scale", "wait", "timeout", "onError", "output", "input", "point"], at: field)
         guard let name = json["name"]?.string else {
             throw ProtectionError(.invalidBlueprint, "every phase needs a name", field: "\(field).name")
         }
@@ -356,7 +372,23 @@ extension Blueprint {
                                       field: "\(field).\(artifact ? "output" : "input")")
             }
         }
-        return Phase(name: name, step: step, timeout: timeout, onError: onError, artifact: artifact, input: json["input"]?.string)
+        var point: Point?
+        if let body = json["point"] {
+            try known(body, ["end", "stderr"], at: "\(field).point")
+            switch (body["end"], body["stderr"]) {
+            case (.bool(true)?, nil): point = .end
+            case (nil, .string(let text)?) where !text.isEmpty:
+                guard case .exec = step else {
+                    throw ProtectionError(.invalidBlueprint, "only an exec's stderr can mark the point", field: "\(field).point.stderr")
+                }
+                point = .stderr(text)
+            default:
+                throw ProtectionError(.invalidBlueprint, "give end: true (the point exists when the phase ends) or stderr: TEXT (when a line of its stderr contains TEXT)",
+                                      field: "\(field).point")
+            }
+        }
+        return Phase(name: name, step: step, timeout: timeout, onError: onError, artifact: artifact, input: json["input"]?.string,
+                     point: point)
     }
 
     static func command(_ body: JSONValue, field: String) throws(ProtectionError) -> [String] {
@@ -376,15 +408,11 @@ extension Blueprint {
 
     static func target(_ body: JSONValue, field: String, hooks: Bool) throws(ProtectionError) -> PodTarget {
         if let workload = body["workload"]?.string {
-            let parts = workload.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-            guard parts.count == 2, ["Deployment", "StatefulSet"].contains(parts[0]), !parts[1].isEmpty else {
-                throw ProtectionError(.invalidBlueprint, "'\(workload)' is not a workload such as StatefulSet/db or Deployment/web",
-                                      field: "\(field).workload")
-            }
+            let (kind, name) = try workloadName(workload, field: "\(field).workload")
             guard body["selector"] == nil else {
                 throw ProtectionError(.invalidBlueprint, "give workload or selector, not both", field: field)
             }
-            return .workload(kind: parts[0], name: parts[1])
+            return .workload(kind: kind, name: name)
         }
         if let selector = body["selector"] {
             guard let text = selector.string, !text.isEmpty else {
@@ -398,11 +426,21 @@ extension Blueprint {
         return .boundWorkload
     }
 
+    /// `Kind/name` of a Deployment or StatefulSet.
+    static func workloadName(_ text: String, field: String) throws(ProtectionError) -> (kind: String, name: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2, ["Deployment", "StatefulSet"].contains(parts[0]), !parts[1].isEmpty else {
+            throw ProtectionError(.invalidBlueprint, "'\(text)' is not a workload such as StatefulSet/db or Deployment/web", field: field)
+        }
+        return (parts[0], parts[1])
+    }
+
     /// Inputs name an artifact of the backup action; templates name earlier phases of their action.
     func checkReferences(at field: String) throws(ProtectionError) {
         let artifacts = Set(actions[.backup]?.phases.filter(\.artifact).map(\.name) ?? [])
         for (action, body) in actions.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             var earlier: [String] = []
+            var pointAt: String?
             for (list, phases) in [("phases", body.phases), ("deferred", body.deferred)] {
                 for (i, phase) in phases.enumerated() {
                     let here = "\(field).\(action.rawValue).\(list)[\(i)]"
@@ -415,6 +453,15 @@ extension Blueprint {
                                                   + (artifacts.isEmpty ? "" : " (artifacts: \(artifacts.sorted().joined(separator: ", ")))"),
                                                   field: "\(here).input")
                         }
+                    }
+                    if phase.point != nil {
+                        guard action == .backup, list == "phases" else {
+                            throw ProtectionError(.invalidBlueprint, "only the phases of the backup action mark a consistent point", field: "\(here).point")
+                        }
+                        guard pointAt == nil else {
+                            throw ProtectionError(.invalidBlueprint, "the point is already marked by phase \(pointAt!): an action has one", field: "\(here).point")
+                        }
+                        pointAt = phase.name
                     }
                     if phase.artifact && action != .backup {
                         throw ProtectionError(.invalidBlueprint, "only backup phases store artifacts", field: "\(here).output")
