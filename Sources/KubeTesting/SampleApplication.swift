@@ -105,4 +105,76 @@ public enum SampleApplication {
               resources: {requests: {storage: 1Gi}}
         """
     }
+
+    /// PostgreSQL 15 with streaming replication: StatefulSet `pg` of `replicas` pods (claim template `data` on
+    /// `cairn-hostpath`; the claims `data-pg-N` need volumes made for them), password `pw`. Pod 0 initialises
+    /// the primary (replication allowed by password); every other pod, on an empty volume, copies it with
+    /// `pg_basebackup -R` and runs as its hot standby (`hot_standby_feedback = on`). The Service `pg-primary`
+    /// reaches pod 0.
+    public static func replicatedDatabase(namespace ns: String, replicas: Int = 2, blueprint: String? = nil) -> String {
+        """
+        apiVersion: v1
+        kind: Service
+        metadata: {name: pg-primary, namespace: \(ns)}
+        spec:
+          selector: {app: pg, statefulset.kubernetes.io/pod-name: pg-0}
+          ports: [{port: 5432, targetPort: 5432}]
+        ---
+        apiVersion: apps/v1
+        kind: StatefulSet
+        metadata: {name: pg, namespace: \(ns)\(blueprint.map { ", annotations: {cairn.dev/blueprint: \($0)}" } ?? "")}
+        spec:
+          serviceName: pg
+          replicas: \(replicas)
+          selector: {matchLabels: {app: pg}}
+          template:
+            metadata: {labels: {app: pg}}
+            spec:
+              terminationGracePeriodSeconds: 5
+              containers:
+              - name: postgres
+                image: cairn.local/postgres:15
+                imagePullPolicy: Never
+                env:
+                - {name: POSTGRES_PASSWORD, value: pw}
+                - {name: PGDATA, value: /var/lib/postgresql/data/pgdata}
+                command:
+                - sh
+                - -c
+                - |
+                  set -e
+                  BIN=/usr/lib/postgresql/15/bin
+                  mkdir -p "$PGDATA" /run/postgresql
+                  chown -R postgres:postgres "$PGDATA" /run/postgresql
+                  chmod 700 "$PGDATA"
+                  if [ ! -s "$PGDATA/PG_VERSION" ]; then
+                    if [ "${HOSTNAME##*-}" = 0 ]; then
+                      printf '%s\\n' "$POSTGRES_PASSWORD" > /tmp/pwfile
+                      chown postgres /tmp/pwfile
+                      runuser -u postgres -- "$BIN/initdb" -D "$PGDATA" --username=postgres --pwfile=/tmp/pwfile --auth-local=trust --auth-host=scram-sha-256 > /dev/null
+                      rm -f /tmp/pwfile
+                      echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+                      echo "host replication all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+                      echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
+                    else
+                      until runuser -u postgres -- env PGPASSWORD="$POSTGRES_PASSWORD" "$BIN/pg_basebackup" -h "$PG_PRIMARY_SERVICE_HOST" -U postgres -D "$PGDATA" -R -X stream; do
+                        rm -rf "$PGDATA"/*
+                        sleep 2
+                      done
+                    fi
+                  fi
+                  exec runuser -u postgres -- "$BIN/postgres" -D "$PGDATA" -c hot_standby_feedback=on
+                ports: [{containerPort: 5432}]
+                readinessProbe:
+                  exec: {command: [pg_isready, -U, postgres, -h, 127.0.0.1]}
+                  periodSeconds: 2
+                volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]
+          volumeClaimTemplates:
+          - metadata: {name: data}
+            spec:
+              accessModes: [ReadWriteOnce]
+              storageClassName: cairn-hostpath
+              resources: {requests: {storage: 1Gi}}
+        """
+    }
 }

@@ -179,9 +179,14 @@ public struct ApplicationRestore: Sendable {
             let restorer = ObjectRestorer(client: client, options: ObjectRestorer.Options(
                 targetNamespace: target, existing: options.existing, transforms: options.transforms, dryRun: options.dryRun,
                 confined: options.confined))
+            var startRecords: [PhaseRecord] = []
             outcomes += try await restorer.restore(objects, sourceNamespace: source) { tier, results in
                 guard tier == RestoreOrder.claimsTier else { return [] }
                 volumeRows = await writeVolumes(planned, claims: results, namespace: target, progress: progress)
+                if !options.dryRun {
+                    startRecords = try await runBeforeStart(snapshot, metadata: metadata, objects: objects, namespace: target,
+                                                            progress: progress)
+                }
                 return []
             }
             if options.dryRun {
@@ -204,15 +209,47 @@ public struct ApplicationRestore: Sendable {
                 return Row(object: outcome.object, tier: outcome.tier, result: result, detail: detail,
                            transforms: outcome.transforms.isEmpty ? nil : outcome.transforms, volume: nil)
             }
-            var phases: [PhaseRecord] = []
+            var phases: [PhaseRecord] = startRecords
             if !options.dryRun {
-                phases = try await runRestorePhases(snapshot, metadata: metadata, outcomes: outcomes, namespace: target,
+                phases += try await runRestorePhases(snapshot, metadata: metadata, outcomes: outcomes, namespace: target,
                                                     progress: progress)
             }
             return Report(restorePoint: snapshot.id, sourceNamespace: source, targetNamespace: target,
                           dryRun: options.dryRun, objects: leftOut + rows, volumes: volumeRows, phases: phases,
                           seconds: Date().timeIntervalSince(start))
         }
+    }
+
+    /// The `beforeStart` actions of the blueprints of the workloads being restored: once their volumes are
+    /// written, before any workload is created (task pods with the claims mounted put files in place). A
+    /// failed phase stops the restore there — the workloads are not created on data that is not ready —
+    /// with the phase and why.
+    func runBeforeStart(_ snapshot: SnapshotManifest, metadata: RestorePoint.Metadata, objects: [KubeObject], namespace: String,
+                        progress: @Sendable (String) -> Void) async throws -> [PhaseRecord] {
+        var records: [PhaseRecord] = []
+        for (workload, blueprint, artifacts) in try await RestorePoint.consistency(of: snapshot, metadata: metadata, in: repository) {
+            guard let action = blueprint.actions[.beforeStart],
+                  objects.contains(where: { $0.kind == workload.kind && $0.name == workload.name && $0.group == "apps" }) else { continue }
+            var runner = BlueprintRunner(client: client, namespace: namespace, repository: repository)
+            if let author = metadata.blueprintAuthors?[blueprint.name], let identity = options.blueprintClient {
+                runner = BlueprintRunner(client: try identity(author), namespace: namespace, repository: repository)
+            }
+            let outcome = try await runner.run(action, named: "beforeStart", blueprint: blueprint.name, workload: nil,
+                                               inputs: artifacts, values: Self.templateValues(workload, objects: objects),
+                                               progress: progress)
+            records += outcome.records
+            if let failure = outcome.failure {
+                throw ProtectionError(.phaseFailed, "the restore stopped before creating the workloads: \(failure.message)", cause: failure)
+            }
+        }
+        return records
+    }
+
+    /// A workload's template values from its captured object (it does not exist yet in the cluster).
+    static func templateValues(_ workload: WorkloadRef, objects: [KubeObject]) -> [String: String] {
+        let object = objects.first { $0.kind == workload.kind && $0.name == workload.name && $0.group == "apps" }
+        return ["workload.kind": workload.kind, "workload.name": workload.name,
+                "workload.replicas": String(object?["spec", "replicas"]?.int ?? 1)]
     }
 
     /// The restore actions of the blueprints the restore point's workloads ran (each once its workload is

@@ -43,6 +43,8 @@ public struct ProtectionError: Error, CustomStringConvertible, Sendable {
     /// Where in a document the mistake is (`spec.actions.backup.phases[1].exec.command`), for input that
     /// is checked field by field.
     public var field: String?
+    /// The blueprint and hook phases that ran before a backup failed (a failed action's status shows them).
+    public var phases: [PhaseRecord]?
 
     public init(_ code: Code, _ message: String, cause: (any Error & Sendable)? = nil, field: String? = nil) {
         self.code = code

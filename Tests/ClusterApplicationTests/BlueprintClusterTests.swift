@@ -321,7 +321,7 @@ extension BlueprintClusterTests {
         #expect(grants.contains("GRANT SELECT ON `shop`.* TO `reporter`@`%`"), "\(grants)")
     }
 
-    @Test("Redis by its RDB blueprint: SAVE just before the volume is read; the restored server loads every key")
+    @Test("Redis by its RDB blueprint: SAVE as the backup begins, then the volume is read; the restored server loads every key")
     func redisRDB() async throws {
         let ns = "bp-redis-\(tag)"
         let clone = "bp-redis-clone-\(tag)"
@@ -340,7 +340,7 @@ extension BlueprintClusterTests {
         _ = try cairnOK("repo", "init")
         let backup = try JSONValue(parsing: Data(try cairnOK("app", "backup", ns, "--blueprint", Self.shipped + "/redis-rdb.yaml", "--json").utf8))
         let phases = backup["phases"]?.array ?? []
-        #expect(phases.first?["action"]?.string == "beforeCapture" && phases.first?["result"]?.string == "succeeded", "\(backup)")
+        #expect(phases.first?["action"]?.string == "backup" && phases.first?["result"]?.string == "succeeded", "\(backup)")
         #expect(backup["volumes"]?.array?.first?["files"]?.int == 1, "the volume holds dump.rdb: \(backup)")
         let id = backup["restorePoint"]?.string ?? ""
         // Written after the backup: not in the restore point.
@@ -352,5 +352,53 @@ extension BlueprintClusterTests {
         #expect(try redis(clone, "DBSIZE") == "2001")
         #expect(try redis(clone, "GET", "key:1234") == "value-1234")
         #expect(try redis(clone, "GET", "later") == "")
+    }
+
+    @Test("PostgreSQL with a streaming standby: the dump is read from the pod that answers pg_is_in_recovery() = t; one copy in the restore point; the restore loads the primary and the standby re-seeds and replays it; no standby answering is a clear error")
+    func postgresStandby() async throws {
+        let ns = "bp-pgsb-\(tag)"
+        let clone = "bp-pgsb-clone-\(tag)"
+        defer { cleanUp([ns, clone]) }
+        try cluster.kubectlOK(["create", "namespace", ns])
+        for claim in ["data-pg-0", "data-pg-1"] { try hostPathVolume(claim, namespace: ns) }
+        try cluster.apply(SampleApplication.replicatedDatabase(namespace: ns, blueprint: "postgresql-standby"))
+        func sql(_ namespace: String, _ pod: String, _ statement: String) throws -> String {
+            let result = try cluster.kubectl(["-n", namespace, "exec", pod, "-c", "postgres", "--", "psql", "-U", "postgres", "-XtA", "-c", statement])
+            guard result.status == 0 else { throw ClusterError("\(statement) in \(namespace)/\(pod): \(result.stderr)") }
+            return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let rows = "select count(*) || ' ' || md5(string_agg(item, ',' order by id)) from orders"
+        try await cluster.waitUntil("the standby of \(ns)", timeout: 300) { (try? sql(ns, "pg-1", "select pg_is_in_recovery()")) == "t" }
+        _ = try sql(ns, "pg-0", "create table orders (id int primary key, item text); insert into orders select g, md5(g::text) from generate_series(1, 50000) g")
+        let before = try sql(ns, "pg-0", rows)
+        try await cluster.waitUntil("the standby replays the rows", timeout: 60) { (try? sql(ns, "pg-1", rows)) == before }
+
+        _ = try cairnOK("repo", "init")
+        let blueprint = Self.shipped + "/postgresql-standby.yaml"
+        let backup = try JSONValue(parsing: Data(try cairnOK("app", "backup", ns, "--blueprint", blueprint, "--json").utf8))
+        let dump = backup["phases"]?.array?.first
+        #expect(dump?["pod"]?.string == "pg-1", "the dump is read from the standby: \(backup)")
+        #expect(backup["volumes"]?.array?.isEmpty == true, "one copy of the data, no claim of either replica: \(backup)")
+        #expect((dump?["artifactBytes"]?.int ?? 0) > 1_000_000, "\(backup)")
+        let id = backup["restorePoint"]?.string ?? ""
+
+        let restore = try cairn(["app", "restore", String(id.prefix(12)), "--to-namespace", clone])
+        #expect(restore.status == 0, "\(restore.stdout)\n\(restore.stderr)")
+        for phase in ["load", "standbys"] {
+            #expect(restore.stdout.contains("postgresql-standby restore/\(phase) (StatefulSet/pg): succeeded"), "\(restore.stdout)")
+        }
+        #expect(try sql(clone, "pg-0", "select pg_is_in_recovery()") == "f")
+        #expect(try sql(clone, "pg-0", rows) == before, "the restored primary answers the same rows")
+        #expect(try sql(clone, "pg-1", "select pg_is_in_recovery()") == "t", "the restored standby is a standby again")
+        #expect(try sql(clone, "pg-1", rows) == before, "and it re-seeded from the primary")
+
+        // A probe no pod answers as asked: the phase fails and says what each pod answered.
+        let wrong = try String(contentsOfFile: blueprint, encoding: .utf8)
+            .replacingOccurrences(of: "stdout: t\n", with: "stdout: maybe\n")
+            .replacingOccurrences(of: "        output: artifact\n        timeout: 6h", with: "        output: artifact\n        timeout: 5s")
+        let failing = try cairn(["app", "backup", ns, "--blueprint", try file("postgresql-standby.yaml", wrong)])
+        #expect(failing.status != 0)
+        #expect(failing.stderr.contains("answers 'maybe'") && failing.stderr.contains("pg-0: f") && failing.stderr.contains("pg-1: t"),
+                "\(failing.stderr)")
     }
 }

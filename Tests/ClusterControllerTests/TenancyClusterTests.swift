@@ -390,6 +390,10 @@ extension ControllerClusterTests {
         #expect(hooked.phase == "Failed" && hooked.reason == "PhaseFailed", "\(hooked)")
         #expect(hooked.message.contains("hook beforeCapture/sneak failed") && hooked.message.contains("permission denied"), "\(hooked.message)")
         #expect(try !marker("/tmp/by-hook"), "the hook ran with Cairn's rights")
+        // The failed action's status shows the phase, how it ended and why.
+        let failedPhase = try cluster.kubectlOK(["-n", ns, "get", "backupaction", "hook-\(s)", "-o",
+                                                 "jsonpath={.status.result.phases[0].phase} {.status.result.phases[0].result}"])
+        #expect(failedPhase == "sneak failed", "\(failedPhase)")
 
         // 2. bob writes a Blueprint; an administrator's backup of the namespace uses it: it runs as bob.
         let blueprint = """

@@ -37,6 +37,9 @@ struct BlueprintTests {
         #expect(pg.actions[.backup]?.phases.first?.artifact == true)
         #expect(pg.actions[.restore]?.phases.first?.input == "dump")
         #expect(pg.actions[.restore]?.phases.last?.onError == .continue)
+        let standby = try #require(check(try String(contentsOf: Self.shipped.appendingPathComponent("postgresql-standby.yaml"), encoding: .utf8)).blueprint)
+        #expect(standby.actions[.backup]?.phases.first?.podWhere?.stdout == "t")
+        #expect(standby.actions[.restore]?.phases.allSatisfy { $0.podWhere?.stdout == "f" && $0.podWhere?.otherwiseAny == false } == true)
     }
 
     @Test("every kind of phase, deferred phases and defaults are read")
@@ -73,7 +76,7 @@ struct BlueprintTests {
         #expect(action.phases[0].timeout == Blueprint.defaultTimeout)
         #expect(action.phases[2].step == .exec(target: .selector("app=db"), all: true, container: "main", command: ["sync"]))
         #expect(action.phases[2].onError == .continue)
-        guard case .task(_, _, let env) = action.phases[3].step else { Issue.record("not a task"); return }
+        guard case .task(_, _, let env, _) = action.phases[3].step else { Issue.record("not a task"); return }
         #expect(env[1].secret?.name == "db" && env[1].secret?.key == "password" && env[1].value == nil)
         #expect(action.deferred.map(\.name) == ["back"])
         #expect(blueprint.volumes == .capture)
@@ -108,6 +111,10 @@ struct BlueprintTests {
          7, "only an exec's stderr"),
         ("spec:\n  actions:\n    backup:\n      phases:\n      - name: a\n        exec: {command: [x]}\n        point: {end: false}\n",
          7, "give end: true"),
+        ("spec:\n  actions:\n    backup:\n      phases:\n      - name: a\n        exec:\n          command: [x]\n          where: {command: [y], stdout: t, otherwise: primary}\n",
+         8, "must be fail"),
+        ("spec:\n  actions:\n    backup:\n      phases:\n      - name: a\n        exec:\n          command: [x]\n          where: {command: [y]}\n",
+         8, "stdout: the output"),
     ])
     func mistakes(document: String, line: Int, says: String) {
         let result = check("apiVersion: cairn.dev/v1alpha1\nkind: Blueprint\nmetadata: {name: bad}\n" + document)

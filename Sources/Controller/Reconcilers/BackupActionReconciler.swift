@@ -110,7 +110,7 @@ struct BackupActionReconciler {
             if (try? await context.retryLater(action, kind: .backupAction, failure: failure, attempt: attempt,
                                               maxAttempts: Self.maxAttempts)) == true { return }
             try? await finish(action, failed: failure.reason, message: failure.message,
-                              seconds: Date().timeIntervalSince(started))
+                              seconds: Date().timeIntervalSince(started), phases: (error as? ProtectionError)?.phases ?? [])
         }
     }
 
@@ -169,7 +169,8 @@ struct BackupActionReconciler {
             result["consistencyGroup"] = ["workloads": .array(group.workloads.map { .string($0) }),
                                           "fenceStarted": .string(Timestamp.format(group.fenceStarted)),
                                           "fencedSeconds": .double(group.fencedSeconds), "windowSeconds": .double(group.windowSeconds),
-                                          "volumesInWindow": .bool(group.volumesInWindow)]
+                                          "volumesInWindow": .bool(group.volumesInWindow),
+                                          "pointSeconds": .object((group.pointSeconds ?? [:]).mapValues { .double($0) })]
         }
         if let seconds { result["seconds"] = .double((seconds * 10).rounded() / 10) }
         try await context.transition(action, .backupAction, to: .succeeded(message: text, fields: [
@@ -186,8 +187,10 @@ struct BackupActionReconciler {
         await context.queue.add(ObjectKey(.profile, context.namespace, profile), after: .seconds(2))
     }
 
-    func finish(_ action: KubeObject, failed reason: String, message: String, seconds: Double?) async throws {
-        try await context.transition(action, .backupAction, to: .failed(reason: reason, message: message, fields: [:]))
+    /// A failed action's final status; with the phases that ran before the failure (`result.phases`).
+    func finish(_ action: KubeObject, failed reason: String, message: String, seconds: Double?, phases: [PhaseRecord] = []) async throws {
+        let fields: [String: JSONValue] = phases.isEmpty ? [:] : ["result": ["phases": PhaseRecord.statusJSON(phases)]]
+        try await context.transition(action, .backupAction, to: .failed(reason: reason, message: message, fields: fields))
         context.metrics.actionFinished(kind: "backup", result: "failed", seconds: seconds ?? 0)
     }
 

@@ -3,26 +3,6 @@ import Kube
 import Repository
 import Snapshot
 
-/// What one phase of a blueprint or hook did, as recorded in the restore point and the action's status:
-/// never its output (that may hold data), only how it ended and the last lines of its stderr, with the
-/// values of the Secrets it used redacted.
-public struct PhaseRecord: Codable, Sendable, Equatable {
-    /// The blueprint's name, or `hooks`.
-    public var blueprint: String
-    public var action: String
-    public var phase: String
-    /// `Kind/name` of the workload the blueprint is bound to.
-    public var workload: String?
-    public var pod: String?
-    /// succeeded, failed (the action failed), ignored (failed with `onError: continue`).
-    public var result: String
-    public var exitCode: Int32?
-    public var seconds: Double
-    public var message: String?
-    /// Bytes of the artifact stored (`output: artifact`) or streamed back (`input`).
-    public var artifactBytes: UInt64?
-}
-
 /// Runs the phases of a blueprint action (or a list of hooks) in an application's namespace, with the
 /// identity of whoever asked for the backup or restore (`client`): an exec, a task pod or a scale they
 /// could not do themselves fails here as it would for them.
@@ -55,6 +35,8 @@ public struct BlueprintRunner: Sendable {
         public var artifacts: [String: Node] = [:]
         /// The phase failure that failed the action (after its deferred phases ran), if any.
         public var failure: ProtectionError?
+        /// Sessions still held (`exec.session`), in the order they began: release them after the capture.
+        public var sessions: [HeldSession] = []
 
         /// Throws the failure, if any.
         public func check() throws(ProtectionError) {
@@ -69,13 +51,15 @@ public struct BlueprintRunner: Sendable {
     ///
     /// `point` is called once the action's consistent point exists: where its phase marked `point` says
     /// (`end`, or a line of the command's stderr), and at the latest when the action ends.
+    /// `values`: template values for a workload that does not exist yet (beforeStart), given instead of
+    /// `workload`.
     public func run(_ action: Blueprint.Action, named actionName: String, blueprint: String, workload: WorkloadRef?,
-                    inputs: [String: Node] = [:], time: Date = Date(),
+                    inputs: [String: Node] = [:], values given: [String: String] = [:], time: Date = Date(),
                     progress: @Sendable (String) -> Void = { _ in },
                     point: @escaping @Sendable () -> Void = {}) async throws -> Outcome {
         let signal = PointSignal(point)
         defer { signal.fire() }
-        var values = ["namespace": namespace, "time": Timestamp.format(time)]
+        var values = given.merging(["namespace": namespace, "time": Timestamp.format(time)]) { _, b in b }
         if let workload {
             let object = try await WorkloadControl(client: client, namespace: namespace).get(workload)
             values["workload.kind"] = workload.kind
@@ -137,12 +121,22 @@ public struct BlueprintRunner: Sendable {
             switch phase.step {
             case .exec(let target, let all, let container, let command):
                 let rendered = try command.map { try BlueprintTemplate.render($0, values) }
-                let pods = try await runningPods(target, workload: workload, all: all, timeout: phase.timeout)
+                var probe = phase.podWhere
+                if let original = probe { probe!.command = try original.command.map { try BlueprintTemplate.render($0, values) } }
+                let pods = try await runningPods(target, workload: workload, all: all, container: container, probe: probe,
+                                                 timeout: phase.timeout, progress: progress)
                 var outputs: [String] = []
                 for pod in pods {
                     record.pod = pod.name
                     if let container, !Pod(pod).containerNames.contains(container) {
                         throw fail("the pod has no container \(container) (it has: \(Pod(pod).containerNames.joined(separator: ", ")))")
+                    }
+                    if let session = phase.session {
+                        let held = try await HeldSession.begin(phase, session: session, runner: self, pod: pod.name, container: container,
+                                                               command: rendered, record: record)
+                        outcome.sessions.append(held)
+                        outputs.append(held.readyOutput)
+                        continue
                     }
                     let result = try await exec(phase, pod: pod.name, container: container, command: rendered,
                                                 input: phase.input.flatMap { inputs[$0] }, record: &record,
@@ -150,9 +144,10 @@ public struct BlueprintRunner: Sendable {
                     outputs.append(result)
                 }
                 values["phases.\(phase.name).output"] = outputs.joined(separator: "\n")
-            case .task(let image, let command, let env):
+            case .task(let image, let command, let env, let volumes):
                 let output = try await task(phase, image: image, command: try command.map { try BlueprintTemplate.render($0, values) },
-                                            env: env, values: values, record: &record, fail: fail)
+                                            env: env, volumes: try volumes.map { Blueprint.TaskVolume(claim: try BlueprintTemplate.render($0.claim, values), mountPath: $0.mountPath) },
+                                            input: phase.input.flatMap { inputs[$0] }, values: values, record: &record, outcome: &outcome, fail: fail)
                 values["phases.\(phase.name).output"] = output
             case .scale(let target, let replicasText, let wait):
                 let ref = try resolve(target, workload: workload)
@@ -224,9 +219,16 @@ public struct BlueprintRunner: Sendable {
     /// The running pods a target selects: all of them, or the first ready one. A workload may be between
     /// pods (restarting, or its status not yet reported by the kubelet): they are waited for, up to
     /// `podWait` (or the phase's timeout when shorter).
-    func runningPods(_ target: Blueprint.PodTarget, workload: WorkloadRef?, all: Bool, timeout: TimeInterval) async throws -> [KubeObject] {
+    ///
+    /// With a `probe`, the pods are those in which it prints the expected output (asked again until the
+    /// deadline: a standby may still be starting); none by then fails, or, with `otherwise: any`, any pod is
+    /// taken.
+    func runningPods(_ target: Blueprint.PodTarget, workload: WorkloadRef?, all: Bool, container: String? = nil,
+                     probe: Blueprint.PodProbe? = nil, timeout: TimeInterval,
+                     progress: @Sendable (String) -> Void = { _ in }) async throws -> [KubeObject] {
         let control = WorkloadControl(client: client, namespace: namespace)
         let deadline = ContinuousClock.now + .seconds(min(timeout, podWait))
+        var answers: [String: String] = [:]
         while true {
             let pods: [KubeObject]
             let what: String
@@ -239,10 +241,42 @@ public struct BlueprintRunner: Sendable {
                 pods = try await control.pods(of: try await control.get(ref))
                 what = "pod of \(ref)"
             }
-            let running = pods.filter { Pod($0).phase == "Running" && $0.deletionTimestamp == nil }
+            var running = pods.filter { Pod($0).phase == "Running" && $0.deletionTimestamp == nil }.sorted { $0.name < $1.name }
+            if let probe, !running.isEmpty {
+                var chosen: [KubeObject] = []
+                for pod in running where container == nil || Pod(pod).containerNames.contains(container!) {
+                    let answer: String
+                    do {
+                        let result = try await client.exec(pod: pod.name, namespace: namespace, container: container, command: probe.command,
+                                                           timeout: .seconds(30))
+                        answer = result.exitCode == 0 ? result.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+                                                      : "exit status \(result.exitCode)"
+                    } catch let error as KubeError {
+                        answer = error.message
+                    }
+                    if answer != probe.stdout {
+                        // What it printed goes into an error message: never the container's Secrets.
+                        answers[pod.name] = String(Self.redact(answer, try await secretValues(of: pod.name, container: container)).prefix(200))
+                    }
+                    if answer == probe.stdout { chosen.append(pod) }
+                }
+                if !chosen.isEmpty {
+                    progress("  \(all ? "pods" : "pod") \(chosen.map(\.name).joined(separator: ", ")) answered \(probe.stdout) to \(probe.command.last ?? "")")
+                    running = chosen
+                } else if probe.otherwiseAny {
+                    progress("  no pod answered \(probe.stdout) to \(probe.command.last ?? ""): taking any pod (otherwise: any)")
+                } else {
+                    running = []
+                }
+            }
             if all, !running.isEmpty { return running }
             if !all, let pod = running.first(where: { Pod($0).isReady }) ?? running.first { return [pod] }
             guard ContinuousClock.now < deadline else {
+                if probe != nil, !answers.isEmpty {
+                    throw ProtectionError(.phaseFailed, "no \(what) answers '\(probe!.stdout)' to \(probe!.command.joined(separator: " ")) (waited "
+                                          + "\(Self.period(min(timeout, podWait)))); answers: "
+                                          + answers.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; "))
+                }
                 throw ProtectionError(.phaseFailed, "no running \(what) in namespace \(namespace) (waited \(Self.period(min(timeout, podWait))))")
             }
             try await Task.sleep(for: .milliseconds(500))
@@ -358,8 +392,15 @@ public struct BlueprintRunner: Sendable {
 
     /// A pod of its own for the phase, run to completion; its log is its output. Secret values reach the
     /// pod by reference; they are read here only to be redacted from what is recorded.
-    func task(_ phase: Blueprint.Phase, image: String, command: [String], env: [Blueprint.EnvVar], values: [String: String],
-              record: inout PhaseRecord, fail: (String, (any Error & Sendable)?) -> ProtectionError) async throws -> String {
+    ///
+    /// With `volumes` (beforeStart), the claims are mounted. With an `input`, the pod waits (`sleep`) and the
+    /// command runs in it as an exec that reads the artifact on stdin; the pod is deleted afterwards.
+    func task(_ phase: Blueprint.Phase, image: String, command: [String], env: [Blueprint.EnvVar], volumes: [Blueprint.TaskVolume] = [],
+              input: Node? = nil, values: [String: String], record: inout PhaseRecord, outcome: inout Outcome,
+              fail: (String, (any Error & Sendable)?) -> ProtectionError) async throws -> String {
+        if phase.input != nil && input == nil {
+            throw fail("the restore point has no artifact \(phase.input!) for this workload", nil)
+        }
         var secrets: [String] = []
         var envJSON: [JSONValue] = []
         for variable in env {
@@ -384,13 +425,23 @@ public struct BlueprintRunner: Sendable {
                                 "value": .string(try BlueprintTemplate.render(variable.value ?? "", values))])
             }
         }
+        // With an input, the pod only waits; the command runs in it as an exec, stdin fed from the artifact.
+        let main: [String] = input == nil ? command : ["sh", "-c", "exec sleep 86400"]
+        var container: JSONValue = ["name": "task", "image": .string(image), "imagePullPolicy": "IfNotPresent",
+                                    "command": .array(main.map { .string($0) }), "env": .array(envJSON)]
+        var spec: JSONValue = ["restartPolicy": "Never", "automountServiceAccountToken": false]
+        if !volumes.isEmpty {
+            container["volumeMounts"] = .array(volumes.enumerated().map { i, v in ["name": .string("claim-\(i)"), "mountPath": .string(v.mountPath)] })
+            spec["volumes"] = .array(volumes.enumerated().map { i, v in
+                ["name": .string("claim-\(i)"), "persistentVolumeClaim": ["claimName": .string(v.claim)]]
+            })
+        }
+        spec["containers"] = [container]
         let pod = KubeObject([
             "apiVersion": "v1", "kind": "Pod",
             "metadata": ["generateName": .string("cairn-task-\(phase.name.prefix(40))-"), "namespace": .string(namespace),
                          "labels": ["app.kubernetes.io/managed-by": "cairn", "cairn.dev/task": .string(phase.name)]],
-            "spec": ["restartPolicy": "Never", "automountServiceAccountToken": false,
-                     "containers": [["name": "task", "image": .string(image), "imagePullPolicy": "IfNotPresent",
-                                     "command": .array(command.map { .string($0) }), "env": .array(envJSON)]]],
+            "spec": spec,
         ] as JSONValue)
         let created = try await client.create(pod, as: Pod.resource, namespace: namespace)
         record.pod = created.name
@@ -400,6 +451,12 @@ public struct BlueprintRunner: Sendable {
             while true {
                 current = try await client.get(Pod.resource, created.name, namespace: namespace)
                 if let phase = Pod(current).phase, phase == "Succeeded" || phase == "Failed" { break }
+                if input != nil, Pod(current).phase == "Running" {
+                    let output = try await exec(phase, pod: created.name, container: "task", command: command, input: input,
+                                                record: &record, outcome: &outcome, fail: fail)
+                    _ = try? await client.delete(Pod.resource, created.name, namespace: namespace, options: DeleteOptions(gracePeriodSeconds: 0))
+                    return output
+                }
                 if let waiting = current["status", "containerStatuses"]?.array?.first?["state", "waiting"],
                    let reason = waiting["reason"]?.string,
                    ["ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError", "InvalidImageName"].contains(reason) {
@@ -494,7 +551,8 @@ extension Blueprint.Step {
         switch self {
         case .exec(_, let all, let container, let command):
             "exec \(command.first ?? "")\(container.map { " in container \($0)" } ?? "")\(all ? " in every pod" : "")"
-        case .task(let image, let command, _): "task pod \(image) running \(command.first ?? "")"
+        case .task(let image, let command, _, let volumes):
+            "task pod \(image) running \(command.first ?? "")" + (volumes.isEmpty ? "" : " with \(volumes.map(\.claim).joined(separator: ", "))")
         case .scale(_, let replicas, _): "scale to \(replicas)"
         case .wait(_, let condition): "wait until \(condition.rawValue)"
         }

@@ -137,6 +137,9 @@ public struct ConsistencyPlan: Sendable {
         public var windowSeconds: Double
         /// Whether the volumes were read while the fences held (a member reads volumes).
         public var volumesInWindow: Bool
+        /// Seconds from the first fence's start until each member's consistent point (`Kind/name` → s):
+        /// the latest is what kept the fences.
+        public var pointSeconds: [String: Double]?
     }
 
     /// Runs steps 1, 2 and 4 around `capture` (step 3). `runner` runs the hooks and any blueprint that
@@ -148,6 +151,8 @@ public struct ConsistencyPlan: Sendable {
             blueprint.flatMap { runners[$0.name] } ?? hooksRunner
         }
         var result = Result()
+        // Sessions held open across the capture, by index in `fenced`.
+        var held: [Int: [HeldSession]] = [:]
         func take(_ outcome: BlueprintRunner.Outcome, for workload: WorkloadRef?) throws(ProtectionError) {
             result.records += outcome.records
             if let workload {
@@ -168,16 +173,20 @@ public struct ConsistencyPlan: Sendable {
         do {
             if let phases = hooks["beforeCapture"], !phases.isEmpty {
                 fenced.append((nil, Self.hookBlueprint(phases: phases, afterCapture: hooks["afterCapture"] ?? [])))
-                try take(try await hooksRunner.run(Blueprint.Action(phases: phases), named: "beforeCapture", blueprint: "hooks",
-                                              workload: nil, time: time, progress: progress), for: nil)
+                let outcome = try await hooksRunner.run(Blueprint.Action(phases: phases), named: "beforeCapture", blueprint: "hooks",
+                                                        workload: nil, time: time, progress: progress)
+                held[fenced.count - 1] = outcome.sessions
+                try take(outcome, for: nil)
             } else if let phases = hooks["afterCapture"], !phases.isEmpty {
                 fenced.append((nil, Self.hookBlueprint(phases: [], afterCapture: phases)))
             }
             for entry in bound where !memberNames.contains(entry.workload.description) {
                 fenced.append((entry.workload, entry.blueprint))
                 guard let action = entry.blueprint.actions[.beforeCapture] else { continue }
-                try take(try await runnerFor(entry.blueprint).run(action, named: "beforeCapture", blueprint: entry.blueprint.name,
-                                              workload: entry.workload, time: time, progress: progress), for: entry.workload)
+                let outcome = try await runnerFor(entry.blueprint).run(action, named: "beforeCapture", blueprint: entry.blueprint.name,
+                                                                       workload: entry.workload, time: time, progress: progress)
+                held[fenced.count - 1] = outcome.sessions
+                try take(outcome, for: entry.workload)
             }
             if let group, !members.isEmpty {
                 let run = try await groupBackup(group, runners: members.map { runnerFor($0.blueprint) }, time: time, progress: progress,
@@ -192,8 +201,16 @@ public struct ConsistencyPlan: Sendable {
         } catch {
             failure = error
         }
-        // Releases, in the reverse order of the fences.
-        for (workload, blueprint) in fenced.reversed() {
+        // Releases, in the reverse order of the fences: a workload's sessions, then its afterCapture.
+        for (i, (workload, blueprint)) in fenced.enumerated().reversed() {
+            if let sessions = held[i], !sessions.isEmpty {
+                progress("ending \(sessions.count) session\(sessions.count == 1 ? "" : "s") of \(workload?.description ?? "the hooks")")
+                do {
+                    try take(await HeldSession.end(sessions, runner: runnerFor(workload == nil ? nil : blueprint)), for: workload)
+                } catch {
+                    if failure == nil { failure = error }
+                }
+            }
             guard let action = blueprint.actions[.afterCapture] else { continue }
             do {
                 try take(try await runnerFor(workload == nil ? nil : blueprint).run(action, named: "afterCapture", blueprint: workload == nil ? "hooks" : blueprint.name,
@@ -201,6 +218,10 @@ public struct ConsistencyPlan: Sendable {
             } catch {
                 if failure == nil { failure = error }
             }
+        }
+        if var failure = failure as? ProtectionError {
+            failure.phases = result.records
+            throw failure
         }
         if let failure { throw failure }
         return result
@@ -274,13 +295,19 @@ public struct ConsistencyPlan: Sendable {
             signal.finish()
         }
         var ended: [Int: Swift.Result<BlueprintRunner.Outcome, any Error>] = [:]
+        var pointSeconds: [String: Double] = [:]
+        func seconds(_ d: Duration) -> Double { (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18) }
         if failure == nil {
             var points: Set<Int> = []
+            func reached(_ i: Int) {
+                guard points.insert(i).inserted else { return }
+                pointSeconds[members[i].workload.description] = (seconds(clock.now - started) * 1000).rounded() / 1000
+            }
             for await event in events {
                 switch event {
-                case .point(let i): points.insert(i)
+                case .point(let i): reached(i)
                 case .ended(let i, let result):
-                    points.insert(i)
+                    reached(i)
                     ended[i] = result
                     if case .success(let outcome) = result, let error = outcome.failure, failure == nil { failure = error }
                     if case .failure(let error) = result, failure == nil { failure = error }
@@ -297,10 +324,19 @@ public struct ConsistencyPlan: Sendable {
 
         // 3. Releases, at once, for every member.
         progress("consistency group: releasing every fence")
+        let memberSessions: [[HeldSession]] = members.indices.map { i in
+            if case .success(let outcome)? = fences[i] { return outcome.sessions }
+            return []
+        }
         let releases = await Self.all(members, within: nil) { i, entry in
-            guard let action = entry.blueprint.actions[.afterCapture] else { return BlueprintRunner.Outcome() }
-            return try await runners[i].run(action, named: "afterCapture", blueprint: entry.blueprint.name,
-                                                            workload: entry.workload, time: time, progress: progress)
+            var outcome = await HeldSession.end(memberSessions[i], runner: runners[i])
+            guard let action = entry.blueprint.actions[.afterCapture] else { return outcome }
+            let after = try await runners[i].run(action, named: "afterCapture", blueprint: entry.blueprint.name,
+                                                 workload: entry.workload, time: time, progress: progress)
+            outcome.records += after.records
+            outcome.artifacts.merge(after.artifacts) { a, _ in a }
+            if outcome.failure == nil { outcome.failure = after.failure }
+            return outcome
         }
         let releasedAt = clock.now
 
@@ -327,13 +363,14 @@ public struct ConsistencyPlan: Sendable {
             case nil: break
             }
         }
-        func seconds(_ d: Duration) -> Double { (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18) }
         let report = GroupReport(workloads: members.map(\.workload.description), fenceStarted: startDate,
                                  fencedSeconds: (seconds(fencedAt - started) * 1000).rounded() / 1000,
                                  windowSeconds: (seconds(releasedAt - started) * 1000).rounded() / 1000,
-                                 volumesInWindow: readVolumes)
+                                 volumesInWindow: readVolumes, pointSeconds: pointSeconds.isEmpty ? nil : pointSeconds)
         progress(String(format: "consistency group: fences held after %.2f s, points after %.2f s, released after %.2f s",
-                        seconds(fencedAt - started), seconds(pointsAt - started), report.windowSeconds))
+                        seconds(fencedAt - started), seconds(pointsAt - started), report.windowSeconds)
+                 + (pointSeconds.isEmpty ? "" : " (points: " + pointSeconds.sorted { $0.value < $1.value }
+                     .map { String(format: "%@ %.2f s", $0.key, $0.value) }.joined(separator: ", ") + ")"))
         return (report, outcomes, failure)
     }
 

@@ -35,6 +35,10 @@ public struct Blueprint: Sendable, Equatable {
         case beforeCapture
         /// Once the volumes were read (or failed to be): release the fence.
         case afterCapture
+        /// During a restore, once the workload's volumes are written and before the workload is created:
+        /// task pods with the claims mounted put files in place (a `backup_label`, WAL) before the server
+        /// first starts.
+        case beforeStart
     }
 
     public enum VolumeMode: String, Sendable, Codable {
@@ -76,6 +80,42 @@ public struct Blueprint: Sendable, Equatable {
         /// In a `backup` action: where the backup's consistent point exists (a dump's transaction began), so
         /// that a consistency group's fences can be released while the rest of the dump streams.
         public var point: Point?
+        /// An exec's pods are those of its target in which this probe prints the expected output
+        /// (`exec.where`): the standby, found by asking the database, not by the pod's name.
+        public var podWhere: PodProbe?
+        /// An exec held open across the volume capture (`exec.session`, beforeCapture only).
+        public var session: Session?
+    }
+
+    /// A command kept running while the volumes are read — a database session that holds a lock or a
+    /// backup mode only as long as it lives. Cairn writes `start` to its stdin; the phase is done once a
+    /// line of its stdout contains `ready`. When the fences are released, Cairn writes `end`, and the command
+    /// must exit (psql `\q`, `quit`) within the phase's timeout. Its stdout after the `ready` line is the
+    /// phase's output (`output: artifact`: stored, such as the `backup_label` pg_backup_stop returns). A
+    /// session that ends before it is released fails the backup: its fence did not hold.
+    public struct Session: Sendable, Equatable {
+        public var start: String
+        public var ready: String
+        public var end: String
+    }
+
+    /// A claim a task pod mounts (`task.volumes`, beforeStart): the claim's name is a template.
+    public struct TaskVolume: Sendable, Equatable {
+        public var claim: String
+        public var mountPath: String
+
+        public init(claim: String, mountPath: String) {
+            self.claim = claim
+            self.mountPath = mountPath
+        }
+    }
+
+    /// A command run in each candidate pod; a pod is chosen when its stdout, trimmed, is `stdout`.
+    public struct PodProbe: Sendable, Equatable {
+        public var command: [String]
+        public var stdout: String
+        /// When no pod answers so: fail the phase (default), or run in any pod of the target.
+        public var otherwiseAny: Bool
     }
 
     /// When a backup phase's consistent point exists.
@@ -100,8 +140,9 @@ public struct Blueprint: Sendable, Equatable {
     public enum Step: Sendable, Equatable {
         /// A command in running pods; `all`: every selected pod, else the first ready one.
         case exec(target: PodTarget, all: Bool, container: String?, command: [String])
-        /// A pod of its own, run to completion in the application's namespace.
-        case task(image: String, command: [String], env: [EnvVar])
+        /// A pod of its own, run to completion in the application's namespace (with claims mounted, in
+        /// `beforeStart`).
+        case task(image: String, command: [String], env: [EnvVar], volumes: [TaskVolume])
         /// Scales a workload; `replicas` is a template (`0`, `{{ workload.replicas }}`).
         case scale(target: PodTarget, replicas: String, wait: Bool)
         /// Waits for a workload to be ready (every replica) or stopped (no pod left).
@@ -188,14 +229,14 @@ extension Blueprint {
         }
         self.volumes = volumes
         guard let actionsJSON = spec["actions"]?.object, !actionsJSON.isEmpty else {
-            throw ProtectionError(.invalidBlueprint, "at least one action is required (backup, restore, delete, beforeCapture, afterCapture)",
+            throw ProtectionError(.invalidBlueprint, "at least one action is required (backup, restore, delete, beforeCapture, afterCapture, beforeStart)",
                                   field: at("actions"))
         }
         actions = [:]
         for key in actionsJSON.keys.sorted() {
             let field = at("actions." + key)
             guard let action = ActionName(rawValue: key) else {
-                throw ProtectionError(.invalidBlueprint, "unknown action '\(key)': expected backup, restore, delete, beforeCapture or afterCapture",
+                throw ProtectionError(.invalidBlueprint, "unknown action '\(key)': expected backup, restore, delete, beforeCapture, afterCapture or beforeStart",
                                       field: field)
             }
             actions[action] = try Self.action(actionsJSON[key]!, field: field, hooks: false)
@@ -223,6 +264,16 @@ extension Blueprint {
                 if phase.point != nil {
                     throw ProtectionError(.invalidBlueprint, "only the phases of a blueprint's backup action mark a consistent point",
                                           field: "\(field).\(key)[\(i)].point")
+                }
+                if phase.session != nil && key != "beforeCapture" {
+                    throw ProtectionError(.invalidBlueprint, "only beforeCapture phases hold a session across the capture",
+                                          field: "\(field).\(key)[\(i)].exec.session")
+                }
+                if phase.artifact || phase.input != nil {
+                    throw ProtectionError(.invalidBlueprint, "hooks neither store nor read artifacts", field: "\(field).\(key)[\(i)]")
+                }
+                if case .task(_, _, _, let volumes) = phase.step, !volumes.isEmpty {
+                    throw ProtectionError(.invalidBlueprint, "only beforeStart tasks mount claims", field: "\(field).\(key)[\(i)].task.volumes")
                 }
                 if phases.contains(where: { $0.name == phase.name }) {
                     throw ProtectionError(.invalidBlueprint, "a second phase named \(phase.name)", field: "\(field).\(key)[\(i)].name")
@@ -290,9 +341,11 @@ extension Blueprint {
         let bodyField = "\(field).\(kind)"
         guard body.object != nil else { throw ProtectionError(.invalidBlueprint, "must be a mapping", field: bodyField) }
         let step: Step
+        var podWhere: PodProbe?
+        var session: Session?
         switch kind {
         case "exec":
-            try known(body, ["container", "command", "pods", "workload", "selector"], at: bodyField)
+            try known(body, ["container", "command", "pods", "workload", "selector", "where", "session"], at: bodyField)
             let target = try target(body, field: bodyField, hooks: hooks)
             let podsText = body["pods"]?.string ?? "one"
             guard podsText == "one" || podsText == "all" else {
@@ -300,8 +353,34 @@ extension Blueprint {
             }
             step = .exec(target: target, all: podsText == "all", container: body["container"]?.string,
                          command: try command(body, field: bodyField))
+            if let probe = body["where"] {
+                let probeField = "\(bodyField).where"
+                try known(probe, ["command", "stdout", "otherwise"], at: probeField)
+                guard let expected = probe["stdout"]?.string else {
+                    throw ProtectionError(.invalidBlueprint, "stdout: the output (trimmed) that chooses a pod, such as t", field: "\(probeField).stdout")
+                }
+                let otherwise = probe["otherwise"]?.string ?? "fail"
+                guard otherwise == "fail" || otherwise == "any" else {
+                    throw ProtectionError(.invalidBlueprint, "'\(otherwise)' must be fail (no pod answers: the phase fails) or any (then any pod)",
+                                          field: "\(probeField).otherwise")
+                }
+                podWhere = PodProbe(command: try command(probe, field: probeField), stdout: expected, otherwiseAny: otherwise == "any")
+            }
+            if let body = body["session"] {
+                let sessionField = "\(bodyField).session"
+                try known(body, ["start", "ready", "end"], at: sessionField)
+                guard let start = body["start"]?.string, let ready = body["ready"]?.string, !ready.isEmpty,
+                      let end = body["end"]?.string, !end.isEmpty else {
+                    throw ProtectionError(.invalidBlueprint, "a session needs start (written to stdin), ready (a line of stdout that says the fence holds) "
+                                          + "and end (written at the release; the command must then exit)", field: sessionField)
+                }
+                guard podsText == "one" else {
+                    throw ProtectionError(.invalidBlueprint, "a session runs in one pod (pods: one)", field: "\(bodyField).pods")
+                }
+                session = Session(start: start, ready: ready, end: end)
+            }
         case "task":
-            try known(body, ["image", "command", "env"], at: bodyField)
+            try known(body, ["image", "command", "env", "volumes"], at: bodyField)
             guard let image = body["image"]?.string, !image.isEmpty else {
                 throw ProtectionError(.invalidBlueprint, "a task needs an image", field: "\(bodyField).image")
             }
@@ -325,7 +404,17 @@ extension Blueprint {
                     env.append(EnvVar(name: envName, value: value, secret: nil))
                 }
             }
-            step = .task(image: image, command: try command(body, field: bodyField), env: env)
+            var volumes: [TaskVolume] = []
+            for (i, entry) in (body["volumes"]?.array ?? []).enumerated() {
+                let volumeField = "\(bodyField).volumes[\(i)]"
+                try known(entry, ["claim", "mountPath"], at: volumeField)
+                guard let claim = entry["claim"]?.string, !claim.isEmpty, let path = entry["mountPath"]?.string, path.hasPrefix("/") else {
+                    throw ProtectionError(.invalidBlueprint, "a volume names a claim (a template such as data-{{ workload.name }}-0) and an absolute mountPath",
+                                          field: volumeField)
+                }
+                volumes.append(TaskVolume(claim: claim, mountPath: path))
+            }
+            step = .task(image: image, command: try command(body, field: bodyField), env: env, volumes: volumes)
         case "scale":
             try known(body, ["workload", "replicas", "wait"], at: bodyField)
             let replicas: String
@@ -367,10 +456,17 @@ extension Blueprint {
         }
         let artifact = outputText == "artifact"
         if artifact || json["input"] != nil {
-            guard case .exec(_, let all, _, _) = step, !all else {
-                throw ProtectionError(.invalidBlueprint, "artifacts are streamed to and from an exec in one pod (pods: one)",
+            switch step {
+            case .exec(_, false, _, _): break
+            case .task where !artifact: break
+            default:
+                throw ProtectionError(.invalidBlueprint, artifact ? "artifacts are streamed from an exec in one pod (pods: one)"
+                                                                  : "inputs are streamed to an exec in one pod (pods: one) or a task",
                                       field: "\(field).\(artifact ? "output" : "input")")
             }
+        }
+        if session != nil, json["input"] != nil {
+            throw ProtectionError(.invalidBlueprint, "a session's stdin is its start and end", field: "\(field).input")
         }
         var point: Point?
         if let body = json["point"] {
@@ -388,7 +484,7 @@ extension Blueprint {
             }
         }
         return Phase(name: name, step: step, timeout: timeout, onError: onError, artifact: artifact, input: json["input"]?.string,
-                     point: point)
+                     point: point, podWhere: podWhere, session: session)
     }
 
     static func command(_ body: JSONValue, field: String) throws(ProtectionError) -> [String] {
@@ -437,7 +533,18 @@ extension Blueprint {
 
     /// Inputs name an artifact of the backup action; templates name earlier phases of their action.
     func checkReferences(at field: String) throws(ProtectionError) {
-        let artifacts = Set(actions[.backup]?.phases.filter(\.artifact).map(\.name) ?? [])
+        // Artifacts come from the backup side (backup, beforeCapture, afterCapture): one name each.
+        var artifacts: Set<String> = []
+        for action in [ActionName.backup, .beforeCapture, .afterCapture] {
+            for (list, phases) in [("phases", actions[action]?.phases ?? []), ("deferred", actions[action]?.deferred ?? [])] {
+                for (i, phase) in phases.enumerated() where phase.artifact {
+                    guard artifacts.insert(phase.name).inserted else {
+                        throw ProtectionError(.invalidBlueprint, "another phase already stores an artifact named \(phase.name)",
+                                              field: "\(field).\(action.rawValue).\(list)[\(i)].name")
+                    }
+                }
+            }
+        }
         for (action, body) in actions.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             var earlier: [String] = []
             var pointAt: String?
@@ -445,8 +552,8 @@ extension Blueprint {
                 for (i, phase) in phases.enumerated() {
                     let here = "\(field).\(action.rawValue).\(list)[\(i)]"
                     if let input = phase.input {
-                        guard action == .restore else {
-                            throw ProtectionError(.invalidBlueprint, "only restore phases take an input artifact", field: "\(here).input")
+                        guard action == .restore || action == .beforeStart else {
+                            throw ProtectionError(.invalidBlueprint, "only restore and beforeStart phases take an input artifact", field: "\(here).input")
                         }
                         guard artifacts.contains(input) else {
                             throw ProtectionError(.invalidBlueprint, "no backup phase stores an artifact named \(input)"
@@ -463,8 +570,18 @@ extension Blueprint {
                         }
                         pointAt = phase.name
                     }
-                    if phase.artifact && action != .backup {
-                        throw ProtectionError(.invalidBlueprint, "only backup phases store artifacts", field: "\(here).output")
+                    if phase.artifact && ![.backup, .beforeCapture, .afterCapture].contains(action) {
+                        throw ProtectionError(.invalidBlueprint, "only backup, beforeCapture and afterCapture phases store artifacts", field: "\(here).output")
+                    }
+                    if phase.session != nil && (action != .beforeCapture || list != "phases") {
+                        throw ProtectionError(.invalidBlueprint, "only beforeCapture phases hold a session across the capture", field: "\(here).exec.session")
+                    }
+                    if action == .beforeStart, case .task = phase.step {} else if action == .beforeStart {
+                        throw ProtectionError(.invalidBlueprint, "beforeStart runs before the workload has pods: task phases only", field: here)
+                    }
+                    if case .task(_, _, _, let volumes) = phase.step, !volumes.isEmpty, action != .beforeStart {
+                        throw ProtectionError(.invalidBlueprint, "only beforeStart tasks mount claims (the workload's pods hold them otherwise)",
+                                              field: "\(here).task.volumes")
                     }
                     for text in phase.templates {
                         do {
@@ -484,8 +601,8 @@ extension Blueprint.Phase {
     /// Every templated string of the phase.
     var templates: [String] {
         switch step {
-        case .exec(_, _, _, let command): command
-        case .task(_, let command, let env): command + env.compactMap(\.value)
+        case .exec(_, _, _, let command): command + (podWhere?.command ?? [])
+        case .task(_, let command, let env, let volumes): command + env.compactMap(\.value) + volumes.map(\.claim)
         case .scale(_, let replicas, _): [replicas]
         case .wait: []
         }
