@@ -235,7 +235,10 @@ public struct ApplicationRestore: Sendable {
                 runner = BlueprintRunner(client: try identity(author), namespace: namespace, repository: repository)
             }
             let outcome = try await runner.run(action, named: "beforeStart", blueprint: blueprint.name, workload: nil,
-                                               inputs: artifacts, values: Self.templateValues(workload, objects: objects),
+                                               inputs: artifacts,
+                                               values: BlueprintRunner.templateValues(workload, object: objects.first {
+                                                   $0.kind == workload.kind && $0.name == workload.name && $0.group == "apps"
+                                               }),
                                                progress: progress)
             records += outcome.records
             if let failure = outcome.failure {
@@ -243,13 +246,6 @@ public struct ApplicationRestore: Sendable {
             }
         }
         return records
-    }
-
-    /// A workload's template values from its captured object (it does not exist yet in the cluster).
-    static func templateValues(_ workload: WorkloadRef, objects: [KubeObject]) -> [String: String] {
-        let object = objects.first { $0.kind == workload.kind && $0.name == workload.name && $0.group == "apps" }
-        return ["workload.kind": workload.kind, "workload.name": workload.name,
-                "workload.replicas": String(object?["spec", "replicas"]?.int ?? 1)]
     }
 
     /// The restore actions of the blueprints the restore point's workloads ran (each once its workload is

@@ -401,4 +401,68 @@ extension BlueprintClusterTests {
         #expect(failing.stderr.contains("answers 'maybe'") && failing.stderr.contains("pg-0: f") && failing.stderr.contains("pg-1: t"),
                 "\(failing.stderr)")
     }
+
+    @Test("PostgreSQL by its physical blueprint: the data directory is copied inside pg_backup_start/pg_backup_stop held in one session while rows are written; the restored server starts with backup_label and the WAL put in place before it, recovers, and its data and indexes check")
+    func postgresPhysical() async throws {
+        let ns = "bp-pgph-\(tag)"
+        let clone = "bp-pgph-clone-\(tag)"
+        defer { cleanUp([ns, clone]) }
+        try cluster.kubectlOK(["create", "namespace", ns])
+        try hostPathVolume("data-db-0", namespace: ns)
+        try cluster.apply("""
+            apiVersion: v1
+            kind: Secret
+            metadata: {name: db, namespace: \(ns)}
+            stringData: {password: s3cret}
+            ---
+            """ + "\n" + SampleApplication.database(namespace: ns))
+        try cluster.kubectlOK(["-n", ns, "annotate", "statefulset", "db", "cairn.dev/blueprint=postgresql-physical"])
+        func sql(_ namespace: String, _ statement: String) throws -> String {
+            let result = try cluster.kubectl(["-n", namespace, "exec", "db-0", "-c", "postgres", "--", "psql", "-U", "postgres", "-XtA", "-c", statement])
+            guard result.status == 0 else { throw ClusterError("\(statement) in \(namespace): \(result.stderr)") }
+            return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        try await cluster.waitUntil("PostgreSQL of \(ns)", timeout: 240) { (try? sql(ns, "select 1")) == "1" }
+        _ = try sql(ns, "create table t (id bigserial primary key, v text); insert into t (v) select md5(g::text) from generate_series(1, 200000) g")
+        // A writer inside the pod, for the whole backup.
+        try cluster.kubectlOK(["-n", ns, "exec", "db-0", "-c", "postgres", "--", "sh", "-c",
+                               "nohup sh -c 'while :; do psql -U postgres -Xq -c \"insert into t (v) select md5(random()::text) from generate_series(1, 2000)\"; done' > /dev/null 2>&1 &"])
+        let before = Int(try sql(ns, "select count(*) from t")) ?? 0
+
+        _ = try cairnOK("repo", "init")
+        let backup = try JSONValue(parsing: Data(try cairnOK("app", "backup", ns, "--blueprint", Self.shipped + "/postgresql-physical.yaml",
+                                                             "--volume-access", "mover", "--json").utf8))
+        let phases = backup["phases"]?.array ?? []
+        func phase(_ action: String, _ name: String) -> JSONValue? {
+            phases.first { $0["action"]?.string == action && $0["phase"]?.string == name }
+        }
+        for (action, name) in [("beforeCapture", "mark"), ("beforeCapture", "backup-mode"), ("beforeCapture", "backup-mode (end)"), ("afterCapture", "wal")] {
+            #expect(phase(action, name)?["result"]?.string == "succeeded", "\(action)/\(name): \(phases)")
+        }
+        #expect((phase("beforeCapture", "backup-mode (end)")?["artifactBytes"]?.int ?? 0) > 100, "the backup_label is kept: \(phases)")
+        #expect((phase("afterCapture", "wal")?["artifactBytes"]?.int ?? 0) > 1_000_000, "the WAL since the start is kept: \(phases)")
+        #expect(backup["volumes"]?.array?.count == 1, "the data directory's volume is copied: \(backup)")
+        let after = Int(try sql(ns, "select count(*) from t")) ?? 0
+        #expect(after > before, "rows were written during the backup: \(before) → \(after)")
+        _ = try? cluster.kubectl(["-n", ns, "exec", "db-0", "-c", "postgres", "--", "pkill", "-f", "while :"])
+
+        let restore = try cairn(["app", "restore", String((backup["restorePoint"]?.string ?? "").prefix(12)), "--to-namespace", clone,
+                                 "--volume-access", "mover"])
+        #expect(restore.status == 0, "\(restore.stdout)\n\(restore.stderr)")
+        for name in ["label", "wal"] {
+            #expect(restore.stdout.contains("postgresql-physical beforeStart/\(name)") && !restore.stdout.contains("beforeStart/\(name): failed"),
+                    "\(restore.stdout)")
+        }
+        try await cluster.waitUntil("PostgreSQL of \(clone)", timeout: 240) { (try? sql(clone, "select 1")) == "1" }
+        // The server found backup_label at its first start, recovered from the backup's start, and set it aside.
+        let label = try cluster.kubectl(["-n", clone, "exec", "db-0", "-c", "postgres", "--", "cat", "/var/lib/postgresql/data/pgdata/backup_label.old"])
+        #expect(label.status == 0 && label.stdout.contains("LABEL: cairn"), "\(label.stdout)\(label.stderr)")
+        let restored = Int(try sql(clone, "select count(*) from t")) ?? -1
+        let now = Int(try sql(ns, "select count(*) from t")) ?? 0
+        #expect(restored >= before && restored <= now, "rows as of the backup: \(before) ≤ \(restored) ≤ \(now)")
+        // Every row is where its index says, and the index holds every row.
+        _ = try sql(clone, "create extension if not exists amcheck")
+        #expect(try sql(clone, "select bt_index_check('t_pkey', true)") == "", "amcheck")
+        #expect(try sql(clone, "select pg_is_in_recovery()") == "f")
+    }
 }

@@ -62,9 +62,7 @@ public struct BlueprintRunner: Sendable {
         var values = given.merging(["namespace": namespace, "time": Timestamp.format(time)]) { _, b in b }
         if let workload {
             let object = try await WorkloadControl(client: client, namespace: namespace).get(workload)
-            values["workload.kind"] = workload.kind
-            values["workload.name"] = workload.name
-            values["workload.replicas"] = String(object["spec", "replicas"]?.int ?? 1)
+            values.merge(Self.templateValues(workload, object: object)) { _, b in b }
         }
         var outcome = Outcome()
         var failure: ProtectionError?
@@ -97,6 +95,19 @@ public struct BlueprintRunner: Sendable {
             outcome.failure = failure
         }
         return outcome
+    }
+
+    /// A workload's template values (`BlueprintTemplate`), from its object — as it runs, or as a restore
+    /// point captured it (before it is created again).
+    public static func templateValues(_ workload: WorkloadRef, object: KubeObject?) -> [String: String] {
+        var values = ["workload.kind": workload.kind, "workload.name": workload.name,
+                      "workload.replicas": String(object?["spec", "replicas"]?.int ?? 1)]
+        if let object {
+            values["workload.image"] = object["spec", "template", "spec", "containers"]?.array?.first?["image"]?.string
+            let set = StatefulSet(object)
+            values["workload.claim"] = set.volumeClaimTemplateNames.first.map { "\($0)-\(workload.name)-0" } ?? set.claimNames.first
+        }
+        return values
     }
 
     // MARK: - Phases
@@ -145,7 +156,7 @@ public struct BlueprintRunner: Sendable {
                 }
                 values["phases.\(phase.name).output"] = outputs.joined(separator: "\n")
             case .task(let image, let command, let env, let volumes):
-                let output = try await task(phase, image: image, command: try command.map { try BlueprintTemplate.render($0, values) },
+                let output = try await task(phase, image: try BlueprintTemplate.render(image, values), command: try command.map { try BlueprintTemplate.render($0, values) },
                                             env: env, volumes: try volumes.map { Blueprint.TaskVolume(claim: try BlueprintTemplate.render($0.claim, values), mountPath: $0.mountPath) },
                                             input: phase.input.flatMap { inputs[$0] }, values: values, record: &record, outcome: &outcome, fail: fail)
                 values["phases.\(phase.name).output"] = output

@@ -602,7 +602,7 @@ extension Blueprint.Phase {
     var templates: [String] {
         switch step {
         case .exec(_, _, _, let command): command + (podWhere?.command ?? [])
-        case .task(_, let command, let env, let volumes): command + env.compactMap(\.value) + volumes.map(\.claim)
+        case .task(let image, let command, let env, let volumes): [image] + command + env.compactMap(\.value) + volumes.map(\.claim)
         case .scale(_, let replicas, _): [replicas]
         case .wait: []
         }
