@@ -131,7 +131,7 @@ struct BlueprintClusterTests {
         return path
     }
 
-    @Test("a failing phase: the backup fails with the phase, its exit status and stderr (secrets redacted); deferred phases ran, the workload is scaled back, no restore point; a hook that never returns times out and its fence is released; a missing container or Secret is named; a malformed blueprint is refused with its line")
+    @Test("a failing phase: the backup fails with the phase, its exit status and stderr (secrets redacted); deferred phases ran, the workload is scaled back, no restore point; a hook that never returns times out and its fence is released; a held session lives across the capture, and one that ends early or is never ready fails it; a missing container or Secret is named; a malformed blueprint is refused with its line")
     func failures() async throws {
         let ns = "bp-fail-\(tag)"
         defer { cleanUp([ns]) }
@@ -208,6 +208,45 @@ struct BlueprintClusterTests {
         let pod = try cluster.kubectlOK(["-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"])
         #expect(try cluster.kubectl(["-n", ns, "exec", pod, "--", "test", "-f", "/tmp/released"]).status == 0, "the release ran")
 
+        // 3b. A session held across the capture: alive while the next fence runs, ended before the release;
+        //     one that ends before its release fails the backup (its fence did not hold); one that never
+        //     says it is ready times out.
+        let held = try file("held.yaml", """
+            beforeCapture:
+            - name: lock
+              exec:
+                selector: app=web
+                command: [sh]
+                session: {start: "touch /tmp/held; echo locked", ready: locked, end: "rm /tmp/held; exit 0"}
+            - {name: alive, exec: {selector: app=web, command: [test, -e, /tmp/held]}}
+            afterCapture:
+            - {name: ended, exec: {selector: app=web, command: [sh, -c, 'test ! -e /tmp/held']}}
+            """)
+        let holding = try cairn(["app", "backup", ns, "--hooks", held, "--json"])
+        #expect(holding.status == 0, "\(holding.stderr)")
+        let heldPhases = (try? JSONValue(parsing: Data(holding.stdout.utf8)))?["phases"]?.array ?? []
+        #expect(heldPhases.map { $0["phase"]?.string ?? "" } == ["lock", "alive", "lock (end)", "ended"], "\(heldPhases)")
+        #expect(heldPhases.allSatisfy { $0["result"]?.string == "succeeded" }, "\(heldPhases)")
+        let early = try file("early.yaml", """
+            beforeCapture:
+            - name: lock
+              exec: {selector: app=web, command: [sh], session: {start: "echo locked; sleep 1; exit 5", ready: locked, end: "exit 0"}}
+            - {name: meanwhile, exec: {selector: app=web, command: [sleep, "4"]}}
+            """)
+        let broken = try cairn(["app", "backup", ns, "--hooks", early])
+        #expect(broken.status != 0)
+        #expect(broken.stderr.contains("ended (exit status 5) before it was released: its fence did not hold"), "\(broken.stderr)")
+        let silent = try file("silent.yaml", """
+            beforeCapture:
+            - name: lock
+              exec: {selector: app=web, command: [sh], session: {start: "echo not yet", ready: locked, end: "exit 0"}}
+              timeout: 3s
+            """)
+        let mute = try cairn(["app", "backup", ns, "--hooks", silent])
+        #expect(mute.status != 0)
+        #expect(mute.stderr.contains("did not print 'locked' within 3s"), "\(mute.stderr)")
+        #expect(try cairnOK("restorepoints", ns).contains("1 restore point(s)"), "only the backup whose session held wrote a restore point")
+
         // 4. A container that is not there, a Secret that is not there.
         let missing = try file("missing.yaml", """
             beforeCapture:
@@ -242,7 +281,7 @@ struct BlueprintClusterTests {
         #expect(check.stderr.contains("malformed.yaml:10: spec.actions.backup.phases[0].output: 'artefact' must be text"), "\(check.stderr)")
         let refused = try cairn(["app", "backup", ns, "--blueprint", malformed])
         #expect(refused.status == 64 && refused.stderr.contains("malformed.yaml:10:"), "\(refused.stderr)")
-        #expect(try cairnOK("restorepoints", ns).contains("0 restore point(s)"))
+        #expect(try cairnOK("restorepoints", ns).contains("1 restore point(s)"))
         #expect(try cairnOK("blueprint", "check", Self.shipped + "/postgresql-logical.yaml").contains("is valid"))
     }
 

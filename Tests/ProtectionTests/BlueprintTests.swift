@@ -37,6 +37,9 @@ struct BlueprintTests {
         #expect(pg.actions[.backup]?.phases.first?.artifact == true)
         #expect(pg.actions[.restore]?.phases.first?.input == "dump")
         #expect(pg.actions[.restore]?.phases.last?.onError == .continue)
+        let physical = try #require(check(try String(contentsOf: Self.shipped.appendingPathComponent("postgresql-physical.yaml"), encoding: .utf8)).blueprint)
+        #expect(physical.actions[.beforeCapture]?.phases.last?.session?.ready == "cairn:backup-started")
+        #expect(physical.actions[.beforeStart]?.phases.map(\.input) == ["backup-mode", "wal"])
         let standby = try #require(check(try String(contentsOf: Self.shipped.appendingPathComponent("postgresql-standby.yaml"), encoding: .utf8)).blueprint)
         #expect(standby.actions[.backup]?.phases.first?.podWhere?.stdout == "t")
         #expect(standby.actions[.restore]?.phases.allSatisfy { $0.podWhere?.stdout == "f" && $0.podWhere?.otherwiseAny == false } == true)
@@ -115,6 +118,16 @@ struct BlueprintTests {
          8, "must be fail"),
         ("spec:\n  actions:\n    backup:\n      phases:\n      - name: a\n        exec:\n          command: [x]\n          where: {command: [y]}\n",
          8, "stdout: the output"),
+        ("spec:\n  actions:\n    afterCapture:\n      phases:\n      - name: a\n        exec:\n          command: [psql]\n          session: {start: x, ready: y, end: z}\n",
+         8, "only beforeCapture phases hold a session"),
+        ("spec:\n  actions:\n    beforeCapture:\n      phases:\n      - name: a\n        exec:\n          command: [psql]\n          session: {start: x, end: z}\n",
+         8, "a session needs start"),
+        ("spec:\n  actions:\n    beforeStart:\n      phases:\n      - name: a\n        exec: {command: [x]}\n",
+         5, "task phases only"),
+        ("spec:\n  actions:\n    restore:\n      phases:\n      - name: a\n        task: {image: x, command: [x], volumes: [{claim: data, mountPath: /d}]}\n",
+         6, "only beforeStart tasks mount claims"),
+        ("spec:\n  actions:\n    backup:\n      phases:\n      - {name: a, exec: {command: [x]}, output: artifact}\n    afterCapture:\n      phases:\n      - {name: a, exec: {command: [x]}, output: artifact}\n",
+         8, "already stores an artifact named a"),
     ])
     func mistakes(document: String, line: Int, says: String) {
         let result = check("apiVersion: cairn.dev/v1alpha1\nkind: Blueprint\nmetadata: {name: bad}\n" + document)

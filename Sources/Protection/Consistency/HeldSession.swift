@@ -48,7 +48,8 @@ public final class HeldSession: @unchecked Sendable {
     /// fails first, or is not ready in time, is a phase failure (the exec is closed).
     static func begin(_ phase: Blueprint.Phase, session: Blueprint.Session, runner: BlueprintRunner, pod: String,
                       container: String?, command: [String], record: PhaseRecord) async throws -> HeldSession {
-        let (readyEvents, readySignal) = AsyncStream<String?>.makeStream()
+        enum Ready: Sendable { case ready(String), ended, timedOut }
+        let (readyEvents, readySignal) = AsyncStream<Ready>.makeStream()
         let (releaseEvents, releaseSignal) = AsyncStream<Void>.makeStream()
         let repository = runner.repository
         let artifact = phase.artifact
@@ -57,99 +58,114 @@ public final class HeldSession: @unchecked Sendable {
         let marker = Array(session.ready.utf8)
         let stderrLines = runner.stderrLines
         let run = Task<Ended, any Error> {
-            try await client.exec(pod: pod, namespace: namespace, container: container, command: command, stdin: true,
-                                  timeout: longestHold) { exec in
-                try await exec.write(Array(session.start.utf8) + (session.start.hasSuffix("\n") ? [] : [10]))
-                let tail = StderrTail(lines: stderrLines)
-                // Until the ready line: stdout kept line by line.
-                var line: [UInt8] = []
-                var before: [UInt8] = []
-                var rest: [UInt8] = []
-                var ready = false
-                reading: while let piece = try await exec.next() {
-                    switch piece {
-                    case .stderr(let bytes): tail.add(bytes)
-                    case .stdout(let bytes):
-                        for (i, byte) in bytes.enumerated() {
-                            if byte == 10 {
-                                if line.firstRange(of: marker) != nil {
-                                    ready = true
-                                    rest = Array(bytes[(i + 1)...])
-                                    break
+            do {
+                return try await client.exec(pod: pod, namespace: namespace, container: container, command: command, stdin: true,
+                                      timeout: longestHold) { exec in
+                    try await exec.write(Array(session.start.utf8) + (session.start.hasSuffix("\n") ? [] : [10]))
+                    let tail = StderrTail(lines: stderrLines)
+                    // Until the ready line: stdout kept line by line.
+                    var line: [UInt8] = []
+                    var before: [UInt8] = []
+                    var rest: [UInt8] = []
+                    var ready = false
+                    reading: while let piece = try await exec.next() {
+                        switch piece {
+                        case .stderr(let bytes): tail.add(bytes)
+                        case .stdout(let bytes):
+                            for (i, byte) in bytes.enumerated() {
+                                if byte == 10 {
+                                    if line.firstRange(of: marker) != nil {
+                                        ready = true
+                                        rest = Array(bytes[(i + 1)...])
+                                        break
+                                    }
+                                    if before.count < 64 << 10 { before += line + [10] }
+                                    line.removeAll(keepingCapacity: true)
+                                } else {
+                                    line.append(byte)
                                 }
-                                if before.count < 64 << 10 { before += line + [10] }
-                                line.removeAll(keepingCapacity: true)
-                            } else {
-                                line.append(byte)
+                            }
+                            if ready { break reading }
+                        }
+                    }
+                    guard ready else {
+                        readySignal.yield(.ended)
+                        return Ended(exitCode: try await exec.exitCode(), stderr: tail.text, stored: nil, text: [], beforeRelease: true)
+                    }
+                    readySignal.yield(.ready(String(decoding: before, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+                    let released = ReleaseFlag()
+                    return try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            for await _ in releaseEvents {
+                                released.set()
+                                try await exec.write(Array(session.end.utf8) + (session.end.hasSuffix("\n") ? [] : [10]))
+                                return
                             }
                         }
-                        if ready { break reading }
-                    }
-                }
-                guard ready else {
-                    readySignal.yield(nil)
-                    return Ended(exitCode: try await exec.exitCode(), stderr: tail.text, stored: nil, text: [], beforeRelease: true)
-                }
-                readySignal.yield(String(decoding: before, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-                let released = ReleaseFlag()
-                return try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        for await _ in releaseEvents {
-                            released.set()
-                            try await exec.write(Array(session.end.utf8) + (session.end.hasSuffix("\n") ? [] : [10]))
-                            return
+                        var text: [UInt8] = []
+                        var stored: StreamContent.Stored?
+                        var pending: [UInt8]? = rest.isEmpty ? nil : rest
+                        func nextStdout() async throws -> [UInt8]? {
+                            if let first = pending {
+                                pending = nil
+                                return first
+                            }
+                            while let piece = try await exec.next() {
+                                switch piece {
+                                case .stdout(let bytes): return bytes
+                                case .stderr(let bytes): tail.add(bytes)
+                                }
+                            }
+                            return nil
                         }
-                    }
-                    var text: [UInt8] = []
-                    var stored: StreamContent.Stored?
-                    var pending: [UInt8]? = rest.isEmpty ? nil : rest
-                    func nextStdout() async throws -> [UInt8]? {
-                        if let first = pending {
-                            pending = nil
-                            return first
-                        }
-                        while let piece = try await exec.next() {
-                            switch piece {
-                            case .stdout(let bytes): return bytes
-                            case .stderr(let bytes): tail.add(bytes)
+                        if artifact, let repository {
+                            stored = try await StreamContent.store(in: repository) {
+                                try await nextStdout().map { .bytes($0) }
+                            }
+                        } else {
+                            while let bytes = try await nextStdout() {
+                                if text.count < 64 << 10 { text += bytes.prefix((64 << 10) - text.count) }
                             }
                         }
-                        return nil
+                        let code = try await exec.exitCode()
+                        group.cancelAll()
+                        return Ended(exitCode: code, stderr: tail.text, stored: stored, text: text, beforeRelease: !released.isSet)
                     }
-                    if artifact, let repository {
-                        stored = try await StreamContent.store(in: repository) {
-                            try await nextStdout().map { .bytes($0) }
-                        }
-                    } else {
-                        while let bytes = try await nextStdout() {
-                            if text.count < 64 << 10 { text += bytes.prefix((64 << 10) - text.count) }
-                        }
-                    }
-                    let code = try await exec.exitCode()
-                    group.cancelAll()
-                    return Ended(exitCode: code, stderr: tail.text, stored: stored, text: text, beforeRelease: !released.isSet)
                 }
+            } catch {
+                // Not started, or broken before its ready line: say so now rather than at the timeout.
+                readySignal.yield(.ended)
+                throw error
             }
         }
         let timeout = Task {
             try? await Task.sleep(for: .seconds(phase.timeout))
-            readySignal.yield(nil)
+            readySignal.yield(.timedOut)
         }
         defer { timeout.cancel() }
-        var readyOutput: String?
-        for await event in readyEvents {
-            readyOutput = event
+        var event = Ready.timedOut
+        for await first in readyEvents {
+            event = first
             break
         }
-        guard let readyOutput else {
+        let readyOutput: String
+        switch event {
+        case .ready(let text): readyOutput = text
+        case .timedOut:
             run.cancel()
+            throw ProtectionError(.phaseFailed, "the session did not print '\(session.ready)' within \(BlueprintRunner.period(phase.timeout)) "
+                                  + "(timeout); it was closed")
+        case .ended:
             let why: String
-            if let ended = try? await run.value {
+            do {
+                let ended = try await run.value
                 let stderr = BlueprintRunner.redact(ended.stderr, (try? await runner.secretValues(of: pod, container: container)) ?? [])
                 why = "the session ended (exit status \(ended.exitCode)) before printing '\(session.ready)'"
                     + (stderr.isEmpty ? "" : "; stderr ends: \(stderr)")
-            } else {
-                why = "the session did not print '\(session.ready)' within \(BlueprintRunner.period(phase.timeout)) (timeout)"
+            } catch let error as KubeError {
+                why = "the session could not run: \(BlueprintRunner.describe(error, phase: phase))"
+            } catch {
+                why = "the session could not run: \(error)"
             }
             throw ProtectionError(.phaseFailed, why)
         }
