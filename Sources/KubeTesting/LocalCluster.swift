@@ -80,6 +80,14 @@ public final class LocalCluster: Sendable {
         try Self.run([Self.script, "exec", "--name", name, "--"] + arguments, environment: environment)
     }
 
+    /// Runs the cairn CLI of this build against the filesystem repository at `repository`, with this cluster's
+    /// kubeconfig (and a cheap key derivation: tests open repositories often).
+    public func cairn(_ arguments: [String], repository: String, password: String) throws -> ChildProcess.Result {
+        try ChildProcess.run([CairnBinary.path] + arguments, environment: [
+            "CAIRN_REPOSITORY": repository, "CAIRN_PASSWORD": password, "CAIRN_KDF_N": "1024", "KUBECONFIG": kubeconfig,
+        ])
+    }
+
     /// The bearer token of `user` (from the cluster's kubeconfig).
     public func token(of user: User) throws -> String {
         let r = try Self.run(["kubectl", "config", "view", "--raw", "--minify", "--context", "\(name)-\(user.rawValue)",

@@ -29,10 +29,7 @@ struct ApplicationProtectionTests {
     }
 
     func cairn(_ arguments: [String]) throws -> ChildProcess.Result {
-        try ChildProcess.run([CairnBinary.path] + arguments, environment: [
-            "CAIRN_REPOSITORY": repository.path + "/repo", "CAIRN_PASSWORD": "application password",
-            "CAIRN_KDF_N": "1024", "KUBECONFIG": cluster.kubeconfig,
-        ])
+        try cluster.cairn(arguments, repository: repository.path + "/repo", password: "application password")
     }
 
     func cairnOK(_ arguments: String...) throws -> String {

@@ -21,10 +21,7 @@ struct BlueprintClusterTests {
     }
 
     func cairn(_ arguments: [String]) throws -> ChildProcess.Result {
-        try ChildProcess.run([CairnBinary.path] + arguments, environment: [
-            "CAIRN_REPOSITORY": repository.path + "/repo", "CAIRN_PASSWORD": "blueprint password",
-            "CAIRN_KDF_N": "1024", "KUBECONFIG": cluster.kubeconfig,
-        ])
+        try cluster.cairn(arguments, repository: repository.path + "/repo", password: "blueprint password")
     }
 
     func cairnOK(_ arguments: String...) throws -> String {
@@ -38,6 +35,21 @@ struct BlueprintClusterTests {
         let ip = try cluster.kubectlOK(["-n", ns, "get", "service", "db", "-o", "jsonpath={.spec.clusterIP}"])
         return try cluster.execInNetwork(["psql", "-h", ip, "-U", "postgres", "-tA", "-c", sql],
                                          environment: ["PGPASSWORD": "s3cret", "PGCONNECT_TIMEOUT": "5"])
+    }
+
+    /// The sample PostgreSQL (`SampleApplication.database`, password `s3cret`) in a new namespace, on a hostPath
+    /// volume, bound to `blueprint`.
+    func sampleDatabase(_ ns: String, blueprint: String) throws {
+        try cluster.kubectlOK(["create", "namespace", ns])
+        try hostPathVolume("data-db-0", namespace: ns)
+        try cluster.apply("""
+            apiVersion: v1
+            kind: Secret
+            metadata: {name: db, namespace: \(ns)}
+            stringData: {password: s3cret}
+            ---
+            """ + "\n" + SampleApplication.database(namespace: ns))
+        try cluster.kubectlOK(["-n", ns, "annotate", "statefulset", "db", "cairn.dev/blueprint=\(blueprint)"])
     }
 
     /// A hostPath volume for `claim` in `namespace` (`TestNamespace`'s).
@@ -55,16 +67,7 @@ struct BlueprintClusterTests {
         let ns = "bp-pg-\(tag)"
         let clone = "bp-pg-clone-\(tag)"
         defer { cleanUp([ns, clone]) }
-        try cluster.kubectlOK(["create", "namespace", ns])
-        try hostPathVolume("data-db-0", namespace: ns)
-        try cluster.apply("""
-            apiVersion: v1
-            kind: Secret
-            metadata: {name: db, namespace: \(ns)}
-            stringData: {password: s3cret}
-            ---
-            """ + "\n" + SampleApplication.database(namespace: ns))
-        try cluster.kubectlOK(["-n", ns, "annotate", "statefulset", "db", "cairn.dev/blueprint=postgresql-logical"])
+        try sampleDatabase(ns, blueprint: "postgresql-logical")
         try await cluster.waitUntil("PostgreSQL of \(ns)", timeout: 240) { try psql(ns, "select 1").status == 0 }
         for sql in ["create database shop", "create role reporter login password 'r3port'"] {
             let setup = try psql(ns, sql)
@@ -446,16 +449,7 @@ extension BlueprintClusterTests {
         let ns = "bp-pgph-\(tag)"
         let clone = "bp-pgph-clone-\(tag)"
         defer { cleanUp([ns, clone]) }
-        try cluster.kubectlOK(["create", "namespace", ns])
-        try hostPathVolume("data-db-0", namespace: ns)
-        try cluster.apply("""
-            apiVersion: v1
-            kind: Secret
-            metadata: {name: db, namespace: \(ns)}
-            stringData: {password: s3cret}
-            ---
-            """ + "\n" + SampleApplication.database(namespace: ns))
-        try cluster.kubectlOK(["-n", ns, "annotate", "statefulset", "db", "cairn.dev/blueprint=postgresql-physical"])
+        try sampleDatabase(ns, blueprint: "postgresql-physical")
         func sql(_ namespace: String, _ statement: String) throws -> String {
             let result = try cluster.kubectl(["-n", namespace, "exec", "db-0", "-c", "postgres", "--", "psql", "-U", "postgres", "-XtA", "-c", statement])
             guard result.status == 0 else { throw ClusterError("\(statement) in \(namespace): \(result.stderr)") }

@@ -21,10 +21,7 @@ struct ConsistencyGroupClusterTests {
     }
 
     func cairn(_ arguments: [String]) throws -> ChildProcess.Result {
-        try ChildProcess.run([CairnBinary.path] + arguments, environment: [
-            "CAIRN_REPOSITORY": repository.path + "/repo", "CAIRN_PASSWORD": "group password",
-            "CAIRN_KDF_N": "1024", "KUBECONFIG": cluster.kubeconfig,
-        ])
+        try cluster.cairn(arguments, repository: repository.path + "/repo", password: "group password")
     }
 
     /// A one-replica StatefulSet with its data on a hostPath volume made for its claim, behind a Service.
