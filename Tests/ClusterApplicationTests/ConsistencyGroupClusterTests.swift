@@ -12,8 +12,7 @@ struct ConsistencyGroupClusterTests {
     let cluster: LocalCluster
     let tag = UUID().uuidString.prefix(6).lowercased()
     let repository: TemporaryDirectory
-    static let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../../deploy/blueprints").standardized.path
+    static let shipped = LocalCluster.repositoryRootPath + "/deploy/blueprints"
 
     init() throws {
         cluster = try LocalCluster.shared()

@@ -8,7 +8,7 @@ import Snapshot
 /// as it lives.
 ///
 /// One task owns the exec: it writes `start`, reads stdout until the `ready` line (what came before is the
-/// phase's text output), then keeps reading — into an artifact (`output: artifact`) or as text — while a
+/// phase's text output), then keeps reading — into an artifact (`output: artifact`), or drained — while a
 /// second task waits for the release to write `end`. `release()` reports how it ended: a session that ended
 /// before its release means the fence did not hold, and fails the backup.
 public final class HeldSession: @unchecked Sendable {
@@ -25,7 +25,6 @@ public final class HeldSession: @unchecked Sendable {
         var exitCode: Int32
         var stderr: String
         var stored: StreamContent.Stored?
-        var text: [UInt8]
         /// Whether the command ended before `end` was written.
         var beforeRelease: Bool
     }
@@ -90,7 +89,7 @@ public final class HeldSession: @unchecked Sendable {
                     }
                     guard ready else {
                         readySignal.yield(.ended)
-                        return Ended(exitCode: try await exec.exitCode(), stderr: tail.text, stored: nil, text: [], beforeRelease: true)
+                        return Ended(exitCode: try await exec.exitCode(), stderr: tail.text, stored: nil, beforeRelease: true)
                     }
                     readySignal.yield(.ready(String(decoding: before, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
                     let released = ReleaseFlag()
@@ -102,7 +101,6 @@ public final class HeldSession: @unchecked Sendable {
                                 return
                             }
                         }
-                        var text: [UInt8] = []
                         var stored: StreamContent.Stored?
                         var pending: [UInt8]? = rest.isEmpty ? nil : rest
                         func nextStdout() async throws -> [UInt8]? {
@@ -123,13 +121,12 @@ public final class HeldSession: @unchecked Sendable {
                                 try await nextStdout().map { .bytes($0) }
                             }
                         } else {
-                            while let bytes = try await nextStdout() {
-                                if text.count < 64 << 10 { text += bytes.prefix((64 << 10) - text.count) }
-                            }
+                            // Nothing after the ready line is needed unless it is an artifact: drained.
+                            while try await nextStdout() != nil {}
                         }
                         let code = try await exec.exitCode()
                         group.cancelAll()
-                        return Ended(exitCode: code, stderr: tail.text, stored: stored, text: text, beforeRelease: !released.isSet)
+                        return Ended(exitCode: code, stderr: tail.text, stored: stored, beforeRelease: !released.isSet)
                     }
                 }
             } catch {
