@@ -62,10 +62,10 @@ public enum SampleApplication {
         """ + "\n" + web(namespace: ns, serviceAccount: "app")
     }
 
-    /// PostgreSQL 15 as a StatefulSet `db` (one replica, claim template `data` on `cairn-hostpath`, the
-    /// password from Secret `db` key `password`) behind the ClusterIP Service `db`. The claim `data-db-0`
-    /// needs a volume made for it.
-    public static func database(namespace ns: String) -> String {
+    /// PostgreSQL 15 as a StatefulSet `db` (one replica, claim template `data` on `storageClass`, the
+    /// password from Secret `db` key `password`) behind the ClusterIP Service `db`. On `cairn-hostpath` the
+    /// claim `data-db-0` needs a volume made for it; `csi-hostpath` provisions one.
+    public static func database(namespace ns: String, storageClass: String = "cairn-hostpath") -> String {
         """
         apiVersion: v1
         kind: Service
@@ -101,7 +101,7 @@ public enum SampleApplication {
           - metadata: {name: data}
             spec:
               accessModes: [ReadWriteOnce]
-              storageClassName: cairn-hostpath
+              storageClassName: \(storageClass)
               resources: {requests: {storage: 1Gi}}
         """
     }

@@ -1,3 +1,4 @@
+import Concurrent
 import Foundation
 import Kube
 import Repository
@@ -47,6 +48,12 @@ public struct ApplicationBackup: Sendable {
         public var hooks: [String: [Blueprint.Phase]] = [:]
         /// Workloads captured at one instant (`ConsistencyPlan.groupBackup`).
         public var consistencyGroup: ConsistencyGroup?
+        /// Labels the VolumeSnapshots and temporary claims of this backup (`SnapshotVolumeAccess.label`): the
+        /// same for a run resumed after a crash (the controller gives its action's UID), so what an interrupted
+        /// run left is found and removed.
+        public var operation = UUID().uuidString.lowercased()
+        /// How long CSI snapshots may take to become ready to use.
+        public var snapshotTimeout: Duration = .seconds(300)
 
         public init(namespace: String, labelSelector: String? = nil, rules: CaptureRules = CaptureRules(),
                     volumeAccess: VolumeAccessMode = .auto, moverImage: String = MoverVolumeAccess.defaultImage,
@@ -117,6 +124,22 @@ public struct ApplicationBackup: Sendable {
                                        hooks: options.hooks, group: options.consistencyGroup)
         let skippedClaims = plan.skippedClaims(in: capture.objects)
         let claims = options.volumes ? try await boundClaims(capture, warnings: &warnings).filter { !skippedClaims.contains($0.claim) } : []
+        // Claims whose CSI driver can snapshot them are snapshotted together and read afterwards.
+        var snapshotter = SnapshotVolumeAccess(client: volumeClient, repository: repository, moverImage: options.moverImage,
+                                               operation: options.operation)
+        snapshotter.readyTimeout = options.snapshotTimeout
+        let leftovers = await snapshotter.removeLeftovers(namespace: namespace)
+        if !leftovers.isEmpty { progress("removed what an interrupted run of this backup left: \(leftovers.joined(separator: ", "))") }
+        var snapshotClasses: [String: String] = [:]
+        var liveReasons: [String: String] = [:]
+        if !claims.isEmpty, options.volumeAccess == .auto || options.volumeAccess == .snapshot {
+            (snapshotClasses, liveReasons) = await SnapshotVolumeAccess.classes(for: claims, client: volumeClient)
+            if options.volumeAccess == .snapshot {
+                for (claim, reason) in liveReasons.sorted(by: { $0.key < $1.key }) {
+                    warnings.append("claim \(claim) was read live, not from a snapshot: \(reason)")
+                }
+            }
+        }
         state.objects = capture.objects.count
         state.volumes = claims.count
         state.step = claims.isEmpty ? "writing the restore point" : "reading volumes"
@@ -140,13 +163,21 @@ public struct ApplicationBackup: Sendable {
             var unscaled: [String] = []
             let runner = BlueprintRunner(client: client, namespace: namespace, repository: repository)
             let runners = options.blueprintClients.mapValues { BlueprintRunner(client: $0, namespace: namespace, repository: repository) }
-            let consistency = try await plan.backup(runner: runner, runners: runners, progress: progress) {
+            var taken: [SnapshotVolumeAccess.Taken] = []
+            var snapshotReport: SnapshotVolumeAccess.Report?
+            let consistency: ConsistencyPlan.Result
+            do {
+            consistency = try await plan.backup(runner: runner, runners: runners, progress: progress) {
             if !claims.isEmpty {
                 if !workloads.isEmpty {
                     progress("quiescing: scaling \(workloads.map { "\($0.0.kind)/\($0.1)" }.joined(separator: ", ")) to zero")
                 }
                 unscaled = try await quiesced(workloads) {
-                    for claim in claims {
+                    let snapshotted = claims.compactMap { claim in snapshotClasses[claim.claim].map { (claim, $0) } }
+                    if !snapshotted.isEmpty {
+                        (taken, snapshotReport) = try await snapshotter.take(snapshotted, progress: progress)
+                    }
+                    for claim in claims where snapshotClasses[claim.claim] == nil {
                         let access = await options.volumeAccess.accessor(for: claim, client: volumeClient, repository: repository,
                                                                          moverImage: options.moverImage)
                         progress("reading claim \(claim.claim) (\(access.method))")
@@ -161,11 +192,36 @@ public struct ApplicationBackup: Sendable {
                 }
             }
             }
+            // The application runs on (its fences released, its workloads scaled back): the snapshots are read now.
+            let known = earlier
+            let exporter = snapshotter
+            try await Concurrent.forEach(taken, width: exporter.exportWidth, { item in
+                try await exporter.export(item, previous: known[item.claim.claim])
+            }) { node, transfer in
+                nodes[transfer.claim] = node
+                transfers.append(transfer)
+                state.volumesDone += 1
+                state.bytes += transfer.bytes
+                status(state)
+                progress("read snapshot of claim \(transfer.claim): \(transfer.files) files, \(transfer.bytes) bytes, \(transfer.bytesAdded ?? 0) new, \(String(format: "%.1f", transfer.seconds)) s")
+            }
+            } catch {
+                await snapshotter.remove(taken.map(\.snapshot), namespace: namespace)
+                _ = await snapshotter.removeLeftovers(namespace: namespace)
+                throw error
+            }
+            // Its own snapshots, and anything else of this operation (an interrupted predecessor still
+            // finishing its step when this run started).
+            await snapshotter.remove(taken.map(\.snapshot), namespace: namespace)
+            _ = await snapshotter.removeLeftovers(namespace: namespace)
+            if snapshotReport != nil, !liveReasons.isEmpty { snapshotReport?.liveClaims = liveReasons }
+            transfers.sort { $0.claim < $1.claim }
             var withWarnings = capture
             withWarnings.warnings = warnings
             let manifest = try await RestorePoint.write(withWarnings, namespace: namespace, namespaceUID: namespaceUID,
                                                         labelSelector: options.labelSelector,
-                                                        volumes: nodes, transfers: transfers, tags: options.tags,
+                                                        volumes: nodes, transfers: transfers, volumeSnapshots: snapshotReport,
+                                                        tags: options.tags,
                                                         quiesced: workloads.map { "\($0.0.kind)/\($0.1)" },
                                                         consistency: RestorePoint.Consistency(plan: plan, result: consistency,
                                                                                               skippedClaims: skippedClaims,
@@ -201,8 +257,10 @@ public struct ApplicationBackup: Sendable {
                 warnings.append("claim \(object.name) is not bound: it has no data to back up")
                 continue
             }
-            claims.append(ClaimVolume(namespace: options.namespace, claim: object.name, volume: volumes[volumeName],
-                                      node: nodes[object.name], tolerations: tolerations[object.name]))
+            var claim = ClaimVolume(namespace: options.namespace, claim: object.name, volume: volumes[volumeName],
+                                    node: nodes[object.name], tolerations: tolerations[object.name])
+            claim.claimObject = object
+            claims.append(claim)
         }
         return claims
     }

@@ -54,6 +54,8 @@ public enum RestorePoint {
         public var blueprintAuthors: [String: String]?
         /// The consistency group's members and fence window.
         public var consistencyGroup: ConsistencyPlan.GroupReport?
+        /// The CSI snapshots the volumes were read from: which, when each was taken, how far apart.
+        public var volumeSnapshots: SnapshotVolumeAccess.Report?
     }
 
     /// What blueprints and hooks added to a restore point.
@@ -93,7 +95,8 @@ public enum RestorePoint {
     ///   namespace's identity, not its name (a namespace re-created under the same name is another one).
     public static func write(_ capture: ApplicationCapture.Result, namespace: String, namespaceUID: String? = nil,
                              labelSelector: String? = nil,
-                             volumes: [String: Node] = [:], transfers: [VolumeTransfer] = [], tags: [String] = [],
+                             volumes: [String: Node] = [:], transfers: [VolumeTransfer] = [],
+                             volumeSnapshots: SnapshotVolumeAccess.Report? = nil, tags: [String] = [],
                              quiesced: [String] = [], consistency: Consistency? = nil, to repository: Repository,
                              since mark: Repository.WriteMark? = nil,
                              time: Date = Date()) async throws -> SnapshotManifest {
@@ -110,6 +113,7 @@ public enum RestorePoint {
                                 cairnVersion: CairnVersion.current, objects: capture.objects.count,
                                 objectsByKind: byKind, skipped: capture.skipped.map { "\($0.object): \($0.reason)" },
                                 warnings: capture.warnings, volumes: transfers, quiesced: quiesced)
+        metadata.volumeSnapshots = volumeSnapshots
         if let consistency, !consistency.plan.isEmpty {
             for (path, node) in consistency.result.artifacts.sorted(by: { $0.key < $1.key }) { try tree.addExisting(path, node) }
             var names: [String: String] = [:]

@@ -15,6 +15,8 @@ public struct ProtectionError: Error, CustomStringConvertible, Sendable {
         case moverFailed = "mover-failed"
         /// The mover image cannot be pulled or run on the node: someone must import or choose an image.
         case moverImageUnusable = "mover-image-unusable"
+        /// A CSI volume snapshot could not be made, was not ready in time, or could not be read.
+        case snapshotFailed = "snapshot-failed"
         /// A restored claim was not bound in time.
         case claimNotBound = "claim-not-bound"
         /// Workloads could not be quiesced, or not scaled back afterwards.

@@ -18,7 +18,7 @@ struct AppCommand: AsyncParsableCommand {
 
 /// How volume data is read and written: shared by `app backup` and `app restore`.
 struct VolumeOptions: ParsableArguments {
-    @Option(name: .customLong("volume-access"), help: "How volume data is read and written: auto, host or mover.")
+    @Option(name: .customLong("volume-access"), help: "How volume data is read and written: auto (a CSI snapshot where the claim's driver has a VolumeSnapshotClass, else host, else mover), snapshot (a warning for claims without one), host or mover.")
     var access: VolumeAccessMode = .auto
     @Option(name: .customLong("mover-image"),
             help: "Image of mover pods. Default: $CAIRN_MOVER_IMAGE or \(MoverVolumeAccess.defaultImage).")
@@ -119,6 +119,8 @@ struct AppBackupCommand: AsyncParsableCommand {
     var group: [String] = []
     @Option(name: .long, help: "How long every fence of the consistency group may take to hold (30s, 2m).")
     var fenceTimeout: String?
+    @Option(name: .long, help: "How long CSI volume snapshots may take to become ready to use (default 5m).")
+    var snapshotTimeout: String?
 
     struct Output: Encodable {
         var restorePoint: String
@@ -131,6 +133,7 @@ struct AppBackupCommand: AsyncParsableCommand {
         var quiesced: [String]
         var phases: [PhaseRecord]
         var consistencyGroup: ConsistencyPlan.GroupReport?
+        var volumeSnapshots: SnapshotVolumeAccess.Report?
         var seconds: Double
     }
 
@@ -141,6 +144,12 @@ struct AppBackupCommand: AsyncParsableCommand {
             if let fenceTimeout { groupJSON["fenceTimeout"] = .string(fenceTimeout) }
             let consistencyGroup = group.isEmpty && fenceTimeout == nil ? nil : try ConsistencyGroup(json: groupJSON, field: "--group")
             let files = try blueprint.map { try CheckedFile($0) }
+            let snapshotSeconds = try snapshotTimeout.map { text in
+                guard let seconds = Period.seconds(text), seconds > 0 else {
+                    throw CLIError.usage("--snapshot-timeout: '\(text)' is not a duration (30s, 5m)")
+                }
+                return seconds
+            }
             let hookPhases = try hooks.map { try CheckedFile($0).hooks(allowed: ["beforeCapture", "afterCapture"]) } ?? [:]
             let repo = try await global.open()
             let showProgress = !global.json && !global.quiet
@@ -161,6 +170,7 @@ struct AppBackupCommand: AsyncParsableCommand {
                 options.invalidBlueprints = catalog.invalid
                 options.hooks = hookPhases
                 options.consistencyGroup = consistencyGroup
+                if let snapshotSeconds { options.snapshotTimeout = .milliseconds(Int64(snapshotSeconds * 1000)) }
                 return try await ApplicationBackup(client: client, repository: repo, options: options)
                     .run(progress: { line in if showProgress { printError(line) } })
             }
@@ -169,7 +179,8 @@ struct AppBackupCommand: AsyncParsableCommand {
                 try printJSON(Output(restorePoint: result.snapshot.id, namespace: m.namespace, objects: m.objects,
                                      objectsByKind: m.objectsByKind, volumes: m.volumes ?? [], skipped: m.skipped,
                                      warnings: m.warnings, quiesced: m.quiesced ?? [], phases: m.phases ?? [],
-                                     consistencyGroup: m.consistencyGroup, seconds: result.seconds))
+                                     consistencyGroup: m.consistencyGroup, volumeSnapshots: m.volumeSnapshots,
+                                     seconds: result.seconds))
             } else {
                 printWarnings(m.warnings)
                 if !global.quiet {
@@ -181,6 +192,10 @@ struct AppBackupCommand: AsyncParsableCommand {
                     for p in m.phases ?? [] {
                         print("\(p.blueprint) \(p.action)/\(p.phase)\(p.workload.map { " (\($0))" } ?? ""): \(p.result) in \(String(format: "%.1f", p.seconds)) s"
                               + (p.artifactBytes.map { ", artifact \(formatBytes(Int($0)))" } ?? ""))
+                    }
+                    if let s = m.volumeSnapshots {
+                        print("volume snapshots: \(s.snapshots.count) taken within \(Int(s.spreadSeconds)) s of each other, ready after "
+                              + String(format: "%.1f s", s.takeSeconds))
                     }
                     if let g = m.consistencyGroup {
                         print("consistency group \(g.workloads.joined(separator: ", ")): fences held after "

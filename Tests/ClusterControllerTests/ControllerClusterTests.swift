@@ -271,13 +271,13 @@ struct ControllerClusterTests {
     }
 
     /// A hostPath claim and a one-replica Deployment that keeps it mounted at /<claim>.
-    static func claimAndWorkload(claim: String, deployment: String) -> String {
+    static func claimAndWorkload(claim: String, deployment: String, storageClass: String = "cairn-hostpath") -> String {
         """
         apiVersion: v1
         kind: PersistentVolumeClaim
         metadata: {name: \(claim)}
         spec:
-          storageClassName: cairn-hostpath
+          storageClassName: \(storageClass)
           accessModes: [ReadWriteOnce]
           resources: {requests: {storage: 1Gi}}
         ---
@@ -625,6 +625,62 @@ struct ControllerClusterTests {
             // The new controller holds the lease.
             let holder = try jsonpath(nil, ["-n", "cairn-system", "lease", "cairn-controller"], "{.spec.holderIdentity}")
             #expect(!holder.hasPrefix(victim + "_"))
+        }
+    }
+
+    @Test("a BackupAction reads CSI claims from snapshots with Cairn's identity; killed while a snapshot is read, the resumed run removes what the first made and ends whole, leaving no VolumeSnapshot, claim or mover pod")
+    func snapshotKilledMidExport() async throws {
+        let profile = try await TestProfile(cluster)
+        defer { profile.remove() }
+        try await cluster.withNamespace("snapkill") { ns in
+            try ns.apply(Self.claimAndWorkload(claim: "bulk", deployment: "worker", storageClass: "csi-hostpath"))
+            try await until("the worker to run", timeout: 120) {
+                try jsonpath(ns, ["deployment", "worker"], "{.status.readyReplicas}") == "1"
+            }
+            // 256 MiB of incompressible data, written by the application on its CSI volume.
+            try ns.kubectlOK(["exec", "deploy/worker", "--", "sh", "-c", "head -c \(256 << 20) /dev/urandom > /bulk/random.bin"])
+            try ns.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: BackupAction
+                metadata: {name: from-snapshot}
+                spec: {profile: \(profile.name)}
+                """)
+            try await until("the backup to be reading the snapshot", timeout: 180) {
+                try jsonpath(ns, ["backupaction", "from-snapshot"], "{.status.phase}") == "Running"
+                    && !names(ns, "pods", selector: "cairn.dev/mover").isEmpty
+            }
+            let made = try cluster.kubectlOK(["-n", ns.name, "get", "volumesnapshots,pvc", "-l", "cairn.dev/snapshot-for", "-o", "name"])
+            #expect(made.contains("volumesnapshot") && made.contains("persistentvolumeclaim"), "a snapshot and a claim from it: \(made)")
+            let victim = try CairnInstallation.controllerPod(cluster)
+            try cluster.kubectlOK(["-n", "cairn-system", "delete", "pod", victim, "--force", "--grace-period=0"])
+            try await until("the action to end", timeout: 300) {
+                ["Succeeded", "Failed"].contains(try jsonpath(ns, ["backupaction", "from-snapshot"], "{.status.phase}"))
+            }
+            let phase = try jsonpath(ns, ["backupaction", "from-snapshot"], "{.status.phase}")
+            let message = try jsonpath(ns, ["backupaction", "from-snapshot"], "{.status.conditions[?(@.type==\"Complete\")].message}")
+            print("killed mid-export: the action ended \(phase) after \(try jsonpath(ns, ["backupaction", "from-snapshot"], "{.status.attempts}")) run(s): \(message)")
+            if phase == "Succeeded" {
+                #expect(try profile.restorePointIDs(namespace: ns.name).count == 1)
+                #expect(try jsonpath(ns, ["backupaction", "from-snapshot"], "{.status.result.bytes}") == "\(256 << 20)")
+                #expect(try jsonpath(ns, ["backupaction", "from-snapshot"], "{.status.result.volumeSnapshots.claims[*]}") == "bulk")
+            } else {
+                #expect(try profile.restorePointIDs(namespace: ns.name).isEmpty && !message.isEmpty)
+            }
+            // The first run's snapshot and claim are gone (removed by the second), and the second's own.
+            var left = ""
+            do {
+                try await until("every VolumeSnapshot, temporary claim and mover pod to be gone", timeout: 90) {
+                    left = try cluster.kubectlOK(["-n", ns.name, "get", "volumesnapshots,pvc,pods", "-l", "app.kubernetes.io/managed-by=cairn",
+                                                  "-o", "jsonpath={range .items[*]}{.kind}/{.metadata.name} {.metadata.finalizers} {.status}{\"\\n\"}{end}"])
+                    return left.isEmpty
+                }
+            } catch {
+                Issue.record("left behind: \(left)")
+                throw error
+            }
+            #expect(try names(ns, "pvc") == ["bulk"])
+            let check = try profile.cairn(["repo", "check"])
+            #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
         }
     }
 

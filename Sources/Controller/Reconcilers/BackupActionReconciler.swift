@@ -77,8 +77,10 @@ struct BackupActionReconciler {
             }
             var options = ApplicationBackup.Options(
                 namespace: namespace, labelSelector: spec.labelSelector,
-                volumeAccess: .mover, moverImage: context.moverImage,
+                volumeAccess: .auto, moverImage: context.moverImage,
                 quiesce: spec.quiesce, volumes: spec.volumes, tags: tags)
+            // A resumed run finds the VolumeSnapshots and temporary claims of the interrupted one by this.
+            options.operation = action.uid ?? action.name
             options.lockOperation = ControllerLock.operation("backup \(namespace)/\(action.name)", context)
             // A namespace's blueprints run as whoever wrote them; cluster-wide ones (administrators') and hooks
             // as whoever asked for the backup.
@@ -171,6 +173,11 @@ struct BackupActionReconciler {
                                           "fencedSeconds": .double(group.fencedSeconds), "windowSeconds": .double(group.windowSeconds),
                                           "volumesInWindow": .bool(group.volumesInWindow),
                                           "pointSeconds": .object((group.pointSeconds ?? [:]).mapValues { .double($0) })]
+        }
+        if let snapshots = metadata.volumeSnapshots {
+            result["volumeSnapshots"] = ["claims": .array(snapshots.snapshots.map { .string($0.claim) }),
+                                         "spreadSeconds": .double(snapshots.spreadSeconds),
+                                         "takeSeconds": .double(snapshots.takeSeconds)]
         }
         if let seconds { result["seconds"] = .double((seconds * 10).rounded() / 10) }
         try await context.transition(action, .backupAction, to: .succeeded(message: text, fields: [

@@ -140,7 +140,7 @@ public struct MoverVolumeAccess: VolumeAccess {
                                  ["name": "tmp", "mountPath": "/tmp"]],
                 "resources": ["requests": ["cpu": "100m", "memory": "64Mi"], "limits": ["memory": "512Mi"]],
             ]],
-            "volumes": [["name": "data", "persistentVolumeClaim": ["claimName": .string(volume.claim), "readOnly": .bool(readOnly)]],
+            "volumes": [["name": "data", "persistentVolumeClaim": ["claimName": .string(volume.source ?? volume.claim), "readOnly": .bool(readOnly)]],
                         ["name": "tmp", "emptyDir": ["sizeLimit": "64Mi"]]],
         ]
         if let node = volume.node { spec["nodeName"] = .string(node) }

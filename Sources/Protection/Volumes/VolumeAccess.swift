@@ -5,9 +5,13 @@ import Snapshot
 
 /// How a claim's files are read and written back.
 public enum VolumeAccessMode: String, Sendable, CaseIterable, Codable {
-    /// Host access where it works (a hostPath/local volume whose directory is on this machine, i.e. Cairn
-    /// runs on the volume's node), a mover pod otherwise.
+    /// Backup: a CSI snapshot where the claim's driver has a VolumeSnapshotClass (`SnapshotVolumeAccess`);
+    /// otherwise, and for restores, host access where it works (a hostPath/local volume whose directory is
+    /// on this machine, i.e. Cairn runs on the volume's node), a mover pod otherwise.
     case auto
+    /// Backup: a CSI snapshot of every claim; a claim whose driver has no VolumeSnapshotClass is read live
+    /// (as `auto` would), with a warning in the restore point. Restores write as `auto`.
+    case snapshot
     /// Read and write the volume's directory on this machine (hostPath and local volumes).
     case host
     /// A pod of Cairn's image mounts the claim and streams its files through the API server.
@@ -22,7 +26,7 @@ extension VolumeAccessMode {
         switch self {
         case .host: return HostVolumeAccess(repository: repository)
         case .mover: return MoverVolumeAccess(client: client, repository: repository, image: moverImage)
-        case .auto:
+        case .auto, .snapshot:
             return await HostVolumeAccess.canServe(volume, client: client, creating: creating)
                 ? HostVolumeAccess(repository: repository)
                 : MoverVolumeAccess(client: client, repository: repository, image: moverImage)
@@ -40,6 +44,11 @@ public struct ClaimVolume: Sendable {
     public var node: String?
     /// That pod's tolerations: a mover tolerates what the workload tolerates, nothing more.
     public var tolerations: JSONValue?
+    /// The claim object itself, when known (its storage class and size).
+    public var claimObject: KubeObject?
+    /// The claim a mover mounts when it is not `claim` itself: a temporary claim made from a snapshot of it.
+    /// The data is stored under `claim`'s name either way.
+    public var source: String?
 
     public init(namespace: String, claim: String, volume: KubeObject?, node: String? = nil, tolerations: JSONValue? = nil) {
         self.namespace = namespace
@@ -58,7 +67,7 @@ public struct ClaimVolume: Sendable {
 /// What one volume transfer did, for reports and restore point metadata.
 public struct VolumeTransfer: Sendable, Codable, Equatable {
     public var claim: String
-    /// `host` or `mover`.
+    /// `host`, `mover` or `snapshot` (a CSI snapshot, read through a mover).
     public var method: String
     public var files: Int
     public var bytes: Int
