@@ -54,6 +54,9 @@ public struct ApplicationBackup: Sendable {
         public var operation = UUID().uuidString.lowercased()
         /// How long CSI snapshots may take to become ready to use.
         public var snapshotTimeout: Duration = .seconds(300)
+        /// Keep the VolumeSnapshots after the backup as the restore point's local tier
+        /// (`SnapshotVolumeAccess.keep`): a restore into this namespace then makes claims from them.
+        public var keepSnapshots = false
 
         public init(namespace: String, labelSelector: String? = nil, rules: CaptureRules = CaptureRules(),
                     volumeAccess: VolumeAccessMode = .auto, moverImage: String = MoverVolumeAccess.defaultImage,
@@ -210,15 +213,18 @@ public struct ApplicationBackup: Sendable {
                 _ = await snapshotter.removeLeftovers(namespace: namespace)
                 throw error
             }
-            // Its own snapshots, and anything else of this operation (an interrupted predecessor still
-            // finishing its step when this run started).
-            await snapshotter.remove(taken.map(\.snapshot), namespace: namespace)
-            _ = await snapshotter.removeLeftovers(namespace: namespace)
+            let keep = options.keepSnapshots && !taken.isEmpty
+            if !keep {
+                await snapshotter.remove(taken.map(\.snapshot), namespace: namespace)
+            }
             if snapshotReport != nil, !liveReasons.isEmpty { snapshotReport?.liveClaims = liveReasons }
+            if keep { snapshotReport?.kept = true }
             transfers.sort { $0.claim < $1.claim }
             var withWarnings = capture
             withWarnings.warnings = warnings
-            let manifest = try await RestorePoint.write(withWarnings, namespace: namespace, namespaceUID: namespaceUID,
+            let written: SnapshotManifest
+            do {
+            written = try await RestorePoint.write(withWarnings, namespace: namespace, namespaceUID: namespaceUID,
                                                         labelSelector: options.labelSelector,
                                                         volumes: nodes, transfers: transfers, volumeSnapshots: snapshotReport,
                                                         tags: options.tags,
@@ -228,6 +234,20 @@ public struct ApplicationBackup: Sendable {
                                                                                               authors: options.blueprintAuthors),
                                                         to: repository,
                                                         since: mark)
+            } catch {
+                await snapshotter.remove(taken.map(\.snapshot), namespace: namespace)
+                _ = await snapshotter.removeLeftovers(namespace: namespace)
+                throw error
+            }
+            let manifest = written
+            if keep {
+                let lost = await snapshotter.keep(taken.map(\.snapshot), namespace: namespace, restorePoint: manifest.id)
+                if !lost.isEmpty { progress("could not keep VolumeSnapshots \(lost.joined(separator: ", ")) as the local tier; a restore reads the repository") }
+                else { progress("kept \(taken.count) VolumeSnapshot\(taken.count == 1 ? "" : "s") as the restore point's local tier") }
+            }
+            // Anything else of this operation (an interrupted predecessor still finishing its step when this
+            // run started; snapshots that could not be kept).
+            _ = await snapshotter.removeLeftovers(namespace: namespace)
             if !unscaled.isEmpty {
                 throw ProtectionError(.quiesceFailed, "restore point \(manifest.shortID) was written, but these workloads could not be scaled back: \(unscaled.joined(separator: "; "))")
             }

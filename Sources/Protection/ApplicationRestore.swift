@@ -49,6 +49,10 @@ public struct ApplicationRestore: Sendable {
         public var blueprintClient: (@Sendable (_ author: String) throws -> KubeClient)?
         /// How long a workload whose blueprint has a restore action may take to be ready before it runs.
         public var readyTimeout: Duration = .seconds(300)
+        /// Make claims from the restore point's local tier (its kept VolumeSnapshots) where it can: a restore
+        /// into the namespace it was taken of, of a claim that does not exist there, whose snapshot is ready.
+        /// Every other claim's data is written from the repository.
+        public var localSnapshots = true
 
         public init(targetNamespace: String? = nil, existing: ObjectRestorer.ExistingPolicy = .fail,
                     transforms: TransformSet? = nil, dryRun: Bool = false, only: [CaptureRules.Selector] = [],
@@ -119,6 +123,8 @@ public struct ApplicationRestore: Sendable {
         var data: Node?
         /// The new PersistentVolume made for the claim, if its original was hostPath/local.
         var volume: KubeObject?
+        /// The VolumeSnapshot of the local tier the claim is made from (its data is not written).
+        var snapshot: String?
     }
 
     public func run(_ snapshot: SnapshotManifest, progress: @Sendable (String) -> Void = { _ in }) async throws -> Report {
@@ -159,26 +165,41 @@ public struct ApplicationRestore: Sendable {
                 guard options.volumes?.contains(claim.name) ?? true else { continue }
                 guard let data = stored[claim.name] else {
                     if metadata.blueprintClaims?.contains(claim.name) ?? false, options.volumeData {
-                        let original = claim["spec", "volumeName"]?.string.flatMap { originals[$0] }
-                        let volume = original.flatMap { newVolume(from: $0, claim: claim.name, targetNamespace: target, snapshot: snapshot) }
-                        planned[claim.name] = PlannedVolume(claim: claim.name, data: nil, volume: volume)
+                        planned[claim.name] = PlannedVolume(claim: claim.name, data: nil,
+                                                            volume: plannedVolume(for: claim, originals: originals, source: source, target: target, snapshot: snapshot))
                     }
                     continue
                 }
-                let original = claim["spec", "volumeName"]?.string.flatMap { originals[$0] }
-                let volume = original.flatMap { newVolume(from: $0, claim: claim.name, targetNamespace: target, snapshot: snapshot) }
-                planned[claim.name] = PlannedVolume(claim: claim.name, data: data, volume: volume)
+                planned[claim.name] = PlannedVolume(claim: claim.name, data: data,
+                                                    volume: plannedVolume(for: claim, originals: originals, source: source, target: target, snapshot: snapshot))
+            }
+            // The local tier: claims made from the restore point's kept VolumeSnapshots, in the namespace they are in.
+            var claimSnapshots: [String: String] = [:]
+            if options.localSnapshots, metadata.volumeSnapshots?.kept == true, target == source,
+               let kept = try? await SnapshotVolumeAccess.kept(restorePoint: snapshot.id, namespace: target, client: volumeClient) {
+                for (claim, plan) in planned where plan.data != nil {
+                    guard let vs = kept[claim], vs["status", "readyToUse"]?.bool == true,
+                          vs["metadata", "deletionTimestamp"] == nil,
+                          (try? await volumeClient.get(PersistentVolumeClaim.resource, claim, namespace: target)) == nil
+                    else { continue }
+                    claimSnapshots[claim] = vs.name
+                    planned[claim]?.snapshot = vs.name
+                    planned[claim]?.volume = nil
+                }
             }
             var volumeRows: [Row] = []
-            progress("restoring \(objects.count) objects and \(planned.count) volumes of \(source) into \(target)")
+            progress("restoring \(objects.count) objects and \(planned.count) volumes of \(source) into \(target)"
+                     + (claimSnapshots.isEmpty ? "" : "; \(claimSnapshots.count) from the local tier (VolumeSnapshots)"))
             // New volumes first, as Cairn (with the same existing-object policy, never transformed).
             let newVolumes = planned.values.compactMap(\.volume).sorted { $0.name < $1.name }
             var outcomes = try await ObjectRestorer(client: volumeClient, options: ObjectRestorer.Options(
                 targetNamespace: target, existing: options.existing, dryRun: options.dryRun))
                 .restore(newVolumes, sourceNamespace: target)
-            let restorer = ObjectRestorer(client: client, options: ObjectRestorer.Options(
+            var restorerOptions = ObjectRestorer.Options(
                 targetNamespace: target, existing: options.existing, transforms: options.transforms, dryRun: options.dryRun,
-                confined: options.confined))
+                confined: options.confined)
+            restorerOptions.claimSnapshots = claimSnapshots
+            let restorer = ObjectRestorer(client: client, options: restorerOptions)
             var startRecords: [PhaseRecord] = []
             outcomes += try await restorer.restore(objects, sourceNamespace: source) { tier, results in
                 guard tier == RestoreOrder.claimsTier else { return [] }
@@ -192,7 +213,7 @@ public struct ApplicationRestore: Sendable {
             if options.dryRun {
                 volumeRows = planned.values.sorted { $0.claim < $1.claim }.map { plan in
                     Row(object: "volume \(target)/\(plan.claim)", tier: 6, result: "planned",
-                        detail: plan.volume.map { "new PersistentVolume \($0.name) at \(ClaimVolume(namespace: target, claim: plan.claim, volume: $0).directory ?? "?")" }
+                        detail: plan.snapshot.map { "made from VolumeSnapshot \($0) (the restore point's local tier)" } ?? plan.volume.map { "new PersistentVolume \($0.name) at \(ClaimVolume(namespace: target, claim: plan.claim, volume: $0).directory ?? "?")" }
                             ?? "volume provisioned by the claim's storage class", transforms: nil, volume: nil)
                 }
             }
@@ -291,6 +312,19 @@ public struct ApplicationRestore: Sendable {
         return records
     }
 
+    /// The new volume Cairn makes for a restored claim (`newVolume`), unless the transforms move the claim to
+    /// another storage class (`storageClasses: {cairn-hostpath: csi-hostpath}`): then that class provisions it.
+    func plannedVolume(for claim: KubeObject, originals: [String: KubeObject], source: String, target: String,
+                       snapshot: SnapshotManifest) -> KubeObject? {
+        guard let original = claim["spec", "volumeName"]?.string.flatMap({ originals[$0] }),
+              let volume = newVolume(from: original, claim: claim.name, targetNamespace: target, snapshot: snapshot) else { return nil }
+        // The claim as it will be written: cleaned, moved, transformed.
+        let restorer = ObjectRestorer(client: client, options: ObjectRestorer.Options(targetNamespace: target, transforms: options.transforms))
+        let written = (try? restorer.prepare(claim, sourceNamespace: source).0) ?? claim
+        let wanted = written["spec", "storageClassName"]?.string ?? ""
+        return wanted == (PersistentVolume(volume).storageClassName ?? "") ? volume : nil
+    }
+
     /// A new volume for a restored claim, from the original's definition: hostPath and local volumes get a
     /// new directory beside the original; other types are left to the claim's storage class (nil).
     func newVolume(from original: KubeObject, claim: String, targetNamespace: String, snapshot: SnapshotManifest) -> KubeObject? {
@@ -336,6 +370,21 @@ public struct ApplicationRestore: Sendable {
                                 detail: "a new, empty volume: the workload's blueprint restores its data"))
                 continue
             }
+            if let snapshot = plan.snapshot {
+                // Made by the storage from the local tier; bound once the driver has copied it.
+                let start = Date()
+                do {
+                    _ = try await boundVolume(plan, namespace: namespace)
+                    let transfer = VolumeTransfer(claim: plan.claim, method: "snapshot", seconds: Date().timeIntervalSince(start))
+                    progress("claim \(plan.claim) made from VolumeSnapshot \(snapshot) in \(String(format: "%.1f", transfer.seconds)) s")
+                    rows.append(Row(object: label, tier: 6, result: "written",
+                                    detail: "made from VolumeSnapshot \(snapshot) (the restore point's local tier)", volume: transfer))
+                } catch {
+                    rows.append(Row(object: label, tier: 6, result: "failed",
+                                    detail: "the claim made from VolumeSnapshot \(snapshot) was not bound: \(error)"))
+                }
+                continue
+            }
             do {
                 let volume = try await boundVolume(plan, namespace: namespace)
                 // Host access writes the new directory itself (the Restorer creates its target).
@@ -357,8 +406,16 @@ public struct ApplicationRestore: Sendable {
     /// The claim's volume once bound. A claim waiting for its first consumer (a storage class with
     /// `WaitForFirstConsumer`) is returned unbound: a mover pod is that consumer.
     func boundVolume(_ plan: PlannedVolume, namespace: String) async throws -> ClaimVolume {
-        // A claim without a volume of ours is provisioned dynamically; it may wait for a consumer.
-        let dynamic = plan.volume == nil && options.volumeAccess != .host
+        // A claim without a volume of ours is provisioned dynamically; it may wait for a consumer. One made
+        // from a snapshot of the local tier waits too, when its storage class binds at once.
+        var dynamic = plan.volume == nil && options.volumeAccess != .host
+        if plan.snapshot != nil {
+            var mode: String?
+            if let name = try await volumeClient.get(PersistentVolumeClaim.self, plan.claim, namespace: namespace).storageClassName {
+                mode = try? await volumeClient.get(StorageClass.self, name).volumeBindingMode
+            }
+            dynamic = mode == "WaitForFirstConsumer"
+        }
         let deadline = ContinuousClock.now + (dynamic ? .seconds(10) : options.bindTimeout)
         while true {
             let claim = try await volumeClient.get(PersistentVolumeClaim.self, plan.claim, namespace: namespace)

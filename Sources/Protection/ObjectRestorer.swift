@@ -28,6 +28,9 @@ public struct ObjectRestorer: Sendable {
         /// A restore a namespace's own user asked for: every object is checked after its transforms
         /// (`RestoreConfinement`), must be of a namespaced kind, and the target Namespace is never written.
         public var confined: Bool
+        /// Claims made from a VolumeSnapshot of the restore point's local tier (claim name → VolumeSnapshot in
+        /// the target namespace): their `spec.dataSource`, set after cleaning.
+        public var claimSnapshots: [String: String] = [:]
 
         public init(targetNamespace: String? = nil, existing: ExistingPolicy = .fail, transforms: TransformSet? = nil,
                     dryRun: Bool = false, cleaner: ObjectCleaner = ObjectCleaner(), concurrency: Int = 32,
@@ -78,7 +81,10 @@ public struct ObjectRestorer: Sendable {
         if let reason = RestoreConfinement.foreign(original, source: sourceNamespace) {
             throw ProtectionError(.forbidden, reason)
         }
-        let planned = retarget(options.cleaner.clean(original), sourceNamespace: sourceNamespace)
+        var planned = retarget(options.cleaner.clean(original), sourceNamespace: sourceNamespace)
+        if planned.kind == "PersistentVolumeClaim", planned.group.isEmpty, let snapshot = options.claimSnapshots[planned.name] {
+            planned["spec", "dataSource"] = ["apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": .string(snapshot)]
+        }
         guard let transforms = options.transforms else { return (planned, []) }
         let result = try transforms.apply(to: planned)
         if options.confined, let reason = RestoreConfinement.refusal(

@@ -53,6 +53,9 @@ public struct ObjectCleaner: Sendable {
             object["spec", "finalizers"] = nil
         case ("", "PersistentVolumeClaim"):
             object["spec", "volumeName"] = nil
+            // Its data comes from the restore point: what it was first made from may be long gone.
+            object["spec", "dataSource"] = nil
+            object["spec", "dataSourceRef"] = nil
         case ("", "PersistentVolume"):
             object["spec", "claimRef", "uid"] = nil
             object["spec", "claimRef", "resourceVersion"] = nil

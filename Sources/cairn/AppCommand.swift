@@ -121,6 +121,8 @@ struct AppBackupCommand: AsyncParsableCommand {
     var fenceTimeout: String?
     @Option(name: .long, help: "How long CSI volume snapshots may take to become ready to use (default 5m).")
     var snapshotTimeout: String?
+    @Flag(name: .long, help: "Keep the CSI volume snapshots as the restore point's local tier: a restore into this namespace makes its claims from them in seconds (delete them with kubectl, or let a Policy's localSnapshots.keep do it).")
+    var keepSnapshots = false
 
     struct Output: Encodable {
         var restorePoint: String
@@ -170,6 +172,7 @@ struct AppBackupCommand: AsyncParsableCommand {
                 options.invalidBlueprints = catalog.invalid
                 options.hooks = hookPhases
                 options.consistencyGroup = consistencyGroup
+                options.keepSnapshots = keepSnapshots
                 if let snapshotSeconds { options.snapshotTimeout = .milliseconds(Int64(snapshotSeconds * 1000)) }
                 return try await ApplicationBackup(client: client, repository: repo, options: options)
                     .run(progress: { line in if showProgress { printError(line) } })
@@ -195,7 +198,7 @@ struct AppBackupCommand: AsyncParsableCommand {
                     }
                     if let s = m.volumeSnapshots {
                         print("volume snapshots: \(s.snapshots.count) taken within \(Int(s.spreadSeconds)) s of each other, ready after "
-                              + String(format: "%.1f s", s.takeSeconds))
+                              + String(format: "%.1f s", s.takeSeconds) + (s.kept == true ? "; kept as the local tier" : ""))
                     }
                     if let g = m.consistencyGroup {
                         print("consistency group \(g.workloads.joined(separator: ", ")): fences held after "
@@ -268,6 +271,8 @@ struct AppRestoreCommand: AsyncParsableCommand {
     var target: String?
     @Option(name: .long, help: "With --target: only these paths inside the volume (repeatable).")
     var path: [String] = []
+    @Flag(name: .long, help: "Write every claim's data from the repository, even where the restore point's local tier (kept VolumeSnapshots) could make it.")
+    var fromRepository = false
     @Option(name: .long, help: "A hooks file: afterRestore phases, run once the application is restored (docs/crds.md, \"Hooks\").")
     var hooks: String?
 
@@ -304,6 +309,7 @@ struct AppRestoreCommand: AsyncParsableCommand {
                 volumes: volume.isEmpty ? nil : Set(volume), volumeData: !noVolumes, volumeAccess: volumes.access,
                 moverImage: volumes.image)
             options.keepExtraFiles = keepExtraFiles
+            options.localSnapshots = !fromRepository
             options.hooks = try hooks.map { try CheckedFile($0).hooks(allowed: ["afterRestore"]) } ?? [:]
             let showProgress = !global.json && !global.quiet
             let report = try await cluster.withClient { client in

@@ -143,8 +143,19 @@ struct VolumeSnapshotClusterTests {
         try await cluster.waitUntil("the snapshots' contents to be deleted", timeout: 60) { try leftovers(ns).isEmpty }
         _ = try? cluster.kubectl(["-n", ns, "delete", "pod", "writer", "--wait=false"])
 
-        let restore = try cairn(["app", "restore", String((backup["restorePoint"]?.string ?? "").prefix(12)), "--to-namespace", clone])
+        // The static hostPath claim moves to CSI storage on the way: provisioned, not a hand-made volume.
+        let transforms = repository.path + "/to-csi.yaml"
+        try "storageClasses: {cairn-hostpath: csi-hostpath}\n".write(toFile: transforms, atomically: true, encoding: .utf8)
+        let restore = try cairn(["app", "restore", String((backup["restorePoint"]?.string ?? "").prefix(12)), "--to-namespace", clone,
+                                 "--transform", transforms, "--json"])
         #expect(restore.status == 0, "\(restore.stdout)\n\(restore.stderr)")
+        let rows = (try? JSONValue(parsing: Data(restore.stdout.utf8)))?["volumes"]?.array ?? []
+        let legacyRow = rows.first { $0["object"]?.string == "volume \(clone)/legacy" }
+        #expect(legacyRow?["result"]?.string == "written" && legacyRow?["volume"]?["files"]?.int == 1, "\(rows)")
+        #expect(try jsonpath(clone, ["pvc", "legacy"], "{.spec.storageClassName} {.status.phase}") == "csi-hostpath Bound")
+        #expect(try jsonpath(clone, ["pvc", "legacy"], "{.spec.volumeName}").hasPrefix("pvc-"), "provisioned by the CSI driver")
+        #expect(try cluster.kubectlOK(["get", "pv", "-l", "cairn.dev/restored-from=\(ns)-legacy", "-o", "name"]).isEmpty,
+                "no hostPath volume made for it")
         try await cluster.waitUntil("PostgreSQL of \(clone)", timeout: 240) { (try? sql(clone, "select 1")) == "1" }
         #expect(try jsonpath(clone, ["pvc", "data-db-0"], "{.spec.storageClassName} {.status.phase}") == "csi-hostpath Bound")
         let label = try cluster.kubectl(["-n", clone, "exec", "db-0", "-c", "postgres", "--", "cat", "/var/lib/postgresql/data/pgdata/backup_label.old"])
@@ -186,6 +197,85 @@ struct VolumeSnapshotClusterTests {
         try snapshotter.signal("CONT")
         resumed = true
         try await cluster.waitUntil("every VolumeSnapshot and content of \(ns) to be gone", timeout: 90) { try leftovers(ns).isEmpty }
+    }
+}
+
+extension VolumeSnapshotClusterTests {
+    @Test("kept snapshots are a local tier: a lost claim restored in place is made from its VolumeSnapshot; once the snapshot is gone, the same restore writes it from the repository")
+    func localTier() async throws {
+        let ns = "snap-tier-\(tag)"
+        defer { cleanUp([ns]) }
+        try cluster.kubectlOK(["create", "namespace", ns])
+        let app = """
+            apiVersion: v1
+            kind: PersistentVolumeClaim
+            metadata: {name: files, namespace: \(ns)}
+            spec: {accessModes: [ReadWriteOnce], storageClassName: csi-hostpath, resources: {requests: {storage: 256Mi}}}
+            ---
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: {name: files, namespace: \(ns)}
+            spec:
+              selector: {matchLabels: {app: files}}
+              template:
+                metadata: {labels: {app: files}}
+                spec:
+                  terminationGracePeriodSeconds: 1
+                  containers:
+                  - name: main
+                    image: cairn.local/busybox:1.35
+                    imagePullPolicy: Never
+                    command: [sh, -c, '[ -f /data/big ] || head -c 67108864 /dev/urandom > /data/big; sleep 100000']
+                    volumeMounts: [{name: data, mountPath: /data}]
+                  volumes: [{name: data, persistentVolumeClaim: {claimName: files}}]
+            """
+        try cluster.apply(app)
+        func digest() async throws -> String {
+            try await cluster.waitUntil("the files workload of \(ns)", timeout: 180) {
+                try jsonpath(ns, ["deployment", "files"], "{.status.readyReplicas}") == "1"
+            }
+            var sum = ""
+            try await cluster.waitUntil("the 64 MiB file", timeout: 60) {
+                sum = try cluster.kubectlOK(["-n", ns, "exec", "deploy/files", "--", "sh", "-c", "[ $(stat -c %s /data/big) = 67108864 ] && md5sum /data/big"])
+                return !sum.isEmpty
+            }
+            return String(sum.prefix(32))
+        }
+        let original = try await digest()
+        #expect(try cairn(["repo", "init"]).status == 0)
+        let run = try cairn(["app", "backup", ns, "--keep-snapshots", "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let backup = try JSONValue(parsing: Data(run.stdout.utf8))
+        #expect(backup["volumeSnapshots"]?["kept"]?.bool == true, "\(backup["volumeSnapshots"] ?? [:])")
+        let id = backup["restorePoint"]?.string ?? ""
+        let kept = try cluster.kubectlOK(["-n", ns, "get", "volumesnapshots", "-l", "cairn.dev/restorepoint-id=\(id.prefix(32))", "-o", "name"])
+        #expect(kept.split(separator: "\n").count == 1, "the VolumeSnapshot stays, handed to the restore point: \(kept)")
+        #expect(try cluster.kubectlOK(["-n", ns, "get", "pvc", "-l", "cairn.dev/snapshot-for", "-o", "name"]).isEmpty, "no temporary claim")
+
+        func lose() async throws {
+            try cluster.kubectlOK(["-n", ns, "delete", "deployment", "files", "--wait=true"])
+            try cluster.kubectlOK(["-n", ns, "delete", "pvc", "files", "--wait=true"])
+        }
+        func restore() throws -> (row: JSONValue?, seconds: Double) {
+            let start = Date()
+            let result = try cairn(["app", "restore", String(id.prefix(12)), "--existing", "skip", "--json"])
+            #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+            let report = try JSONValue(parsing: Data(result.stdout.utf8))
+            return ((report["volumes"]?.array ?? []).first { $0["object"]?.string == "volume \(ns)/files" }, Date().timeIntervalSince(start))
+        }
+        try await lose()
+        let fromTier = try restore()
+        #expect(fromTier.row?["result"]?.string == "written" && fromTier.row?["volume"]?["method"]?.string == "snapshot",
+                "made from the local tier: \(fromTier.row ?? [:])")
+        #expect(try await digest() == original, "the data of the local tier")
+
+        try cluster.kubectlOK(["-n", ns, "delete", "volumesnapshots", "-l", "cairn.dev/restorepoint-id", "--wait=true"])
+        try await lose()
+        let fromRepository = try restore()
+        #expect(fromRepository.row?["result"]?.string == "written" && ["mover", "host"].contains(fromRepository.row?["volume"]?["method"]?.string ?? ""),
+                "the snapshot is gone: written from the repository: \(fromRepository.row ?? [:])")
+        #expect(try await digest() == original, "the data of the repository")
+        print("restore of a 64 MiB claim: from the local tier \(String(format: "%.1f", fromTier.seconds)) s, from the repository \(String(format: "%.1f", fromRepository.seconds)) s")
     }
 }
 

@@ -684,6 +684,52 @@ struct ControllerClusterTests {
         }
     }
 
+    @Test("a Policy's localSnapshots.keep: 1 leaves VolumeSnapshots with its newest restore point only; deleting that RestorePoint deletes them")
+    func policyLocalTier() async throws {
+        let profile = try await TestProfile(cluster)
+        defer { profile.remove() }
+        try await cluster.withNamespace("tier") { ns in
+            try ns.apply(Self.claimAndWorkload(claim: "files", deployment: "worker", storageClass: "csi-hostpath"))
+            try await until("the worker to run", timeout: 120) {
+                try jsonpath(ns, ["deployment", "worker"], "{.status.readyReplicas}") == "1"
+            }
+            let policy = "\(profile.name)-tier"
+            try cluster.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: Policy
+                metadata: {name: \(policy), namespace: cairn-system}
+                spec:
+                  profile: \(profile.name)
+                  selector: {namespaces: [\(ns.name)]}
+                  schedule: "*/15 * * * * *"
+                  localSnapshots: {keep: 1}
+                """)
+            defer { _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "policy", policy]) }
+            try await until("two scheduled restore points", timeout: 150) { try names(ns, "restorepoints").count >= 2 }
+            try cluster.kubectlOK(["-n", "cairn-system", "patch", "policy", policy, "--type", "merge", "-p", #"{"spec":{"paused":true}}"#])
+            try await until("the running backup to end", timeout: 120) {
+                try jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ").allSatisfy { $0 == "Succeeded" || $0 == "Failed" }
+            }
+            // Newest first, by the restore points' own times.
+            let points = try cluster.kubectlOK(["-n", ns.name, "get", "restorepoints", "--sort-by=.spec.time", "-o",
+                                                "jsonpath={range .items[*]}{.spec.id}{\"\\n\"}{end}"])
+                .split(separator: "\n").map(String.init).reversed()
+            let newest = try #require(points.first)
+            var kept = ""
+            try await until("only the newest restore point's VolumeSnapshot to be left", timeout: 60) {
+                kept = try ns.kubectlOK(["get", "volumesnapshots", "-o", "jsonpath={.items[*].metadata.labels.cairn\\.dev/restorepoint-id}"])
+                return kept == String(newest.prefix(32))
+            }
+            #expect(try jsonpath(ns, ["backupactions"], "{.items[*].spec.keepSnapshots}").contains("true"))
+            let name = try cluster.kubectlOK(["-n", ns.name, "get", "restorepoints", "-o",
+                                              "jsonpath={.items[?(@.spec.id==\"\(newest)\")].metadata.name}"])
+            try ns.kubectlOK(["delete", "restorepoint", name, "--wait=true"])
+            try await until("its VolumeSnapshot to go with it", timeout: 60) {
+                try ns.kubectlOK(["get", "volumesnapshots", "-o", "name"]).isEmpty
+            }
+        }
+    }
+
     @Test("/metrics reports actions and the last successful backup per application; probes answer; no secret in metrics or logs")
     func metricsAndProbes() async throws {
         let profile = try await TestProfile(cluster)

@@ -40,6 +40,7 @@ struct BoundedTests {
     func orderedStopsOnError() async throws {
         struct Boom: Error {}
         let cancelled = Locked(0)
+        let sleeping = Locked(0)
         var emitted = 0
         await #expect(throws: Boom.self) {
             try await Concurrent.ordered(width: 4, produce: { emit in
@@ -48,7 +49,12 @@ struct BoundedTests {
                     emitted += 1
                 }
             }, { i in
-                if i == 5 { throw Boom() }
+                if i == 5 {
+                    // Fails once later work is under way (on a loaded machine the producer may lag behind).
+                    while sleeping.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(5)) }
+                    throw Boom()
+                }
+                if i > 5 { sleeping.withLock { $0 += 1 } }
                 do {
                     try await Task.sleep(for: .seconds(i < 5 ? 0 : 30))
                 } catch {

@@ -217,6 +217,10 @@ struct ControllerLogicTests {
         #expect(reason(["selector": [:], "schedule": "@daily"])?.hasPrefix("InvalidSelector") == true)
         #expect(reason(["selector": ["namespaces": ["a"]], "schedule": "@daily", "retention": ["daily": -1]])?
             .contains("spec.retention.daily") == true)
+        #expect(reason(["selector": ["namespaces": ["a"]], "schedule": "@daily", "localSnapshots": ["keep": -1]])?
+            .contains("spec.localSnapshots.keep") == true)
+        #expect(try PolicySpec(policy(["selector": ["namespaces": ["a"]], "schedule": "@daily", "localSnapshots": ["keep": 2]])).localSnapshots == 2)
+        #expect(good.localSnapshots == 0)
         let selector = try LabelSelector(["matchLabels": ["tier": "gold"],
                                           "matchExpressions": [["key": "env", "operator": "NotIn", "values": ["dev"]]]])
         #expect(selector.matches(["tier": "gold", "env": "prod"]))

@@ -63,10 +63,12 @@ struct ProtectionLogicTests {
 
         let claim = try object(#"""
             {"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"data","annotations":{"pv.kubernetes.io/bind-completed":"yes"}},
-             "spec":{"volumeName":"pv-1","storageClassName":"fast","resources":{"requests":{"storage":"1Gi"}}},"status":{"phase":"Bound"}}
+             "spec":{"volumeName":"pv-1","storageClassName":"fast","resources":{"requests":{"storage":"1Gi"}},
+                     "dataSource":{"apiGroup":"snapshot.storage.k8s.io","kind":"VolumeSnapshot","name":"long-gone"}},"status":{"phase":"Bound"}}
             """#)
         let cleanClaim = ObjectCleaner().clean(claim)
         #expect(cleanClaim["spec", "volumeName"] == nil && cleanClaim.annotations.isEmpty)
+        #expect(cleanClaim["spec", "dataSource"] == nil, "the data comes from the restore point, not from what the claim was first made from")
         #expect(cleanClaim["spec", "storageClassName"] == "fast")
 
         let job = try object(#"""

@@ -43,6 +43,8 @@ struct BackupActionSpec: Sendable, Equatable {
     var labelSelector: String?
     var quiesce: ApplicationBackup.Quiesce
     var volumes: Bool
+    /// Keep the CSI snapshots as the restore point's local tier (a Policy with `localSnapshots.keep` sets it).
+    var keepSnapshots: Bool
     /// `expiresAfter` as a period, when given.
     var expiresAfter: TimeInterval?
     var consistency: ConsistencySpec
@@ -57,6 +59,7 @@ struct BackupActionSpec: Sendable, Equatable {
         }
         self.quiesce = quiesce
         volumes = spec["volumes"]?.bool ?? true
+        keepSnapshots = spec["keepSnapshots"]?.bool ?? false
         if let text = spec["expiresAfter"]?.string {
             guard let period = ProfileSpec.period(text) else {
                 throw ControllerError("InvalidSpec", "spec.expiresAfter '\(text)' is not a period such as 30m, 12h or 7d")

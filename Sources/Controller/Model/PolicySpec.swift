@@ -13,6 +13,9 @@ public struct PolicySpec: Sendable {
     public var quiesce: String
     public var volumes: Bool
     public var paused: Bool
+    /// How many of an application's newest restore points keep their CSI snapshots (`spec.localSnapshots.keep`);
+    /// 0: none.
+    public var localSnapshots: Int
     var consistency: ConsistencySpec
 
     public init(_ object: KubeObject) throws(ControllerError) {
@@ -52,6 +55,11 @@ public struct PolicySpec: Sendable {
         quiesce = spec["quiesce"]?.string ?? "none"
         volumes = spec["volumes"]?.bool ?? true
         paused = spec["paused"]?.bool ?? false
+        let keep = spec["localSnapshots", "keep"] ?? 0
+        guard let kept = keep.int, kept >= 0 else {
+            throw ControllerError("InvalidSpec", "spec.localSnapshots.keep must be a count of 0 or more")
+        }
+        localSnapshots = Int(kept)
         consistency = try ConsistencySpec(spec)
     }
 }

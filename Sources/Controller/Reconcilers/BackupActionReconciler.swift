@@ -81,6 +81,7 @@ struct BackupActionReconciler {
                 quiesce: spec.quiesce, volumes: spec.volumes, tags: tags)
             // A resumed run finds the VolumeSnapshots and temporary claims of the interrupted one by this.
             options.operation = action.uid ?? action.name
+            options.keepSnapshots = spec.keepSnapshots
             options.lockOperation = ControllerLock.operation("backup \(namespace)/\(action.name)", context)
             // A namespace's blueprints run as whoever wrote them; cluster-wide ones (administrators') and hooks
             // as whoever asked for the backup.
@@ -177,7 +178,8 @@ struct BackupActionReconciler {
         if let snapshots = metadata.volumeSnapshots {
             result["volumeSnapshots"] = ["claims": .array(snapshots.snapshots.map { .string($0.claim) }),
                                          "spreadSeconds": .double(snapshots.spreadSeconds),
-                                         "takeSeconds": .double(snapshots.takeSeconds)]
+                                         "takeSeconds": .double(snapshots.takeSeconds),
+                                         "kept": .bool(snapshots.kept == true)]
         }
         if let seconds { result["seconds"] = .double((seconds * 10).rounded() / 10) }
         try await context.transition(action, .backupAction, to: .succeeded(message: text, fields: [
@@ -210,11 +212,22 @@ struct BackupActionReconciler {
         } catch let error as KubeError where error.code == .notFound {
             return   // no policy, no retention: keep everything
         }
-        guard let spec = try? PolicySpec(object), !spec.retention.isEmpty else { return }
+        guard let spec = try? PolicySpec(object) else { return }
         var options = ListOptions()
         options.labelSelector = "\(CairnLabel.policy)=\(policy)"
         let points = try await context.client.listAll(CairnKind.restorePoint.resource, namespace: namespace, options: options).items
             .filter { $0.deletionTimestamp == nil }
+        // The local tier: only the newest `localSnapshots.keep` restore points keep their VolumeSnapshots.
+        let newestFirst = points.sorted { (RestorePointSpec($0).time ?? .distantPast) > (RestorePointSpec($1).time ?? .distantPast) }
+        for point in newestFirst.dropFirst(spec.localSnapshots) {
+            let dropped = (try? await SnapshotVolumeAccess.dropKept(restorePoint: RestorePointSpec(point).id, namespace: namespace,
+                                                                    client: context.client)) ?? 0
+            if dropped > 0 {
+                context.logger.info("retention.snapshots.delete", metadata: ["k8s.namespace": "\(namespace)", "cairn.restorepoint": "\(point.name)",
+                                                                            "cairn.policy": "\(policy)", "cairn.snapshots": "\(dropped)"])
+            }
+        }
+        guard !spec.retention.isEmpty else { return }
         var calendar = Calendar(identifier: .iso8601)
         calendar.timeZone = spec.schedule.timeZone
         let decisions = spec.retention.keep(points, time: { RestorePointSpec($0).time ?? .distantPast },

@@ -96,6 +96,7 @@ struct PolicyReconciler {
                                 name: Self.actionName(policy: policy.name, slot: slot), namespace: namespace)
         action.labels = [CairnLabel.policy: policy.name]
         var body: JSONValue = ["profile": .string(profile), "quiesce": .string(spec.quiesce), "volumes": .bool(spec.volumes)]
+        if spec.localSnapshots > 0 { body["keepSnapshots"] = true }
         if let selector = spec.objectSelector { body["labelSelector"] = .string(selector) }
         for (key, value) in spec.consistency.json { body[key] = value }
         action["spec"] = body

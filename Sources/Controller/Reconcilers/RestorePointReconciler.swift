@@ -113,6 +113,13 @@ struct RestorePointReconciler {
                     await context.queue.add(ObjectKey(.profile, context.namespace, profile), after: .seconds(5))
                     context.logger.info("restorepoint.forgotten", metadata: ["k8s.namespace": "\(namespace)",
                                                                             "cairn.restorepoint": "\(object.name)"])
+                    // Its local tier goes with it, on the same terms as its data (its own namespace's restore point).
+                    let dropped = (try? await SnapshotVolumeAccess.dropKept(restorePoint: id, namespace: namespace, client: client)) ?? 0
+                    if dropped > 0 {
+                        context.logger.info("restorepoint.snapshots.deleted", metadata: ["k8s.namespace": "\(namespace)",
+                                                                                        "cairn.restorepoint": "\(object.name)",
+                                                                                        "cairn.snapshots": "\(dropped)"])
+                    }
                 }
             } catch let error as ControllerError where error.reason == "ProfileNotFound" {
                 context.logger.warning("restorepoint.profile.missing",

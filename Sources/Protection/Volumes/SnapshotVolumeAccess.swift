@@ -21,6 +21,9 @@ public struct SnapshotVolumeAccess: Sendable {
     public static let label = "cairn.dev/snapshot-for"
     /// On VolumeSnapshots: the claim they are of.
     public static let claimLabel = "cairn.dev/snapshot-of"
+    /// On VolumeSnapshots kept as a restore point's local tier: the first 32 hex digits of its ID (in place of
+    /// `label`, so the operation's sweep leaves them).
+    public static let restorePointLabel = "cairn.dev/restorepoint-id"
     /// The default-class annotation of VolumeSnapshotClasses.
     static let defaultClassAnnotation = "snapshot.storage.kubernetes.io/is-default-class"
 
@@ -76,6 +79,9 @@ public struct SnapshotVolumeAccess: Sendable {
         public var takeSeconds: Double
         /// Claims read live instead, with why (no VolumeSnapshotClass for their driver).
         public var liveClaims: [String: String]?
+        /// The VolumeSnapshots stay after the backup as the restore point's local tier (labelled
+        /// `restorePointLabel`): a restore into the same namespace makes its claims from them.
+        public var kept: Bool?
     }
 
     // MARK: - Which claims can be snapshotted
@@ -285,6 +291,46 @@ public struct SnapshotVolumeAccess: Sendable {
             removed += snapshots.map { "VolumeSnapshot \($0.name)" }
         }
         return removed
+    }
+
+    /// Hands the snapshots over to a restore point (its local tier): `label` is replaced by `restorePointLabel`.
+    /// Returns the ones that could not be (the operation's sweep removes them; a restore reads the repository).
+    public func keep(_ names: [String], namespace: String, restorePoint id: String) async -> [String] {
+        var failed: [String] = []
+        for name in names {
+            do {
+                _ = try await client.patch(Self.snapshots, name, namespace: namespace,
+                                           .merge(["metadata": ["labels": [Self.label: .null,
+                                                                           Self.restorePointLabel: .string(Self.restorePointValue(id))]]]))
+            } catch {
+                failed.append(name)
+            }
+        }
+        return failed
+    }
+
+    static func restorePointValue(_ id: String) -> String { String(id.prefix(32)) }
+
+    /// The local tier of a restore point: its VolumeSnapshots in `namespace`, by the claim they are of.
+    public static func kept(restorePoint id: String, namespace: String, client: KubeClient) async throws -> [String: KubeObject] {
+        var options = ListOptions()
+        options.labelSelector = "\(restorePointLabel)=\(restorePointValue(id))"
+        let items = try await client.listAll(snapshots, namespace: namespace, options: options).items
+        return Dictionary(items.compactMap { item in
+            item["spec", "source", "persistentVolumeClaimName"]?.string.map { ($0, item) }
+        }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Deletes a restore point's local tier (its VolumeSnapshots; their contents follow): when the restore point
+    /// is deleted, or falls out of a policy's `localSnapshots.keep`.
+    public static func dropKept(restorePoint id: String, namespace: String, client: KubeClient) async throws -> Int {
+        let found = try await kept(restorePoint: id, namespace: namespace, client: client)
+        for object in found.values {
+            do {
+                _ = try await client.delete(snapshots, object.name, namespace: namespace)
+            } catch let error as KubeError where error.code == .notFound {}
+        }
+        return found.count
     }
 
     /// `cairn-<claim>`, short enough for generated names.
