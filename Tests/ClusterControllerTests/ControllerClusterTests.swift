@@ -721,11 +721,26 @@ struct ControllerClusterTests {
                 return kept == String(newest.prefix(32))
             }
             #expect(try jsonpath(ns, ["backupactions"], "{.items[*].spec.keepSnapshots}").contains("true"))
+            // Someone's own snapshot, labelled to pass for that restore point's local tier: Cairn deletes with its
+            // own identity, so a label alone must not make it delete (or restore from) what it did not make.
+            try ns.apply("""
+                apiVersion: snapshot.storage.k8s.io/v1
+                kind: VolumeSnapshot
+                metadata: {name: precious, labels: {cairn.dev/restorepoint-id: "\(newest.prefix(32))"}}
+                spec: {source: {persistentVolumeClaimName: files}}
+                """)
             let name = try cluster.kubectlOK(["-n", ns.name, "get", "restorepoints", "-o",
                                               "jsonpath={.items[?(@.spec.id==\"\(newest)\")].metadata.name}"])
             try ns.kubectlOK(["delete", "restorepoint", name, "--wait=true"])
-            try await until("its VolumeSnapshot to go with it", timeout: 60) {
-                try ns.kubectlOK(["get", "volumesnapshots", "-o", "name"]).isEmpty
+            var left = ""
+            do {
+                try await until("its VolumeSnapshot to go with it, and only it", timeout: 60) {
+                    left = try ns.kubectlOK(["get", "volumesnapshots", "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.finalizers} {.metadata.deletionTimestamp}{\"\\n\"}{end}"])
+                    return left.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" } == ["precious"]
+                }
+            } catch {
+                Issue.record("VolumeSnapshots left: \(left)")
+                throw error
             }
         }
     }

@@ -282,15 +282,29 @@ public struct SnapshotVolumeAccess: Sendable {
         var options = ListOptions()
         options.labelSelector = "\(Self.label)=\(operation)"
         var removed: [String] = []
-        if let claims = try? await client.listAll(PersistentVolumeClaim.resource, namespace: namespace, options: options).items {
+        if let claims = try? await client.listAll(PersistentVolumeClaim.resource, namespace: namespace, options: options).items
+            .filter({ Self.madeByCairn($0, claim: true) }) {
             await removeClaims(claims.map(\.name), namespace: namespace)
             removed += claims.map { "PersistentVolumeClaim \($0.name)" }
         }
-        if let snapshots = try? await client.listAll(Self.snapshots, namespace: namespace, options: options).items {
+        if let snapshots = try? await client.listAll(Self.snapshots, namespace: namespace, options: options).items
+            .filter({ Self.madeByCairn($0, claim: false) }) {
             await remove(snapshots.map(\.name), namespace: namespace)
             removed += snapshots.map { "VolumeSnapshot \($0.name)" }
         }
         return removed
+    }
+
+    /// Whether an object carrying one of Cairn's labels is one Cairn made: labels can be set by anyone who may
+    /// patch an object, so Cairn (which deletes with its own identity) also asks what cannot be changed later —
+    /// the name it generated (`cairn-…`) and, for a claim, that it was made from a VolumeSnapshot. A tenant's
+    /// own claim or snapshot, labelled to look like Cairn's, is never deleted by Cairn.
+    static func madeByCairn(_ object: KubeObject, claim: Bool) -> Bool {
+        guard object.name.hasPrefix("cairn-") else { return false }
+        if claim {
+            return object["spec", "dataSource", "kind"]?.string == "VolumeSnapshot" && object.name.contains("-snap-")
+        }
+        return true
     }
 
     /// Hands the snapshots over to a restore point (its local tier): `label` is replaced by `restorePointLabel`.
@@ -316,6 +330,7 @@ public struct SnapshotVolumeAccess: Sendable {
         var options = ListOptions()
         options.labelSelector = "\(restorePointLabel)=\(restorePointValue(id))"
         let items = try await client.listAll(snapshots, namespace: namespace, options: options).items
+            .filter { madeByCairn($0, claim: false) }
         return Dictionary(items.compactMap { item in
             item["spec", "source", "persistentVolumeClaimName"]?.string.map { ($0, item) }
         }, uniquingKeysWith: { a, _ in a })
