@@ -684,7 +684,7 @@ struct ControllerClusterTests {
         }
     }
 
-    @Test("a Policy's localSnapshots.keep: 1 leaves VolumeSnapshots with its newest restore point only; deleting that RestorePoint deletes them")
+    @Test("a Policy's retention and localSnapshots apply to both tiers: of its newest two restore points only the newest keeps VolumeSnapshots; deleting that RestorePoint deletes them and nothing it did not make")
     func policyLocalTier() async throws {
         let profile = try await TestProfile(cluster)
         defer { profile.remove() }
@@ -702,13 +702,20 @@ struct ControllerClusterTests {
                   profile: \(profile.name)
                   selector: {namespaces: [\(ns.name)]}
                   schedule: "*/15 * * * * *"
+                  retention: {last: 2}
                   localSnapshots: {keep: 1}
                 """)
             defer { _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "policy", policy]) }
-            try await until("two scheduled restore points", timeout: 150) { try names(ns, "restorepoints").count >= 2 }
+            try await until("three scheduled backups", timeout: 200) {
+                try jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ").filter { $0 == "Succeeded" }.count >= 3
+            }
             try cluster.kubectlOK(["-n", "cairn-system", "patch", "policy", policy, "--type", "merge", "-p", #"{"spec":{"paused":true}}"#])
             try await until("the running backup to end", timeout: 120) {
                 try jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ").allSatisfy { $0 == "Succeeded" || $0 == "Failed" }
+            }
+            // Retention keeps two restore points — in the cluster and in the repository; the tier, one.
+            try await until("retention to leave two restore points, their data too", timeout: 90) {
+                try names(ns, "restorepoints").count == 2 && (try profile.restorePointIDs(namespace: ns.name)).count == 2
             }
             // Newest first, by the restore points' own times.
             let points = try cluster.kubectlOK(["-n", ns.name, "get", "restorepoints", "--sort-by=.spec.time", "-o",
