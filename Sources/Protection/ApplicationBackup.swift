@@ -166,6 +166,15 @@ public struct ApplicationBackup: Sendable {
             var unscaled: [String] = []
             let runner = BlueprintRunner(client: client, namespace: namespace, repository: repository)
             let runners = options.blueprintClients.mapValues { BlueprintRunner(client: $0, namespace: namespace, repository: repository) }
+            // One volume read, live or from its snapshot: kept for the restore point, counted, told.
+            func read(_ node: Node, _ transfer: VolumeTransfer, _ lead: String) {
+                nodes[transfer.claim] = node
+                transfers.append(transfer)
+                state.volumesDone += 1
+                state.bytes += transfer.bytes
+                status(state)
+                progress(lead + "\(transfer.files) files, \(transfer.bytes) bytes, \(transfer.bytesAdded ?? 0) new, \(String(format: "%.1f", transfer.seconds)) s")
+            }
             var taken: [SnapshotVolumeAccess.Taken] = []
             var snapshotReport: SnapshotVolumeAccess.Report?
             let consistency: ConsistencyPlan.Result
@@ -185,12 +194,7 @@ public struct ApplicationBackup: Sendable {
                                                                          moverImage: options.moverImage)
                         progress("reading claim \(claim.claim) (\(access.method))")
                         let (node, transfer) = try await access.backup(claim, previous: earlier[claim.claim])
-                        nodes[claim.claim] = node
-                        transfers.append(transfer)
-                        state.volumesDone += 1
-                        state.bytes += transfer.bytes
-                        status(state)
-                        progress("  \(transfer.files) files, \(transfer.bytes) bytes, \(transfer.bytesAdded ?? 0) new, \(String(format: "%.1f", transfer.seconds)) s")
+                        read(node, transfer, "  ")
                     }
                 }
             }
@@ -201,12 +205,7 @@ public struct ApplicationBackup: Sendable {
             try await Concurrent.forEach(taken, width: exporter.exportWidth, { item in
                 try await exporter.export(item, previous: known[item.claim.claim])
             }) { node, transfer in
-                nodes[transfer.claim] = node
-                transfers.append(transfer)
-                state.volumesDone += 1
-                state.bytes += transfer.bytes
-                status(state)
-                progress("read snapshot of claim \(transfer.claim): \(transfer.files) files, \(transfer.bytes) bytes, \(transfer.bytesAdded ?? 0) new, \(String(format: "%.1f", transfer.seconds)) s")
+                read(node, transfer, "read snapshot of claim \(transfer.claim): ")
             }
             } catch {
                 await snapshotter.remove(taken.map(\.snapshot), namespace: namespace)
