@@ -43,6 +43,33 @@ struct VolumeSnapshotClusterTests {
         return (made + "\n" + contents).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
     }
 
+    /// A `csi-hostpath` claim `files` of `size` and a Deployment `files` that mounts it at /data and runs `command`.
+    static func files(_ ns: String, size: String, command: String) -> String {
+        """
+        apiVersion: v1
+        kind: PersistentVolumeClaim
+        metadata: {name: files, namespace: \(ns)}
+        spec: {accessModes: [ReadWriteOnce], storageClassName: csi-hostpath, resources: {requests: {storage: \(size)}}}
+        ---
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: files, namespace: \(ns)}
+        spec:
+          selector: {matchLabels: {app: files}}
+          template:
+            metadata: {labels: {app: files}}
+            spec:
+              terminationGracePeriodSeconds: 1
+              containers:
+              - name: main
+                image: cairn.local/busybox:1.35
+                imagePullPolicy: Never
+                command: [sh, -c, '\(command)']
+                volumeMounts: [{name: data, mountPath: /data}]
+              volumes: [{name: data, persistentVolumeClaim: {claimName: files}}]
+        """
+    }
+
     func cleanUp(_ namespaces: [String]) {
         for ns in namespaces { TestNamespace(cluster: cluster, name: ns).cleanUp() }
         repository.remove()
@@ -64,32 +91,11 @@ struct VolumeSnapshotClusterTests {
             ---
             apiVersion: v1
             kind: PersistentVolumeClaim
-            metadata: {name: files, namespace: \(ns)}
-            spec: {accessModes: [ReadWriteOnce], storageClassName: csi-hostpath, resources: {requests: {storage: 64Mi}}}
-            ---
-            apiVersion: v1
-            kind: PersistentVolumeClaim
             metadata: {name: legacy, namespace: \(ns)}
             spec: {accessModes: [ReadWriteOnce], storageClassName: cairn-hostpath, resources: {requests: {storage: 64Mi}}}
             ---
-            apiVersion: apps/v1
-            kind: Deployment
-            metadata: {name: files, namespace: \(ns)}
-            spec:
-              selector: {matchLabels: {app: files}}
-              template:
-                metadata: {labels: {app: files}}
-                spec:
-                  terminationGracePeriodSeconds: 1
-                  containers:
-                  - name: log
-                    image: cairn.local/busybox:1.35
-                    imagePullPolicy: Never
-                    command: [sh, -c, 'while :; do date >> /data/log; sleep 0.2; done']
-                    volumeMounts: [{name: data, mountPath: /data}]
-                  volumes: [{name: data, persistentVolumeClaim: {claimName: files}}]
-            ---
-            """ + "\n" + SampleApplication.database(namespace: ns, storageClass: "csi-hostpath"))
+            """ + "\n" + Self.files(ns, size: "64Mi", command: "while :; do date >> /data/log; sleep 0.2; done")
+            + "\n---\n" + SampleApplication.database(namespace: ns, storageClass: "csi-hostpath"))
         try cluster.kubectlOK(["-n", ns, "annotate", "statefulset", "db", "cairn.dev/blueprint=postgresql-physical"])
         try await cluster.waitUntil("PostgreSQL of \(ns) on a csi-hostpath claim", timeout: 240) { (try? sql(ns, "select 1")) == "1" }
         #expect(try jsonpath(ns, ["pvc", "data-db-0"], "{.spec.volumeName}").hasPrefix("pvc-"), "provisioned by the CSI driver")
@@ -206,30 +212,8 @@ extension VolumeSnapshotClusterTests {
         let ns = "snap-tier-\(tag)"
         defer { cleanUp([ns]) }
         try cluster.kubectlOK(["create", "namespace", ns])
-        let app = """
-            apiVersion: v1
-            kind: PersistentVolumeClaim
-            metadata: {name: files, namespace: \(ns)}
-            spec: {accessModes: [ReadWriteOnce], storageClassName: csi-hostpath, resources: {requests: {storage: 256Mi}}}
-            ---
-            apiVersion: apps/v1
-            kind: Deployment
-            metadata: {name: files, namespace: \(ns)}
-            spec:
-              selector: {matchLabels: {app: files}}
-              template:
-                metadata: {labels: {app: files}}
-                spec:
-                  terminationGracePeriodSeconds: 1
-                  containers:
-                  - name: main
-                    image: cairn.local/busybox:1.35
-                    imagePullPolicy: Never
-                    command: [sh, -c, '[ -f /data/big ] || head -c 67108864 /dev/urandom > /data/big; sleep 100000']
-                    volumeMounts: [{name: data, mountPath: /data}]
-                  volumes: [{name: data, persistentVolumeClaim: {claimName: files}}]
-            """
-        try cluster.apply(app)
+        try cluster.apply(Self.files(ns, size: "256Mi",
+                                     command: "[ -f /data/big ] || head -c 67108864 /dev/urandom > /data/big; sleep 100000"))
         func digest() async throws -> String {
             try await cluster.waitUntil("the files workload of \(ns)", timeout: 180) {
                 try jsonpath(ns, ["deployment", "files"], "{.status.readyReplicas}") == "1"
