@@ -135,6 +135,7 @@ public struct ApplicationBackup: Sendable {
         if !leftovers.isEmpty { progress("removed what an interrupted run of this backup left: \(leftovers.joined(separator: ", "))") }
         var snapshotClasses: [String: String] = [:]
         var liveReasons: [String: String] = [:]
+        let snapshotOnly = plan.snapshotOnlyClaims(in: capture.objects)
         if !claims.isEmpty, options.volumeAccess == .auto || options.volumeAccess == .snapshot {
             (snapshotClasses, liveReasons) = await SnapshotVolumeAccess.classes(for: claims, client: volumeClient)
             if options.volumeAccess == .snapshot {
@@ -142,6 +143,17 @@ public struct ApplicationBackup: Sendable {
                     warnings.append("claim \(claim) was read live, not from a snapshot: \(reason)")
                 }
             }
+        }
+        // A blueprint whose fence holds only for a capture at one instant (`volumes: snapshot`): fail before
+        // any fence rather than read its claims live.
+        for claim in claims.map(\.claim).sorted() where snapshotOnly[claim] != nil && snapshotClasses[claim] == nil {
+            let why = options.volumeAccess == .auto || options.volumeAccess == .snapshot
+                ? liveReasons[claim] ?? "it cannot be snapshotted"
+                : "the backup's volume access is \(options.volumeAccess.rawValue) (snapshot or auto would snapshot it)"
+            throw ProtectionError(.snapshotFailed, "claim \(claim) of \(snapshotOnly[claim]!) must be captured by a CSI snapshot "
+                                  + "(the blueprint's volumes: snapshot — its fence holds only for a copy of every file at one instant), "
+                                  + "but \(why). Put the claim on a storage class whose CSI driver has a VolumeSnapshotClass, "
+                                  + "or bind a blueprint that reads it another way")
         }
         state.objects = capture.objects.count
         state.volumes = claims.count

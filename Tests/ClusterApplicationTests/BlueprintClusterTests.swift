@@ -290,11 +290,19 @@ struct BlueprintClusterTests {
 }
 
 extension BlueprintClusterTests {
-    /// A one-replica StatefulSet `db` of `image` with its data on a hostPath volume made for its claim.
-    func statefulSet(_ ns: String, image: String, container: String, mountPath: String, blueprint: String) throws {
+    /// A one-replica StatefulSet `db` of `image` with its data on a hostPath volume made for its claim (or on a
+    /// claim `storageClass` provisions), and a Service `db`; `env` in the container.
+    func statefulSet(_ ns: String, image: String, container: String, mountPath: String, blueprint: String,
+                     storageClass: String = "cairn-hostpath", env: [String: String] = [:]) throws {
         try cluster.kubectlOK(["create", "namespace", ns])
-        try hostPathVolume("data-db-0", namespace: ns)
+        if storageClass == "cairn-hostpath" { try hostPathVolume("data-db-0", namespace: ns) }
+        let environment = env.sorted { $0.key < $1.key }.map { "{name: \($0.key), value: \($0.value)}" }.joined(separator: ", ")
         try cluster.apply("""
+            apiVersion: v1
+            kind: Service
+            metadata: {name: db, namespace: \(ns)}
+            spec: {selector: {app: db}, ports: [{port: 3306}]}
+            ---
             apiVersion: apps/v1
             kind: StatefulSet
             metadata: {name: db, namespace: \(ns), annotations: {cairn.dev/blueprint: \(blueprint)}}
@@ -310,12 +318,13 @@ extension BlueprintClusterTests {
                   - name: \(container)
                     image: \(image)
                     imagePullPolicy: Never
+                    env: [\(environment)]
                     volumeMounts: [{name: data, mountPath: \(mountPath)}]
               volumeClaimTemplates:
               - metadata: {name: data}
                 spec:
                   accessModes: [ReadWriteOnce]
-                  storageClassName: cairn-hostpath
+                  storageClassName: \(storageClass)
                   resources: {requests: {storage: 1Gi}}
             """)
     }
@@ -360,6 +369,97 @@ extension BlueprintClusterTests {
         // The user and its grant came back with the data.
         let grants = try sql(clone, "show grants for 'reporter'@'%'").stdout
         #expect(grants.contains("GRANT SELECT ON `shop`.* TO `reporter`@`%`"), "\(grants)")
+    }
+
+    @Test("MariaDB by its physical blueprint: a writer commits a ledger row and a counter in one transaction throughout; the CSI snapshot is taken while FLUSH TABLES WITH READ LOCK holds; the restored server recovers to a counter equal to its last ledger row, no gap, tables checked; the writer never failed; without a snapshot the backup is refused before the lock")
+    func mariadbPhysical() async throws {
+        let ns = "bp-mariap-\(tag)"
+        let clone = "bp-mariap-clone-\(tag)"
+        defer { cleanUp([ns, clone]) }
+        try statefulSet(ns, image: "cairn.local/mariadb:10.11", container: "mariadb", mountPath: "/var/lib/mysql",
+                        blueprint: "mariadb-physical", storageClass: "csi-hostpath", env: ["MARIADB_ROOT_PASSWORD": "r00t"])
+        func sql(_ namespace: String, _ statement: String) throws -> String {
+            let result = try inPod(namespace, "mariadb", ["mariadb", "-uroot", "-pr00t", "-N", "-B", "-e", statement])
+            guard result.status == 0 else { throw ClusterError("mariadb in \(namespace): \(result.stderr)") }
+            return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        try await cluster.waitUntil("MariaDB of \(ns)", timeout: 180) { (try? sql(ns, "select 1")) == "1" }
+        _ = try sql(ns, """
+            create database shop;
+            create table shop.ledger (seq int primary key, at datetime(6) not null) engine=InnoDB;
+            insert into shop.ledger select seq, now(6) from shop.seq_1_to_50000;
+            create table shop.counter (id int primary key, last int not null) engine=InnoDB;
+            insert into shop.counter values (1, 50000);
+            create table shop.notes (id int primary key, body varchar(64)) engine=Aria;
+            insert into shop.notes select seq, md5(seq) from shop.seq_1_to_1000;
+            """)
+        // The writer: each transaction adds the next ledger row and moves the counter to it; the client stops at
+        // its first error (its pod then fails).
+        try cluster.apply("""
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: writer, namespace: \(ns)}
+            spec:
+              restartPolicy: Never
+              terminationGracePeriodSeconds: 1
+              containers:
+              - name: client
+                image: cairn.local/dbclients:1
+                imagePullPolicy: Never
+                command: [sh, -c, 'i=50000; while :; do i=$((i+1)); echo "begin; insert into ledger values ($i, now(6)); update counter set last = $i where id = 1; commit;"; sleep 0.01; done | mariadb -h "$DB_SERVICE_HOST" -uroot -pr00t shop']
+            """)
+        func counter(_ namespace: String) throws -> Int { Int(try sql(namespace, "select last from shop.counter")) ?? -1 }
+        try await cluster.waitUntil("the writer to write", timeout: 120) { (try? counter(ns)) ?? 0 > 50_200 }
+
+        // Refused before the lock: host access cannot capture the claim at one instant.
+        #expect(try cairn(["repo", "init"]).status == 0)
+        let refused = try cairn(["app", "backup", ns, "--blueprint", Self.shipped + "/mariadb-physical.yaml", "--volume-access", "host"])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("claim data-db-0 of StatefulSet/db (blueprint mariadb-physical) must be captured by a CSI snapshot")
+                && refused.stderr.contains("volume access is host"), "\(refused.stderr)")
+        #expect(!refused.stdout.contains("read-lock"), "no phase ran: \(refused.stdout)")
+        #expect(try cairnOK("restorepoints", ns).contains("0 restore point(s)"))
+
+        let before = try counter(ns)
+        let run = try cairn(["app", "backup", ns, "--blueprint", Self.shipped + "/mariadb-physical.yaml", "--exclude", "Pod/writer", "--json"])
+        #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+        let backup = try JSONValue(parsing: Data(run.stdout.utf8))
+        #expect(backup["volumes"]?.array?.map { $0["method"]?.string ?? "" } == ["snapshot"], "\(backup["volumes"] ?? [])")
+        let phases = backup["phases"]?.array ?? []
+        #expect(phases.map { $0["phase"]?.string ?? "" } == ["read-lock", "read-lock (end)"], "\(phases)")
+        #expect(phases.allSatisfy { $0["result"]?.string == "succeeded" }, "\(phases)")
+        let snapshots = backup["volumeSnapshots"]
+        print("mariadb-physical: snapshot ready after \(snapshots?["takeSeconds"]?.double ?? -1) s; phases \(phases)")
+        let after = try counter(ns)
+        #expect(after > before, "commits went on before and after the lock: \(before) → \(after)")
+        #expect(try cluster.kubectlOK(["-n", ns, "get", "pod", "writer", "-o", "jsonpath={.status.phase}"]) == "Running", "no write failed")
+        // The lock was released: a commit goes through now.
+        _ = try sql(ns, "insert into shop.notes values (100000, 'after the backup')")
+        // The longest pause between two of the writer's commits: the lock. Its last commit before it is the
+        // restored server's last one (below).
+        let pause = try sql(ns, """
+            select a.seq, timestampdiff(microsecond, a.at, b.at) / 1e6 from shop.ledger a join shop.ledger b on b.seq = a.seq + 1
+            where a.seq > 50000 order by 2 desc limit 1
+            """).split(separator: "\t")
+        print("mariadb-physical: longest pause between two commits after row \(pause.first ?? "?"): \(pause.last ?? "?") s")
+
+        let id = String((backup["restorePoint"]?.string ?? "").prefix(12))
+        let restore = try cairn(["app", "restore", id, "--to-namespace", clone])
+        #expect(restore.status == 0, "\(restore.stdout)\n\(restore.stderr)")
+        #expect(restore.stdout.contains("mariadb-physical restore/ready (StatefulSet/db): succeeded"), "\(restore.stdout)")
+        let state = try sql(clone, "select count(*), min(seq), max(seq), (select last from shop.counter) from shop.ledger")
+            .split(separator: "\t").map { Int($0) ?? -1 }
+        #expect(state.count == 4 && state[0] == state[2] && state[1] == 1 && state[2] == state[3],
+                "every transaction whole, no gap: count, min, max, counter = \(state)")
+        #expect(state.count == 4 && state[3] >= before && state[3] <= after, "as of the lock: \(before) ≤ \(state) ≤ \(after)")
+        // A row's time is its insert's; the transaction whose insert came just before the lock commits after it.
+        let lockedAfter = pause.first.flatMap { Int($0) } ?? -1
+        #expect(state.count == 4 && (state[3] == lockedAfter || state[3] == lockedAfter - 1),
+                "the snapshot holds every commit before the lock and none after: restored \(state), lock after row \(pause)")
+        let checks = try sql(clone, "check table shop.ledger, shop.counter, shop.notes")
+        #expect(checks.split(separator: "\n").allSatisfy { $0.hasSuffix("OK") }, "\(checks)")
+        #expect(try sql(clone, "select count(*), md5(group_concat(body order by id)) from shop.notes")
+                == (try sql(ns, "select count(*), md5(group_concat(body order by id)) from shop.notes where id <= 1000")))
     }
 
     @Test("Redis by its RDB blueprint: SAVE as the backup begins, then the volume is read; the restored server loads every key")

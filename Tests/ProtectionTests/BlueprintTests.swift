@@ -40,6 +40,9 @@ struct BlueprintTests {
         let physical = try #require(check(try String(contentsOf: Self.shipped.appendingPathComponent("postgresql-physical.yaml"), encoding: .utf8)).blueprint)
         #expect(physical.actions[.beforeCapture]?.phases.last?.session?.ready == "cairn:backup-started")
         #expect(physical.actions[.beforeStart]?.phases.map(\.input) == ["backup-mode", "wal"])
+        let mariadb = try #require(check(try String(contentsOf: Self.shipped.appendingPathComponent("mariadb-physical.yaml"), encoding: .utf8)).blueprint)
+        #expect(mariadb.volumes == .snapshot && mariadb.volumes.readsVolumes)
+        #expect(mariadb.actions[.beforeCapture]?.phases.first?.session?.end.contains("UNLOCK TABLES") == true)
         let standby = try #require(check(try String(contentsOf: Self.shipped.appendingPathComponent("postgresql-standby.yaml"), encoding: .utf8)).blueprint)
         #expect(standby.actions[.backup]?.phases.first?.podWhere?.stdout == "t")
         #expect(standby.actions[.restore]?.phases.allSatisfy { $0.podWhere?.stdout == "f" && $0.podWhere?.otherwiseAny == false } == true)
@@ -103,7 +106,7 @@ struct BlueprintTests {
         ("spec:\n  actions:\n    backup:\n      phases:\n      - name: a\n        exec: {workload: Pod/x, command: [x]}\n", 6, "not a workload"),
         ("spec:\n  actions:\n    backup:\n      phases:\n      - name: a\n        task: {image: x, command: [x], env: [{name: P, secretKeyRef: {name: s}}]}\n",
          6, "secretKeyRef needs"),
-        ("spec:\n  volumes: some\n  actions: {}\n", 2, "must be capture or skip"),
+        ("spec:\n  volumes: some\n  actions: {}\n", 2, "must be capture, snapshot or skip"),
         ("spec:\n  actions:\n    backup:\n      phases:\n      - name: a\n        exec: {pods: all, command: [x]}\n        output: artifact\n",
          7, "one pod"),
         ("spec:\n  actions:\n    restore:\n      phases:\n      - name: a\n        exec: {command: [x]}\n        point: {end: true}\n",

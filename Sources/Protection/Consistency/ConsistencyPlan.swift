@@ -84,7 +84,7 @@ public struct ConsistencyPlan: Sendable {
                                           + "consistent point come from one (annotation \(Blueprint.annotation), or blueprintBindings)",
                                           field: "consistencyGroup.workloads")
                 }
-                if entry.blueprint.volumes == .capture,
+                if entry.blueprint.volumes.readsVolumes,
                    let object = objects.first(where: { "\($0.kind)/\($0.name)" == member }),
                    !StatefulSet(object).claimNames.isEmpty || !StatefulSet(object).volumeClaimTemplateNames.isEmpty {
                     groupReadsVolumes = true
@@ -102,14 +102,26 @@ public struct ConsistencyPlan: Sendable {
 
     /// The claims whose data the blueprints hold instead of a volume copy (`volumes: skip`).
     public func skippedClaims(in objects: [KubeObject]) -> Set<String> {
-        var claims: Set<String> = []
-        for entry in bound where entry.blueprint.volumes == .skip {
+        Set(claims(in: objects, where: .skip).keys)
+    }
+
+    /// The claims that may be read only from a CSI snapshot (`volumes: snapshot`), each with its workload and
+    /// blueprint, as a reason to give when one cannot be.
+    public func snapshotOnlyClaims(in objects: [KubeObject]) -> [String: String] {
+        claims(in: objects, where: .snapshot)
+    }
+
+    /// The claims of the workloads whose blueprint reads volumes `mode`'s way → "Kind/name (blueprint NAME)".
+    func claims(in objects: [KubeObject], where mode: Blueprint.VolumeMode) -> [String: String] {
+        var claims: [String: String] = [:]
+        for entry in bound where entry.blueprint.volumes == mode {
             guard let object = objects.first(where: { $0.kind == entry.workload.kind && $0.name == entry.workload.name }) else { continue }
-            claims.formUnion(StatefulSet(object).claimNames)
+            let owner = "\(entry.workload) (blueprint \(entry.blueprint.name))"
+            for claim in StatefulSet(object).claimNames { claims[claim] = owner }
             if entry.workload.kind == "StatefulSet" {
                 let replicas = max(1, Int(object["spec", "replicas"]?.int ?? 1))
                 for template in StatefulSet(object).volumeClaimTemplateNames {
-                    for i in 0..<replicas { claims.insert("\(template)-\(object.name)-\(i)") }
+                    for i in 0..<replicas { claims["\(template)-\(object.name)-\(i)"] = owner }
                 }
             }
         }

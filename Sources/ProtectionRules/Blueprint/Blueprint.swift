@@ -8,7 +8,7 @@ import Foundation
 ///
 /// ```yaml
 /// spec:
-///   volumes: skip                 # capture | skip: the workload's claims' data is (not) read as files
+///   volumes: skip                 # capture | snapshot | skip: how the workload's claims' data is read
 ///   actions:
 ///     backup:                     # backup | restore | delete | beforeCapture | afterCapture
 ///       phases:
@@ -44,9 +44,17 @@ public struct Blueprint: Sendable, Equatable {
     public enum VolumeMode: String, Sendable, Codable {
         /// The workload's claims are read as files, as without a blueprint.
         case capture
+        /// The workload's claims are read only from CSI snapshots taken inside its fence: a fence that stops
+        /// commits but not the engine's own writes (MariaDB's `FLUSH TABLES WITH READ LOCK`: InnoDB flushes and
+        /// purges on) is consistent only for a capture of every file at one instant. A backup whose claims
+        /// cannot be snapshotted fails before any fence instead of reading them live. Restored as `capture`.
+        case snapshot
         /// The workload's claims are left out of the volume capture: its artifacts hold its data, and a
         /// restore gives it empty volumes for the restore action to fill.
         case skip
+
+        /// Whether the workload's volume data is in the restore point.
+        public var readsVolumes: Bool { self != .skip }
     }
 
     public struct Action: Sendable, Equatable {
@@ -225,7 +233,7 @@ extension Blueprint {
         description = spec["description"]?.string
         let volumesText = spec["volumes"]?.string ?? "capture"
         guard let volumes = VolumeMode(rawValue: volumesText) else {
-            throw ProtectionError(.invalidBlueprint, "'\(volumesText)' must be capture or skip", field: at("volumes"))
+            throw ProtectionError(.invalidBlueprint, "'\(volumesText)' must be capture, snapshot or skip", field: at("volumes"))
         }
         self.volumes = volumes
         guard let actionsJSON = spec["actions"]?.object, !actionsJSON.isEmpty else {
