@@ -44,6 +44,9 @@ public struct ApplicationBackup: Sendable {
         /// Who wrote each blueprint (their user info as JSON), recorded in the restore point: its restore
         /// phases run as them too.
         public var blueprintAuthors: [String: String] = [:]
+        /// Who `client` is (their user info as JSON), recorded in the restore point: the delete actions of
+        /// blueprints without an author run as them (`BlueprintDeletion`). Nil: not recorded (the CLI).
+        public var blueprintRequester: String?
         /// Hooks: `beforeCapture` and `afterCapture` phases (`ConsistencyPlan`).
         public var hooks: [String: [Blueprint.Phase]] = [:]
         /// Workloads captured at one instant (`ConsistencyPlan.groupBackup`).
@@ -242,7 +245,8 @@ public struct ApplicationBackup: Sendable {
                                                         quiesced: workloads.map { "\($0.0.kind)/\($0.1)" },
                                                         consistency: RestorePoint.Consistency(plan: plan, result: consistency,
                                                                                               skippedClaims: skippedClaims,
-                                                                                              authors: options.blueprintAuthors),
+                                                                                              authors: options.blueprintAuthors,
+                                                                                              requester: options.blueprintRequester),
                                                         to: repository,
                                                         since: mark)
             } catch {

@@ -52,6 +52,9 @@ public enum RestorePoint {
         /// Who wrote each namespaced blueprint (blueprint name → their user info as JSON): its restore phases
         /// run as them.
         public var blueprintAuthors: [String: String]?
+        /// Whom the other blueprints' and the hooks' phases ran as (their user info as JSON; the requester of a
+        /// controller's backup): the blueprints' `delete` actions run as them too (`BlueprintDeletion`).
+        public var blueprintRequester: String?
         /// The consistency group's members and fence window.
         public var consistencyGroup: ConsistencyPlan.GroupReport?
         /// The CSI snapshots the volumes were read from: which, when each was taken, how far apart.
@@ -64,12 +67,15 @@ public enum RestorePoint {
         public var result: ConsistencyPlan.Result
         public var skippedClaims: Set<String>
         public var authors: [String: String]
+        public var requester: String?
 
-        public init(plan: ConsistencyPlan, result: ConsistencyPlan.Result, skippedClaims: Set<String>, authors: [String: String] = [:]) {
+        public init(plan: ConsistencyPlan, result: ConsistencyPlan.Result, skippedClaims: Set<String>, authors: [String: String] = [:],
+                    requester: String? = nil) {
             self.plan = plan
             self.result = result
             self.skippedClaims = skippedClaims
             self.authors = authors
+            self.requester = requester
         }
     }
 
@@ -129,6 +135,7 @@ public enum RestorePoint {
             metadata.blueprintClaims = consistency.skippedClaims.isEmpty ? nil : consistency.skippedClaims.sorted()
             let authors = consistency.authors.filter { names.values.contains($0.key) }
             metadata.blueprintAuthors = authors.isEmpty ? nil : authors
+            metadata.blueprintRequester = names.isEmpty ? nil : consistency.requester
             metadata.consistencyGroup = consistency.result.group
         }
         let encoder = JSONEncoder()

@@ -154,7 +154,7 @@ struct BlueprintShowCommand: AsyncParsableCommand {
                 }
             }
             if global.json {
-                print(String(decoding: try blueprint.source.serializedData(), as: UTF8.self))
+                print(String(decoding: blueprint.source.serialized(), as: UTF8.self))
                 return 0
             }
             print("blueprint \(blueprint.name)\(blueprint.description.map { ": \($0)" } ?? "")")

@@ -438,3 +438,121 @@ extension ControllerClusterTests {
         #expect(phases == "succeeded")
     }
 }
+
+extension ControllerClusterTests {
+    @Test("a blueprint's delete action runs when its restore point is deleted, as the blueprint's author, with the backup's artifact on stdin: what the backup kept outside the repository goes with it; bob's delete action cannot exec as Cairn — the restore point stays, Deletable false with why")
+    func deleteActionAsItsAuthor() async throws {
+        let profile = try await TestProfile(cluster)
+        defer { profile.remove() }
+        let s = String(UUID().uuidString.prefix(6).lowercased())
+        let ns = "bpdel-\(s)"
+        try cluster.kubectlOK(["create", "namespace", ns])
+        defer {
+            // A restore point held by a failed delete action: let it go (its data stays in the test's repository).
+            _ = try? cluster.kubectl(["-n", ns, "patch", "restorepoint", "bob-\(s)", "--type=merge", "-p", #"{"metadata":{"finalizers":[]}}"#])
+            _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=false"])
+        }
+        try cluster.apply(SampleApplication.web(namespace: ns) + """
+
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: RoleBinding
+            metadata: {name: bob-view, namespace: \(ns)}
+            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: Role
+            metadata: {name: blueprint-writer, namespace: \(ns)}
+            rules: [{apiGroups: [cairn.dev], resources: [blueprints], verbs: [create, update, patch, get, list]}]
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: RoleBinding
+            metadata: {name: bob-blueprints, namespace: \(ns)}
+            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: blueprint-writer}
+            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
+            ---
+            apiVersion: cairn.dev/v1alpha1
+            kind: Blueprint
+            metadata: {name: ticketed, namespace: \(ns)}
+            spec:
+              actions:
+                backup:
+                  phases:
+                  - name: ticket
+                    exec: {command: [sh, -c, 'id=t$(date +%s%N); echo kept > /tmp/external-$id; printf %s $id']}
+                    output: artifact
+                delete:
+                  phases:
+                  - name: drop
+                    exec: {command: [sh, -c, 'id=$(cat); test -n "$id" && rm /tmp/external-$id']}
+                    input: ticket
+            """)
+        try await until("web to run", timeout: 120) {
+            try cluster.kubectl(["-n", ns, "get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"]).stdout == "1"
+        }
+        func inWeb(_ command: String) throws -> LocalCluster.CommandResult {
+            let pod = try cluster.kubectlOK(["-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"])
+            return try cluster.kubectl(["-n", ns, "exec", pod, "--", "sh", "-c", command])
+        }
+        func backUp(_ name: String) async throws {
+            try cluster.kubectlOK(["-n", ns, "create", "-f", "-"], stdin: """
+                apiVersion: cairn.dev/v1alpha1
+                kind: BackupAction
+                metadata: {name: \(name)}
+                spec: {profile: \(profile.name)}
+                """)
+            try await until("backup \(name)", timeout: 120) {
+                let phase = try cluster.kubectlOK(["-n", ns, "get", "backupaction", name, "-o", "jsonpath={.status.phase}"])
+                if phase == "Failed" { throw ClusterError("backup \(name) failed") }
+                return phase == "Succeeded"
+            }
+        }
+        try await until("the Blueprint to be checked", timeout: 60) {
+            try cluster.kubectl(["-n", ns, "get", "blueprint", "ticketed", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout == "True"
+        }
+        try cluster.kubectlOK(["-n", ns, "annotate", "deployment", "web", "cairn.dev/blueprint=ticketed"])
+
+        // 1. The backup keeps something outside the repository and its ID as an artifact; deleting the restore
+        //    point runs the delete action with that ID, and the thing is gone.
+        try await backUp("kept-\(s)")
+        let external = try inWeb("ls /tmp | grep '^external-'").stdout.split(separator: "\n")
+        #expect(external.count == 1, "\(external)")
+        try cluster.kubectlOK(["-n", ns, "delete", "restorepoint", "kept-\(s)", "--wait=false"])
+        try await until("the restore point to be deleted", timeout: 120) {
+            try cluster.kubectl(["-n", ns, "get", "restorepoint", "kept-\(s)"]).status != 0
+        }
+        #expect(try inWeb("ls /tmp | grep -c '^external-'").stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0",
+                "the delete action removed what the backup kept")
+        let ran = try cluster.kubectlOK(["-n", ns, "get", "events", "--field-selector", "reason=DeleteActionRan", "-o", "jsonpath={.items[*].message}"])
+        #expect(ran.contains("ticketed delete/drop: succeeded"), "\(ran)")
+
+        // 2. bob (view, may write Blueprints) writes one whose delete action execs into the pod. The backup records
+        //    him as its author; deleting the restore point runs it as bob: denied, nothing ran, the restore point stays.
+        try cluster.kubectlOK(["-n", ns, "apply", "-f", "-"], as: .bob, stdin: """
+            apiVersion: cairn.dev/v1alpha1
+            kind: Blueprint
+            metadata: {name: bobs, namespace: \(ns)}
+            spec:
+              actions:
+                delete:
+                  phases:
+                  - {name: plant, exec: {command: [touch, /tmp/by-bob]}}
+            """)
+        try await until("bob's Blueprint to be checked", timeout: 60) {
+            try cluster.kubectl(["-n", ns, "get", "blueprint", "bobs", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout == "True"
+        }
+        try cluster.kubectlOK(["-n", ns, "annotate", "deployment", "web", "cairn.dev/blueprint=bobs", "--overwrite"])
+        try await backUp("bob-\(s)")
+        try cluster.kubectlOK(["-n", ns, "delete", "restorepoint", "bob-\(s)", "--wait=false"])
+        func deletable() throws -> String {
+            try cluster.kubectlOK(["-n", ns, "get", "restorepoint", "bob-\(s)", "-o",
+                                   "jsonpath={.status.conditions[?(@.type==\"Deletable\")].reason}|{.status.conditions[?(@.type==\"Deletable\")].message}"])
+        }
+        try await until("the delete action to fail", timeout: 120) { try deletable().hasPrefix("PhaseFailed|") }
+        let reason = try deletable()
+        #expect(reason.contains("blueprint bobs delete/plant") && reason.contains("permission denied") && reason.contains("the restore point stays"), "\(reason)")
+        #expect(try inWeb("test -e /tmp/by-bob").status != 0, "bob's delete action ran with Cairn's rights")
+        #expect(try cluster.kubectl(["-n", ns, "get", "restorepoint", "bob-\(s)"]).status == 0, "the restore point stays")
+    }
+}

@@ -40,6 +40,10 @@ struct BlueprintTests {
         let physical = try #require(check(try String(contentsOf: Self.shipped.appendingPathComponent("postgresql-physical.yaml"), encoding: .utf8)).blueprint)
         #expect(physical.actions[.beforeCapture]?.phases.last?.session?.ready == "cairn:backup-started")
         #expect(physical.actions[.beforeStart]?.phases.map(\.input) == ["backup-mode", "wal"])
+        // A delete action reads the artifacts of the backup it cleans up after.
+        #expect(check("metadata: {name: x}\nspec:\n  actions:\n    backup:\n      phases:\n      - {name: id, exec: {command: [x]}, output: artifact}\n"
+                      + "    delete:\n      phases:\n      - {name: drop, task: {image: x, command: [x]}, input: id}\n")
+                    .blueprint?.actions[.delete]?.phases.first?.input == "id")
         let mariadb = try #require(check(try String(contentsOf: Self.shipped.appendingPathComponent("mariadb-physical.yaml"), encoding: .utf8)).blueprint)
         #expect(mariadb.volumes == .snapshot && mariadb.volumes.readsVolumes)
         #expect(mariadb.actions[.beforeCapture]?.phases.first?.session?.end.contains("UNLOCK TABLES") == true)
@@ -131,6 +135,8 @@ struct BlueprintTests {
          6, "only beforeStart tasks mount claims"),
         ("spec:\n  actions:\n    backup:\n      phases:\n      - {name: a, exec: {command: [x]}, output: artifact}\n    afterCapture:\n      phases:\n      - {name: a, exec: {command: [x]}, output: artifact}\n",
          8, "already stores an artifact named a"),
+        ("spec:\n  actions:\n    backup:\n      phases:\n      - {name: id, exec: {command: [x]}, output: artifact}\n      - {name: b, exec: {command: [x]}, input: id}\n",
+         6, "only restore, beforeStart and delete phases take an input artifact"),
     ])
     func mistakes(document: String, line: Int, says: String) {
         let result = check("apiVersion: cairn.dev/v1alpha1\nkind: Blueprint\nmetadata: {name: bad}\n" + document)

@@ -88,6 +88,7 @@ struct BackupActionReconciler {
             var catalog = try await BlueprintCatalog.load(namespace: namespace, reader: client,
                                                           systemNamespace: context.namespace, systemReader: context.client)
             (options.blueprintClients, options.blueprintAuthors) = context.blueprintIdentities(&catalog)
+            options.blueprintRequester = UserInfo.requester(of: action).map { String(decoding: $0.json.serialized(), as: UTF8.self) }
             (options.blueprints, options.invalidBlueprints) = (catalog.valid, catalog.invalid)
             options.bindings = spec.consistency.bindings
             options.hooks = spec.consistency.hooks

@@ -29,7 +29,7 @@ struct RestoreActionReconciler {
     }
 
     func reconcile(_ key: ObjectKey) async throws -> Duration? {
-        guard let action = try await context.fetch(key), let uid = action.uid else { return nil }
+        guard let action = try await context.fetch(key), action.uid != nil else { return nil }
         switch await context.state(of: action) {
         case .done, .runningHere:
             return nil
@@ -108,12 +108,7 @@ struct RestoreActionReconciler {
         options.hooks = spec.hooks
         // A namespace's blueprint restores with the rights of whoever wrote it, as it backed up.
         let context = self.context
-        options.blueprintClient = { author in
-            guard let json = try? JSONValue(parsing: Array(author.utf8)), let user = UserInfo(json: json) else {
-                throw ControllerError("InvalidRestorePoint", "the restore point's record of a blueprint's author cannot be read")
-            }
-            return context.client(actingAs: user)
-        }
+        options.blueprintClient = { author in try context.client(actingAsRecorded: author) }
         // A namespace's users restore their namespace; the cluster, the namespace itself and who may do
         // what are the administrators'.
         options.confined = !admin

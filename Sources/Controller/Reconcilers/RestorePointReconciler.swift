@@ -71,11 +71,11 @@ struct RestorePointReconciler {
         return untilExpiry
     }
 
-    /// The snapshot ID whose data deleting `object` removes: only a restore point of the object's own
+    /// The snapshot whose data deleting `object` removes: only a restore point of the object's own
     /// namespace (a RestorePoint naming another's data lets go without touching it).
-    func deletableData(_ object: KubeObject, in repository: Repository, profile: String, namespace: KubeObject) async throws -> String? {
+    func deletableData(_ object: KubeObject, in repository: Repository, profile: String, namespace: KubeObject) async throws -> SnapshotManifest? {
         do {
-            return try await RestorePointObject.snapshot(of: object, in: repository, profile: profile, namespace: namespace).id
+            return try await RestorePointObject.snapshot(of: object, in: repository, profile: profile, namespace: namespace)
         } catch let error as ControllerError {
             if error.reason != "DataMissing" {
                 await context.events.record(object, warning: true, reason: error.reason, message: error.message)
@@ -102,7 +102,9 @@ struct RestorePointReconciler {
                         on: object)
                     return .seconds(max(1, until.timeIntervalSinceNow))
                 }
-                if let id = try await deletableData(object, in: repository, profile: profile, namespace: owner) {
+                if let snapshot = try await deletableData(object, in: repository, profile: profile, namespace: owner) {
+                    let id = snapshot.id
+                    if let wait = try await runDeleteActions(object, snapshot: snapshot, repository: repository) { return wait }
                     try await RepositoryLock.with(repository, exclusive: true,
                                                   operation: ControllerLock.operation("forget", context), wait: 60) {
                         if try await repository.listFiles(.snapshots).contains(id) {
@@ -129,6 +131,45 @@ struct RestorePointReconciler {
         var updated = object
         updated["metadata", "finalizers"] = .array(object.finalizers.filter { $0 != CairnLabel.dataFinalizer }.map { .string($0) })
         _ = try await client.update(updated)
+        return nil
+    }
+
+    /// How long until a failed delete action is tried again.
+    static let deleteRetry: Duration = .seconds(300)
+
+    /// The `delete` actions of the restore point's blueprints (`BlueprintDeletion`), before its data goes. A
+    /// failed phase keeps the restore point (condition `Deletable` false, reason `PhaseFailed`, a Warning
+    /// event) and is tried again after `deleteRetry`; the returned delay says so. Nil: go on deleting.
+    func runDeleteActions(_ object: KubeObject, snapshot: SnapshotManifest, repository: Repository) async throws -> Duration? {
+        let metadata = try await RestorePoint.metadata(snapshot, from: repository)
+        guard BlueprintDeletion.mayRun(metadata) else { return nil }
+        let namespace = object.namespace ?? ""
+        var logger = context.logger
+        logger[metadataKey: "k8s.namespace"] = "\(namespace)"
+        logger[metadataKey: "cairn.restorepoint"] = "\(object.name)"
+        let stepLogger = logger
+        let context = self.context
+        let deletion = BlueprintDeletion(repository: repository, identity: { try context.client(actingAsRecorded: $0) })
+        let outcome = try await RepositoryLock.with(repository, exclusive: false,
+                                                    operation: ControllerLock.operation("delete actions \(namespace)/\(object.name)", context),
+                                                    wait: 60) {
+            try await deletion.run(snapshot, metadata: metadata, namespace: namespace,
+                                   progress: { line in stepLogger.info("restorepoint.delete.step", metadata: ["cairn.step": "\(line)"]) })
+        }
+        for skipped in outcome.skipped {
+            await context.events.record(object, warning: true, reason: "DeleteActionSkipped", message: "blueprint \(skipped): not run")
+        }
+        if let failure = outcome.failure {
+            let message = "the blueprint delete action failed, so the restore point stays (tried again in \(Int(Self.deleteRetry.components.seconds / 60)) minutes): \(failure.message)"
+            logger.warning("restorepoint.delete.failed", metadata: ["cairn.reason": "PhaseFailed"])
+            // The condition's change is the Warning event (reason PhaseFailed).
+            try await context.setCondition(Condition("Deletable", false, reason: "PhaseFailed", message: message), on: object)
+            return Self.deleteRetry
+        }
+        if !outcome.records.isEmpty {
+            await context.events.record(object, warning: false, reason: "DeleteActionRan",
+                                        message: outcome.records.map { "\($0.blueprint) \($0.action)/\($0.phase): \($0.result)" }.joined(separator: ", "))
+        }
         return nil
     }
 }

@@ -38,6 +38,15 @@ public struct ControllerContext: Sendable {
         user.username == controllerUser ? client : client.impersonating(user)
     }
 
+    /// A client acting as a user a restore point records (their `UserInfo` as JSON: a blueprint's author,
+    /// a backup's requester).
+    func client(actingAsRecorded recorded: String) throws -> KubeClient {
+        guard let json = try? JSONValue(parsing: Array(recorded.utf8)), let user = UserInfo(json: json) else {
+            throw ControllerError("InvalidRestorePoint", "the restore point's record of whose rights a blueprint runs with cannot be read")
+        }
+        return client(actingAs: user)
+    }
+
     /// Who runs the phases of an application's own Blueprints: each its author, as the webhook recorded
     /// them. One without a record cannot run (moved to `invalid`).
     func blueprintIdentities(_ catalog: inout BlueprintCatalog) -> (clients: [String: KubeClient], authors: [String: String]) {

@@ -29,7 +29,10 @@ public struct Blueprint: Sendable, Equatable {
         case backup
         /// After the workload's objects are restored and its pods are ready: loads artifacts back.
         case restore
-        /// When a restore point that holds this workload's artifacts is deleted.
+        /// When a restore point of this workload is deleted (a RestorePoint's deletion, retention, expiry —
+        /// run by the controller before the data goes): removes what the backup kept outside the restore
+        /// point (an external backup, a bucket's object), with the artifacts on stdin (`input`). A failed
+        /// phase keeps the restore point until it succeeds (`onError: continue` does not).
         case delete
         /// Just before the volumes are read: fence (lock, flush, checkpoint).
         case beforeCapture
@@ -560,8 +563,8 @@ extension Blueprint {
                 for (i, phase) in phases.enumerated() {
                     let here = "\(field).\(action.rawValue).\(list)[\(i)]"
                     if let input = phase.input {
-                        guard action == .restore || action == .beforeStart else {
-                            throw ProtectionError(.invalidBlueprint, "only restore and beforeStart phases take an input artifact", field: "\(here).input")
+                        guard action == .restore || action == .beforeStart || action == .delete else {
+                            throw ProtectionError(.invalidBlueprint, "only restore, beforeStart and delete phases take an input artifact", field: "\(here).input")
                         }
                         guard artifacts.contains(input) else {
                             throw ProtectionError(.invalidBlueprint, "no backup phase stores an artifact named \(input)"
