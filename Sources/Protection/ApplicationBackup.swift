@@ -129,7 +129,14 @@ public struct ApplicationBackup: Sendable {
                                        invalid: options.invalidBlueprints, bindings: options.bindings,
                                        hooks: options.hooks, group: options.consistencyGroup)
         let skippedClaims = plan.skippedClaims(in: capture.objects)
-        let claims = options.volumes ? try await boundClaims(capture, warnings: &warnings).filter { !skippedClaims.contains($0.claim) } : []
+        let excluded = plan.excludedPaths(in: capture.objects)
+        var claims: [ClaimVolume] = []
+        if options.volumes {
+            for var claim in try await boundClaims(capture, warnings: &warnings) where !skippedClaims.contains(claim.claim) {
+                claim.exclude = excluded[claim.claim] ?? []
+                claims.append(claim)
+            }
+        }
         // Claims whose CSI driver can snapshot them are snapshotted together and read afterwards.
         var snapshotter = SnapshotVolumeAccess(client: volumeClient, repository: repository, moverImage: options.moverImage,
                                                operation: options.operation)

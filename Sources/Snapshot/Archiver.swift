@@ -155,7 +155,8 @@ public final class Archiver: Sendable {
     /// Stores one directory (a volume's files, read on the host) as a node called `name`, reusing the
     /// unchanged files of `previous`. The caller holds a repository lock and has loaded the index; no
     /// snapshot is written (the caller places the node in one).
-    public func archiveDirectory(_ path: String, name: String, previous: Node?) async throws
+    /// `exclude`: paths under `path` left out (`PathExclusion`).
+    public func archiveDirectory(_ path: String, name: String, previous: Node?, exclude: PathExclusion = PathExclusion([])) async throws
         -> (node: Node, summary: BackupSummary, errors: [String])
     {
         var st = stat()
@@ -163,7 +164,8 @@ public final class Archiver: Sendable {
             throw SnapshotError(.invalidArgument, "\(path) is not a directory on this machine", path: path)
         }
         let node = try await archiveDirectory(path, node: Node(name: name, stat: st), previous: previous,
-                                              slots: AsyncSemaphore(permits: 8))
+                                              slots: AsyncSemaphore(permits: 8),
+                                              excluding: exclude.isEmpty ? nil : Excluding(root: path, rule: exclude))
         var final = summary.withLock { $0 }
         final.errors = errors.withLock { $0.count }
         return (node, final, errors.withLock { $0 })
@@ -175,7 +177,17 @@ public final class Archiver: Sendable {
         summary.withLock { $0.errors += 1 }
     }
 
-    func archiveDirectory(_ path: String, node: Node, previous: Node?, slots: AsyncSemaphore) async throws -> Node {
+    /// A `PathExclusion` and the directory its paths are relative to.
+    struct Excluding: Sendable {
+        let root: String
+        let rule: PathExclusion
+
+        func excludes(_ full: String) -> Bool {
+            full.count > root.count && rule.excludes(String(full.dropFirst(root.count).drop(while: { $0 == "/" })))
+        }
+    }
+
+    func archiveDirectory(_ path: String, node: Node, previous: Node?, slots: AsyncSemaphore, excluding: Excluding? = nil) async throws -> Node {
         var node = node
         let entries: [DirectoryEntry]
         do {
@@ -194,6 +206,7 @@ public final class Archiver: Sendable {
         try await withThrowingTaskGroup(of: (Int, Node?).self) { group in
             for (i, entry) in entries.enumerated() {
                 let full = entry.path
+                if let excluding, excluding.excludes(full) { continue }
                 guard var child = entry.node else {
                     record(SnapshotError.unreadable(full, errno: entry.errno, operation: "lstat"))
                     continue
@@ -204,10 +217,12 @@ public final class Archiver: Sendable {
                     if directorySlots.tryAcquire() {
                         group.addTask { [child] in
                             defer { self.directorySlots.release() }
-                            return (i, try await self.archiveDirectory(full, node: child, previous: before, slots: slots))
+                            return (i, try await self.archiveDirectory(full, node: child, previous: before, slots: slots,
+                                                                       excluding: excluding))
                         }
                     } else {
-                        nodes[i] = try await archiveDirectory(full, node: child, previous: before, slots: slots)
+                        nodes[i] = try await archiveDirectory(full, node: child, previous: before, slots: slots,
+                                                              excluding: excluding)
                     }
                 case .file:
                     if let before, let reused = reuse(child, previous: before) {

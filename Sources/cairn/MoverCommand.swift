@@ -28,11 +28,14 @@ struct MoverCommand: AsyncParsableCommand {
 
         @Argument var directory: String
 
+        @Option(name: .long, help: "A path pattern under DIRECTORY not to send (repeatable; see PathExclusion).")
+        var exclude: [String] = []
+
         func run() async throws {
             let input = VolumeStreamReader(source: { try readChunk(STDIN_FILENO) })
             let parent = try await input.listing()
             let writer = VolumeStreamWriter(sink: { try writeAll(STDOUT_FILENO, $0) })
-            let totals = try await DirectorySender(root: directory, parent: parent).send(to: writer)
+            let totals = try await DirectorySender(root: directory, parent: parent, exclude: PathExclusion(exclude)).send(to: writer)
             FileHandle.standardError.write(Data("sent \(totals.files) files, \(totals.bytes) bytes, \(totals.warnings) warnings\n".utf8))
         }
     }

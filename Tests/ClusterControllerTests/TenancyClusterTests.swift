@@ -480,7 +480,7 @@ extension ControllerClusterTests {
                 backup:
                   phases:
                   - name: ticket
-                    exec: {command: [sh, -c, 'id=t$(date +%s%N); echo kept > /tmp/external-$id; printf %s $id']}
+                    exec: {command: [sh, -c, 'id=t$(date +%s%N)-{{ workload.pods }}; echo kept > /tmp/external-$id; printf %s $id']}
                     output: artifact
                 delete:
                   phases:
@@ -517,7 +517,8 @@ extension ControllerClusterTests {
         //    point runs the delete action with that ID, and the thing is gone.
         try await backUp("kept-\(s)")
         let external = try inWeb("ls /tmp | grep '^external-'").stdout.split(separator: "\n")
-        #expect(external.count == 1, "\(external)")
+        let web = try cluster.kubectlOK(["-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"])
+        #expect(external.count == 1 && external.first?.hasSuffix("-" + web) == true, "named after {{ workload.pods }}: \(external)")
         try cluster.kubectlOK(["-n", ns, "delete", "restorepoint", "kept-\(s)", "--wait=false"])
         try await until("the restore point to be deleted", timeout: 120) {
             try cluster.kubectl(["-n", ns, "get", "restorepoint", "kept-\(s)"]).status != 0

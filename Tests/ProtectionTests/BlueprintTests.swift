@@ -40,6 +40,7 @@ struct BlueprintTests {
         let physical = try #require(check(try String(contentsOf: Self.shipped.appendingPathComponent("postgresql-physical.yaml"), encoding: .utf8)).blueprint)
         #expect(physical.actions[.beforeCapture]?.phases.last?.session?.ready == "cairn:backup-started")
         #expect(physical.actions[.beforeStart]?.phases.map(\.input) == ["backup-mode", "wal"])
+        #expect(physical.exclude.contains("pg_wal/*") && physical.exclude.contains("postmaster.pid"))
         // A delete action reads the artifacts of the backup it cleans up after.
         #expect(check("metadata: {name: x}\nspec:\n  actions:\n    backup:\n      phases:\n      - {name: id, exec: {command: [x]}, output: artifact}\n"
                       + "    delete:\n      phases:\n      - {name: drop, task: {image: x, command: [x]}, input: id}\n")
@@ -135,6 +136,8 @@ struct BlueprintTests {
          6, "only beforeStart tasks mount claims"),
         ("spec:\n  actions:\n    backup:\n      phases:\n      - {name: a, exec: {command: [x]}, output: artifact}\n    afterCapture:\n      phases:\n      - {name: a, exec: {command: [x]}, output: artifact}\n",
          8, "already stores an artifact named a"),
+        ("spec:\n  exclude: [pg_wal/*, ../etc]\n  actions: {}\n", 2, "without empty, '.' or '..' components"),
+        ("spec:\n  volumes: skip\n  exclude: [pg_wal/*]\n  actions: {}\n", 3, "nothing can be excluded"),
         ("spec:\n  actions:\n    backup:\n      phases:\n      - {name: id, exec: {command: [x]}, output: artifact}\n      - {name: b, exec: {command: [x]}, input: id}\n",
          6, "only restore, beforeStart and delete phases take an input artifact"),
     ])

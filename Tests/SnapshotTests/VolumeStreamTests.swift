@@ -113,6 +113,34 @@ struct VolumeStreamTests {
         #expect(try await Self.listing(again.root, repo) == Self.listing(host2.node, repo))
     }
 
+    @Test("excluded paths are left out alike by the host walk and the mover: unanchored patterns at any depth, anchored ones at the root, a directory's contents without the directory")
+    func exclusion() async throws {
+        let rule = PathExclusion(["pg_wal/*", "postmaster.pid", "/top-only", "tmp*"])
+        #expect(rule.excludes("pgdata/pg_wal/000000010000000000000003"))
+        #expect(rule.excludes("pg_wal/archive_status"))
+        #expect(!rule.excludes("pgdata/pg_wal"), "the directory itself stays")
+        #expect(rule.excludes("a/b/postmaster.pid") && rule.excludes("postmaster.pid"))
+        #expect(rule.excludes("top-only") && !rule.excludes("x/top-only"))
+        #expect(rule.excludes("base/tmp123") && !rule.excludes("base/attmp"))
+        #expect(!rule.excludes("pgdata/base/1/1259") && !PathExclusion([]).excludes("anything"))
+
+        let (dir, repo) = try await Self.scratch()
+        defer { dir.remove() }
+        let volume = dir.sub("volume")
+        for path in ["pgdata/pg_wal/000001", "pgdata/pg_wal/archive_status/000001.done", "pgdata/base/1/1259", "pgdata/postmaster.pid",
+                     "top-only", "pgdata/top-only", "pgdata/tmp-a"] {
+            try FileManager.default.createDirectory(atPath: (volume + "/" + path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(path.utf8).write(to: URL(fileURLWithPath: volume + "/" + path))
+        }
+        let pieces = try await Self.stream { _ = try await DirectorySender(root: volume, exclude: rule).send(to: $0) }
+        let streamed = try await StreamArchiver(repository: repo).archive(Self.reader(pieces), name: "data")
+        let host = try await Archiver(repository: repo).archiveDirectory(volume, name: "data", previous: nil, exclude: rule)
+        try await repo.flush()
+        let kept = try await Self.listing(host.node, repo).map { String($0.split(separator: " ")[0]) }
+        #expect(kept == ["/pgdata", "/pgdata/base", "/pgdata/base/1", "/pgdata/base/1/1259", "/pgdata/pg_wal", "/pgdata/top-only"], "\(kept)")
+        #expect(try await Self.listing(streamed.root, repo) == Self.listing(host.node, repo))
+    }
+
     @Test("restored exactly, a volume loses what was made after the backup — by the mover and on the host alike; otherwise it is kept")
     func exactRestore() async throws {
         let (dir, repo) = try await Self.scratch()

@@ -61,8 +61,11 @@ public struct BlueprintRunner: Sendable {
         defer { signal.fire() }
         var values = given.merging(["namespace": namespace, "time": Timestamp.format(time)]) { _, b in b }
         if let workload {
-            let object = try await WorkloadControl(client: client, namespace: namespace).get(workload)
+            let control = WorkloadControl(client: client, namespace: namespace)
+            let object = try await control.get(workload)
             values.merge(Self.templateValues(workload, object: object)) { _, b in b }
+            let running = try await control.pods(of: object).filter { $0.deletionTimestamp == nil && Pod($0).phase == "Running" }
+            values["workload.pods"] = running.map(\.name).sorted().joined(separator: " ")
         }
         var outcome = Outcome()
         var failure: ProtectionError?
@@ -101,7 +104,7 @@ public struct BlueprintRunner: Sendable {
     /// point captured it (before it is created again).
     public static func templateValues(_ workload: WorkloadRef, object: KubeObject?) -> [String: String] {
         var values = ["workload.kind": workload.kind, "workload.name": workload.name,
-                      "workload.replicas": String(object?["spec", "replicas"]?.int ?? 1)]
+                      "workload.replicas": String(object?["spec", "replicas"]?.int ?? 1), "workload.pods": ""]
         if let object {
             values["workload.image"] = object["spec", "template", "spec", "containers"]?.array?.first?["image"]?.string
             let set = StatefulSet(object)

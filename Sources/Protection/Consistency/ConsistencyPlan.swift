@@ -111,18 +111,33 @@ public struct ConsistencyPlan: Sendable {
         claims(in: objects, where: .snapshot)
     }
 
+    /// The paths the blueprints leave out of their workloads' claims (`exclude`), by claim.
+    public func excludedPaths(in objects: [KubeObject]) -> [String: [String]] {
+        var paths: [String: [String]] = [:]
+        for entry in bound where !entry.blueprint.exclude.isEmpty {
+            for claim in claimNames(of: entry, in: objects) { paths[claim, default: []] += entry.blueprint.exclude }
+        }
+        return paths
+    }
+
     /// The claims of the workloads whose blueprint reads volumes `mode`'s way → "Kind/name (blueprint NAME)".
     func claims(in objects: [KubeObject], where mode: Blueprint.VolumeMode) -> [String: String] {
         var claims: [String: String] = [:]
         for entry in bound where entry.blueprint.volumes == mode {
-            guard let object = objects.first(where: { $0.kind == entry.workload.kind && $0.name == entry.workload.name }) else { continue }
-            let owner = "\(entry.workload) (blueprint \(entry.blueprint.name))"
-            for claim in StatefulSet(object).claimNames { claims[claim] = owner }
-            if entry.workload.kind == "StatefulSet" {
-                let replicas = max(1, Int(object["spec", "replicas"]?.int ?? 1))
-                for template in StatefulSet(object).volumeClaimTemplateNames {
-                    for i in 0..<replicas { claims["\(template)-\(object.name)-\(i)"] = owner }
-                }
+            for claim in claimNames(of: entry, in: objects) { claims[claim] = "\(entry.workload) (blueprint \(entry.blueprint.name))" }
+        }
+        return claims
+    }
+
+    /// The claims a bound workload's pods use: its volumes' claims and, for a StatefulSet, each replica's
+    /// claims from its templates.
+    func claimNames(of entry: Bound, in objects: [KubeObject]) -> [String] {
+        guard let object = objects.first(where: { $0.kind == entry.workload.kind && $0.name == entry.workload.name }) else { return [] }
+        var claims = StatefulSet(object).claimNames
+        if entry.workload.kind == "StatefulSet" {
+            let replicas = max(1, Int(object["spec", "replicas"]?.int ?? 1))
+            for template in StatefulSet(object).volumeClaimTemplateNames {
+                for i in 0..<replicas { claims.append("\(template)-\(object.name)-\(i)") }
             }
         }
         return claims

@@ -41,7 +41,8 @@ public struct MoverVolumeAccess: VolumeAccess {
         let known = earlier
         let result = try await withMover(for: volume, readOnly: true) { pod in
             try await client.exec(pod: pod, namespace: volume.namespace, container: "mover",
-                                  command: ["/usr/local/bin/cairn", "mover", "send", "/data"], stdin: true,
+                                  command: ["/usr/local/bin/cairn", "mover", "send", "/data"] + volume.exclude.flatMap { ["--exclude", $0] },
+                                  stdin: true,
                                   timeout: transferTimeout) { session in
                 let stderr = Locked([UInt8]())
                 let writer = VolumeStreamWriter(sink: { try await session.write($0) })

@@ -223,6 +223,7 @@ public struct SnapshotVolumeAccess: Sendable {
             var source = ClaimVolume(namespace: namespace, claim: taken.claim.claim, volume: nil)
             source.source = made.name
             source.tolerations = taken.claim.tolerations
+            source.exclude = taken.claim.exclude
             var (node, transfer) = try await MoverVolumeAccess(client: client, repository: repository, image: moverImage)
                 .backup(source, previous: previous)
             transfer.method = "snapshot"

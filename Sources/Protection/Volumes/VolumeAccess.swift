@@ -49,6 +49,8 @@ public struct ClaimVolume: Sendable {
     /// The claim a mover mounts when it is not `claim` itself: a temporary claim made from a snapshot of it.
     /// The data is stored under `claim`'s name either way.
     public var source: String?
+    /// Paths under the claim's root a backup leaves out (`PathExclusion`; a blueprint's `exclude`).
+    public var exclude: [String] = []
 
     public init(namespace: String, claim: String, volume: KubeObject?, node: String? = nil, tolerations: JSONValue? = nil) {
         self.namespace = namespace
@@ -126,7 +128,7 @@ public struct HostVolumeAccess: VolumeAccess {
         }
         let start = Date()
         let (node, summary, errors) = try await Archiver(repository: repository)
-            .archiveDirectory(path, name: volume.claim, previous: previous)
+            .archiveDirectory(path, name: volume.claim, previous: previous, exclude: PathExclusion(volume.exclude))
         return (node, VolumeTransfer(claim: volume.claim, method: method,
                                      files: summary.filesNew + summary.filesChanged + summary.filesUnmodified,
                                      bytes: summary.bytesTotal, bytesAdded: summary.bytesAdded,

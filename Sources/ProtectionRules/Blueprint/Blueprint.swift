@@ -9,6 +9,7 @@ import Foundation
 /// ```yaml
 /// spec:
 ///   volumes: skip                 # capture | snapshot | skip: how the workload's claims' data is read
+///   exclude: [pg_wal/*]           # paths under each claim left out of the capture (capture, snapshot)
 ///   actions:
 ///     backup:                     # backup | restore | delete | beforeCapture | afterCapture
 ///       phases:
@@ -180,6 +181,9 @@ public struct Blueprint: Sendable, Equatable {
     public var name: String
     public var description: String?
     public var volumes: VolumeMode
+    /// Paths under each of the workload's claims the volume capture leaves out (`PathExclusion`, Snapshot):
+    /// what the blueprint keeps another way or a restore does not need (PostgreSQL's `pg_wal/*`).
+    public var exclude: [String] = []
     public var actions: [ActionName: Action]
     /// The document it was read from (`spec` only): stored in restore points, so that a restore runs the
     /// blueprint the backup ran.
@@ -230,7 +234,7 @@ extension Blueprint {
         guard spec.object != nil else {
             throw ProtectionError(.invalidBlueprint, "spec must be a mapping with actions", field: isResource ? "spec" : nil)
         }
-        try Self.known(spec, ["description", "volumes", "actions"], at: prefix)
+        try Self.known(spec, ["description", "volumes", "exclude", "actions"], at: prefix)
         self.name = name
         source = spec
         description = spec["description"]?.string
@@ -239,6 +243,25 @@ extension Blueprint {
             throw ProtectionError(.invalidBlueprint, "'\(volumesText)' must be capture, snapshot or skip", field: at("volumes"))
         }
         self.volumes = volumes
+        if let list = spec["exclude"] {
+            guard let items = list.array else {
+                throw ProtectionError(.invalidBlueprint, "must be a list of path patterns", field: at("exclude"))
+            }
+            for (i, item) in items.enumerated() {
+                guard let pattern = item.string else {
+                    throw ProtectionError(.invalidBlueprint, "must be a path pattern (text)", field: at("exclude[\(i)]"))
+                }
+                let body = pattern.hasPrefix("/") ? String(pattern.dropFirst()) : pattern
+                if body.isEmpty || body.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) {
+                    throw ProtectionError(.invalidBlueprint, "'\(pattern)' must be a path under the claim's root without empty, '.' or '..' components",
+                                          field: at("exclude[\(i)]"))
+                }
+                exclude.append(pattern)
+            }
+            if !exclude.isEmpty && volumes == .skip {
+                throw ProtectionError(.invalidBlueprint, "volumes: skip copies no files, so nothing can be excluded", field: at("exclude"))
+            }
+        }
         guard let actionsJSON = spec["actions"]?.object, !actionsJSON.isEmpty else {
             throw ProtectionError(.invalidBlueprint, "at least one action is required (backup, restore, delete, beforeCapture, afterCapture, beforeStart)",
                                   field: at("actions"))

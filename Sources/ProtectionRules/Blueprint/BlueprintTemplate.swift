@@ -3,12 +3,13 @@ import Foundation
 /// The templates of blueprint phases: `{{ name }}` is replaced by a value, nothing else is evaluated (no
 /// code, no shell). Names: `namespace`, `time` (the action's start, RFC 3339 UTC), `workload.kind`,
 /// `workload.name`, `workload.replicas` (its replica count when the action started), `workload.image` (its
-/// first container's image), `workload.claim` (the first claim of its first pod: `data-db-0`), and
+/// first container's image), `workload.claim` (the first claim of its first pod: `data-db-0`),
+/// `workload.pods` (its running pods' names, sorted, separated by spaces — empty before it exists), and
 /// `phases.NAME.output` (an earlier text phase's stdout, trimmed). A value is spliced into the one
 /// argument that holds it: a command given as a list is never re-split.
 public enum BlueprintTemplate {
     static let fixed: Set<String> = ["namespace", "time", "workload.kind", "workload.name", "workload.replicas", "workload.image",
-                                     "workload.claim"]
+                                     "workload.claim", "workload.pods"]
 
     /// Checks every `{{ … }}` of `text` names a known value; `phases` are the phases that ran before.
     public static func check(_ text: String, phases: [String]) throws(ProtectionError) {
@@ -21,7 +22,7 @@ public enum BlueprintTemplate {
                 }
                 continue
             }
-            throw ProtectionError(.invalidBlueprint, "unknown template value {{ \(name) }} (known: namespace, time, workload.kind, workload.name, workload.replicas, workload.image, workload.claim, phases.NAME.output)")
+            throw ProtectionError(.invalidBlueprint, "unknown template value {{ \(name) }} (known: namespace, time, workload.kind, workload.name, workload.replicas, workload.image, workload.claim, workload.pods, phases.NAME.output)")
         }
     }
 

@@ -7,10 +7,13 @@ import Storage
 public struct DirectorySender {
     public let root: String
     public let unchanged: [String: VolumeStream.ListedFile]
+    /// Paths under `root` not sent.
+    public let exclude: PathExclusion
 
-    public init(root: String, parent: [VolumeStream.ListedFile] = []) {
+    public init(root: String, parent: [VolumeStream.ListedFile] = [], exclude: PathExclusion = PathExclusion([])) {
         self.root = root
         self.unchanged = Dictionary(parent.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        self.exclude = exclude
     }
 
     public struct Totals: Sendable {
@@ -50,6 +53,7 @@ public struct DirectorySender {
         for entry in entries {
             let full = entry.path
             let rel = relative.isEmpty ? entry.name : relative + "/" + entry.name
+            if exclude.excludes(rel) { continue }
             guard var node = entry.node else {
                 try await writer.warning(path: rel, message: SnapshotError.unreadable(full, errno: entry.errno, operation: "lstat").description)
                 totals.warnings += 1
