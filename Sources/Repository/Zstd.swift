@@ -59,4 +59,55 @@ public enum Zstd {
         guard size < UInt64.max - 1, size <= UInt64(Int32.max) else { return nil }
         return Int(size)
     }
+
+    /// Decompresses a stream of zstd frames as it arrives, piece by piece, in bounded memory (a command's
+    /// compressed stdout). Used by one task at a time.
+    public final class StreamDecoder: @unchecked Sendable {
+        private let stream: OpaquePointer
+        private var output: [UInt8]
+        /// Whether the input so far ends at the end of a frame (false: a frame was cut).
+        public private(set) var atFrameEnd = true
+
+        public init() {
+            stream = ZSTD_createDStream()!
+            ZSTD_initDStream(stream)
+            output = [UInt8](repeating: 0, count: ZSTD_DStreamOutSize())
+        }
+
+        deinit { ZSTD_freeDStream(stream) }
+
+        /// The bytes `input` decompresses to (possibly none yet).
+        public func decode(_ input: [UInt8]) throws -> [UInt8] {
+            var result: [UInt8] = []
+            var failure: Int?
+            input.withUnsafeBytes { src in
+                var inBuffer = ZSTD_inBuffer(src: src.baseAddress, size: src.count, pos: 0)
+                var full = false
+                repeat {
+                    let outputSize = output.count
+                    let (code, produced) = output.withUnsafeMutableBytes { dst -> (Int, Int) in
+                        var outBuffer = ZSTD_outBuffer(dst: dst.baseAddress, size: outputSize, pos: 0)
+                        let code = ZSTD_decompressStream(stream, &outBuffer, &inBuffer)
+                        return (code, outBuffer.pos)
+                    }
+                    if ZSTD_isError(code) != 0 {
+                        failure = code
+                        return
+                    }
+                    result += output[0..<produced]
+                    full = produced == outputSize
+                    if src.count > 0 { atFrameEnd = code == 0 }
+                } while inBuffer.pos < inBuffer.size || full
+            }
+            if let failure {
+                throw DecodeError(description: "it is not a zstd stream, or a damaged one (\(String(cString: ZSTD_getErrorName(failure))))")
+            }
+            return result
+        }
+    }
+
+    /// Input a `StreamDecoder` cannot decompress.
+    public struct DecodeError: Error, CustomStringConvertible, Sendable {
+        public let description: String
+    }
 }

@@ -194,7 +194,8 @@ struct AppBackupCommand: AsyncParsableCommand {
                     }
                     for p in m.phases ?? [] {
                         print("\(p.blueprint) \(p.action)/\(p.phase)\(p.workload.map { " (\($0))" } ?? ""): \(p.result) in \(String(format: "%.1f", p.seconds)) s"
-                              + (p.artifactBytes.map { ", artifact \(formatBytes(Int($0)))" } ?? ""))
+                              + (p.artifactBytes.map { ", artifact \(formatBytes(Int($0)))" } ?? "")
+                              + (p.artifactStreamedBytes.map { " (\(formatBytes(Int($0))) compressed in transit)" } ?? ""))
                     }
                     if let s = m.volumeSnapshots {
                         print("volume snapshots: \(s.snapshots.count) taken within \(Int(s.spreadSeconds)) s of each other, ready after "

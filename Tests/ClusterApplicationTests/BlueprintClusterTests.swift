@@ -96,6 +96,9 @@ struct BlueprintClusterTests {
         #expect(phases.count == 1 && phases[0]["phase"]?.string == "dump" && phases[0]["result"]?.string == "succeeded", "\(backup)")
         let dumped = phases.first?["artifactBytes"]?.int ?? 0
         #expect(dumped > 500_000, "the dump holds the rows: \(dumped) bytes")
+        // The image has zstd: the dump crossed the API server compressed and is stored decompressed.
+        let streamed = phases.first?["artifactStreamedBytes"]?.int ?? 0
+        #expect(streamed > 0 && streamed < dumped / 3, "compressed in transit: \(streamed) of \(dumped) bytes")
         let id = output["restorePoint"]?.string ?? ""
 
         // A second backup of unchanged data: the dump deduplicates but for the chunks around each database's

@@ -34,7 +34,7 @@ struct BlueprintTests {
         let pg = try #require(check(try String(contentsOf: Self.shipped.appendingPathComponent("postgresql-logical.yaml"), encoding: .utf8)).blueprint)
         #expect(pg.name == "postgresql-logical")
         #expect(pg.volumes == .skip)
-        #expect(pg.actions[.backup]?.phases.first?.artifact == true)
+        #expect(pg.actions[.backup]?.phases.first?.artifact == true && pg.actions[.backup]?.phases.first?.outputEncoding == .auto)
         #expect(pg.actions[.restore]?.phases.first?.input == "dump")
         #expect(pg.actions[.restore]?.phases.last?.onError == .continue)
         let physical = try #require(check(try String(contentsOf: Self.shipped.appendingPathComponent("postgresql-physical.yaml"), encoding: .utf8)).blueprint)
@@ -138,6 +138,10 @@ struct BlueprintTests {
          8, "already stores an artifact named a"),
         ("spec:\n  exclude: [pg_wal/*, ../etc]\n  actions: {}\n", 2, "without empty, '.' or '..' components"),
         ("spec:\n  volumes: skip\n  exclude: [pg_wal/*]\n  actions: {}\n", 3, "nothing can be excluded"),
+        ("spec:\n  actions:\n    backup:\n      phases:\n      - name: a\n        exec: {command: [x]}\n        outputEncoding: zstd\n",
+         7, "only an artifact (output: artifact) is decompressed"),
+        ("spec:\n  actions:\n    backup:\n      phases:\n      - name: a\n        exec: {command: [x]}\n        output: artifact\n        outputEncoding: gzip\n",
+         8, "must be zstd"),
         ("spec:\n  actions:\n    backup:\n      phases:\n      - {name: id, exec: {command: [x]}, output: artifact}\n      - {name: b, exec: {command: [x]}, input: id}\n",
          6, "only restore, beforeStart and delete phases take an input artifact"),
     ])

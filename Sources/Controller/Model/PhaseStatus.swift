@@ -13,6 +13,7 @@ extension PhaseRecord {
             if let pod = record.pod { entry["pod"] = .string(pod) }
             if let code = record.exitCode { entry["exitCode"] = .int(Int64(code)) }
             if let bytes = record.artifactBytes { entry["artifactBytes"] = .int(Int64(bytes)) }
+            if let bytes = record.artifactStreamedBytes { entry["artifactStreamedBytes"] = .int(Int64(bytes)) }
             if let message = record.message { entry["message"] = .string(String(message.prefix(2000))) }
             return entry
         })

@@ -341,7 +341,9 @@ public struct BlueprintRunner: Sendable {
         let repository = self.repository
         let artifact = phase.artifact
         let stderrLines = self.stderrLines
-        let result: ExecRun = try await client.exec(pod: pod, namespace: namespace, container: container, command: argv,
+        let result: ExecRun
+        do {
+        result = try await client.exec(pod: pod, namespace: namespace, container: container, command: argv,
                                                     stdin: input != nil, timeout: .seconds(phase.timeout)) { session in
             let tail = StderrTail(lines: stderrLines)
             if case .stderr(let marker)? = phase.point, let point { tail.watch(for: marker, point) }
@@ -364,10 +366,10 @@ public struct BlueprintRunner: Sendable {
                     while let _ = try? await group.next() {}
                 }
             } else if artifact, let repository {
-                stored = try await StreamContent.store(in: repository) {
+                stored = try await StreamContent.store(in: repository, encoding: phase.streamEncoding) {
                     while let piece = try await session.next() {
                         switch piece {
-                        case .stdout(let bytes): return .bytes(bytes)
+                        case .stdout(let bytes): return bytes
                         case .stderr(let bytes): tail.add(bytes)
                         }
                     }
@@ -383,6 +385,9 @@ public struct BlueprintRunner: Sendable {
             }
             return ExecRun(exitCode: try await session.exitCode(), text: text, stderr: tail.text, stored: stored)
         }
+        } catch let error as SnapshotError where error.code == .invalidArgument && phase.outputEncoding != .identity {
+            throw fail("its artifact: \(error.message)", error)
+        }
         record.exitCode = result.exitCode
         if let input { record.artifactBytes = input.size }
         guard result.exitCode == 0 else {
@@ -392,6 +397,7 @@ public struct BlueprintRunner: Sendable {
         }
         if let stored = result.stored {
             record.artifactBytes = stored.size
+            record.artifactStreamedBytes = stored.compressedSize
             outcome.artifacts[phase.name] = StreamContent.fileNode(named: phase.name, stored)
         }
         return String(decoding: result.text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -571,4 +577,9 @@ extension Blueprint.Step {
         case .wait(_, let condition): "wait until \(condition.rawValue)"
         }
     }
+}
+
+extension Blueprint.Phase {
+    /// How its artifact arrives (`outputEncoding`), as `StreamContent` stores it.
+    var streamEncoding: StreamContent.Encoding { StreamContent.Encoding(rawValue: outputEncoding.rawValue) ?? .identity }
 }

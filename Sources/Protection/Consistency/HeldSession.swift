@@ -52,6 +52,7 @@ public final class HeldSession: @unchecked Sendable {
         let (releaseEvents, releaseSignal) = AsyncStream<Void>.makeStream()
         let repository = runner.repository
         let artifact = phase.artifact
+        let encoding = phase.streamEncoding
         let client = runner.client
         let namespace = runner.namespace
         let marker = Array(session.ready.utf8)
@@ -117,8 +118,8 @@ public final class HeldSession: @unchecked Sendable {
                             return nil
                         }
                         if artifact, let repository {
-                            stored = try await StreamContent.store(in: repository) {
-                                try await nextStdout().map { .bytes($0) }
+                            stored = try await StreamContent.store(in: repository, encoding: encoding) {
+                                try await nextStdout()
                             }
                         } else {
                             // Nothing after the ready line is needed unless it is an artifact: drained.
@@ -222,6 +223,7 @@ public final class HeldSession: @unchecked Sendable {
         var node: Node?
         if let stored = ended.stored {
             record.artifactBytes = stored.size
+            record.artifactStreamedBytes = stored.compressedSize
             node = StreamContent.fileNode(named: phase.name, stored)
         }
         return (record, node, nil)

@@ -80,6 +80,10 @@ public struct Blueprint: Sendable, Equatable {
         case `continue`
     }
 
+    public enum OutputEncoding: String, Sendable, Equatable {
+        case identity, zstd, auto
+    }
+
     public struct Phase: Sendable, Equatable {
         public var name: String
         public var step: Step
@@ -97,6 +101,10 @@ public struct Blueprint: Sendable, Equatable {
         public var podWhere: PodProbe?
         /// An exec held open across the volume capture (`exec.session`, beforeCapture only).
         public var session: Session?
+        /// How the command writes its artifact (`outputEncoding`): `identity`; `zstd` — compressed, so that
+        /// fewer bytes cross the API server, and stored decompressed, so that it deduplicates as plain output;
+        /// `auto` — zstd when it begins with a zstd frame, else as it is.
+        public var outputEncoding = OutputEncoding.identity
     }
 
     /// A command kept running while the volumes are read — a database session that holds a lock or a
@@ -356,7 +364,7 @@ extension Blueprint {
 
     static func phase(_ json: JSONValue, field: String, hooks: Bool) throws(ProtectionError) -> Phase {
         guard json.object != nil else { throw ProtectionError(.invalidBlueprint, "a phase is a mapping", field: field) }
-        try known(json, ["name", "exec", "task", "scale", "wait", "timeout", "onError", "output", "input", "point"], at: field)
+        try known(json, ["name", "exec", "task", "scale", "wait", "timeout", "onError", "output", "outputEncoding", "input", "point"], at: field)
         guard let name = json["name"]?.string else {
             throw ProtectionError(.invalidBlueprint, "every phase needs a name", field: "\(field).name")
         }
@@ -502,6 +510,17 @@ extension Blueprint {
         if session != nil, json["input"] != nil {
             throw ProtectionError(.invalidBlueprint, "a session's stdin is its start and end", field: "\(field).input")
         }
+        var outputEncoding = OutputEncoding.identity
+        if let text = json["outputEncoding"] {
+            guard let encoding = text.string.flatMap(OutputEncoding.init(rawValue:)) else {
+                throw ProtectionError(.invalidBlueprint, "must be zstd (the command compresses its stdout), auto (zstd when it begins with a zstd frame) or identity",
+                                      field: "\(field).outputEncoding")
+            }
+            guard artifact else {
+                throw ProtectionError(.invalidBlueprint, "only an artifact (output: artifact) is decompressed", field: "\(field).outputEncoding")
+            }
+            outputEncoding = encoding
+        }
         var point: Point?
         if let body = json["point"] {
             try known(body, ["end", "stderr"], at: "\(field).point")
@@ -518,7 +537,7 @@ extension Blueprint {
             }
         }
         return Phase(name: name, step: step, timeout: timeout, onError: onError, artifact: artifact, input: json["input"]?.string,
-                     point: point, podWhere: podWhere, session: session)
+                     point: point, podWhere: podWhere, session: session, outputEncoding: outputEncoding)
     }
 
     static func command(_ body: JSONValue, field: String) throws(ProtectionError) -> [String] {

@@ -18,6 +18,8 @@ public struct PhaseRecord: Codable, Sendable, Equatable {
     public var message: String?
     /// Bytes of the artifact stored (`output: artifact`) or streamed back (`input`).
     public var artifactBytes: UInt64?
+    /// Bytes of the artifact as the command wrote them, when it compressed them (`outputEncoding`).
+    public var artifactStreamedBytes: UInt64?
 
     public init(blueprint: String, action: String, phase: String, workload: String? = nil, pod: String? = nil, result: String,
                 exitCode: Int32? = nil, seconds: Double, message: String? = nil, artifactBytes: UInt64? = nil) {
