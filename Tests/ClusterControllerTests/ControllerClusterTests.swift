@@ -413,7 +413,10 @@ struct ControllerClusterTests {
             try await until("the backup to succeed on its next run", timeout: 120) {
                 try jsonpath(ns, ["backupaction", "behind-prune"], "{.status.phase}") == "Succeeded"
             }
-            #expect(try jsonpath(ns, ["backupaction", "behind-prune"], "{.status.attempts}") == "2")
+            // At least one more run after the locked one (on a loaded machine the retry can meet the lock again
+            // before the test releases it).
+            let attempts = try jsonpath(ns, ["backupaction", "behind-prune"], "{.status.attempts}")
+            #expect((Int(attempts) ?? 0) >= 2, "attempts: \(attempts)")
             #expect(try profile.restorePointIDs(namespace: ns.name).count == 1)
         }
     }
