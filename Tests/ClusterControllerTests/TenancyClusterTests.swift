@@ -336,26 +336,7 @@ extension ControllerClusterTests {
         let ns = "hooks-\(s)"
         try cluster.kubectlOK(["create", "namespace", ns])
         defer { _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=false"]) }
-        try cluster.apply(SampleApplication.web(namespace: ns) + """
-
-            ---
-            apiVersion: rbac.authorization.k8s.io/v1
-            kind: RoleBinding
-            metadata: {name: bob-view, namespace: \(ns)}
-            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
-            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
-            ---
-            apiVersion: rbac.authorization.k8s.io/v1
-            kind: Role
-            metadata: {name: blueprint-writer, namespace: \(ns)}
-            rules: [{apiGroups: [cairn.dev], resources: [blueprints], verbs: [create, update, patch, get, list]}]
-            ---
-            apiVersion: rbac.authorization.k8s.io/v1
-            kind: RoleBinding
-            metadata: {name: bob-blueprints, namespace: \(ns)}
-            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: blueprint-writer}
-            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
-            """)
+        try cluster.apply(SampleApplication.web(namespace: ns) + "\n---\n" + Self.bobViewsAndWritesBlueprints(in: ns))
         let unbind = try await bindCairnBasic(.bob, in: ns)
         defer { unbind() }
         #expect(try cluster.kubectl(["-n", ns, "auth", "can-i", "create", "pods/exec"], as: .bob).stdout.hasPrefix("no"))
@@ -452,25 +433,8 @@ extension ControllerClusterTests {
             _ = try? cluster.kubectl(["-n", ns, "patch", "restorepoint", "bob-\(s)", "--type=merge", "-p", #"{"metadata":{"finalizers":[]}}"#])
             _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=false"])
         }
-        try cluster.apply(SampleApplication.web(namespace: ns) + """
+        try cluster.apply(SampleApplication.web(namespace: ns) + "\n---\n" + Self.bobViewsAndWritesBlueprints(in: ns) + """
 
-            ---
-            apiVersion: rbac.authorization.k8s.io/v1
-            kind: RoleBinding
-            metadata: {name: bob-view, namespace: \(ns)}
-            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
-            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
-            ---
-            apiVersion: rbac.authorization.k8s.io/v1
-            kind: Role
-            metadata: {name: blueprint-writer, namespace: \(ns)}
-            rules: [{apiGroups: [cairn.dev], resources: [blueprints], verbs: [create, update, patch, get, list]}]
-            ---
-            apiVersion: rbac.authorization.k8s.io/v1
-            kind: RoleBinding
-            metadata: {name: bob-blueprints, namespace: \(ns)}
-            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: blueprint-writer}
-            subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
             ---
             apiVersion: cairn.dev/v1alpha1
             kind: Blueprint
@@ -555,5 +519,29 @@ extension ControllerClusterTests {
         #expect(reason.contains("blueprint bobs delete/plant") && reason.contains("permission denied") && reason.contains("the restore point stays"), "\(reason)")
         #expect(try inWeb("test -e /tmp/by-bob").status != 0, "bob's delete action ran with Cairn's rights")
         #expect(try cluster.kubectl(["-n", ns, "get", "restorepoint", "bob-\(s)"]).status == 0, "the restore point stays")
+    }
+}
+
+extension ControllerClusterTests {
+    /// bob may view `ns` and write its Blueprints, nothing more (no exec, no Cairn actions without cairn-basic).
+    static func bobViewsAndWritesBlueprints(in ns: String) -> String {
+        """
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: RoleBinding
+        metadata: {name: bob-view, namespace: \(ns)}
+        roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+        subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
+        ---
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: Role
+        metadata: {name: blueprint-writer, namespace: \(ns)}
+        rules: [{apiGroups: [cairn.dev], resources: [blueprints], verbs: [create, update, patch, get, list]}]
+        ---
+        apiVersion: rbac.authorization.k8s.io/v1
+        kind: RoleBinding
+        metadata: {name: bob-blueprints, namespace: \(ns)}
+        roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: blueprint-writer}
+        subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
+        """
     }
 }
