@@ -14,6 +14,25 @@ public enum SampleApplication {
         """
     }
 
+    /// A bare pod `writer` of the database clients' image that runs `script` (sh) once and fails at its first
+    /// error — the tests' writer that must never see a write fail while a backup runs. `env`: a YAML flow list.
+    public static func writer(namespace ns: String, script: String, env: String = "[]") -> String {
+        """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: writer, namespace: \(ns)}
+        spec:
+          restartPolicy: Never
+          terminationGracePeriodSeconds: 1
+          containers:
+          - name: client
+            image: cairn.local/dbclients:1
+            imagePullPolicy: Never
+            env: \(env)
+            command: [sh, -c, '\(script)']
+        """
+    }
+
     /// The Deployment `web` (labelled `app: web`): one busybox pod, container `main`, sleeping; `env` (YAML
     /// flow list) for its container, `serviceAccount` for its pod.
     public static func web(namespace ns: String, serviceAccount: String? = nil, env: String? = nil) -> String {

@@ -398,19 +398,9 @@ extension BlueprintClusterTests {
             """)
         // The writer: each transaction adds the next ledger row and moves the counter to it; the client stops at
         // its first error (its pod then fails).
-        try cluster.apply("""
-            apiVersion: v1
-            kind: Pod
-            metadata: {name: writer, namespace: \(ns)}
-            spec:
-              restartPolicy: Never
-              terminationGracePeriodSeconds: 1
-              containers:
-              - name: client
-                image: cairn.local/dbclients:1
-                imagePullPolicy: Never
-                command: [sh, -c, 'i=50000; while :; do i=$((i+1)); echo "begin; insert into ledger values ($i, now(6)); update counter set last = $i where id = 1; commit;"; sleep 0.01; done | mariadb -h "$DB_SERVICE_HOST" -uroot -pr00t shop']
-            """)
+        try cluster.apply(SampleApplication.writer(namespace: ns, script: """
+            i=50000; while :; do i=$((i+1)); echo "begin; insert into ledger values ($i, now(6)); update counter set last = $i where id = 1; commit;"; sleep 0.01; done | mariadb -h "$DB_SERVICE_HOST" -uroot -pr00t shop
+            """))
         func counter(_ namespace: String) throws -> Int { Int(try sql(namespace, "select last from shop.counter")) ?? -1 }
         try await cluster.waitUntil("the writer to write", timeout: 120) { (try? counter(ns)) ?? 0 > 50_200 }
 

@@ -101,20 +101,9 @@ struct VolumeSnapshotClusterTests {
         #expect(try jsonpath(ns, ["pvc", "data-db-0"], "{.spec.volumeName}").hasPrefix("pvc-"), "provisioned by the CSI driver")
         _ = try sql(ns, "create table t (id bigserial primary key, v text); insert into t (v) select md5(g::text) from generate_series(1, 100000) g")
         // The writer: one session that stops at its first failed statement (its pod then fails).
-        try cluster.apply("""
-            apiVersion: v1
-            kind: Pod
-            metadata: {name: writer, namespace: \(ns)}
-            spec:
-              restartPolicy: Never
-              terminationGracePeriodSeconds: 1
-              containers:
-              - name: psql
-                image: cairn.local/dbclients:1
-                imagePullPolicy: Never
-                env: [{name: PGPASSWORD, value: s3cret}]
-                command: [sh, -c, 'while :; do echo "insert into t (v) select md5(random()::text) from generate_series(1, 500);"; sleep 0.05; done | psql -h "$DB_SERVICE_HOST" -U postgres -Xq -v ON_ERROR_STOP=1']
-            """)
+        try cluster.apply(SampleApplication.writer(namespace: ns, script: """
+            while :; do echo "insert into t (v) select md5(random()::text) from generate_series(1, 500);"; sleep 0.05; done | psql -h "$DB_SERVICE_HOST" -U postgres -Xq -v ON_ERROR_STOP=1
+            """, env: "[{name: PGPASSWORD, value: s3cret}]"))
         try await cluster.waitUntil("the writer to write", timeout: 120) {
             try jsonpath(ns, ["pod", "writer"], "{.status.phase}") == "Running" && (Int(try sql(ns, "select count(*) from t")) ?? 0) > 101_000
         }
