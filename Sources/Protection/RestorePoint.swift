@@ -17,6 +17,8 @@ import Snapshot
 /// `/restorepoints/<namespace>`, so `cairn snapshots` shows restore points next to file backups.
 public enum RestorePoint {
     public static let tag = "cairn.dev/restorepoint"
+    /// The tag naming the namespace a restore point was taken of.
+    public static func namespaceTag(_ namespace: String) -> String { "namespace=\(namespace)" }
     /// The tag key of the namespace's UID.
     public static let uidTag = "namespace-uid"
     /// The host name of every restore point's snapshot.
@@ -149,7 +151,7 @@ public enum RestorePoint {
         // groups snapshots by host and paths, and an application's restore points are one series.
         var manifest = SnapshotManifest(time: time, hostname: hostname, username: "",
                                         paths: ["/restorepoints/\(namespace)"], tree: written.tree, parent: nil,
-                                        tags: [tag, "namespace=\(namespace)"] + (namespaceUID.map { ["\(uidTag)=\($0)"] } ?? []) + tags,
+                                        tags: [tag, namespaceTag(namespace)] + (namespaceUID.map { ["\(uidTag)=\($0)"] } ?? []) + tags,
                                         program: "cairn \(CairnVersion.current)", summary: nil)
         manifest.id = try await SnapshotFiles.save(manifest, to: repository)
         return manifest

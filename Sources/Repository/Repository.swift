@@ -58,8 +58,14 @@ public final class Repository: Sendable {
 
 
     /// Creates a new repository in an empty store and returns it opened.
+    /// With `pairedWith`, the new repository takes that repository's chunker and blob-ID key (and a key of
+    /// its own for encryption): blobs then have the same IDs in both, so copies between them
+    /// (`Repository+Copy`) send only what the destination lacks.
     public static func initialize(store: any BlobStore, password: String, config: RepositoryConfig = .new(),
+                                  pairedWith source: Repository? = nil,
                                   logger: Logger = Logger(label: "cairn.repository")) async throws -> Repository {
+        var config = config
+        if let source { config.chunker = source.config.chunker }
         guard !password.isEmpty else {
             throw RepositoryError(.invalidArgument, "an empty password is not allowed")
         }
@@ -69,7 +75,8 @@ public final class Repository: Sendable {
         if try await wrapStorage({ try await store.exists(BlobHandle(.config, "format")) }) {
             throw RepositoryError(.invalidArgument, "a repository already exists here", location: store.location)
         }
-        let master = MasterKey.generate()
+        var master = MasterKey.generate()
+        if let source { master.id = source.master.id }
         let key = try KeyFile.create(master: master, password: password)
         let keyData = try JSONEncoder.sorted.encode(key)
         let keyName = BlobID.sha256(keyData).hex
@@ -321,6 +328,12 @@ public final class Repository: Sendable {
             _ = state.withLock { $0.pending.remove(id) }
             throw error
         }
+        try await place(type: type, id: id, sealed: sealed, rawLength: plaintext.count)
+        return (id, sealed.count)
+    }
+
+    /// Appends a sealed blob the caller has marked pending to the open pack, and writes the pack once full.
+    func place(type: BlobType, id: BlobID, sealed: Data, rawLength: Int) async throws {
         var full: PackBuffer?
         var placed: (pack: PackBuffer, offset: Int)?
         while true {
@@ -328,7 +341,7 @@ public final class Repository: Sendable {
             // Place only into the pack that is still open: another task may have taken it to write it.
             let appended = state.withLock { s -> Bool in
                 guard s.openPack === pack else { return false }
-                if let offset = pack.add(type: type, id: id, sealed: sealed, rawLength: plaintext.count) {
+                if let offset = pack.add(type: type, id: id, sealed: sealed, rawLength: rawLength) {
                     placed = (pack, offset)
                 }
                 if pack.size >= config.packSize {
@@ -354,7 +367,6 @@ public final class Repository: Sendable {
             }
         }
         if let full { try await writePack(full) }
-        return (id, sealed.count)
     }
 
     /// Where a unit of work (a backup) starts: `flush(since:)` then fails if a pack written after this point
@@ -492,30 +504,15 @@ public final class Repository: Sendable {
 
     /// Loads blobs that `contiguousRuns` grouped: one read for all of them, each blob verified.
     public func loadBlobs(_ ids: ArraySlice<BlobID>) async throws -> [Data] {
-        guard ids.count > 1, let first = ids.first, let (pack, start) = location(of: first),
-              let last = ids.last, let (_, end) = location(of: last)
-        else { return try await ids.asyncMap { try await loadBlob($0) } }
-        let range = Int(start.offset)..<(Int(end.offset) + Int(end.length))
-        let sealed: Data
-        do {
-            sealed = try await store.load(BlobHandle(.data, pack.hex), range: range)
-        } catch let error as StorageError where error.code == .notFound || error.code == .rangeNotSatisfiable {
-            throw RepositoryError(.missing, "pack \(pack.short) is missing or truncated; run `cairn repo check`",
-                                  location: "data/\(pack.hex)")
-        } catch let error as StorageError {
-            throw RepositoryError(error)
-        }
-        var result: [Data] = []
-        result.reserveCapacity(ids.count)
-        for id in ids {
-            guard let (p, loc) = location(of: id), p == pack else {
-                throw RepositoryError(.missing, "blob \(id.short) is not in the index; run `cairn repo check`", location: id.hex)
+        guard ids.count > 1 else { return try await ids.asyncMap { try await loadBlob($0) } }
+        return try await loadSealedRun(ids).map { blob in
+            let where_ = "blob \(blob.id.short)"
+            let plain = try Self.decode(blob.encoded, location: where_, expectedSize: blob.rawLength)
+            guard plain.count == blob.rawLength, blobID(for: plain) == blob.id else {
+                throw RepositoryError.corrupt("blob", where_, "content does not match its ID")
             }
-            let from = Int(loc.offset) - range.lowerBound
-            let piece = sealed.subdata(in: (sealed.startIndex + from)..<(sealed.startIndex + from + Int(loc.length)))
-            result.append(try decryptBlob(piece, id: id, location: loc, pack: pack))
+            return plain
         }
-        return result
     }
 
     func decryptBlob(_ sealed: Data, id: BlobID, location: BlobLocation, pack: BlobID) throws -> Data {

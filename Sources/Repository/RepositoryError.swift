@@ -16,6 +16,8 @@ public struct RepositoryError: Error, Sendable, CustomStringConvertible {
         case invalidArgument = "invalid-argument"
         case storage = "storage"
         case keyInUse = "key-in-use"
+        /// A copy between repositories that do not share blob IDs (`Repository.initialize(pairedWith:)`).
+        case notPaired = "not-paired"
     }
 
     public var code: Code

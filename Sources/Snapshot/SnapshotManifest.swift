@@ -31,12 +31,15 @@ public struct SnapshotManifest: Codable, Sendable {
     public var tags: [String]
     public var program: String
     public var summary: BackupSummary?
+    /// For a copy (`SnapshotCopier`): the snapshot it copies and the repository that holds that one.
+    public var original: String?
+    public var originalRepository: String?
 
     /// The file name (SHA-256 of the encrypted file); not stored inside.
     public var id: String = ""
 
     enum CodingKeys: String, CodingKey {
-        case version, time, hostname, username, paths, tree, parent, tags, program, summary
+        case version, time, hostname, username, paths, tree, parent, tags, program, summary, original, originalRepository
     }
 
     public init(time: Date, hostname: String, username: String, paths: [String], tree: BlobID, parent: String? = nil,

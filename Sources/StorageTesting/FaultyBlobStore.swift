@@ -11,13 +11,16 @@ public final class FaultyBlobStore: BlobStore {
         public var error: StorageError
         /// How many more matching calls fail (`nil`: all of them).
         public var remaining: Int?
+        /// How many matching calls succeed before the rule starts failing (a store that fills up midway).
+        public var after: Int
 
         public init(kinds: Set<BlobKind> = Set(BlobKind.allCases), operations: Set<Operation>,
-                    error: StorageError, remaining: Int? = nil) {
+                    error: StorageError, remaining: Int? = nil, after: Int = 0) {
             self.kinds = kinds
             self.operations = operations
             self.error = error
             self.remaining = remaining
+            self.after = after
         }
     }
 
@@ -43,6 +46,10 @@ public final class FaultyBlobStore: BlobStore {
     private func check(_ op: Operation, _ kind: BlobKind) throws {
         let failure: StorageError? = rules.withLock { rules in
             for i in rules.indices where rules[i].operations.contains(op) && rules[i].kinds.contains(kind) {
+                if rules[i].after > 0 {
+                    rules[i].after -= 1
+                    continue
+                }
                 if let left = rules[i].remaining {
                     if left <= 0 { continue }
                     rules[i].remaining = left - 1

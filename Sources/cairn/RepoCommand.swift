@@ -8,7 +8,7 @@ import Storage
 struct RepoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "repo", abstract: "Create, check and manage a repository.",
-        subcommands: [Init.self, Check.self, Key.self, Unlock.self])
+        subcommands: [Init.self, Check.self, Copy.self, Key.self, Unlock.self])
 
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a new repository.")

@@ -1,3 +1,4 @@
+import Concurrent
 import Foundation
 import Kube
 import Repository
@@ -215,8 +216,7 @@ public struct BlueprintRunner: Sendable {
     }
 
     func seconds(since start: ContinuousClock.Instant) -> Double {
-        let elapsed = ContinuousClock.now - start
-        return (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18 * 10).rounded() / 10
+        ((ContinuousClock.now - start).seconds * 10).rounded() / 10
     }
 
     func resolve(_ target: Blueprint.PodTarget, workload: WorkloadRef?) throws -> WorkloadRef {

@@ -1,3 +1,4 @@
+import Concurrent
 import Foundation
 import Kube
 import Repository
@@ -323,12 +324,11 @@ public struct ConsistencyPlan: Sendable {
         }
         var ended: [Int: Swift.Result<BlueprintRunner.Outcome, any Error>] = [:]
         var pointSeconds: [String: Double] = [:]
-        func seconds(_ d: Duration) -> Double { (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18) }
         if failure == nil {
             var points: Set<Int> = []
             func reached(_ i: Int) {
                 guard points.insert(i).inserted else { return }
-                pointSeconds[members[i].workload.description] = (seconds(clock.now - started) * 1000).rounded() / 1000
+                pointSeconds[members[i].workload.description] = ((clock.now - started).seconds * 1000).rounded() / 1000
             }
             for await event in events {
                 switch event {
@@ -391,11 +391,11 @@ public struct ConsistencyPlan: Sendable {
             }
         }
         let report = GroupReport(workloads: members.map(\.workload.description), fenceStarted: startDate,
-                                 fencedSeconds: (seconds(fencedAt - started) * 1000).rounded() / 1000,
-                                 windowSeconds: (seconds(releasedAt - started) * 1000).rounded() / 1000,
+                                 fencedSeconds: ((fencedAt - started).seconds * 1000).rounded() / 1000,
+                                 windowSeconds: ((releasedAt - started).seconds * 1000).rounded() / 1000,
                                  volumesInWindow: readVolumes, pointSeconds: pointSeconds.isEmpty ? nil : pointSeconds)
         progress(String(format: "consistency group: fences held after %.2f s, points after %.2f s, released after %.2f s",
-                        seconds(fencedAt - started), seconds(pointsAt - started), report.windowSeconds)
+                        (fencedAt - started).seconds, (pointsAt - started).seconds, report.windowSeconds)
                  + (pointSeconds.isEmpty ? "" : " (points: " + pointSeconds.sorted { $0.value < $1.value }
                      .map { String(format: "%@ %.2f s", $0.key, $0.value) }.joined(separator: ", ") + ")"))
         return (report, outcomes, failure)
