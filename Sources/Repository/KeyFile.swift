@@ -18,10 +18,42 @@ public struct KeyFile: Codable, Sendable {
     public var hostname: String
     public var username: String
     public var kdf: KDF
-    /// `BlobCipher.seal(MasterKey JSON, aad: "cairn key")` under the scrypt-derived key.
+    /// `BlobCipher.seal(MasterKey JSON, aad: "cairn key" [‖ "\n" ‖ grant JSON])` under the scrypt-derived key.
     public var data: Data
+    /// What a key made for someone else allows (a receive token's key): bound to the sealed data, so it
+    /// cannot be changed without the password.
+    public var grant: Grant?
 
-    static let aad = Data("cairn key".utf8)
+    /// The terms of a key made to be handed out (`ReceiveToken`).
+    public struct Grant: Codable, Sendable, Equatable {
+        /// `receive`: read the repository's restore points from another cluster.
+        public var purpose: String
+        public var issued: Date
+        /// After this the key is refused (and removed by the next export).
+        public var expires: Date?
+        /// The cluster (its kube-system namespace UID) the key is for, if bound to one.
+        public var audience: String?
+        /// Who the key was made for, for people listing keys.
+        public var label: String?
+
+        public init(purpose: String, issued: Date, expires: Date?, audience: String?, label: String?) {
+            // Whole seconds: the grant is bound to the key by its JSON, which must read back identically.
+            self.purpose = purpose
+            self.issued = Date(timeIntervalSince1970: issued.timeIntervalSince1970.rounded(.down))
+            self.expires = expires.map { Date(timeIntervalSince1970: $0.timeIntervalSince1970.rounded(.down)) }
+            self.audience = audience
+            self.label = label
+        }
+
+        public func isExpired(at now: Date = Date()) -> Bool { expires.map { $0 <= now } ?? false }
+    }
+
+    static let baseAAD = Data("cairn key".utf8)
+
+    static func aad(_ grant: Grant?) throws -> Data {
+        guard let grant else { return baseAAD }
+        return baseAAD + Data("\n".utf8) + (try JSONEncoder.sorted.encode(grant))
+    }
 
     /// scrypt work factor. N = 2^15, r = 8, p = 1: 32 MiB and about a tenth of a second per attempt.
     /// `CAIRN_KDF_N` lowers it for tests only (recorded per key, so such keys still open later).
@@ -42,19 +74,19 @@ public struct KeyFile: Codable, Sendable {
     }
 
     /// Wraps `master` with `password`.
-    public static func create(master: MasterKey, password: String) throws -> KeyFile {
+    public static func create(master: MasterKey, password: String, grant: Grant? = nil) throws -> KeyFile {
         let kdf = KDF(name: "scrypt", n: defaultN, r: 8, p: 1, salt: randomBytes(32))
         let key = try wrappingKey(password: password, kdf: kdf)
         let payload = try JSONEncoder().encode(master)
-        let sealed = try BlobCipher(key: key).seal(payload, aad: aad)
+        let sealed = try BlobCipher(key: key).seal(payload, aad: aad(grant))
         return KeyFile(version: 1, created: Date(), hostname: ProcessInfo.processInfo.hostName,
-                       username: ProcessInfo.processInfo.environment["USER"] ?? "", kdf: kdf, data: sealed)
+                       username: ProcessInfo.processInfo.environment["USER"] ?? "", kdf: kdf, data: sealed, grant: grant)
     }
 
     /// Unwraps the master key; nil if the password does not open this key.
     public func open(password: String) throws -> MasterKey? {
         let key = try Self.wrappingKey(password: password, kdf: kdf)
-        guard let payload = try? BlobCipher(key: key).open(data, aad: Self.aad) else { return nil }
+        guard let payload = try? BlobCipher(key: key).open(data, aad: try Self.aad(grant)) else { return nil }
         guard let master = try? JSONDecoder().decode(MasterKey.self, from: payload), master.encryption.count == 32,
               master.id.count == 32 else {
             throw RepositoryError(.corrupt, "a key file opened but its content is malformed")

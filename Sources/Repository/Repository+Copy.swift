@@ -18,7 +18,7 @@ extension Repository {
     public func requirePaired(with source: Repository) throws {
         guard isPaired(with: source) else {
             throw RepositoryError(.notPaired,
-                                  "the destination repository \(config.id.prefix(8)) was not created for copies of \(source.config.id.prefix(8)): blob IDs differ, so nothing could be deduplicated. Copy into an empty location, which is then created paired (`cairn repo init --paired-with`, or a Profile with spec.pairWith)",
+                                  "the destination repository \(config.id.prefix(8)) was not created for copies of \(source.config.id.prefix(8)): blob IDs differ, so nothing could be deduplicated. Copy into an empty location instead: the first copy creates the repository there, paired (a Profile meant for exports must not have spec.init)",
                                   location: store.location)
         }
     }

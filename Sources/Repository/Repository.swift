@@ -13,8 +13,9 @@ public final class Repository: Sendable {
     public let store: any BlobStore
     public let config: RepositoryConfig
     public let chunker: Chunker
-    /// Name of the key file the password opened.
+    /// Name of the key file the password opened, and that key's terms if it was made to be handed out.
     public let keyName: String
+    public let keyGrant: KeyFile.Grant?
     let master: MasterKey
     let cipher: BlobCipher
     let idKeyBytes: Data
@@ -40,8 +41,10 @@ public final class Repository: Sendable {
         var lastLoss: StorageError?
     }
 
-    init(store: any BlobStore, config: RepositoryConfig, master: MasterKey, keyName: String, logger: Logger) {
+    init(store: any BlobStore, config: RepositoryConfig, master: MasterKey, keyName: String, keyGrant: KeyFile.Grant? = nil,
+         logger: Logger) {
         self.store = store
+        self.keyGrant = keyGrant
         self.config = config
         self.master = master
         self.cipher = master.cipher
@@ -92,8 +95,9 @@ public final class Repository: Sendable {
         return repo
     }
 
-    /// Opens an existing repository with a password.
-    public static func open(store: any BlobStore, password: String,
+    /// Opens an existing repository with a password; with `keyName`, with that key file only (a receive
+    /// token's key: `.revoked` when it is gone).
+    public static func open(store: any BlobStore, password: String, keyName: String? = nil,
                             logger: Logger = Logger(label: "cairn.repository")) async throws -> Repository {
         let markerData: Data
         do {
@@ -120,7 +124,11 @@ public final class Repository: Sendable {
             throw RepositoryError(.corrupt, "the repository has no key files; it cannot be opened",
                                   location: store.location)
         }
-        for info in keys.sorted(by: { $0.name < $1.name }) {
+        if let keyName, !keys.contains(where: { $0.name == keyName }) {
+            throw RepositoryError(.revoked, "the key \(keyName.prefix(8)) is no longer in the repository: it was revoked",
+                                  location: store.location)
+        }
+        for info in keys.sorted(by: { $0.name < $1.name }) where keyName == nil || info.name == keyName {
             let data = try await wrapStorage { try await store.load(BlobHandle(.keys, info.name)) }
             guard let keyFile = try? JSONDecoder.iso.decode(KeyFile.self, from: data) else {
                 logger.warning("repository.key.malformed", metadata: ["cairn.key": "\(info.name)"])
@@ -137,7 +145,8 @@ public final class Repository: Sendable {
             guard config.version == marker.version else {
                 throw RepositoryError.corrupt("format marker", "format", "does not match the encrypted config")
             }
-            return Repository(store: store, config: config, master: master, keyName: info.name, logger: logger)
+            return Repository(store: store, config: config, master: master, keyName: info.name, keyGrant: keyFile.grant,
+                              logger: logger)
         }
         throw RepositoryError(.wrongPassword,
                               "wrong password: no key of this repository opens with it (tried \(keys.count))",
@@ -146,23 +155,23 @@ public final class Repository: Sendable {
 
     // MARK: - Passwords
 
-    /// Adds a key file for another password; returns its name.
-    public func addKey(password: String) async throws -> String {
+    /// Adds a key file for another password (with `grant`, a key to hand out); returns its name.
+    public func addKey(password: String, grant: KeyFile.Grant? = nil) async throws -> String {
         guard !password.isEmpty else { throw RepositoryError(.invalidArgument, "an empty password is not allowed") }
-        let data = try JSONEncoder.sorted.encode(KeyFile.create(master: master, password: password))
+        let data = try JSONEncoder.sorted.encode(KeyFile.create(master: master, password: password, grant: grant))
         let name = BlobID.sha256(data).hex
         try await Self.wrapStorage { try await store.save(BlobHandle(.keys, name), data: data) }
         return name
     }
 
     /// Lists key files (without secrets).
-    public func listKeys() async throws -> [(name: String, created: Date, hostname: String, username: String)] {
+    public func listKeys() async throws -> [(name: String, created: Date, hostname: String, username: String, grant: KeyFile.Grant?)] {
         let infos = try await Self.wrapStorage { try await store.list(.keys) }
-        var out: [(name: String, created: Date, hostname: String, username: String)] = []
+        var out: [(name: String, created: Date, hostname: String, username: String, grant: KeyFile.Grant?)] = []
         for info in infos {
             let data = try await Self.wrapStorage { try await store.load(BlobHandle(.keys, info.name)) }
             if let key = try? JSONDecoder.iso.decode(KeyFile.self, from: data) {
-                out.append((info.name, key.created, key.hostname, key.username))
+                out.append((info.name, key.created, key.hostname, key.username, key.grant))
             }
         }
         return out.sorted { $0.created < $1.created }

@@ -18,6 +18,9 @@ public struct RepositoryError: Error, Sendable, CustomStringConvertible {
         case keyInUse = "key-in-use"
         /// A copy between repositories that do not share blob IDs (`Repository.initialize(pairedWith:)`).
         case notPaired = "not-paired"
+        /// A receive token that is damaged or altered, expired, revoked, or for another cluster.
+        case tokenRejected = "token-rejected"
+        case revoked = "revoked"
     }
 
     public var code: Code
