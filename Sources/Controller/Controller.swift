@@ -233,6 +233,7 @@ public final class Controller: Sendable {
         case .restorePoint: return try await RestorePointReconciler(context: context).reconcile(key)
         case .transformSet: return try await TransformSetReconciler(context: context).reconcile(key)
         case .blueprint: return try await BlueprintReconciler(context: context).reconcile(key)
+        case .exportAction: return try await ExportActionReconciler(context: context).reconcile(key)
         }
     }
 }

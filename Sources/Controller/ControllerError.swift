@@ -42,6 +42,8 @@ public struct ControllerError: Error, CustomStringConvertible, Sendable {
             case .corrupt, .missing: reason = "RepositoryDamaged"
             case .wrongPassword: reason = "WrongPassword"
             case .notARepository, .newerFormat: reason = "RepositoryNotFound"
+            case .notPaired: reason = "DestinationNotPaired"
+            case .tokenRejected, .revoked: reason = "TokenRejected"
             case .storage:
                 switch error.storage?.code {
                 case .noSpace?: reason = "RepositoryFull"

@@ -35,8 +35,9 @@ public struct TestProfile: Sendable {
     public var path: String { "/var/lib/cairn/tests/\(name)" }
 
     /// `namespaceSelector`: which namespaces' own users may use it (YAML flow; default `{}`: all).
+    /// `exportDestination`: no `spec.init`, not waited for: the first export creates its repository.
     public init(_ cluster: LocalCluster, prefix: String = "p", immutability: String? = nil,
-                namespaceSelector: String = "{}") async throws {
+                namespaceSelector: String = "{}", exportDestination: Bool = false) async throws {
         self.cluster = cluster
         name = "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
         password = "pw-\(UUID().uuidString)"
@@ -53,9 +54,10 @@ public struct TestProfile: Sendable {
               location: {filesystem: {path: \(path)}}
               passwordSecretRef: {name: \(name)-password}
               namespaceSelector: \(namespaceSelector)
-              init: true
+              init: \(!exportDestination)
             \(immutability.map { "  immutability: \($0)" } ?? "")
             """)
+        if exportDestination { return }
         try await cluster.waitUntil("Profile \(name) to be ready", timeout: 60) {
             try cluster.kubectlOK(["-n", "cairn-system", "get", "profile", name, "-o",
                                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]) == "True"

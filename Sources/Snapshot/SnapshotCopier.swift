@@ -172,7 +172,7 @@ public struct SnapshotCopier: Sendable {
                         }
                     }
                     if let subtree = node.subtree {
-                        if node.type == .dir, let volume = Self.volume(of: nodePath), nodePath.count == 3 {
+                        if node.type == .dir, let volume = Self.volume(of: nodePath), nodePath.count == 2 {
                             walk.volumes.append(volume)
                             byVolume[volume, default: []] = byVolume[volume] ?? []
                         }
@@ -186,10 +186,9 @@ public struct SnapshotCopier: Sendable {
         return walk
     }
 
-    /// The claim a path of a restore point's tree belongs to: `/restorepoints/<namespace>/volumes/<claim>/…`
-    /// is stored as root → `<namespace>` → `volumes` → `<claim>`.
+    /// The claim a path of a restore point's tree belongs to: its root tree holds `volumes/<claim>/…`.
     static func volume(of path: [String]) -> String? {
-        guard path.count >= 3, path[1] == "volumes" else { return nil }
-        return path[2]
+        guard path.count >= 2, path[0] == "volumes" else { return nil }
+        return path[1]
     }
 }

@@ -9,6 +9,7 @@ public enum CairnKind: String, Sendable, CaseIterable, Hashable {
     case restorePoint = "RestorePoint"
     case transformSet = "TransformSet"
     case blueprint = "Blueprint"
+    case exportAction = "ExportAction"
 
     public static let group = "cairn.dev"
     public static let version = "v1alpha1"

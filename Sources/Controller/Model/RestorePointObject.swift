@@ -45,7 +45,8 @@ struct RestorePointSpec: Sendable, Equatable {
 
 /// The RestorePoint object of a restore point in a repository. Its name comes from the snapshot's
 /// `name=` tag (the BackupAction that made it), so a restore point mirrored back after its namespace
-/// was recreated gets its old name; restore points made by the CLI are named `rp-<short id>`.
+/// was recreated gets its old name; restore points made by the CLI are named `rp-<short id>`. A copy (an
+/// export's, in another Profile) adds that Profile's name: `<name>-<profile>`, beside the original.
 enum RestorePointObject {
     static func tag(_ key: String, of snapshot: SnapshotManifest) -> String? {
         snapshot.tags.first { $0.hasPrefix(key + "=") }.map { String($0.dropFirst(key.count + 1)) }
@@ -54,14 +55,16 @@ enum RestorePointObject {
     /// The snapshot tag of a hand-made restore point's expiry (RFC 3339), mirrored as `spec.expireTime`.
     static let expiresTag = "expires"
 
-    static func name(of snapshot: SnapshotManifest) -> String {
-        tag("name", of: snapshot) ?? "rp-\(snapshot.shortID)"
+    static func name(of snapshot: SnapshotManifest, profile: String) -> String {
+        guard let original = snapshot.original else { return tag("name", of: snapshot) ?? "rp-\(snapshot.shortID)" }
+        let base = tag("name", of: snapshot) ?? "rp-\(original.prefix(8))"
+        return String("\(base)-\(profile)".prefix(253))
     }
 
     static func make(for snapshot: SnapshotManifest, namespace: String, profile: String,
                      metadata: RestorePoint.Metadata? = nil) -> KubeObject {
         var object = KubeObject(apiVersion: CairnKind.apiVersion, kind: CairnKind.restorePoint.rawValue,
-                                name: name(of: snapshot), namespace: namespace)
+                                name: name(of: snapshot, profile: profile), namespace: namespace)
         var labels = [CairnLabel.profile: profile]
         if let policy = tag("policy", of: snapshot) { labels[CairnLabel.policy] = policy }
         object.labels = labels

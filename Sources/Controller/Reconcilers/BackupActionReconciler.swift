@@ -156,7 +156,7 @@ struct BackupActionReconciler {
             _ = try await context.client.create(point, as: CairnKind.restorePoint.resource, namespace: namespace)
         } catch let error as KubeError where error.code == .alreadyExists {}
         if let policy = action.labels[CairnLabel.policy] {
-            try await applyRetention(policy: policy, namespace: namespace)
+            try await applyRetention(policy: policy, namespace: namespace, profile: profile)
         }
         let volumes = metadata.volumes ?? []
         let bytes = volumes.reduce(0) { $0 + $1.bytes }
@@ -204,9 +204,10 @@ struct BackupActionReconciler {
         context.metrics.actionFinished(kind: "backup", result: "failed", seconds: seconds ?? 0)
     }
 
-    /// Deletes the policy's restore points of this application that its retention no longer keeps
-    /// (their finalizer removes the data).
-    func applyRetention(policy: String, namespace: String) async throws {
+    /// Deletes the policy's restore points of this application in `profile` that its retention no longer
+    /// keeps (their finalizer removes the data). Copies exported to another Profile follow the export's own
+    /// retention.
+    func applyRetention(policy: String, namespace: String, profile: String) async throws {
         let object: KubeObject
         do {
             object = try await context.client.get(CairnKind.policy.resource, policy, namespace: context.namespace)
@@ -217,7 +218,7 @@ struct BackupActionReconciler {
         var options = ListOptions()
         options.labelSelector = "\(CairnLabel.policy)=\(policy)"
         let points = try await context.client.listAll(CairnKind.restorePoint.resource, namespace: namespace, options: options).items
-            .filter { $0.deletionTimestamp == nil }
+            .filter { $0.deletionTimestamp == nil && RestorePointSpec($0).profile == profile }
         // The local tier: only the newest `localSnapshots.keep` restore points keep their VolumeSnapshots.
         let newestFirst = points.sorted { (RestorePointSpec($0).time ?? .distantPast) > (RestorePointSpec($1).time ?? .distantPast) }
         for point in newestFirst.dropFirst(spec.localSnapshots) {

@@ -135,6 +135,10 @@ struct ProfileReconciler {
                 context.logger.info("restorepoint.mirrored", metadata: ["k8s.namespace": "\(point.namespace)",
                                                                        "cairn.restorepoint": "\(object.name)"])
             } catch let error as KubeError where error.code == .alreadyExists {
+                // Another restore point's object holds the name (one made by hand): say so once per pass.
+                context.logger.warning("restorepoint.name.taken", metadata: ["k8s.namespace": "\(point.namespace)",
+                                                                            "cairn.restorepoint": "\(object.name)",
+                                                                            "cairn.profile": "\(profile)"])
                 continue
             }
         }

@@ -33,8 +33,9 @@ public actor RepositoryCache {
     }
 
     /// The repository of the Profile `name`, created when the location holds none yet and the Profile
-    /// asks for it (`spec.init: true`).
-    public func repository(profile name: String) async throws -> (Repository, ProfileSpec) {
+    /// asks for it (`spec.init: true`) — or, for an export's destination (`pairedWith`), paired with the
+    /// export's source.
+    public func repository(profile name: String, pairedWith source: Repository? = nil) async throws -> (Repository, ProfileSpec) {
         let profile: KubeObject
         do {
             profile = try await client.get(CairnKind.profile.resource, name, namespace: namespace)
@@ -64,7 +65,7 @@ public actor RepositoryCache {
         } catch let error as RepositoryError where error.code == .notARepository {
             // Never silently: a Profile pointed at the wrong place would start an empty repository, and the
             // restore-point sync would then drop every RestorePoint object of the Profile.
-            guard spec.initialize else {
+            guard spec.initialize || source != nil else {
                 throw ControllerError("RepositoryNotFound", "there is no repository at \(spec.location.description); set spec.init: true on Profile '\(name)' to create one there")
             }
             logger.info("repository.initialize", metadata: ["cairn.profile": "\(name)", "cairn.location": "\(spec.location.description)"])
@@ -76,7 +77,7 @@ public actor RepositoryCache {
                     throw ControllerError("RepositoryUnavailable", "cannot create the directory above \(path): \(error.localizedDescription)")
                 }
             }
-            repository = try await Repository.initialize(store: store, password: passwordText)
+            repository = try await Repository.initialize(store: store, password: passwordText, pairedWith: source)
         } catch let error as RepositoryError where error.code == .wrongPassword {
             throw ControllerError("WrongPassword", "the password in Secret \(namespace)/\(spec.passwordSecret) does not open the repository at \(spec.location.description)")
         } catch let error as RepositoryError {
