@@ -58,6 +58,14 @@ public final class LocalCluster: Sendable {
         LocalCluster(name: name)
     }
 
+    /// The machine's S3 server that every local cluster reaches (`scripts/local-cluster s3 up`): its endpoint.
+    @discardableResult
+    public static func sharedS3() throws -> String {
+        let r = try run([script, "s3", "up"])
+        guard r.status == 0 else { throw ClusterError("local-cluster s3 up failed: \(r.stderr.suffix(2000))") }
+        return "http://10.254.255.1:9000"
+    }
+
     /// Starts the cluster (`scripts/local-cluster up`).
     public func up() throws {
         let r = try Self.run([Self.script, "up", "--name", name])

@@ -267,6 +267,16 @@ struct ControllerLogicTests {
         #expect(offered.defaultExpiresAfter == TimeInterval(30 * 86_400))
         let byDefault = try ProfileSpec(profile(["location": ["filesystem": ["path": "/x"]], "passwordSecretRef": ["name": "pw"], "default": true]))
         #expect(byDefault.admits(namespaceLabels: [:]))
+        // An import Profile: a token's Secret instead of a location and password; never both, never init.
+        let imported = try ProfileSpec(profile(["import": ["tokenSecretRef": ["name": "prod-token"]], "credentialsSecretRef": creds]))
+        #expect(imported.isImport && imported.location == nil && imported.importToken == .init(secret: "prod-token", key: "token"))
+        #expect(!fs.isImport)
+        for bad: JSONValue in [["import": ["tokenSecretRef": ["name": "t"]], "location": ["filesystem": ["path": "/x"]]],
+                               ["import": ["tokenSecretRef": ["name": "t"]], "init": true],
+                               ["import": [:]]] {
+            let error = #expect(throws: ControllerError.self) { try ProfileSpec(profile(bad)) }
+            #expect(error?.reason == "InvalidSpec")
+        }
     }
 
     @Test("retention on restore points: GFS per rule, newest kept, union of rules")

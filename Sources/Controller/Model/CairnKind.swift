@@ -53,6 +53,8 @@ public enum CairnLabel {
     public static let policy = "cairn.dev/policy"
     public static let profile = "cairn.dev/profile"
     public static let action = "cairn.dev/action"
+    /// On catalog entries (RestorePoints in the controller's namespace): the namespace they were taken of.
+    public static let sourceNamespace = "cairn.dev/source-namespace"
     /// The finalizer that removes a RestorePoint's data from the repository when it is deleted.
     public static let dataFinalizer = "cairn.dev/repository-data"
 }

@@ -35,7 +35,11 @@ struct BackupActionReconciler {
         do {
             let spec = try BackupActionSpec(action)
             profile = try await context.profileName(spec.profile)
-            try await context.authorize(profile: try await context.readyProfile(profile), for: action)
+            let profileObject = try await context.readyProfile(profile)
+            if (try? ProfileSpec(profileObject))?.isImport == true {
+                throw ControllerError("ProfileReadOnly", "Profile '\(profile)' imports another cluster's exports and is read-only: back up into a Profile of this cluster")
+            }
+            try await context.authorize(profile: profileObject, for: action)
         } catch let error as ControllerError {
             if error.reason == "ProfileNotReady" {
                 try await context.transition(action, .backupAction, to: .waiting(reason: error.reason, message: error.message))

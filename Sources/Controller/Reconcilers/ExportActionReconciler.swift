@@ -119,6 +119,9 @@ struct ExportActionReconciler {
             let spec = try ExportActionSpec(action)
             let (source, _) = try await context.repositories.repository(profile: sourceProfile)
             let (destination, destinationSpec) = try await context.repositories.repository(profile: spec.destination, pairedWith: source)
+            guard let destinationLocation = destinationSpec.location, !destinationSpec.isImport else {
+                throw ControllerError("InvalidSpec", "the destination Profile '\(spec.destination)' is an import Profile (read-only): export into a Profile of this cluster's own")
+            }
             let snapshot = try await restorePoint(spec, profile: sourceProfile, in: source)
             let copier = try SnapshotCopier(source: source, destination: destination)
             let progress = ProgressWriter(context: context, kind: .exportAction, namespace: context.namespace, name: action.name)
@@ -135,7 +138,7 @@ struct ExportActionReconciler {
             var fields: [String: JSONValue] = [:]
             if let receiver = spec.receiver {
                 fields["receiveToken"] = try await receiveToken(for: action, receiver: receiver, destination: destination,
-                                                                location: destinationSpec.location)
+                                                                location: destinationLocation)
             }
             let copied = report.copied[0]
             let p = report.progress

@@ -16,6 +16,13 @@ struct ProfileReconciler {
     func reconcile(_ key: ObjectKey) async throws -> Duration? {
         guard let profile = try await context.fetch(key) else {
             await context.repositories.invalidate(profile: key.name)
+            // Its catalog entries go with it (they never own data).
+            var options = ListOptions()
+            options.labelSelector = "\(CairnLabel.profile)=\(key.name),\(CairnLabel.sourceNamespace)"
+            for entry in (try? await context.client.listAll(CairnKind.restorePoint.resource, namespace: context.namespace,
+                                                            options: options).items) ?? [] {
+                _ = try? await context.client.delete(CairnKind.restorePoint.resource, entry.name, namespace: context.namespace)
+            }
             return nil
         }
         guard key.namespace == context.namespace else {
@@ -25,8 +32,11 @@ struct ProfileReconciler {
             return nil
         }
         let repository: Repository
+        let spec: ProfileSpec
         do {
-            (repository, _) = try await context.repositories.repository(profile: key.name)
+            // An import Profile's token is checked again at every pass (it may have expired or been revoked).
+            if (try? ProfileSpec(profile))?.isImport == true { await context.repositories.invalidate(profile: key.name) }
+            (repository, spec) = try await context.repositories.repository(profile: key.name)
         } catch let error as ControllerError {
             try await context.setCondition(Condition("Ready", false, reason: error.reason, message: error.message), on: profile)
             return .seconds(30)
@@ -36,8 +46,9 @@ struct ProfileReconciler {
                                                      message: "cannot open the repository: \(error)"), on: profile)
             return .seconds(30)
         }
-        try await releaseOrphanedLocks(repository)
-        if await context.runs.takePrune(profile: key.name) {
+        // An import Profile's repository is another cluster's: never written here (no locks, no prune).
+        if !spec.isImport { try await releaseOrphanedLocks(repository) }
+        if !spec.isImport, await context.runs.takePrune(profile: key.name) {
             do {
                 try await prune(repository)
             } catch let error as RepositoryError where error.code == .locked {
@@ -45,7 +56,7 @@ struct ProfileReconciler {
                 await context.queue.add(key, after: .seconds(60))
             }
         }
-        let (count, withheld) = try await syncRestorePoints(repository, profile: key.name)
+        let (count, withheld) = try await syncRestorePoints(repository, profile: key.name, imported: spec.isImport)
         var updated = profile
         updated["status", "repositoryID"] = .string(String(repository.config.id.prefix(8)))
         updated["status", "restorePoints"] = .int(Int64(count))
@@ -58,7 +69,8 @@ struct ProfileReconciler {
             await context.events.record(profile, warning: true, reason: "RestorePointsWithheld",
                                         message: "\(entry.count) restore point(s) of an earlier namespace named \(entry.namespace) are not shown in the namespace of that name that exists now (another namespace object). To give them to it, annotate it \(RestorePointOwnership.adoptAnnotation)=\(entry.uids.joined(separator: ","))")
         }
-        Conditions.set(Condition("Ready", true, reason: "RepositoryReady", message: "the repository is open"), on: &updated)
+        let ready = spec.isImport ? "the exported repository is open with the receive token (read-only)" : "the repository is open"
+        Conditions.set(Condition("Ready", true, reason: "RepositoryReady", message: ready), on: &updated)
         if updated["status"] != profile["status"] {
             try await context.writeStatus(updated)
             if !Conditions.isReady(profile) {
@@ -103,10 +115,17 @@ struct ProfileReconciler {
         var uids: [String]
     }
 
-    /// Creates the RestorePoint objects missing for restore points in the repository (in namespaces that
-    /// exist and are not being deleted), deletes objects whose data is gone; returns how many restore
-    /// points the repository holds, and the namespaces whose name-sakes' restore points are withheld.
-    func syncRestorePoints(_ repository: Repository, profile: String) async throws -> (Int, [Withheld]) {
+    /// Creates the RestorePoint objects missing for restore points in the repository, deletes objects whose
+    /// data is gone; returns how many restore points the repository holds, and the namespaces whose
+    /// name-sakes' restore points are withheld.
+    ///
+    /// A restore point appears in the namespace it was taken of when that namespace exists (the same
+    /// namespace object, or one that adopted it: `RestorePointOwnership`); otherwise — the namespace is gone,
+    /// or is another namespace of the same name, or the restore point comes from another cluster — it
+    /// appears in the **catalog**: a RestorePoint in the controller's namespace, named `<namespace>.<name>`,
+    /// labelled `cairn.dev/source-namespace`, which administrators restore from (the namespace is created)
+    /// and whose deletion never touches the data.
+    func syncRestorePoints(_ repository: Repository, profile: String, imported: Bool = false) async throws -> (Int, [Withheld]) {
         let client = context.client
         // Objects first, then the repository: an object deleted (and its data forgotten) in between is
         // then missing from both, never mirrored back from a stale listing.
@@ -115,28 +134,37 @@ struct ProfileReconciler {
         let points = try await RestorePoint.list(in: repository)
         let namespaces = Dictionary(try await client.listAll(Namespace.resource).items.map { ($0.name, $0) },
                                     uniquingKeysWith: { a, _ in a })
-        let known = Set(objects.map { RestorePointSpec($0).id })
+        let isCatalog = { (object: KubeObject) in object.namespace == self.context.namespace && RestorePointSpec(object).sourceNamespace != nil }
+        let known = Set(objects.filter { !isCatalog($0) }.map { RestorePointSpec($0).id })
+        let knownInCatalog = Set(objects.filter(isCatalog).map { RestorePointSpec($0).id })
         var perNamespace: [String: Int] = [:]
         var withheld: [String: (count: Int, uids: Set<String>)] = [:]
+        var catalog = Set<String>()
         for point in points {
             perNamespace[point.namespace, default: 0] += 1
+            let object: KubeObject
             // Only into the namespace the restore point was taken of (or one that adopted it), never into
             // a namespace that merely has its name.
-            guard let namespace = namespaces[point.namespace], Namespace(namespace).phase == "Active" else { continue }
-            guard RestorePointOwnership.belongs(point.snapshot, to: namespace) else {
-                withheld[point.namespace, default: (0, [])].count += 1
-                if let uid = RestorePoint.namespaceUID(of: point.snapshot) { withheld[point.namespace]!.uids.insert(uid) }
-                continue
+            if let namespace = namespaces[point.namespace], RestorePointOwnership.belongs(point.snapshot, to: namespace) {
+                guard Namespace(namespace).phase == "Active", !known.contains(point.id) else { continue }
+                object = RestorePointObject.make(for: point.snapshot, namespace: point.namespace, profile: profile, imported: imported)
+            } else {
+                if namespaces[point.namespace] != nil {
+                    withheld[point.namespace, default: (0, [])].count += 1
+                    if let uid = RestorePoint.namespaceUID(of: point.snapshot) { withheld[point.namespace]!.uids.insert(uid) }
+                }
+                catalog.insert(point.id)
+                guard !knownInCatalog.contains(point.id) else { continue }
+                object = RestorePointObject.make(for: point.snapshot, namespace: context.namespace, profile: profile,
+                                                 imported: imported, catalogOf: point.namespace)
             }
-            guard !known.contains(point.id) else { continue }
-            let object = RestorePointObject.make(for: point.snapshot, namespace: point.namespace, profile: profile)
             do {
-                _ = try await client.create(object, as: CairnKind.restorePoint.resource, namespace: point.namespace)
-                context.logger.info("restorepoint.mirrored", metadata: ["k8s.namespace": "\(point.namespace)",
+                _ = try await client.create(object, as: CairnKind.restorePoint.resource, namespace: object.namespace)
+                context.logger.info("restorepoint.mirrored", metadata: ["k8s.namespace": "\(object.namespace ?? "")",
                                                                        "cairn.restorepoint": "\(object.name)"])
             } catch let error as KubeError where error.code == .alreadyExists {
                 // Another restore point's object holds the name (one made by hand): say so once per pass.
-                context.logger.warning("restorepoint.name.taken", metadata: ["k8s.namespace": "\(point.namespace)",
+                context.logger.warning("restorepoint.name.taken", metadata: ["k8s.namespace": "\(object.namespace ?? "")",
                                                                             "cairn.restorepoint": "\(object.name)",
                                                                             "cairn.profile": "\(profile)"])
                 continue
@@ -146,12 +174,14 @@ struct ProfileReconciler {
             context.metrics.restorePoints(namespace: namespace, count: count)
         }
         // Objects whose snapshot was removed outside the controller (cairn forget): gone too. Young ones
-        // are left alone — their snapshot may have been written after we listed.
+        // are left alone — their snapshot may have been written after we listed. Catalog entries of restore
+        // points that now appear in their namespace go.
         let ids = Set(points.map(\.id))
         for object in objects where object.deletionTimestamp == nil {
             let id = RestorePointSpec(object).id
-            guard !id.isEmpty, !ids.contains(id),
-                  let created = Timestamp.parse(object.creationTimestamp), Date().timeIntervalSince(created) > 120
+            let stale = isCatalog(object) ? !catalog.contains(id) : !ids.contains(id)
+            guard !id.isEmpty, stale,
+                  let created = Timestamp.parse(object.creationTimestamp), Date().timeIntervalSince(created) > 120 || isCatalog(object)
             else { continue }
             _ = try? await client.delete(CairnKind.restorePoint.resource, object.name, namespace: object.namespace)
         }

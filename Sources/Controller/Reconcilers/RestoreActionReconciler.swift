@@ -83,7 +83,7 @@ struct RestoreActionReconciler {
         } catch let error as KubeError where error.code == .forbidden {
             throw ControllerError("Forbidden", "the creator of this action may not read RestorePoint \(pointName) in namespace \(pointNamespace): \(error.message)")
         }
-        if admin && spec.targetNamespace == nil { target = pointNamespace }
+        if admin && spec.targetNamespace == nil { target = RestorePointSpec(point).sourceNamespace ?? pointNamespace }
         var transforms = spec.transforms
         if let name = spec.transformSet {
             let object: KubeObject
@@ -123,9 +123,9 @@ struct RestoreActionReconciler {
         var writing = false
         do {
             let (repository, _) = try await context.repository(forAction: profile)
-            let owner = try await context.client.get(Namespace.resource, plan.restorePoint.namespace ?? "")
+            let owner = try await context.owner(of: plan.restorePoint)
             let snapshot = try await RestorePointObject.snapshot(of: plan.restorePoint, in: repository, profile: profile,
-                                                                 namespace: owner)
+                                                                 owner: owner)
             let progress = ProgressWriter(context: context, kind: .restoreAction, namespace: action.namespace ?? "",
                                           name: action.name)
             let logger = context.logger
@@ -137,9 +137,13 @@ struct RestoreActionReconciler {
                     progress.update(["step": .string(line)])
                 }
             await progress.flush()
+            var adoption: String?
+            if case .catalog = owner, let target = plan.options.targetNamespace {
+                adoption = await adopt(snapshot, into: target, as: plan.client, action: action)
+            }
             let failures = report.failures
             try await finish(action, report: report, failed: failures == 0 ? nil : "PartlyRestored",
-                             message: failures == 0 ? nil : "\(failures) object(s), volume(s) or blueprint phase(s) failed; see status.result.failures and status.result.phases",
+                             message: failures == 0 ? adoption : "\(failures) object(s), volume(s) or blueprint phase(s) failed; see status.result.failures and status.result.phases",
                              seconds: Date().timeIntervalSince(started))
         } catch {
             if Task.isCancelled || error is CancellationError { return }
@@ -151,6 +155,28 @@ struct RestoreActionReconciler {
                                                         maxAttempts: Self.maxAttempts)) == true { return }
             try? await finish(action, report: nil, failed: failure.reason, message: failure.message,
                               seconds: Date().timeIntervalSince(started))
+        }
+    }
+
+    /// An administrator restored a catalog entry (an application of a lost or another cluster) into `target`:
+    /// that namespace now is the application, so it adopts the restore points of the namespace they were
+    /// taken of (`RestorePointOwnership`), which then appear in it. Done as the action's creator (who may
+    /// annotate the namespace, or not: then the restore stands and the message says what is missing).
+    /// Returns a message when the adoption could not be made.
+    func adopt(_ snapshot: SnapshotManifest, into target: String, as client: KubeClient, action: KubeObject) async -> String? {
+        guard let uid = RestorePoint.namespaceUID(of: snapshot) else { return nil }
+        do {
+            let namespace = try await client.get(Namespace.resource, target)
+            guard !RestorePointOwnership.uids(of: namespace).contains(uid) else { return nil }
+            let adopted = (namespace.annotations[RestorePointOwnership.adoptAnnotation].map { $0 + "," } ?? "") + uid
+            _ = try await client.patch(Namespace.resource, target, namespace: nil,
+                                       .merge(["metadata": ["annotations": [RestorePointOwnership.adoptAnnotation: .string(adopted)]]]))
+            context.logger.info("namespace.adopted", metadata: ["k8s.namespace": "\(target)", "cairn.uid": "\(uid)"])
+            return nil
+        } catch {
+            let message = "restored; but namespace \(target) could not adopt the application's restore points (\(ControllerError.classify(error, fallback: "AdoptFailed").message)): annotate it \(RestorePointOwnership.adoptAnnotation)=\(uid) to see them there"
+            await context.events.record(action, warning: true, reason: "NotAdopted", message: message)
+            return message
         }
     }
 

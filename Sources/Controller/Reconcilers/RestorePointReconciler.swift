@@ -21,7 +21,7 @@ struct RestorePointReconciler {
             guard object.finalizers.contains(CairnLabel.dataFinalizer) else { return nil }
             return try await delete(object, profile: profile, time: time)
         }
-        if !object.finalizers.contains(CairnLabel.dataFinalizer) {
+        if spec.ownsData && !object.finalizers.contains(CairnLabel.dataFinalizer) {
             var updated = object
             updated["metadata", "finalizers"] = .array((object.finalizers + [CairnLabel.dataFinalizer]).map { .string($0) })
             _ = try await client.update(updated)
@@ -47,8 +47,7 @@ struct RestorePointReconciler {
             do {
                 let (repository, _) = try await context.repositories.repository(profile: profile)
                 let snapshot = try await RestorePointObject.snapshot(
-                    of: object, in: repository, profile: profile,
-                    namespace: try await client.get(Namespace.resource, key.namespace))
+                    of: object, in: repository, profile: profile, owner: try await context.owner(of: object))
                 let metadata = try await RestorePoint.metadata(snapshot, from: repository)
                 var updated = object
                 var status = RestorePointObject.status(from: metadata)

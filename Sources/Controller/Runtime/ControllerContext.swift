@@ -295,4 +295,13 @@ extension ControllerContext {
             }
         }
     }
+
+    /// Whose restore point a RestorePoint object may name (`RestorePointObject.Owner`): a catalog entry's
+    /// source namespace, or the object's namespace.
+    func owner(of restorePoint: KubeObject) async throws -> RestorePointObject.Owner {
+        if restorePoint.namespace == namespace, let source = RestorePointSpec(restorePoint).sourceNamespace {
+            return .catalog(sourceNamespace: source)
+        }
+        return .namespace(try await client.get(Namespace.resource, restorePoint.namespace ?? ""))
+    }
 }

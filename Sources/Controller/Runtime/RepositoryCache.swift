@@ -45,7 +45,7 @@ public actor RepositoryCache {
         let spec = try ProfileSpec(profile)
         let password = try await secret(spec.passwordSecret, profile: name)
         guard let passwordBytes = password.data[spec.passwordKey], !passwordBytes.isEmpty else {
-            throw ControllerError("SecretInvalid", "Secret \(namespace)/\(spec.passwordSecret) has no key '\(spec.passwordKey)' with the repository password")
+            throw ControllerError("SecretInvalid", "Secret \(namespace)/\(spec.passwordSecret) has no key '\(spec.passwordKey)' with the \(spec.isImport ? "receive token" : "repository password")")
         }
         var fingerprint = "\(profile.generation ?? 0)/\(password.resourceVersion ?? "")"
         var credentials: Secret?
@@ -56,7 +56,15 @@ public actor RepositoryCache {
         if let entry = entries[name], entry.fingerprint == fingerprint {
             return (entry.repository, entry.spec)
         }
-        let store = try await openStore(spec.location, credentials?.data ?? [:])
+        if let token = spec.importToken {
+            let (repository, location) = try await openImport(profile: name, token: token, secret: password, credentials: credentials)
+            var opened = spec
+            opened.location = location
+            entries[name] = Entry(fingerprint: fingerprint, repository: repository, spec: opened)
+            return (repository, opened)
+        }
+        guard let location = spec.location else { throw ControllerError("InvalidLocation", "Profile '\(name)' has no location") }
+        let store = try await openStore(location, credentials?.data ?? [:])
         let passwordText = String(decoding: passwordBytes, as: UTF8.self)
             .trimmingCharacters(in: .newlines)
         let repository: Repository
@@ -66,10 +74,10 @@ public actor RepositoryCache {
             // Never silently: a Profile pointed at the wrong place would start an empty repository, and the
             // restore-point sync would then drop every RestorePoint object of the Profile.
             guard spec.initialize || source != nil else {
-                throw ControllerError("RepositoryNotFound", "there is no repository at \(spec.location.description); set spec.init: true on Profile '\(name)' to create one there")
+                throw ControllerError("RepositoryNotFound", "there is no repository at \(location.description); set spec.init: true on Profile '\(name)' to create one there")
             }
-            logger.info("repository.initialize", metadata: ["cairn.profile": "\(name)", "cairn.location": "\(spec.location.description)"])
-            if case .filesystem(let path) = spec.location {
+            logger.info("repository.initialize", metadata: ["cairn.profile": "\(name)", "cairn.location": "\(location.description)"])
+            if case .filesystem(let path) = location {
                 do {
                     try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                             withIntermediateDirectories: true)
@@ -79,12 +87,40 @@ public actor RepositoryCache {
             }
             repository = try await Repository.initialize(store: store, password: passwordText, pairedWith: source)
         } catch let error as RepositoryError where error.code == .wrongPassword {
-            throw ControllerError("WrongPassword", "the password in Secret \(namespace)/\(spec.passwordSecret) does not open the repository at \(spec.location.description)")
+            throw ControllerError("WrongPassword", "the password in Secret \(namespace)/\(spec.passwordSecret) does not open the repository at \(location.description)")
         } catch let error as RepositoryError {
-            throw ControllerError("RepositoryUnavailable", "cannot open the repository at \(spec.location.description): \(error)")
+            throw ControllerError("RepositoryUnavailable", "cannot open the repository at \(location.description): \(error)")
         }
         entries[name] = Entry(fingerprint: fingerprint, repository: repository, spec: spec)
         return (repository, spec)
+    }
+
+    /// An import Profile's repository: the location and key its receive token names, opened only if the
+    /// token is intact, unexpired, not revoked and for this cluster.
+    func openImport(profile name: String, token ref: ProfileSpec.SecretKeyRef, secret: Secret,
+                    credentials: Secret?) async throws -> (Repository, ProfileSpec.Location) {
+        let text = String(decoding: secret.data[ref.key] ?? [], as: UTF8.self)
+        do {
+            let token = try ReceiveToken.decode(text)
+            let location = try ProfileSpec.location(token.location)
+            let store = try await openStore(location, credentials?.data ?? [:])
+            let repository = try await token.open(store: store, clusterID: try await clusterID())
+            return (repository, location)
+        } catch let error as RepositoryError where error.code == .tokenRejected {
+            throw ControllerError("TokenRejected", "the receive token in Secret \(namespace)/\(ref.secret) (key \(ref.key)) is refused: \(error.message)")
+        } catch let error as RepositoryError {
+            throw ControllerError("RepositoryUnavailable", "cannot open the repository of the receive token in Secret \(namespace)/\(ref.secret): \(error)")
+        }
+    }
+
+    var knownClusterID: String?
+
+    /// This cluster's identity: the UID of its kube-system namespace.
+    func clusterID() async throws -> String {
+        if let knownClusterID { return knownClusterID }
+        let uid = try await client.get(Namespace.resource, "kube-system").uid ?? ""
+        knownClusterID = uid
+        return uid
     }
 
     /// Forgets an open repository (after an error that may mean it changed underneath).
