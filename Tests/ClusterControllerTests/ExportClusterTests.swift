@@ -130,4 +130,60 @@ extension ControllerClusterTests {
             try await exportRefusedUnpaired(source: source, namespace: ns.name)
         }
     }
+
+    @Test("a Policy with export copies every backup to its export Profile, keeps the export's own retention there and one receive token")
+    func policyExport() async throws {
+        let source = try await TestProfile(cluster, prefix: "psrc")
+        defer { source.remove() }
+        let destination = try await TestProfile(cluster, prefix: "pdst", exportDestination: true)
+        defer { destination.remove() }
+        try await cluster.withNamespace("pexport") { ns in
+            try ns.kubectlOK(["create", "configmap", "settings", "--from-literal=color=teal"])
+            let policy = "\(source.name)-dr"
+            try cluster.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: Policy
+                metadata: {name: \(policy), namespace: cairn-system}
+                spec:
+                  profile: \(source.name)
+                  selector: {namespaces: [\(ns.name)]}
+                  schedule: "*/10 * * * * *"
+                  retention: {last: 3}
+                  export:
+                    profile: \(destination.name)
+                    retention: {last: 1}
+                    receiver: {expiresAfter: 1h}
+                """)
+            defer {
+                _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "policy", policy])
+                _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "exportactions", "-l", "cairn.dev/policy=\(policy)"])
+            }
+            try await until("three exports to succeed", timeout: 180) {
+                let phases = try jsonpath(nil, ["-n", "cairn-system", "exportactions", "-l", "cairn.dev/policy=\(policy)"], "{.items[*].status.phase}")
+                return phases.split(separator: " ").filter { $0 == "Succeeded" }.count >= 3
+            }
+            try cluster.kubectlOK(["-n", "cairn-system", "patch", "policy", policy, "--type", "merge", "-p", #"{"spec":{"paused":true}}"#])
+            try await until("running actions to finish", timeout: 120) {
+                let backups = try jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ")
+                let exports = try jsonpath(nil, ["-n", "cairn-system", "exportactions", "-l", "cairn.dev/policy=\(policy)"], "{.items[*].status.phase}")
+                    .split(separator: " ")
+                return (backups + exports).allSatisfy { $0 == "Succeeded" || $0 == "Failed" }
+            }
+            // Each export names its policy's restore point; the export retention keeps one copy there.
+            let exports = try names(ns, "restorepoints", selector: "cairn.dev/profile=\(source.name)")
+            #expect(!exports.isEmpty && exports.count <= 3)
+            try await until("the export retention to leave one copy", timeout: 90) {
+                try names(ns, "restorepoints", selector: "cairn.dev/profile=\(destination.name)").count == 1
+                    && destination.restorePointIDs(namespace: ns.name).count == 1
+            }
+            #expect(try source.restorePointIDs(namespace: ns.name).count >= 2, "the source keeps its own retention")
+            // One token for the policy, issued once: one receive key in the destination.
+            let secret = "\(policy)-receive-token"
+            #expect(!(try jsonpath(nil, ["-n", "cairn-system", "secret", secret], "{.data.token}")).isEmpty)
+            let keys = try destination.cairn(["repo", "key", "list", "--json"])
+            #expect(keys.status == 0, "\(keys.stderr)")
+            let rows = (try JSONSerialization.jsonObject(with: Data(keys.stdout.utf8)) as? [[String: Any]]) ?? []
+            #expect(rows.count == 2, "the Profile's key and one receive key: \(keys.stdout)")
+        }
+    }
 }

@@ -42,16 +42,7 @@ public struct PolicySpec: Sendable {
         } catch {
             throw ControllerError(error.reason, "spec.schedule '\(expression)': \(error.message)")
         }
-        let r = spec["retention"] ?? .emptyObject
-        func count(_ key: String) throws(ControllerError) -> Int {
-            guard let value = r[key] else { return 0 }
-            guard let n = value.int, n >= 0 else {
-                throw ControllerError("InvalidRetention", "spec.retention.\(key) must be a count of 0 or more")
-            }
-            return Int(n)
-        }
-        retention = ForgetPolicy(last: try count("last"), hourly: try count("hourly"), daily: try count("daily"),
-                                 weekly: try count("weekly"), monthly: try count("monthly"), yearly: try count("yearly"))
+        retention = try Self.retention(spec["retention"] ?? .emptyObject, field: "spec.retention")
         quiesce = spec["quiesce"]?.string ?? "none"
         volumes = spec["volumes"]?.bool ?? true
         paused = spec["paused"]?.bool ?? false
@@ -61,6 +52,39 @@ public struct PolicySpec: Sendable {
         }
         localSnapshots = Int(kept)
         consistency = try ConsistencySpec(spec)
+        if let export = spec["export"] {
+            guard let destination = export["profile"]?.string, !destination.isEmpty else {
+                throw ControllerError("InvalidSpec", "spec.export.profile is required: the Profile every restore point is copied to")
+            }
+            guard destination != profile else {
+                throw ControllerError("InvalidSpec", "spec.export.profile is the Profile the policy backs up into: export into another")
+            }
+            self.export = Export(profile: destination,
+                                 retention: try Self.retention(export["retention"] ?? .emptyObject, field: "spec.export.retention"),
+                                 receiver: try ExportActionSpec.Receiver(export["receiver"], field: "spec.export.receiver"))
+        }
+    }
+
+    /// `spec.export`: after every backup, the restore point is copied to another Profile (an ExportAction),
+    /// where the export's own retention keeps it.
+    public struct Export: Sendable {
+        public var profile: String
+        public var retention: ForgetPolicy
+        var receiver: ExportActionSpec.Receiver?
+    }
+    public var export: Export?
+
+    /// A GFS retention (`last`, `hourly`, … counts).
+    static func retention(_ r: JSONValue, field: String) throws(ControllerError) -> ForgetPolicy {
+        func count(_ key: String) throws(ControllerError) -> Int {
+            guard let value = r[key] else { return 0 }
+            guard let n = value.int, n >= 0 else {
+                throw ControllerError("InvalidRetention", "\(field).\(key) must be a count of 0 or more")
+            }
+            return Int(n)
+        }
+        return ForgetPolicy(last: try count("last"), hourly: try count("hourly"), daily: try count("daily"),
+                            weekly: try count("weekly"), monthly: try count("monthly"), yearly: try count("yearly"))
     }
 }
 

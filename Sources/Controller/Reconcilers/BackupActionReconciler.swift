@@ -195,6 +195,7 @@ struct BackupActionReconciler {
         context.metrics.lastSuccessfulBackup(namespace: namespace, policy: action.labels[CairnLabel.policy] ?? "",
                                              time: snapshot.time)
         if let policy = action.labels[CairnLabel.policy] {
+            try? await export(point: point, policy: policy, namespace: namespace, profile: profile, action: action)
             try? await trimActionHistory(policy: policy, namespace: namespace)
             await context.queue.add(ObjectKey(.policy, context.namespace, policy))
         }
@@ -243,6 +244,23 @@ struct BackupActionReconciler {
                                                               "cairn.policy": "\(policy)"])
             _ = try? await context.client.delete(CairnKind.restorePoint.resource, point.name, namespace: namespace)
         }
+    }
+
+    /// A policy with `spec.export`: the restore point just written is copied to the export Profile by an
+    /// ExportAction (administrators', in the controller's namespace), named `<namespace>.<backup action>`.
+    func export(point: KubeObject, policy name: String, namespace: String, profile: String, action: KubeObject) async throws {
+        guard let object = try? await context.client.get(CairnKind.policy.resource, name, namespace: context.namespace),
+              let export = (try? PolicySpec(object))?.export else { return }
+        var exportAction = KubeObject(apiVersion: CairnKind.apiVersion, kind: CairnKind.exportAction.rawValue,
+                                      name: String("\(namespace).\(action.name)".prefix(253)), namespace: context.namespace)
+        exportAction.labels = [CairnLabel.policy: name, CairnLabel.sourceNamespace: namespace]
+        var spec: JSONValue = ["profile": .string(profile), "destination": .string(export.profile), "namespace": .string(namespace),
+                               "restorePoint": .string(point.name)]
+        if let receiver = export.receiver { spec["receiver"] = receiver.json }
+        exportAction["spec"] = spec
+        do {
+            _ = try await context.client.create(exportAction, as: CairnKind.exportAction.resource, namespace: context.namespace)
+        } catch let error as KubeError where error.code == .alreadyExists {}
     }
 
     /// Finished BackupActions a policy created are records, not restore points: the newest

@@ -22,6 +22,25 @@ struct ExportActionSpec: Sendable, Equatable {
         /// The receiving cluster's kube-system namespace UID: the token is refused anywhere else.
         var clusterID: String?
         var expiresAfter: TimeInterval
+
+        init?(_ json: JSONValue?, field: String) throws(ControllerError) {
+            guard let json else { return nil }
+            var expires: TimeInterval = 30 * 86_400
+            if let text = json["expiresAfter"]?.string {
+                guard let period = ProfileSpec.period(text) else {
+                    throw ControllerError("InvalidSpec", "\(field).expiresAfter '\(text)' is not a period such as 12h or 30d")
+                }
+                expires = period
+            }
+            clusterID = json["clusterID"]?.string
+            expiresAfter = expires
+        }
+
+        var json: JSONValue {
+            var value: JSONValue = ["expiresAfter": .string("\(Int(expiresAfter))s")]
+            if let clusterID { value["clusterID"] = .string(clusterID) }
+            return value
+        }
     }
 
     init(_ action: KubeObject) throws(ControllerError) {
@@ -36,16 +55,7 @@ struct ExportActionSpec: Sendable, Equatable {
         }
         self.namespace = namespace
         restorePoint = spec["restorePoint"]?.string
-        if let receiver = spec["receiver"] {
-            var expires: TimeInterval = 30 * 86_400
-            if let text = receiver["expiresAfter"]?.string {
-                guard let period = ProfileSpec.period(text) else {
-                    throw ControllerError("InvalidSpec", "spec.receiver.expiresAfter '\(text)' is not a period such as 12h or 30d")
-                }
-                expires = period
-            }
-            self.receiver = Receiver(clusterID: receiver["clusterID"]?.string, expiresAfter: expires)
-        }
+        receiver = try Receiver(spec["receiver"], field: "spec.receiver")
     }
 }
 
@@ -152,8 +162,18 @@ struct ExportActionReconciler {
                 : "restore point \(snapshot.id.prefix(8)) of \(spec.namespace) copied to Profile '\(spec.destination)' as \(copied.copy.prefix(8)): \(p.transferredBytes) bytes sent of \(p.totalBytes)"
             try await context.transition(action, .exportAction, to: .succeeded(message: text, fields: fields))
             context.metrics.actionFinished(kind: "export", result: "succeeded", seconds: Date().timeIntervalSince(started))
-            // The destination's RestorePoint objects appear with its next sync.
+            // The copy's RestorePoint object now (in its namespace, if that still owns it), so that a policy's
+            // retention sees it; the destination Profile's sync does the rest.
+            if let namespace = try? await context.client.get(Namespace.resource, spec.namespace),
+               let copy = try? await SnapshotFiles.load(copied.copy, from: destination),
+               RestorePointOwnership.belongs(copy, to: namespace) {
+                let object = RestorePointObject.make(for: copy, namespace: spec.namespace, profile: spec.destination)
+                _ = try? await context.client.create(object, as: CairnKind.restorePoint.resource, namespace: spec.namespace)
+            }
             await context.queue.add(ObjectKey(.profile, context.namespace, spec.destination), after: .seconds(1))
+            if let policy = action.labels[CairnLabel.policy] {
+                try? await applyRetention(policy: policy, spec: spec)
+            }
         } catch {
             if Task.isCancelled || error is CancellationError {
                 logger.info("export.interrupted")
@@ -189,35 +209,81 @@ struct ExportActionReconciler {
         return newest.snapshot
     }
 
-    /// The Secret `<action>-receive-token` (owned by the action) with a token for the destination; issued
-    /// once. Returns what the status shows of it: never the token.
+    /// The Secret with a receive token for the destination: `<policy>-receive-token` (owned by the Policy) for a
+    /// policy's exports, `<action>-receive-token` (owned by the action) otherwise. Issued once and kept while its
+    /// key is in the destination and unexpired; issued anew (the Secret updated) when it was revoked or expired.
+    /// Returns what the status shows of it: never the token.
     func receiveToken(for action: KubeObject, receiver: ExportActionSpec.Receiver, destination: Repository,
                       location: ProfileSpec.Location) async throws -> JSONValue {
-        let name = "\(action.name)-receive-token"
-        if let existing = try? await context.client.get(Secret.resource, name, namespace: context.namespace),
-           let status = action["status", "receiveToken"], existing.uid != nil {
-            return status
+        let policy = action.labels[CairnLabel.policy]
+        let name = "\(policy ?? action.name)-receive-token"
+        let keyAnnotation = "cairn.dev/receive-key", expiresAnnotation = "cairn.dev/receive-expires"
+        func status(key: String, expires: String) -> JSONValue {
+            var value: JSONValue = ["secret": .string(name), "key": .string(String(key.prefix(8))), "expires": .string(expires)]
+            if let cluster = receiver.clusterID { value["clusterID"] = .string(cluster) }
+            return value
+        }
+        let existing = try? await context.client.get(Secret.resource, name, namespace: context.namespace)
+        if let existing, let key = existing.annotations[keyAnnotation], let expires = existing.annotations[expiresAnnotation],
+           let keys = try? await destination.listKeys(),
+           let live = keys.first(where: { $0.name == key }), live.grant?.isExpired() == false,
+           live.grant?.audience == receiver.clusterID {
+            return status(key: key, expires: expires)
         }
         let issuer = try? await context.client.get(Namespace.resource, "kube-system").uid
         let token = try await ReceiveToken.issue(for: destination, location: location.receiveLocation,
                                                  expires: Date().addingTimeInterval(receiver.expiresAfter),
-                                                 audience: receiver.clusterID, label: "ExportAction \(action.name)",
+                                                 audience: receiver.clusterID, label: policy.map { "Policy \($0)" } ?? "ExportAction \(action.name)",
                                                  issuer: issuer)
+        let expires = Timestamp.format(token.grant.expires ?? Date())
+        var owner: (kind: CairnKind, name: String, uid: String) = (.exportAction, action.name, action.uid ?? "")
+        if let policy, let object = try? await context.client.get(CairnKind.policy.resource, policy, namespace: context.namespace) {
+            owner = (.policy, policy, object.uid ?? "")
+        }
         var secret = Secret(KubeObject(apiVersion: "v1", kind: "Secret", name: name, namespace: context.namespace))
         secret.type = "Opaque"
         secret.data = ["token": Array(try token.encoded().utf8)]
-        secret.object.labels = [CairnLabel.action: action.name]
-        secret.object["metadata", "ownerReferences"] = [["apiVersion": .string(CairnKind.apiVersion), "kind": .string(CairnKind.exportAction.rawValue),
-                                                         "name": .string(action.name), "uid": .string(action.uid ?? "")]]
+        secret.object.labels = policy.map { [CairnLabel.policy: $0] } ?? [CairnLabel.action: action.name]
+        secret.object["metadata", "annotations"] = [keyAnnotation: .string(token.key), expiresAnnotation: .string(expires)]
+        secret.object["metadata", "ownerReferences"] = [["apiVersion": .string(CairnKind.apiVersion), "kind": .string(owner.kind.rawValue),
+                                                         "name": .string(owner.name), "uid": .string(owner.uid)]]
         do {
             _ = try await context.client.create(secret.object, as: Secret.resource, namespace: context.namespace)
         } catch let error as KubeError where error.code == .alreadyExists {
             _ = try await context.client.update(secret.object)
         }
-        var status: JSONValue = ["secret": .string(name), "key": .string(String(token.key.prefix(8))),
-                                 "expires": .string(Timestamp.format(token.grant.expires ?? Date()))]
-        if let cluster = receiver.clusterID { status["clusterID"] = .string(cluster) }
-        return status
+        await context.events.record(action, reason: "ReceiveTokenIssued",
+                                    message: "a receive token for the destination repository is in Secret \(name) (key \(token.key.prefix(8)), expires \(expires))")
+        return status(key: token.key, expires: expires)
+    }
+
+    /// A policy's export retention over the copies in the destination (their RestorePoint objects, whose
+    /// finalizer removes the data there); then the policy's older ExportActions, as for its BackupActions.
+    func applyRetention(policy name: String, spec: ExportActionSpec) async throws {
+        guard let object = try? await context.client.get(CairnKind.policy.resource, name, namespace: context.namespace),
+              let policy = try? PolicySpec(object), let export = policy.export, export.profile == spec.destination else { return }
+        if !export.retention.isEmpty {
+            var options = ListOptions()
+            options.labelSelector = "\(CairnLabel.policy)=\(name),\(CairnLabel.profile)=\(spec.destination)"
+            let copies = try await context.client.listAll(CairnKind.restorePoint.resource, namespace: spec.namespace, options: options).items
+                .filter { $0.deletionTimestamp == nil }
+            var calendar = Calendar(identifier: .iso8601)
+            calendar.timeZone = policy.schedule.timeZone
+            for (copy, reasons) in export.retention.keep(copies, time: { RestorePointSpec($0).time ?? .distantPast }, id: \.name,
+                                                           calendar: calendar) where reasons.isEmpty {
+                context.logger.info("retention.export.delete", metadata: ["k8s.namespace": "\(spec.namespace)", "cairn.restorepoint": "\(copy.name)",
+                                                                         "cairn.policy": "\(name)"])
+                _ = try? await context.client.delete(CairnKind.restorePoint.resource, copy.name, namespace: spec.namespace)
+            }
+        }
+        var options = ListOptions()
+        options.labelSelector = "\(CairnLabel.policy)=\(name)"
+        let finished = try await context.client.listAll(CairnKind.exportAction.resource, namespace: context.namespace, options: options).items
+            .filter { $0.phase.isFinished }
+            .sorted { ($0.creationTimestamp ?? "", $0.name) > ($1.creationTimestamp ?? "", $1.name) }
+        for old in finished.dropFirst(BackupActionReconciler.actionHistory) {
+            _ = try? await context.client.delete(CairnKind.exportAction.resource, old.name, namespace: context.namespace)
+        }
     }
 
     func fail(_ action: KubeObject, _ error: ControllerError) async throws {
