@@ -14,7 +14,7 @@ enum S3Fixture {
         S3Credentials(accessKeyID: moto.accessKeyID, secretAccessKey: moto.secretAccessKey)
     }
 
-    static func options(multipart: Bool = true) -> S3BlobStore.Options {
+    static func options(multipart: Bool = true, retryBudget: Duration = .seconds(180)) -> S3BlobStore.Options {
         var options = S3BlobStore.Options()
         // Small parts so the conformance suite's 11 MiB object goes up in three parts (5 MiB is S3's minimum).
         options.multipartThreshold = 6 << 20
@@ -22,17 +22,18 @@ enum S3Fixture {
         options.listPageSize = 100
         // Through the fault relay, on a loaded 2-core machine running the cluster suites beside this one, a
         // single request was once seen taking ~100 s before its connection closed: leave room to retry it.
-        options.retryBudget = .seconds(180)
+        options.retryBudget = retryBudget
         return options
     }
 
     static func store(bucket: String, prefix: String = "repo", endpoint: String? = nil, protection: TimeInterval? = nil,
                       credentials: S3Credentials? = nil, region: String = "us-east-1", caFile: String? = nil,
-                      moto: MotoServer? = nil) async throws -> S3BlobStore {
+                      moto: MotoServer? = nil, retryBudget: Duration = .seconds(180)) async throws -> S3BlobStore {
         let moto = try moto ?? MotoServer.shared()
         let location = try S3Location(url: "s3://\(bucket)/\(prefix)", endpoint: endpoint ?? moto.endpoint, region: region,
                                       caFile: caFile, protectionPeriod: protection, environment: [:])
-        return try await S3BlobStore.open(location, credentials: credentials ?? Self.credentials(moto), options: options())
+        return try await S3BlobStore.open(location, credentials: credentials ?? Self.credentials(moto),
+                                          options: options(retryBudget: retryBudget))
     }
 }
 
