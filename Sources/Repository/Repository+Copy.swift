@@ -94,15 +94,7 @@ extension Repository {
                                   location: store.location)
         }
         let range = Int(start.offset)..<(Int(end.offset) + Int(end.length))
-        let sealed: Data
-        do {
-            sealed = try await store.load(BlobHandle(.data, pack.hex), range: range)
-        } catch let error as StorageError where error.code == .notFound || error.code == .rangeNotSatisfiable {
-            throw RepositoryError(.missing, "pack \(pack.short) is missing or truncated; run `cairn repo check`",
-                                  location: "data/\(pack.hex)")
-        } catch let error as StorageError {
-            throw RepositoryError(error)
-        }
+        let sealed = try await loadPackRange(pack, range, holding: "\(ids.count) blobs")
         var result: [OpenedBlob] = []
         result.reserveCapacity(ids.count)
         for id in ids {

@@ -476,16 +476,20 @@ public final class Repository: Sendable {
                                   location: id.hex)
         }
         let range = Int(location.offset)..<(Int(location.offset) + Int(location.length))
-        let sealed: Data
+        let sealed = try await loadPackRange(pack, range, holding: "blob \(id.short)")
+        return try decryptBlob(sealed, id: id, location: location, pack: pack)
+    }
+
+    /// One ranged read of a pack; a pack that is gone or shorter than the index says is `.missing`.
+    func loadPackRange(_ pack: BlobID, _ range: Range<Int>, holding what: String) async throws -> Data {
         do {
-            sealed = try await store.load(BlobHandle(.data, pack.hex), range: range)
+            return try await store.load(BlobHandle(.data, pack.hex), range: range)
         } catch let error as StorageError where error.code == .notFound || error.code == .rangeNotSatisfiable {
-            throw RepositoryError(.missing, "pack \(pack.short) holding blob \(id.short) is missing or truncated; run `cairn repo check`",
+            throw RepositoryError(.missing, "pack \(pack.short) holding \(what) is missing or truncated; run `cairn repo check`",
                                   location: "data/\(pack.hex)")
         } catch let error as StorageError {
             throw RepositoryError(error)
         }
-        return try decryptBlob(sealed, id: id, location: location, pack: pack)
     }
 
     /// Splits `ids` (in order) into runs stored back to back in one pack, each at most `maxBytes`: a run
