@@ -109,7 +109,7 @@ struct SecondClusterDisasterRecoveryTests {
             tampered[good.count / 2] = tampered[good.count / 2] == "x" ? "y" : "x"
 
             // The second cluster: an import Profile per token.
-            func importProfile(_ name: String, token: String) throws {
+            func importProfile(_ name: String, token: String, insecure: Bool = true) throws {
                 try second.apply("""
                     apiVersion: v1
                     kind: Secret
@@ -120,7 +120,7 @@ struct SecondClusterDisasterRecoveryTests {
                     kind: Profile
                     metadata: {name: \(name), namespace: cairn-system}
                     spec:
-                      import: {tokenSecretRef: {name: \(name)-token}}
+                      import: {tokenSecretRef: {name: \(name)-token}, insecure: \(insecure)}
                       credentialsSecretRef: {name: dr-s3-credentials}
                     """)
             }
@@ -131,17 +131,19 @@ struct SecondClusterDisasterRecoveryTests {
             try importProfile("from-first", token: good)
             try importProfile("wrong-cluster", token: wrongCluster)
             try importProfile("tampered", token: String(tampered))
+            try importProfile("plain-http", token: good, insecure: false)
             do {
                 try await until("the import Profiles to be looked at", timeout: 120) {
                     try readiness("from-first").0 == "RepositoryReady" && readiness("wrong-cluster").0 == "TokenRejected"
-                        && readiness("tampered").0 == "TokenRejected"
+                        && readiness("tampered").0 == "TokenRejected" && readiness("plain-http").0 == "InsecureEndpoint"
                 }
             } catch {
-                for name in ["from-first", "wrong-cluster", "tampered"] { print("profile \(name): \((try? readiness(name)) ?? ("?", "?"))") }
+                for name in ["from-first", "wrong-cluster", "tampered", "plain-http"] { print("profile \(name): \((try? readiness(name)) ?? ("?", "?"))") }
                 print(try second.kubectl(["-n", "cairn-system", "logs", "deploy/cairn-controller", "--tail=60"]).stdout)
                 throw error
             }
             #expect(try readiness("wrong-cluster").1.contains("issued for another cluster"))
+            #expect(try readiness("plain-http").1.contains("spec.import.insecure"), "the receiving side decides about plain http")
             #expect(try readiness("tampered").1.contains("altered or damaged") || readiness("tampered").1.contains("damaged"))
 
             // The catalog: the namespace does not exist on the second cluster.

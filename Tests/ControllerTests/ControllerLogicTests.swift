@@ -271,6 +271,13 @@ struct ControllerLogicTests {
         let imported = try ProfileSpec(profile(["import": ["tokenSecretRef": ["name": "prod-token"]], "credentialsSecretRef": creds]))
         #expect(imported.isImport && imported.location == nil && imported.importToken == .init(secret: "prod-token", key: "token"))
         #expect(!fs.isImport)
+        // The token's location is the issuer's: plain http only when the receiving Profile accepts it.
+        let http = ReceiveToken.Location(s3: .init(bucket: "b", prefix: nil, endpoint: "http://10.0.0.1:9000", region: nil,
+                                                   pathStyle: true, insecure: true))
+        let refused = #expect(throws: ControllerError.self) { try imported.location(http) }
+        #expect(refused?.reason == "InsecureEndpoint")
+        let accepting = try ProfileSpec(profile(["import": ["tokenSecretRef": ["name": "t"], "insecure": true], "credentialsSecretRef": creds]))
+        #expect(try accepting.location(http) == .s3(bucket: "b", prefix: "", endpoint: "http://10.0.0.1:9000", region: nil, pathStyle: true))
         for bad: JSONValue in [["import": ["tokenSecretRef": ["name": "t"]], "location": ["filesystem": ["path": "/x"]]],
                                ["import": ["tokenSecretRef": ["name": "t"]], "init": true],
                                ["import": [:]]] {

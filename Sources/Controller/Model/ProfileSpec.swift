@@ -30,6 +30,8 @@ public struct ProfileSpec: Sendable, Equatable {
         public var key: String
     }
     public var isImport: Bool { importToken != nil }
+    /// `spec.import.insecure`: the receiving administrator accepts a plain-http endpoint in the token (tests).
+    public var importInsecure = false
     public var credentialsSecret: String?
     /// Restore points younger than this cannot be deleted (nor their data forgotten).
     public var immutability: TimeInterval?
@@ -53,6 +55,7 @@ public struct ProfileSpec: Sendable, Equatable {
             }
             let key = imported["tokenSecretRef", "key"]?.string ?? "token"
             importToken = SecretKeyRef(secret: name, key: key)
+            importInsecure = imported["insecure"]?.bool ?? false
             location = nil
             passwordSecret = name
             passwordKey = key
@@ -121,8 +124,13 @@ public struct ProfileSpec: Sendable, Equatable {
     }
 
     /// A receive token's location as a Profile's.
-    static func location(_ token: ReceiveToken.Location) throws(ControllerError) -> Location {
+    /// The location is the issuer's choice, and this cluster's credentials are used there: a plain-http endpoint
+    /// only when this Profile says so (`spec.import.insecure`), as for a Profile's own location.
+    func location(_ token: ReceiveToken.Location) throws(ControllerError) -> Location {
         if let s3 = token.s3 {
+            if let endpoint = s3.endpoint, endpoint.lowercased().hasPrefix("http://"), !importInsecure {
+                throw ControllerError("InsecureEndpoint", "the receive token's location \(endpoint) uses plain http: this cluster's S3 credentials and the data would cross the network readable; set spec.import.insecure: true only for a test endpoint")
+            }
             return .s3(bucket: s3.bucket, prefix: s3.prefix ?? "", endpoint: s3.endpoint, region: s3.region, pathStyle: s3.pathStyle)
         }
         if let fs = token.filesystem, fs.path.hasPrefix("/") { return .filesystem(path: fs.path) }

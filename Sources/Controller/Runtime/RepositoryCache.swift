@@ -57,7 +57,8 @@ public actor RepositoryCache {
             return (entry.repository, entry.spec)
         }
         if let token = spec.importToken {
-            let (repository, location) = try await openImport(profile: name, token: token, secret: password, credentials: credentials)
+            let (repository, location) = try await openImport(profile: name, spec: spec, token: token, secret: password,
+                                                              credentials: credentials)
             var opened = spec
             opened.location = location
             entries[name] = Entry(fingerprint: fingerprint, repository: repository, spec: opened)
@@ -97,12 +98,12 @@ public actor RepositoryCache {
 
     /// An import Profile's repository: the location and key its receive token names, opened only if the
     /// token is intact, unexpired, not revoked and for this cluster.
-    func openImport(profile name: String, token ref: ProfileSpec.SecretKeyRef, secret: Secret,
+    func openImport(profile name: String, spec: ProfileSpec, token ref: ProfileSpec.SecretKeyRef, secret: Secret,
                     credentials: Secret?) async throws -> (Repository, ProfileSpec.Location) {
         let text = String(decoding: secret.data[ref.key] ?? [], as: UTF8.self)
         do {
             let token = try ReceiveToken.decode(text)
-            let location = try ProfileSpec.location(token.location)
+            let location = try spec.location(token.location)
             let store = try await openStore(location, credentials?.data ?? [:])
             let repository = try await token.open(store: store, clusterID: try await clusterID())
             return (repository, location)
