@@ -196,7 +196,7 @@ struct BackupActionReconciler {
                                              time: snapshot.time)
         if let policy = action.labels[CairnLabel.policy] {
             try? await export(point: point, policy: policy, namespace: namespace, profile: profile, action: action)
-            try? await trimActionHistory(policy: policy, namespace: namespace)
+            try? await context.trimActionHistory(.backupAction, policy: policy, namespace: namespace)
             await context.queue.add(ObjectKey(.policy, context.namespace, policy))
         }
         await context.queue.add(ObjectKey(.profile, context.namespace, profile), after: .seconds(2))
@@ -234,16 +234,7 @@ struct BackupActionReconciler {
                                                                             "cairn.policy": "\(policy)", "cairn.snapshots": "\(dropped)"])
             }
         }
-        guard !spec.retention.isEmpty else { return }
-        var calendar = Calendar(identifier: .iso8601)
-        calendar.timeZone = spec.schedule.timeZone
-        let decisions = spec.retention.keep(points, time: { RestorePointSpec($0).time ?? .distantPast },
-                                            id: \.name, calendar: calendar)
-        for (point, reasons) in decisions where reasons.isEmpty {
-            context.logger.info("retention.delete", metadata: ["k8s.namespace": "\(namespace)", "cairn.restorepoint": "\(point.name)",
-                                                              "cairn.policy": "\(policy)"])
-            _ = try? await context.client.delete(CairnKind.restorePoint.resource, point.name, namespace: namespace)
-        }
+        await context.applyRetention(spec.retention, timeZone: spec.schedule.timeZone, to: points, policy: policy)
     }
 
     /// A policy with `spec.export`: the restore point just written is copied to the export Profile by an
@@ -263,18 +254,4 @@ struct BackupActionReconciler {
         } catch let error as KubeError where error.code == .alreadyExists {}
     }
 
-    /// Finished BackupActions a policy created are records, not restore points: the newest
-    /// `actionHistory` per application are kept (like a CronJob's job history), older ones deleted.
-    static let actionHistory = 10
-
-    func trimActionHistory(policy: String, namespace: String) async throws {
-        var options = ListOptions()
-        options.labelSelector = "\(CairnLabel.policy)=\(policy)"
-        let finished = try await context.client.listAll(CairnKind.backupAction.resource, namespace: namespace, options: options).items
-            .filter { $0.phase.isFinished }
-            .sorted { ($0.creationTimestamp ?? "", $0.name) > ($1.creationTimestamp ?? "", $1.name) }
-        for action in finished.dropFirst(Self.actionHistory) {
-            _ = try? await context.client.delete(CairnKind.backupAction.resource, action.name, namespace: namespace)
-        }
-    }
 }

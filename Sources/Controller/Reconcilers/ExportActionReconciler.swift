@@ -262,28 +262,12 @@ struct ExportActionReconciler {
     func applyRetention(policy name: String, spec: ExportActionSpec) async throws {
         guard let object = try? await context.client.get(CairnKind.policy.resource, name, namespace: context.namespace),
               let policy = try? PolicySpec(object), let export = policy.export, export.profile == spec.destination else { return }
-        if !export.retention.isEmpty {
-            var options = ListOptions()
-            options.labelSelector = "\(CairnLabel.policy)=\(name),\(CairnLabel.profile)=\(spec.destination)"
-            let copies = try await context.client.listAll(CairnKind.restorePoint.resource, namespace: spec.namespace, options: options).items
-                .filter { $0.deletionTimestamp == nil }
-            var calendar = Calendar(identifier: .iso8601)
-            calendar.timeZone = policy.schedule.timeZone
-            for (copy, reasons) in export.retention.keep(copies, time: { RestorePointSpec($0).time ?? .distantPast }, id: \.name,
-                                                           calendar: calendar) where reasons.isEmpty {
-                context.logger.info("retention.export.delete", metadata: ["k8s.namespace": "\(spec.namespace)", "cairn.restorepoint": "\(copy.name)",
-                                                                         "cairn.policy": "\(name)"])
-                _ = try? await context.client.delete(CairnKind.restorePoint.resource, copy.name, namespace: spec.namespace)
-            }
-        }
         var options = ListOptions()
-        options.labelSelector = "\(CairnLabel.policy)=\(name)"
-        let finished = try await context.client.listAll(CairnKind.exportAction.resource, namespace: context.namespace, options: options).items
-            .filter { $0.phase.isFinished }
-            .sorted { ($0.creationTimestamp ?? "", $0.name) > ($1.creationTimestamp ?? "", $1.name) }
-        for old in finished.dropFirst(BackupActionReconciler.actionHistory) {
-            _ = try? await context.client.delete(CairnKind.exportAction.resource, old.name, namespace: context.namespace)
-        }
+        options.labelSelector = "\(CairnLabel.policy)=\(name),\(CairnLabel.profile)=\(spec.destination)"
+        let copies = try await context.client.listAll(CairnKind.restorePoint.resource, namespace: spec.namespace, options: options).items
+            .filter { $0.deletionTimestamp == nil }
+        await context.applyRetention(export.retention, timeZone: policy.schedule.timeZone, to: copies, policy: name)
+        try await context.trimActionHistory(.exportAction, policy: name, namespace: context.namespace)
     }
 
     func fail(_ action: KubeObject, _ error: ControllerError) async throws {

@@ -4,6 +4,7 @@ import Logging
 import Protection
 import Repository
 import Server
+import Snapshot
 
 /// What every reconciler shares: the client, the controller's own namespace (Profiles, Policies and
 /// the Lease live there), the queue, open repositories, the actions running in this process, events
@@ -303,5 +304,33 @@ extension ControllerContext {
             return .catalog(sourceNamespace: source)
         }
         return .namespace(try await client.get(Namespace.resource, restorePoint.namespace ?? ""))
+    }
+
+    /// Deletes the restore points a policy's GFS `retention` does not keep (their finalizer removes the data).
+    func applyRetention(_ retention: ForgetPolicy, timeZone: TimeZone, to points: [KubeObject], policy: String) async {
+        guard !retention.isEmpty else { return }
+        var calendar = Calendar(identifier: .iso8601)
+        calendar.timeZone = timeZone
+        for (point, reasons) in retention.keep(points, time: { RestorePointSpec($0).time ?? .distantPast }, id: \.name,
+                                               calendar: calendar) where reasons.isEmpty {
+            logger.info("retention.delete", metadata: ["k8s.namespace": "\(point.namespace ?? "")", "cairn.restorepoint": "\(point.name)",
+                                                      "cairn.policy": "\(policy)"])
+            _ = try? await client.delete(CairnKind.restorePoint.resource, point.name, namespace: point.namespace)
+        }
+    }
+
+    /// Finished actions a policy created are records, not restore points: the newest `actionHistory` per
+    /// application (BackupActions) or per policy (ExportActions) are kept, like a CronJob's job history.
+    static let actionHistory = 10
+
+    func trimActionHistory(_ kind: CairnKind, policy: String, namespace: String) async throws {
+        var options = ListOptions()
+        options.labelSelector = "\(CairnLabel.policy)=\(policy)"
+        let finished = try await client.listAll(kind.resource, namespace: namespace, options: options).items
+            .filter { $0.phase.isFinished }
+            .sorted { ($0.creationTimestamp ?? "", $0.name) > ($1.creationTimestamp ?? "", $1.name) }
+        for action in finished.dropFirst(Self.actionHistory) {
+            _ = try? await client.delete(kind.resource, action.name, namespace: namespace)
+        }
     }
 }
