@@ -596,9 +596,21 @@ struct ControllerClusterTests {
                 metadata: {name: interrupted}
                 spec: {profile: \(profile.name), quiesce: scale}
                 """)
-            try await until("the backup to be reading the volume", timeout: 120) {
-                try jsonpath(ns, ["backupaction", "interrupted"], "{.status.phase}") == "Running"
-                    && !names(ns, "pods", selector: "cairn.dev/mover").isEmpty
+            // Queued behind other suites' actions or waiting for the worker to stop, the backup may take a
+            // while to reach the volume; if it ever ends first, the test says so instead of timing out.
+            do {
+                try await until("the backup to be reading the volume", timeout: 300) {
+                    let phase = try jsonpath(ns, ["backupaction", "interrupted"], "{.status.phase}")
+                    if phase == "Succeeded" || phase == "Failed" {
+                        throw GiveUp("the backup ended \(phase) before the controller could be killed mid-read")
+                    }
+                    return try phase == "Running" && !names(ns, "pods", selector: "cairn.dev/mover").isEmpty
+                }
+            } catch {
+                let status = (try? jsonpath(ns, ["backupaction", "interrupted"], "{.status}")) ?? "?"
+                let pods = (try? ns.kubectlOK(["get", "pods", "-o", "wide"])) ?? "?"
+                Issue.record("\(error)\nstatus: \(status)\npods:\n\(pods)")
+                return
             }
             let victim = try CairnInstallation.controllerPod(cluster)
             try cluster.kubectlOK(["-n", "cairn-system", "delete", "pod", victim, "--force", "--grace-period=0"])
