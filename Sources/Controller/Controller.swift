@@ -234,6 +234,7 @@ public final class Controller: Sendable {
         case .transformSet: return try await TransformSetReconciler(context: context).reconcile(key)
         case .blueprint: return try await BlueprintReconciler(context: context).reconcile(key)
         case .exportAction: return try await ExportActionReconciler(context: context).reconcile(key)
+        case .importAction: return try await ImportActionReconciler(context: context).reconcile(key)
         }
     }
 }

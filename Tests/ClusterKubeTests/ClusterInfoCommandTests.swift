@@ -28,7 +28,7 @@ struct ClusterInfoCommandTests {
         // Installed from deploy/ (as the controller tests do; idempotent): reported complete.
         try CairnInstallation.ensure(cluster)
         let installed = try ChildProcess.run([Self.binary, "cluster", "info"], environment: env)
-        #expect(installed.stdout.contains("Cairn CRDs: installed (Profile, Policy, BackupAction, RestoreAction, RestorePoint, TransformSet, Blueprint, ExportAction)"),
+        #expect(installed.stdout.contains("Cairn CRDs: installed (Profile, Policy, BackupAction, RestoreAction, RestorePoint, TransformSet, Blueprint, ExportAction, ImportAction)"),
                 "\(installed.stdout)")
 
         let badContext = try ChildProcess.run([Self.binary, "cluster", "info", "--context", "nope"], environment: env)

@@ -112,7 +112,7 @@ struct AdmissionTests {
         #expect(admission.decide(request("UPDATE", user: alice, object: labels, old: stamped)) == .allow(patch: []))
         // Not ours, or no identity: never a silent pass of an unknown requester.
         var other = request("CREATE", user: alice, object: action())
-        other["kind", "kind"] = "Policy"
+        other["kind", "kind"] = "Profile"
         #expect(admission.decide(other) == .allow(patch: []))
         guard case .deny = admission.decide(request("CREATE", user: .emptyObject, object: action())) else {
             Issue.record("a request without userInfo was admitted")
@@ -149,6 +149,39 @@ struct AdmissionTests {
             return
         }
         #expect(why.contains("records who wrote this Blueprint"))
+    }
+
+    @Test("only the controller hands on a stamp it carries (an import Policy's author to its ImportActions, an ImportAction's creator to its restores); a Policy's author is whoever last wrote its spec")
+    func handedOn() throws {
+        let bob: JSONValue = ["username": "bob", "uid": "1002", "groups": ["cairn:team-b"]]
+        let aliceStamp: JSONValue = [ActionAdmission.requesterAnnotation: .string(String(decoding: alice.serialized(), as: UTF8.self))]
+        var restore = action(name: "standby-20261201-020000.shop", annotations: aliceStamp, spec: ["restorePoint": "x"])
+        restore["metadata", "namespace"] = "cairn-system"
+        let byController = try patched(restore, admission.decide(request("CREATE", user: controller, object: restore, kind: "RestoreAction")))
+        #expect(UserInfo.requester(of: byController)?.username == "alice")
+        // bob carrying alice's stamp gets his own.
+        let byBob = try patched(restore, admission.decide(request("CREATE", user: bob, object: restore, kind: "RestoreAction")))
+        #expect(UserInfo.requester(of: byBob)?.username == "bob")
+        // The controller's own ImportActions without a stamp are stamped as the controller.
+        let plain = action(name: "standby-20261201-020000", labels: ["cairn.dev/policy": "standby"], spec: ["profile": "p"])
+        let own = try patched(plain, admission.decide(request("CREATE", user: controller, object: plain, kind: "ImportAction")))
+        #expect(UserInfo.requester(of: own)?.username == "system:serviceaccount:cairn-system:cairn-controller")
+        // A user cannot take an import Policy's slot.
+        let slot = action(name: "standby-20261201-020000", spec: ["profile": "p"])
+        guard case .deny = admission.decide(request("CREATE", user: alice, object: slot, kind: "ImportAction")) else {
+            Issue.record("a user took an import Policy's slot")
+            return
+        }
+        // Policies: alice writes it, bob rewrites its spec — bob's rights restore from then on.
+        let policy: JSONValue = ["apiVersion": "cairn.dev/v1alpha1", "kind": "Policy",
+                                 "metadata": ["name": "standby", "namespace": "cairn-system"],
+                                 "spec": ["schedule": "@hourly", "import": ["profile": "p", "restore": .emptyObject]]]
+        let written = try patched(policy, admission.decide(request("CREATE", user: alice, object: policy, kind: "Policy")))
+        #expect(UserInfo.requester(of: written)?.username == "alice")
+        var changed = written.json
+        changed["spec", "schedule"] = "@daily"
+        let rewritten = try patched(changed, admission.decide(request("UPDATE", user: bob, object: changed, old: written.json, kind: "Policy")))
+        #expect(UserInfo.requester(of: rewritten)?.username == "bob")
     }
 
     @Test("the webhook's certificate: a CA of its own, the serving certificate valid for 127.0.0.1 and the Service names, served over TLS")

@@ -221,6 +221,24 @@ struct ControllerLogicTests {
             .contains("spec.localSnapshots.keep") == true)
         #expect(try PolicySpec(policy(["selector": ["namespaces": ["a"]], "schedule": "@daily", "localSnapshots": ["keep": 2]])).localSnapshots == 2)
         #expect(good.localSnapshots == 0)
+        // Import Policies: source applications by name (or all), no backup fields, one target for one application.
+        let standby = try PolicySpec(policy(["schedule": "*/5 * * * *", "selector": ["namespaces": ["shop"]],
+                                             "import": ["profile": "from-first", "restore": ["transformSet": "standby", "targetNamespace": "shop-dr"]]]))
+        #expect(standby.import?.profile == "from-first")
+        #expect(standby.import?.restore?.transformSet == "standby" && standby.import?.restore?.targetNamespace == "shop-dr")
+        #expect(try PolicySpec(policy(["schedule": "@hourly", "import": ["profile": "from-first"]])).import?.restore == nil)
+        #expect(reason(["schedule": "@hourly", "import": [:]])?.contains("spec.import.profile") == true)
+        #expect(reason(["schedule": "@hourly", "import": ["profile": "p"], "retention": ["daily": 3]])?.contains("spec.retention") == true)
+        #expect(reason(["schedule": "@hourly", "import": ["profile": "p"], "export": ["profile": "q"]])?.contains("spec.export") == true)
+        #expect(reason(["schedule": "@hourly", "selector": ["namespaceSelector": ["matchLabels": ["a": "b"]]], "import": ["profile": "p"]])?
+            .hasPrefix("InvalidSelector") == true)
+        #expect(reason(["schedule": "@hourly", "selector": ["namespaces": ["a", "b"]],
+                        "import": ["profile": "p", "restore": ["targetNamespace": "c"]]])?.contains("exactly one source namespace") == true)
+        var importAction = KubeObject(apiVersion: "cairn.dev/v1alpha1", kind: "ImportAction", name: "i", namespace: "cairn-system")
+        importAction["spec"] = ImportActionSpec(profile: "p", namespaces: ["shop"], restore: standby.import?.restore).json
+        #expect(try ImportActionSpec(importAction) == ImportActionSpec(profile: "p", namespaces: ["shop"], restore: standby.import?.restore))
+        importAction["spec"] = ["namespaces": ["shop"]]
+        #expect(throws: ControllerError.self) { try ImportActionSpec(importAction) }
         let selector = try LabelSelector(["matchLabels": ["tier": "gold"],
                                           "matchExpressions": [["key": "env", "operator": "NotIn", "values": ["dev"]]]])
         #expect(selector.matches(["tier": "gold", "env": "prod"]))

@@ -1,15 +1,19 @@
 import Foundation
 import Kube
 
-/// What Cairn's admission webhook decides about a BackupAction, RestoreAction or Blueprint being created or
-/// changed. Pure: an `AdmissionReview` request in, a review response out (tested without a server).
+/// What Cairn's admission webhook decides about a BackupAction, RestoreAction, ImportAction, Blueprint or
+/// Policy being created or changed. Pure: an `AdmissionReview` request in, a review response out (tested
+/// without a server).
 ///
-/// Blueprints: whoever writes a Blueprint's spec is stamped as its author (on create, and again on every
+/// Blueprints and Policies: whoever writes the spec is stamped as its author (on create, and again on every
 /// update that changes the spec); the stamp cannot be changed otherwise. A namespace's blueprint runs
-/// with its author's rights — never with those of whoever's backup happens to use it, nor Cairn's.
+/// with its author's rights — never with those of whoever's backup happens to use it, nor Cairn's; an
+/// import Policy's restores run with its author's.
 ///
 /// - On create it stamps who asked (`cairn.dev/requester`: the API server's `userInfo` of the request),
-///   overwriting whatever the object carried: the controller performs the action as that identity.
+///   overwriting whatever the object carried: the controller performs the action as that identity. Only
+///   the controller may hand on a stamp it carries: the ImportActions of an import Policy carry its author's,
+///   the restores of an ImportAction their creator's.
 /// - The stamp, the spec and the `cairn.dev/policy` label never change afterwards (the action would run
 ///   with one person's rights and another's wishes, or count as a policy's run).
 /// - `cairn.dev/policy` and the names of a policy's scheduled runs (`…-yyyyMMdd-HHmmss`) are the
@@ -19,7 +23,10 @@ public struct ActionAdmission: Sendable {
     public static let requesterAnnotation = "cairn.dev/requester"
     /// The kinds the webhook reviews.
     public static let kinds: Set<String> = [CairnKind.backupAction.rawValue, CairnKind.restoreAction.rawValue,
-                                            CairnKind.blueprint.rawValue]
+                                            CairnKind.importAction.rawValue, CairnKind.blueprint.rawValue,
+                                            CairnKind.policy.rawValue]
+    /// Kinds whose spec is run as whoever wrote it (restamped at every change of the spec).
+    static let authored: Set<String> = [CairnKind.blueprint.rawValue, CairnKind.policy.rawValue]
 
     /// The controller's own username (`system:serviceaccount:<namespace>:<name>`).
     public let controllerUser: String
@@ -62,8 +69,8 @@ public struct ActionAdmission: Sendable {
             return .deny("the admission review carries no object")
         }
         let byController = user.username == controllerUser
-        if kind == CairnKind.blueprint.rawValue {
-            return decideBlueprint(request, object: object, user: user)
+        if Self.authored.contains(kind) {
+            return decideAuthored(request, kind: kind, object: object, user: user)
         }
         switch request["operation"]?.string {
         case "CREATE":
@@ -71,9 +78,13 @@ public struct ActionAdmission: Sendable {
                 if object.labels[CairnLabel.policy] != nil {
                     return .deny("the label \(CairnLabel.policy) is set by Cairn's controller only: a Policy's runs are created by its schedule. Remove the label")
                 }
-                if kind == CairnKind.backupAction.rawValue, Self.isPolicyRunName(object.name) {
+                if kind != CairnKind.restoreAction.rawValue, Self.isPolicyRunName(object.name) {
                     return .deny("names ending in -yyyyMMdd-HHmmss are kept for the scheduled runs of Policies; choose another name for \(object.name)")
                 }
+            } else if UserInfo.requester(of: object) != nil {
+                // The controller creates it on behalf of someone the webhook recorded before: an import
+                // Policy's author (its ImportActions), an ImportAction's creator (its restores).
+                return .allow(patch: [])
             }
             return .allow(patch: Self.stamp(user, on: object))
         case "UPDATE":
@@ -95,7 +106,8 @@ public struct ActionAdmission: Sendable {
         }
     }
 
-    func decideBlueprint(_ request: JSONValue, object: KubeObject, user: UserInfo) -> Decision {
+    /// Blueprints and Policies: whoever writes the spec is its author, whose rights it runs with.
+    func decideAuthored(_ request: JSONValue, kind: String, object: KubeObject, user: UserInfo) -> Decision {
         switch request["operation"]?.string {
         case "CREATE":
             return .allow(patch: Self.stamp(user, on: object))
@@ -107,7 +119,7 @@ public struct ActionAdmission: Sendable {
                 return .allow(patch: Self.stamp(user, on: object))   // whoever changes what runs is its author
             }
             if old.annotations[Self.requesterAnnotation] != object.annotations[Self.requesterAnnotation] {
-                return .deny("the annotation \(Self.requesterAnnotation) records who wrote this Blueprint and cannot be changed")
+                return .deny("the annotation \(Self.requesterAnnotation) records who wrote this \(kind) and cannot be changed")
             }
             return .allow(patch: [])
         default:

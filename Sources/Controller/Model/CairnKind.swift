@@ -10,6 +10,7 @@ public enum CairnKind: String, Sendable, CaseIterable, Hashable {
     case transformSet = "TransformSet"
     case blueprint = "Blueprint"
     case exportAction = "ExportAction"
+    case importAction = "ImportAction"
 
     public static let group = "cairn.dev"
     public static let version = "v1alpha1"
@@ -55,6 +56,11 @@ public enum CairnLabel {
     public static let action = "cairn.dev/action"
     /// On catalog entries (RestorePoints in the controller's namespace): the namespace they were taken of.
     public static let sourceNamespace = "cairn.dev/source-namespace"
+    /// On RestoreActions an ImportAction made: the ImportAction, and the restore point (its ID's first 16
+    /// characters) and namespace restored, by which the next import knows it was restored already.
+    public static let importAction = "cairn.dev/import-action"
+    public static let restorePointID = "cairn.dev/restore-point-id"
+    public static let targetNamespace = "cairn.dev/target-namespace"
     /// The finalizer that removes a RestorePoint's data from the repository when it is deleted.
     public static let dataFinalizer = "cairn.dev/repository-data"
 }

@@ -30,7 +30,20 @@ public struct PolicySpec: Sendable {
                 throw ControllerError(error.reason, "spec.selector.namespaceSelector: \(error.message)")
             }
         }
-        guard !namespaces.isEmpty || namespaceSelector != nil else {
+        if let body = spec["import"] {
+            guard let source = body["profile"]?.string, !source.isEmpty else {
+                throw ControllerError("InvalidSpec", "spec.import.profile is required: the Profile (an import Profile) whose restore points are imported")
+            }
+            guard namespaceSelector == nil else {
+                throw ControllerError("InvalidSelector", "an import Policy selects the source's applications by name (spec.selector.namespaces): they need not exist in this cluster, so a namespaceSelector cannot find them")
+            }
+            for field in ["export", "retention", "localSnapshots"] where spec[field] != nil {
+                throw ControllerError("InvalidSpec", "spec.\(field) is for backups; an import Policy mirrors the restore points (and retention) of the source: remove spec.\(field)")
+            }
+            self.import = Import(profile: source,
+                                 restore: try ImportActionSpec.Restore(body["restore"], field: "spec.import.restore",
+                                                                       namespaces: namespaces))
+        } else if namespaces.isEmpty && namespaceSelector == nil {
             throw ControllerError("InvalidSelector", "spec.selector needs namespaces or a namespaceSelector: which applications to protect")
         }
         objectSelector = selector["objectSelector"]?.string
@@ -73,6 +86,16 @@ public struct PolicySpec: Sendable {
         var receiver: ExportActionSpec.Receiver?
     }
     public var export: Export?
+
+    /// `spec.import`: at each scheduled time an ImportAction reads the import Profile's repository and shows its
+    /// restore points here; with `restore`, the newest of each application is restored (a warm standby kept
+    /// current) with the Policy author's rights. `spec.selector.namespaces`: the source applications (all when
+    /// empty).
+    public struct Import: Sendable {
+        public var profile: String
+        var restore: ImportActionSpec.Restore?
+    }
+    public var `import`: Import?
 
     /// A GFS retention (`last`, `hourly`, … counts).
     static func retention(_ r: JSONValue, field: String) throws(ControllerError) -> ForgetPolicy {

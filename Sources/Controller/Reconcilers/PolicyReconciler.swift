@@ -29,8 +29,11 @@ struct PolicyReconciler {
         let profile: String
         do {
             spec = try PolicySpec(policy)
-            profile = try await context.profileName(spec.profile)
+            profile = try await context.profileName(spec.import?.profile ?? spec.profile)
             _ = try await context.readyProfile(profile)
+            if spec.import?.restore != nil, UserInfo.requester(of: policy) == nil {
+                throw ControllerError("RequesterUnknown", "Cairn does not know who wrote this Policy (it was written while Cairn's admission webhook was not serving), and its restores act for that person: apply it again")
+            }
         } catch let error as ControllerError {
             var updated = policy
             updated["status", "nextScheduleTime"] = nil
@@ -53,7 +56,10 @@ struct PolicyReconciler {
             // Resuming starts from now: the runs of the pause are not made up.
             updated["status", "lastScheduleTime"] = .string(Timestamp.format(plan.due ?? lastRun))
         } else {
-            if let due = plan.due {
+            if let due = plan.due, let source = spec.import {
+                try await createImport(policy: policy, spec: source, namespaces: spec.namespaces, slot: due)
+                updated["status", "lastScheduleTime"] = .string(Timestamp.format(due))
+            } else if let due = plan.due {
                 let namespaces = try await selectedNamespaces(spec)
                 for namespace in namespaces {
                     try await createAction(policy: policy, spec: spec, profile: profile, namespace: namespace, slot: due)
@@ -70,8 +76,9 @@ struct PolicyReconciler {
                 updated["status", "nextScheduleTime"] = .string(Timestamp.format(next))
                 requeue = .milliseconds(max(100, Int64(next.timeIntervalSince(now) * 1000) + 50))
             }
+            let what = spec.import == nil ? "backup" : "import"
             Conditions.set(Condition("Ready", true, reason: "Scheduled",
-                                     message: plan.next.map { "next backup at \(Timestamp.format($0))" } ?? "the schedule never fires again"),
+                                     message: plan.next.map { "next \(what) at \(Timestamp.format($0))" } ?? "the schedule never fires again"),
                            on: &updated)
         }
         updated["status", "applications"] = try await applicationStatus(policy: key.name)
@@ -104,6 +111,23 @@ struct PolicyReconciler {
             _ = try await context.client.create(action, as: CairnKind.backupAction.resource, namespace: namespace)
         } catch let error as KubeError where error.code == .alreadyExists {
             return   // this time already ran (or runs): never twice
+        }
+    }
+
+    /// An import Policy's run: one ImportAction in the controller's namespace, carrying the Policy's author
+    /// (its restores act for them).
+    func createImport(policy: KubeObject, spec: PolicySpec.Import, namespaces: [String], slot: Date) async throws {
+        var action = KubeObject(apiVersion: CairnKind.apiVersion, kind: CairnKind.importAction.rawValue,
+                                name: Self.actionName(policy: policy.name, slot: slot), namespace: context.namespace)
+        action.labels = [CairnLabel.policy: policy.name]
+        if let author = policy.annotations[ActionAdmission.requesterAnnotation] {
+            action["metadata", "annotations"] = [ActionAdmission.requesterAnnotation: .string(author)]
+        }
+        action["spec"] = ImportActionSpec(profile: spec.profile, namespaces: namespaces, restore: spec.restore).json
+        do {
+            _ = try await context.client.create(action, as: CairnKind.importAction.resource, namespace: context.namespace)
+        } catch let error as KubeError where error.code == .alreadyExists {
+            return
         }
     }
 

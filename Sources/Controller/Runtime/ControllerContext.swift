@@ -323,14 +323,18 @@ extension ControllerContext {
     /// application (BackupActions) or per policy (ExportActions) are kept, like a CronJob's job history.
     static let actionHistory = 10
 
-    func trimActionHistory(_ kind: CairnKind, policy: String, namespace: String) async throws {
+    /// `per`: a label whose every value keeps its own history (an import Policy's restores, per target
+    /// namespace: the newest is the record that a restore point was restored).
+    func trimActionHistory(_ kind: CairnKind, policy: String, namespace: String, per label: String? = nil) async throws {
         var options = ListOptions()
         options.labelSelector = "\(CairnLabel.policy)=\(policy)"
         let finished = try await client.listAll(kind.resource, namespace: namespace, options: options).items
             .filter { $0.phase.isFinished }
             .sorted { ($0.creationTimestamp ?? "", $0.name) > ($1.creationTimestamp ?? "", $1.name) }
-        for action in finished.dropFirst(Self.actionHistory) {
-            _ = try? await client.delete(kind.resource, action.name, namespace: namespace)
+        for group in Dictionary(grouping: finished, by: { action in label.flatMap { action.labels[$0] } ?? "" }).values {
+            for action in group.dropFirst(Self.actionHistory) {
+                _ = try? await client.delete(kind.resource, action.name, namespace: namespace)
+            }
         }
     }
 }
