@@ -187,6 +187,16 @@ public struct ApplicationRestore: Sendable {
                     planned[claim]?.volume = nil
                 }
             }
+            // A claim that exists bound in the target keeps its volume (updated in place, or skipped): a new
+            // one made for it would never be bound (a standby restored again and again would collect them).
+            if options.existing != .recreate {
+                for (claim, plan) in planned where plan.volume != nil {
+                    if let existing = try? await volumeClient.get(PersistentVolumeClaim.self, claim, namespace: target),
+                       existing.volumeName != nil {
+                        planned[claim]?.volume = nil
+                    }
+                }
+            }
             var volumeRows: [Row] = []
             progress("restoring \(objects.count) objects and \(planned.count) volumes of \(source) into \(target)"
                      + (claimSnapshots.isEmpty ? "" : "; \(claimSnapshots.count) from the local tier (VolumeSnapshots)"))

@@ -32,39 +32,75 @@ struct SecondClusterDisasterRecoveryTests {
         """
     }
 
-    @Test("export on one cluster, import with a token and restore with transforms on another; bad tokens refused with why")
-    func exportImportRestore() async throws {
+    /// A Profile of `cluster` on the shared S3 server (bucket `bucket`), with its password in Secret `<name>-password`.
+    func s3Profile(_ cluster: LocalCluster, _ name: String, bucket: String, password: String) throws {
+        try cluster.apply("""
+            apiVersion: v1
+            kind: Secret
+            metadata: {name: \(name)-password, namespace: cairn-system}
+            stringData: {password: "\(password)"}
+            ---
+            apiVersion: cairn.dev/v1alpha1
+            kind: Profile
+            metadata: {name: \(name), namespace: cairn-system}
+            spec:
+              location: {s3: {bucket: \(bucket), endpoint: "\(Self.endpoint)", insecure: true, pathStyle: true}}
+              passwordSecretRef: {name: \(name)-password}
+              credentialsSecretRef: {name: dr-s3-credentials}
+            """)
+    }
+
+    /// An import Profile of `cluster` opened with `token` (kept in Secret `<name>-token`).
+    func importProfile(_ cluster: LocalCluster, _ name: String, token: String, insecure: Bool = true) throws {
+        try cluster.apply("""
+            apiVersion: v1
+            kind: Secret
+            metadata: {name: \(name)-token, namespace: cairn-system}
+            stringData: {token: "\(token)"}
+            ---
+            apiVersion: cairn.dev/v1alpha1
+            kind: Profile
+            metadata: {name: \(name), namespace: cairn-system}
+            spec:
+              import: {tokenSecretRef: {name: \(name)-token}, insecure: \(insecure)}
+              credentialsSecretRef: {name: dr-s3-credentials}
+            """)
+    }
+
+    /// The receive token an export left in Secret `secret` of the controller's namespace.
+    func receiveToken(_ cluster: LocalCluster, _ secret: String) throws -> String {
+        String(decoding: Data(base64Encoded: try get(cluster, ["-n", "cairn-system", "secret", secret], "{.data.token}")) ?? Data(), as: UTF8.self)
+    }
+
+    /// Starts the `dr` cluster with Cairn, and a new bucket on the shared S3 server both clusters reach.
+    func secondClusterAndBucket() async throws -> (LocalCluster, String) {
         let first = try LocalCluster.shared()
         try CairnInstallation.ensure(first)
         try LocalCluster.sharedS3()
         let second = LocalCluster.named("dr")
         try second.up()
-        defer {
-            try? second.down(purge: true)
-            if let verify = try? second.verifyDown() { #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)") }
-        }
         try CairnInstallation.ensure(second)
         let bucket = "dr-\(UUID().uuidString.prefix(8).lowercased())"
         let mb = try ChildProcess.run(["aws", "--endpoint-url", Self.endpoint, "s3", "mb", "s3://\(bucket)"], environment: Self.s3Env)
         #expect(mb.status == 0, "\(mb.stderr)")
+        for cluster in [first, second] { try cluster.apply(Self.s3Objects(bucket: bucket)) }
+        return (second, bucket)
+    }
+
+    func stop(_ second: LocalCluster) {
+        try? second.down(purge: true)
+        if let verify = try? second.verifyDown() { #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)") }
+    }
+
+    @Test("export on one cluster, import with a token and restore with transforms on another; bad tokens refused with why")
+    func exportImportRestore() async throws {
+        let first = try LocalCluster.shared()
+        let (second, bucket) = try await secondClusterAndBucket()
+        defer { stop(second) }
         let source = try await TestProfile(first, prefix: "src")
         defer { source.remove() }
         let drPassword = "dr-\(UUID().uuidString)"
-        for cluster in [first, second] { try cluster.apply(Self.s3Objects(bucket: bucket)) }
-        try first.apply("""
-            apiVersion: v1
-            kind: Secret
-            metadata: {name: dr-password, namespace: cairn-system}
-            stringData: {password: "\(drPassword)"}
-            ---
-            apiVersion: cairn.dev/v1alpha1
-            kind: Profile
-            metadata: {name: dr, namespace: cairn-system}
-            spec:
-              location: {s3: {bucket: \(bucket), endpoint: "\(Self.endpoint)", insecure: true, pathStyle: true}}
-              passwordSecretRef: {name: dr-password}
-              credentialsSecretRef: {name: dr-s3-credentials}
-            """)
+        try s3Profile(first, "dr", bucket: bucket, password: drPassword)
         defer { _ = try? first.kubectl(["-n", "cairn-system", "delete", "profile", "dr"]) }
         let secondID = try get(second, ["namespace", "kube-system"], "{.metadata.uid}")
         let firstID = try get(first, ["namespace", "kube-system"], "{.metadata.uid}")
@@ -100,29 +136,14 @@ struct SecondClusterDisasterRecoveryTests {
                 let conditions = try get(first, ["-n", "cairn-system", "exportaction", name], "{.status.conditions}")
                 #expect(try get(first, ["-n", "cairn-system", "exportaction", name], "{.status.phase}") == "Succeeded", "\(conditions)")
             }
-            func token(_ export: String) throws -> String {
-                String(decoding: Data(base64Encoded: try get(first, ["-n", "cairn-system", "secret", "\(export)-receive-token"], "{.data.token}")) ?? Data(),
-                       as: UTF8.self)
-            }
+            func token(_ export: String) throws -> String { try receiveToken(first, "\(export)-receive-token") }
             let good = try token("to-dr"), wrongCluster = try token("to-self")
             var tampered = Array(good)
             tampered[good.count / 2] = tampered[good.count / 2] == "x" ? "y" : "x"
 
             // The second cluster: an import Profile per token.
             func importProfile(_ name: String, token: String, insecure: Bool = true) throws {
-                try second.apply("""
-                    apiVersion: v1
-                    kind: Secret
-                    metadata: {name: \(name)-token, namespace: cairn-system}
-                    stringData: {token: "\(token)"}
-                    ---
-                    apiVersion: cairn.dev/v1alpha1
-                    kind: Profile
-                    metadata: {name: \(name), namespace: cairn-system}
-                    spec:
-                      import: {tokenSecretRef: {name: \(name)-token}, insecure: \(insecure)}
-                      credentialsSecretRef: {name: dr-s3-credentials}
-                    """)
+                try self.importProfile(second, name, token: token, insecure: insecure)
             }
             func readiness(_ name: String) throws -> (String, String) {
                 (try get(second, ["-n", "cairn-system", "profile", name], "{.status.conditions[?(@.type==\"Ready\")].reason}"),
@@ -218,6 +239,163 @@ struct SecondClusterDisasterRecoveryTests {
                 let everything = try cluster.kubectlOK(["get", "events,profiles,exportactions,restoreactions", "-A", "-o", "json"])
                 #expect(!everything.contains(good) && !everything.contains(String(good.suffix(43))))
             }
+        }
+    }
+
+    /// PostgreSQL answers `sql` in `namespace` of `cluster` (the sample database, password s3cret).
+    func psql(_ cluster: LocalCluster, _ namespace: String, _ sql: String) throws -> LocalCluster.CommandResult {
+        let ip = try cluster.kubectlOK(["-n", namespace, "get", "service", "db", "-o", "jsonpath={.spec.clusterIP}"])
+        return try cluster.execInNetwork(["psql", "-h", ip, "-U", "postgres", "-tA", "-c", sql],
+                                         environment: ["PGPASSWORD": "s3cret", "PGCONNECT_TIMEOUT": "5"])
+    }
+
+    @Test("a warm standby: an import Policy on the second cluster restores PostgreSQL exported from the first, transformed and kept current with every export, as the Policy's author; failover is scaling it up, and it serves every row")
+    func warmStandby() async throws {
+        let first = try LocalCluster.shared()
+        let (second, bucket) = try await secondClusterAndBucket()
+        defer { stop(second) }
+        let source = try await TestProfile(first, prefix: "pgsrc")
+        defer { source.remove() }
+        try s3Profile(first, "standby", bucket: bucket, password: "standby-\(UUID().uuidString)")
+        defer { _ = try? first.kubectl(["-n", "cairn-system", "delete", "profile", "standby"]) }
+        let secondID = try get(second, ["namespace", "kube-system"], "{.metadata.uid}")
+
+        try await first.withNamespace("ledger") { ns in
+            _ = try ns.hostPathVolume(forClaim: "data-db-0")
+            try ns.apply("""
+                apiVersion: v1
+                kind: Secret
+                metadata: {name: db}
+                stringData: {password: s3cret}
+                ---
+                """ + "\n" + SampleApplication.database(namespace: ns.name))
+            try await until("PostgreSQL on the first cluster", timeout: 240) { try psql(first, ns.name, "select 1").status == 0 }
+            let create = try psql(first, ns.name, "create table ledger (seq int primary key, entry text); insert into ledger select g, md5(g::text) from generate_series(1, 1000) g")
+            #expect(create.status == 0, "\(create.stderr)")
+            let sum = "select count(*) || ':' || sum(seq) || ':' || md5(string_agg(entry, ',' order by seq)) from ledger"
+
+            /// A backup (PostgreSQL stopped for it: quiesce scale) and its export to the standby's location.
+            func backupAndExport(_ name: String, receiver: Bool) async throws {
+                try ns.apply("""
+                    apiVersion: cairn.dev/v1alpha1
+                    kind: BackupAction
+                    metadata: {name: \(name)}
+                    spec: {profile: \(source.name), quiesce: scale}
+                    """)
+                try await until("backup \(name)", timeout: 240) {
+                    try get(first, ["-n", ns.name, "backupaction", name], "{.status.phase}") == "Succeeded"
+                }
+                try first.apply("""
+                    apiVersion: cairn.dev/v1alpha1
+                    kind: ExportAction
+                    metadata: {name: \(ns.name)-\(name), namespace: cairn-system}
+                    spec:
+                      profile: \(source.name)
+                      destination: standby
+                      namespace: \(ns.name)
+                      restorePoint: \(name)
+                    """ + (receiver ? "\n  receiver: {clusterID: \(secondID), expiresAfter: 2h}" : ""))
+                try await until("export \(name)", timeout: 240) {
+                    ["Succeeded", "Failed"].contains(try get(first, ["-n", "cairn-system", "exportaction", "\(ns.name)-\(name)"], "{.status.phase}"))
+                }
+                let conditions = try get(first, ["-n", "cairn-system", "exportaction", "\(ns.name)-\(name)"], "{.status.conditions}")
+                #expect(try get(first, ["-n", "cairn-system", "exportaction", "\(ns.name)-\(name)"], "{.status.phase}") == "Succeeded", "\(conditions)")
+            }
+            try await backupAndExport("one", receiver: true)
+            defer { _ = try? first.kubectl(["-n", "cairn-system", "delete", "exportaction", "\(ns.name)-one", "\(ns.name)-two"]) }
+            let sumOne = try psql(first, ns.name, sum).stdout
+
+            // The second cluster: the token, a TransformSet that keeps the standby stopped and marked, the Policy.
+            try importProfile(second, "ledger-source", token: try receiveToken(first, "\(ns.name)-one-receive-token"))
+            try second.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: TransformSet
+                metadata: {name: standby, namespace: cairn-system}
+                spec:
+                  replicas: 0
+                  transforms:
+                  - name: mark the standby
+                    match: {kind: StatefulSet, name: db}
+                    patch: [{op: add, path: /metadata/labels, value: {dr-role: standby}}]
+                ---
+                apiVersion: cairn.dev/v1alpha1
+                kind: Policy
+                metadata: {name: ledger-standby, namespace: cairn-system}
+                spec:
+                  schedule: "*/10 * * * * *"
+                  selector: {namespaces: [\(ns.name)]}
+                  import: {profile: ledger-source, restore: {transformSet: standby}}
+                """)
+            let standby = TestNamespace(cluster: second, name: ns.name)
+            defer {
+                _ = try? second.kubectl(["-n", "cairn-system", "delete", "policy", "ledger-standby"])
+                standby.cleanUp()
+            }
+            /// The import Policy's restores (name → phase) of restore point `id` (its first 16 characters).
+            func restores(of id: String) throws -> [String] {
+                try get(second, ["-n", "cairn-system", "restoreactions", "-l", "cairn.dev/policy=ledger-standby,cairn.dev/restore-point-id=\(id.prefix(16))"],
+                        "{range .items[*]}{.metadata.name}={.status.phase}{\"\\n\"}{end}").split(separator: "\n").map(String.init)
+            }
+            let idOne = try get(first, ["-n", ns.name, "restorepoint", "one"], "{.spec.id}")
+            do {
+                try await until("the standby's first restore", timeout: 300) {
+                    try restores(of: idOne).contains { $0.hasSuffix("=Succeeded") }
+                }
+            } catch {
+                print(try second.kubectl(["-n", "cairn-system", "get", "importactions,restoreactions", "-o", "yaml"]).stdout.suffix(6000))
+                throw error
+            }
+            #expect(try get(second, ["-n", ns.name, "statefulset", "db"], "{.spec.replicas}") == "0", "the standby runs nothing")
+            #expect(try get(second, ["-n", ns.name, "statefulset", "db"], "{.metadata.labels.dr-role}") == "standby")
+            // Acting for the Policy's author (the admin who wrote it), never as Cairn's controller.
+            let restoreName = try #require(restores(of: idOne).first?.split(separator: "=").first.map(String.init))
+            let requester = try get(second, ["-n", "cairn-system", "restoreaction", restoreName], "{.metadata.annotations.cairn\\.dev/requester}")
+            #expect(!requester.isEmpty && !requester.contains("serviceaccount"), "\(requester)")
+            #expect(try get(second, ["-n", "cairn-system", "policy", "ledger-standby"], "{.status.conditions[?(@.type==\"Ready\")].message}").contains("next import"))
+
+            // More rows on the first cluster, backed up and exported: the standby follows within a run or two,
+            // and never restores one restore point twice.
+            let more = try psql(first, ns.name, "insert into ledger select g, md5(g::text) from generate_series(1001, 1500) g")
+            #expect(more.status == 0, "\(more.stderr)")
+            let sumTwo = try psql(first, ns.name, sum).stdout
+            #expect(sumTwo != sumOne)
+            try await backupAndExport("two", receiver: false)
+            let idTwo = try get(first, ["-n", ns.name, "restorepoint", "two"], "{.spec.id}")
+            do {
+                try await until("the standby to follow", timeout: 300) { try restores(of: idTwo).contains { $0.hasSuffix("=Succeeded") } }
+            } catch {
+                print(try second.kubectl(["-n", "cairn-system", "get", "importactions,restoreactions", "-o", "yaml"]).stdout.suffix(6000))
+                throw error
+            }
+            let onceOne = try restores(of: idOne), onceTwo = try restores(of: idTwo)
+            #expect(onceOne.count == 1 && onceTwo.count == 1, "each restored once: \(onceOne) \(onceTwo)")
+            #expect(try get(second, ["-n", ns.name, "statefulset", "db"], "{.spec.replicas}") == "0")
+            let orphans = try second.kubectlOK(["get", "pv", "-o", "jsonpath={range .items[?(@.status.phase==\"Available\")]}{.metadata.name} {end}"])
+            #expect(!orphans.contains("data-db-0"), "an update restore makes no volume it cannot bind: \(orphans)")
+
+            // alice, who administers team-a, cannot import (nor restore) anything.
+            let attempt = try second.kubectl(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
+                apiVersion: cairn.dev/v1alpha1
+                kind: ImportAction
+                metadata: {name: mine}
+                spec: {profile: ledger-source, restore: {targetNamespace: team-a}, namespaces: [\(ns.name)]}
+                """)
+            if attempt.status == 0 {
+                try await until("alice's import to be refused", timeout: 60) {
+                    try get(second, ["-n", "team-a", "importaction", "mine"], "{.status.phase}") == "Failed"
+                }
+                #expect(try get(second, ["-n", "team-a", "importaction", "mine"], "{.status.conditions[?(@.type==\"Complete\")].reason}") == "WrongNamespace")
+            } else {
+                #expect(attempt.stderr.contains("forbidden"), "\(attempt.stderr)")
+            }
+
+            // Failover: the first cluster is out of the picture; the standby is scaled up and serves every row.
+            let failover = Date()
+            try second.kubectlOK(["-n", ns.name, "scale", "statefulset", "db", "--replicas=1"])
+            try await until("PostgreSQL on the standby", timeout: 240) { try psql(second, ns.name, "select 1").status == 0 }
+            let served = Date().timeIntervalSince(failover)
+            #expect(try psql(second, ns.name, sum).stdout == sumTwo)
+            print("warm standby failover: rows served \(String(format: "%.1f", served)) s after scaling up")
         }
     }
 }
