@@ -69,6 +69,14 @@ public struct CaptureRules: Sendable {
         self.exclude = exclude
     }
 
+    /// Cairn's own configuration: what a backup of the controller's namespace holds — Profiles (which name
+    /// their Secrets but hold none), Policies, TransformSets and Blueprints — and nothing else there: not the
+    /// Secrets (passwords and storage keys are the administrators' to keep elsewhere), not the controller
+    /// itself (installed from deploy/), not its records (actions, restore points, the catalog).
+    public static let cairnConfiguration = CaptureRules(
+        include: ["Profile", "Policy", "TransformSet", "Blueprint"].map { Selector(group: "cairn.dev", kind: $0) },
+        exclude: [Selector()])
+
     static let regenerated: Set<String> = ["Event", "Endpoints", "EndpointSlice", "Lease"]
     static let controllerKinds: Set<String> = ["Deployment", "StatefulSet", "DaemonSet", "CronJob", "ReplicaSet", "Job"]
     static let ownedKinds: Set<String> = ["Pod", "ReplicaSet", "Job", "ControllerRevision"]

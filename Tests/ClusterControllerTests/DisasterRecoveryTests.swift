@@ -336,7 +336,11 @@ struct SecondClusterDisasterRecoveryTests {
                 try get(second, ["-n", "cairn-system", "restoreactions", "-l", "cairn.dev/policy=ledger-standby,cairn.dev/restore-point-id=\(id.prefix(16))"],
                         "{range .items[*]}{.metadata.name}={.status.phase}{\"\\n\"}{end}").split(separator: "\n").map(String.init)
             }
-            let idOne = try get(first, ["-n", ns.name, "restorepoint", "one"], "{.spec.id}")
+            // The copy's ID (a restore point in the standby's repository has its own).
+            func copyID(_ name: String) throws -> String {
+                try get(first, ["-n", "cairn-system", "exportaction", "\(ns.name)-\(name)"], "{.status.result.copyID}")
+            }
+            let idOne = try copyID("one")
             do {
                 try await until("the standby's first restore", timeout: 300) {
                     try restores(of: idOne).contains { $0.hasSuffix("=Succeeded") }
@@ -360,7 +364,7 @@ struct SecondClusterDisasterRecoveryTests {
             let sumTwo = try psql(first, ns.name, sum).stdout
             #expect(sumTwo != sumOne)
             try await backupAndExport("two", receiver: false)
-            let idTwo = try get(first, ["-n", ns.name, "restorepoint", "two"], "{.spec.id}")
+            let idTwo = try copyID("two")
             do {
                 try await until("the standby to follow", timeout: 300) { try restores(of: idTwo).contains { $0.hasSuffix("=Succeeded") } }
             } catch {

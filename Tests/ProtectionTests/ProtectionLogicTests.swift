@@ -38,6 +38,19 @@ struct ProtectionLogicTests {
         #expect(CaptureRules.Selector("a//b") == nil)
     }
 
+    @Test("Cairn's configuration (a backup of the controller's namespace): Profiles, Policies, TransformSets, Blueprints — no Secret, no controller, no records")
+    func cairnConfiguration() {
+        let rules = CaptureRules.cairnConfiguration
+        for kind in ["Profile", "Policy", "TransformSet", "Blueprint"] {
+            #expect(rules.decide(KubeObject(apiVersion: "cairn.dev/v1alpha1", kind: kind, name: "x")) == .capture, "\(kind)")
+        }
+        for (apiVersion, kind) in [("v1", "Secret"), ("apps/v1", "Deployment"), ("v1", "ConfigMap"), ("v1", "ServiceAccount"),
+                                   ("cairn.dev/v1alpha1", "RestorePoint"), ("cairn.dev/v1alpha1", "ExportAction"),
+                                   ("cairn.dev/v1alpha1", "ImportAction"), ("other.dev/v1", "Profile")] {
+            #expect(rules.decide(KubeObject(apiVersion: apiVersion, kind: kind, name: "x")) != .capture, "\(kind)")
+        }
+    }
+
     @Test("cleaning removes what the server assigns and keeps the intent")
     func cleaning() throws {
         let service = try object(#"""

@@ -83,6 +83,12 @@ struct BackupActionReconciler {
                 namespace: namespace, labelSelector: spec.labelSelector,
                 volumeAccess: .auto, moverImage: context.moverImage,
                 quiesce: spec.quiesce, volumes: spec.volumes, tags: tags)
+            if namespace == context.namespace {
+                // The controller's namespace: Cairn's configuration, for recovering Cairn itself elsewhere.
+                options.rules = .cairnConfiguration
+                options.volumes = false
+                options.quiesce = .none
+            }
             // A resumed run finds the VolumeSnapshots and temporary claims of the interrupted one by this.
             options.operation = action.uid ?? action.name
             options.keepSnapshots = spec.keepSnapshots

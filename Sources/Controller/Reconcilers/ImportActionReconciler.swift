@@ -117,6 +117,8 @@ struct ImportActionReconciler {
         var newest: SnapshotManifest?
         var restore: String?
         var message: String?
+        /// Its restore was wanted but could not be started (`message` says why).
+        var failed = false
 
         var json: JSONValue {
             var value: JSONValue = ["namespace": .string(namespace), "restorePoints": .int(Int64(restorePoints))]
@@ -151,12 +153,13 @@ struct ImportActionReconciler {
                                                                                              profile: spec.profile, for: action)
                     } catch let error as ControllerError {
                         application.message = error.message
+                        application.failed = true
                     }
                 }
                 applications.append(application)
             }
             let restores = applications.compactMap(\.restore).count
-            let problems = applications.filter { $0.restore == nil && $0.message != nil && $0.newest != nil }
+            let problems = applications.filter(\.failed)
             let text = "\(total) restore point(s) in Profile '\(spec.profile)', \(applications.filter { $0.newest != nil }.count) application(s)"
                 + (spec.restore == nil ? "" : "; \(restores) restore(s) started")
             let fields: [String: JSONValue] = [
