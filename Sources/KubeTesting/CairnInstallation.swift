@@ -19,6 +19,11 @@ public enum CairnInstallation {
         }
     }
 
+    /// The cluster was destroyed: the next `ensure` installs again.
+    static func forget(_ cluster: LocalCluster) {
+        installed.withLock { _ = $0.remove(cluster.name) }
+    }
+
     /// The controller's pod name.
     public static func controllerPod(_ cluster: LocalCluster) throws -> String {
         try cluster.kubectlOK(["-n", "cairn-system", "get", "pods", "-l", "app.kubernetes.io/component=controller",

@@ -76,6 +76,8 @@ public final class LocalCluster: Sendable {
     public func down(purge: Bool = false) throws {
         let r = try Self.run([Self.script, "down", "--name", name] + (purge ? ["--purge"] : []))
         guard r.status == 0 else { throw ClusterError("local-cluster down --name \(name) failed: \(r.stderr)") }
+        // A purged cluster comes up new: Cairn is installed into it again.
+        if purge { CairnInstallation.forget(self) }
     }
 
     /// Checks that nothing of a stopped cluster is left (processes, mounts, network, cgroups, chains).

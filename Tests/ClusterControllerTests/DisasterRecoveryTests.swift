@@ -33,7 +33,7 @@ struct SecondClusterDisasterRecoveryTests {
     }
 
     /// A Profile of `cluster` on the shared S3 server (bucket `bucket`), with its password in Secret `<name>-password`.
-    func s3Profile(_ cluster: LocalCluster, _ name: String, bucket: String, password: String) throws {
+    func s3Profile(_ cluster: LocalCluster, _ name: String, bucket: String, password: String, initialize: Bool = false) throws {
         try cluster.apply("""
             apiVersion: v1
             kind: Secret
@@ -47,6 +47,7 @@ struct SecondClusterDisasterRecoveryTests {
               location: {s3: {bucket: \(bucket), endpoint: "\(Self.endpoint)", insecure: true, pathStyle: true}}
               passwordSecretRef: {name: \(name)-password}
               credentialsSecretRef: {name: dr-s3-credentials}
+              init: \(initialize)
             """)
     }
 
@@ -401,5 +402,137 @@ struct SecondClusterDisasterRecoveryTests {
             #expect(try psql(second, ns.name, sum).stdout == sumTwo)
             print("warm standby failover: rows served \(String(format: "%.1f", served)) s after scaling up")
         }
+    }
+
+    @Test("the cluster is lost: on a brand-new cluster, Cairn and one Profile on the old repository show every application and restore point of the lost one, and restore Cairn's configuration (no Secret in it) and the applications, namespaces created")
+    func recoverOnNewCluster() async throws {
+        // `dr` plays production: Cairn's configuration, an application, their backups; then it is destroyed.
+        let (lost, bucket) = try await secondClusterAndBucket()
+        defer { stop(lost) }
+        let password = "prod-\(UUID().uuidString)"
+        let archive = "archive-\(UUID().uuidString.prefix(8).lowercased())"
+        try s3Profile(lost, "main", bucket: bucket, password: password, initialize: true)
+        try lost.apply("""
+            apiVersion: v1
+            kind: Secret
+            metadata: {name: \(archive)-password, namespace: cairn-system}
+            stringData: {password: not-in-any-backup}
+            ---
+            apiVersion: cairn.dev/v1alpha1
+            kind: Profile
+            metadata: {name: archive, namespace: cairn-system}
+            spec:
+              location: {filesystem: {path: /var/lib/cairn/tests/\(archive)}}
+              passwordSecretRef: {name: \(archive)-password}
+              init: true
+            ---
+            apiVersion: cairn.dev/v1alpha1
+            kind: TransformSet
+            metadata: {name: to-new-site, namespace: cairn-system}
+            spec:
+              transforms:
+              - name: site
+                match: {kind: ConfigMap, name: settings}
+                patch: [{op: replace, path: /data/site, value: new}]
+            ---
+            apiVersion: cairn.dev/v1alpha1
+            kind: Policy
+            metadata: {name: yearly, namespace: cairn-system}
+            spec:
+              profile: main
+              schedule: "@yearly"
+              selector: {namespaces: [shop, cairn-system]}
+              retention: {last: 3}
+            """)
+        defer { try? FileManager.default.removeItem(atPath: "/var/lib/cairn/tests/\(archive)") }
+        try await until("the lost cluster's Profiles", timeout: 120) {
+            try ["main", "archive"].allSatisfy {
+                try get(lost, ["-n", "cairn-system", "profile", $0], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True"
+            }
+        }
+        let app = TestNamespace(cluster: lost, name: "shop")
+        try lost.kubectlOK(["create", "namespace", "shop"])
+        let data = try app.hostPathVolume(forClaim: "data")
+        let fill = try ChildProcess.run(["sh", "-c", "for i in 1 2 3; do head -c 1048576 /dev/urandom > '\(data)'/f$i; done; cd '\(data)' && md5sum f1 f2 f3"])
+        #expect(fill.status == 0)
+        let sums = fill.stdout
+        try app.kubectlOK(["create", "configmap", "settings", "--from-literal=site=old"])
+        try app.apply(ControllerClusterTests.claimAndWorkload(claim: "data", deployment: "app"))
+        for (namespace, name) in [("shop", "before-the-fire"), ("cairn-system", "configuration")] {
+            try lost.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: BackupAction
+                metadata: {name: \(name), namespace: \(namespace)}
+                spec: {profile: main}
+                """)
+        }
+        for (namespace, name) in [("shop", "before-the-fire"), ("cairn-system", "configuration")] {
+            try await until("backup \(namespace)/\(name)", timeout: 240) {
+                try get(lost, ["-n", namespace, "backupaction", name], "{.status.phase}") == "Succeeded"
+            }
+        }
+        // Cairn's configuration: the two Profiles, the TransformSet, the Policy — nothing else of cairn-system.
+        #expect(try get(lost, ["-n", "cairn-system", "backupaction", "configuration"], "{.status.result.objects}") == "4",
+                "\((try? get(lost, ["-n", "cairn-system", "backupaction", "configuration"], "{.status.result}")) ?? "")")
+
+        // The fire: the cluster and every byte on it are gone; only the bucket remains.
+        stop(lost)
+        let fresh = LocalCluster.named("dr")
+        try fresh.up()
+        try CairnInstallation.ensure(fresh)
+        try fresh.apply(Self.s3Objects(bucket: bucket))
+        try s3Profile(fresh, "main", bucket: bucket, password: password)
+        var entries: [String] = []
+        try await until("the lost cluster's catalog", timeout: 180) {
+            entries = try get(fresh, ["-n", "cairn-system", "restorepoints", "-l", "cairn.dev/source-namespace"],
+                              "{.items[*].metadata.name}").split(separator: " ").map(String.init).sorted()
+            return entries.count == 2
+        }
+        #expect(entries == ["cairn-system.configuration", "shop.before-the-fire"], "\(entries)")
+
+        // Cairn's configuration first (what exists stays), then the application, through the restored TransformSet.
+        try fresh.apply("""
+            apiVersion: cairn.dev/v1alpha1
+            kind: RestoreAction
+            metadata: {name: recover-cairn, namespace: cairn-system}
+            spec: {restorePoint: cairn-system.configuration, existing: skip}
+            """)
+        try await until("Cairn's configuration restored", timeout: 180) {
+            ["Succeeded", "Failed"].contains(try get(fresh, ["-n", "cairn-system", "restoreaction", "recover-cairn"], "{.status.phase}"))
+        }
+        #expect(try get(fresh, ["-n", "cairn-system", "restoreaction", "recover-cairn"], "{.status.phase}") == "Succeeded",
+                "\((try? get(fresh, ["-n", "cairn-system", "restoreaction", "recover-cairn"], "{.status.conditions}")) ?? "")")
+        #expect(try get(fresh, ["-n", "cairn-system", "policy", "yearly"], "{.spec.schedule}") == "@yearly")
+        #expect(try get(fresh, ["-n", "cairn-system", "transformset", "to-new-site"], "{.metadata.name}") == "to-new-site")
+        // No Secret came back: the archive Profile says which one to create.
+        #expect(try fresh.kubectl(["-n", "cairn-system", "get", "secret", "\(archive)-password"]).status != 0)
+        try await until("the archive Profile to say what it misses", timeout: 90) {
+            try get(fresh, ["-n", "cairn-system", "profile", "archive"], "{.status.conditions[?(@.type==\"Ready\")].reason}") == "SecretNotFound"
+        }
+        try await until("the Policy to be ready again", timeout: 90) {
+            try get(fresh, ["-n", "cairn-system", "policy", "yearly"], "{.status.conditions[?(@.type==\"Ready\")].reason}") == "Scheduled"
+        }
+        #expect(try get(fresh, ["-n", "cairn-system", "policy", "yearly"], "{.metadata.annotations.cairn\\.dev/requester}").contains("cairn-admin"),
+                "the Policy's author is whoever restored it")
+
+        try fresh.apply("""
+            apiVersion: cairn.dev/v1alpha1
+            kind: RestoreAction
+            metadata: {name: recover-shop, namespace: cairn-system}
+            spec: {restorePoint: shop.before-the-fire, transformSet: to-new-site}
+            """)
+        let restored = TestNamespace(cluster: fresh, name: "shop")
+        defer { restored.cleanUp() }
+        try await until("the application restored", timeout: 240) {
+            ["Succeeded", "Failed"].contains(try get(fresh, ["-n", "cairn-system", "restoreaction", "recover-shop"], "{.status.phase}"))
+        }
+        #expect(try get(fresh, ["-n", "cairn-system", "restoreaction", "recover-shop"], "{.status.phase}") == "Succeeded",
+                "\((try? get(fresh, ["-n", "cairn-system", "restoreaction", "recover-shop"], "{.status.conditions}")) ?? "")")
+        #expect(try get(fresh, ["-n", "shop", "configmap", "settings"], "{.data.site}") == "new")
+        try await until("the application to run on the new cluster", timeout: 180) {
+            try get(fresh, ["-n", "shop", "deployment", "app"], "{.status.readyReplicas}") == "1"
+        }
+        let copied = try restored.kubectlOK(["exec", "deploy/app", "--", "sh", "-c", "cd /data && md5sum f1 f2 f3"])
+        #expect(copied == sums, "\(copied) vs \(sums)")
     }
 }
