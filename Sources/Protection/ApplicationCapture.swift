@@ -79,7 +79,14 @@ public struct ApplicationCapture: Sendable {
                 }
             }
         }
-        objects += try await dependencies(of: objects, namespace: namespace, warnings: &warnings)
+        // What they need from the cluster, unless a filter leaves it out (Cairn's configuration: no CRD, no
+        // Namespace object).
+        for object in try await dependencies(of: objects, namespace: namespace, warnings: &warnings) {
+            switch rules.decide(object) {
+            case .capture: objects.append(object)
+            case .skip(let reason): skipped.append(Skipped(object: object.description, reason: reason))
+            }
+        }
         let ordered = RestoreOrder.tiers(objects).flatMap(\.objects)
         return Result(objects: ordered, skipped: skipped.sorted { $0.object < $1.object },
                       warnings: warnings.sorted(), resourceTypes: types.count)

@@ -234,6 +234,13 @@ struct ControllerLogicTests {
             .hasPrefix("InvalidSelector") == true)
         #expect(reason(["schedule": "@hourly", "selector": ["namespaces": ["a", "b"]],
                         "import": ["profile": "p", "restore": ["targetNamespace": "c"]]])?.contains("exactly one source namespace") == true)
+        // Exports on their own schedule (in the policy's time zone).
+        let nightlyExport = try PolicySpec(policy(["selector": ["namespaces": ["a"]], "schedule": "@hourly", "timeZone": "Europe/Berlin",
+                                                  "export": ["profile": "dr", "schedule": "30 2 * * *"]]))
+        #expect(nightlyExport.export?.schedule?.timeZone.identifier == "Europe/Berlin")
+        #expect(try PolicySpec(policy(["selector": ["namespaces": ["a"]], "schedule": "@hourly", "export": ["profile": "dr"]])).export?.schedule == nil)
+        #expect(reason(["selector": ["namespaces": ["a"]], "schedule": "@hourly", "export": ["profile": "dr", "schedule": "sometimes"]])?
+            .contains("spec.export.schedule") == true)
         var importAction = KubeObject(apiVersion: "cairn.dev/v1alpha1", kind: "ImportAction", name: "i", namespace: "cairn-system")
         importAction["spec"] = ImportActionSpec(profile: "p", namespaces: ["shop"], restore: standby.import?.restore).json
         #expect(try ImportActionSpec(importAction) == ImportActionSpec(profile: "p", namespaces: ["shop"], restore: standby.import?.restore))

@@ -72,18 +72,29 @@ public struct PolicySpec: Sendable {
             guard destination != profile else {
                 throw ControllerError("InvalidSpec", "spec.export.profile is the Profile the policy backs up into: export into another")
             }
+            var exportSchedule: Schedule?
+            if let expression = export["schedule"]?.string {
+                do {
+                    exportSchedule = try Schedule(expression, timeZone: spec["timeZone"]?.string)
+                } catch {
+                    throw ControllerError(error.reason, "spec.export.schedule '\(expression)': \(error.message)")
+                }
+            }
             self.export = Export(profile: destination,
                                  retention: try Self.retention(export["retention"] ?? .emptyObject, field: "spec.export.retention"),
-                                 receiver: try ExportActionSpec.Receiver(export["receiver"], field: "spec.export.receiver"))
+                                 receiver: try ExportActionSpec.Receiver(export["receiver"], field: "spec.export.receiver"),
+                                 schedule: exportSchedule)
         }
     }
 
-    /// `spec.export`: after every backup, the restore point is copied to another Profile (an ExportAction),
-    /// where the export's own retention keeps it.
+    /// `spec.export`: after every backup — or at the times of its own `schedule` (say, nightly for hourly
+    /// backups), the newest restore point of each application then — the restore point is copied to another
+    /// Profile (an ExportAction), where the export's own retention keeps it.
     public struct Export: Sendable {
         public var profile: String
         public var retention: ForgetPolicy
         var receiver: ExportActionSpec.Receiver?
+        public var schedule: Schedule?
     }
     public var export: Export?
 

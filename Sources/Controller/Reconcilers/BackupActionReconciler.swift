@@ -243,21 +243,13 @@ struct BackupActionReconciler {
         await context.applyRetention(spec.retention, timeZone: spec.schedule.timeZone, to: points, policy: policy)
     }
 
-    /// A policy with `spec.export`: the restore point just written is copied to the export Profile by an
-    /// ExportAction (administrators', in the controller's namespace), named `<namespace>.<backup action>`.
+    /// A policy with `spec.export` (and no export schedule of its own): the restore point just written is
+    /// copied to the export Profile, by an ExportAction named `<namespace>.<backup action>`.
     func export(point: KubeObject, policy name: String, namespace: String, profile: String, action: KubeObject) async throws {
         guard let object = try? await context.client.get(CairnKind.policy.resource, name, namespace: context.namespace),
-              let export = (try? PolicySpec(object))?.export else { return }
-        var exportAction = KubeObject(apiVersion: CairnKind.apiVersion, kind: CairnKind.exportAction.rawValue,
-                                      name: String("\(namespace).\(action.name)".prefix(253)), namespace: context.namespace)
-        exportAction.labels = [CairnLabel.policy: name, CairnLabel.sourceNamespace: namespace]
-        var spec: JSONValue = ["profile": .string(profile), "destination": .string(export.profile), "namespace": .string(namespace),
-                               "restorePoint": .string(point.name)]
-        if let receiver = export.receiver { spec["receiver"] = receiver.json }
-        exportAction["spec"] = spec
-        do {
-            _ = try await context.client.create(exportAction, as: CairnKind.exportAction.resource, namespace: context.namespace)
-        } catch let error as KubeError where error.code == .alreadyExists {}
+              let export = (try? PolicySpec(object))?.export, export.schedule == nil else { return }
+        try await context.requestExport(export, policy: name, namespace: namespace, profile: profile, restorePoint: point.name,
+                                        name: "\(namespace).\(action.name)")
     }
 
 }

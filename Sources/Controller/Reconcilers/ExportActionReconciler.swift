@@ -282,6 +282,25 @@ struct ExportActionReconciler {
     }
 }
 
+extension ControllerContext {
+    /// A policy's export of one restore point: an ExportAction (administrators', in the controller's namespace)
+    /// named `name`, labelled with the policy and the application (its retention and history go by them).
+    /// Created once: a name that exists is this export already.
+    func requestExport(_ export: PolicySpec.Export, policy: String, namespace: String, profile: String, restorePoint: String,
+                       name: String) async throws {
+        var action = KubeObject(apiVersion: CairnKind.apiVersion, kind: CairnKind.exportAction.rawValue,
+                                name: String(name.prefix(253)), namespace: self.namespace)
+        action.labels = [CairnLabel.policy: policy, CairnLabel.sourceNamespace: namespace]
+        var spec: JSONValue = ["profile": .string(profile), "destination": .string(export.profile), "namespace": .string(namespace),
+                               "restorePoint": .string(restorePoint)]
+        if let receiver = export.receiver { spec["receiver"] = receiver.json }
+        action["spec"] = spec
+        do {
+            _ = try await client.create(action, as: CairnKind.exportAction.resource, namespace: self.namespace)
+        } catch let error as KubeError where error.code == .alreadyExists {}
+    }
+}
+
 extension ProfileSpec.Location {
     /// The location as a receive token carries it (a Profile's `spec.location` on the other side).
     var receiveLocation: ReceiveToken.Location {

@@ -72,9 +72,17 @@ struct PolicyReconciler {
                 context.logger.info("policy.run", metadata: ["cairn.policy": "\(key.name)", "cairn.applications": "\(namespaces.count)",
                                                             "cairn.missed": "\(plan.missed)"])
             }
+            var wake = plan.next
+            if let export = spec.export, let schedule = export.schedule {
+                let exportPlan = try await scheduledExports(policy: policy, spec: spec, export: export, schedule: schedule,
+                                                            profile: profile, now: now, status: &updated)
+                wake = [wake, exportPlan].compactMap { $0 }.min()
+            }
             if let next = plan.next {
                 updated["status", "nextScheduleTime"] = .string(Timestamp.format(next))
-                requeue = .milliseconds(max(100, Int64(next.timeIntervalSince(now) * 1000) + 50))
+            }
+            if let wake {
+                requeue = .milliseconds(max(100, Int64(wake.timeIntervalSince(now) * 1000) + 50))
             }
             let what = spec.import == nil ? "backup" : "import"
             Conditions.set(Condition("Ready", true, reason: "Scheduled",
@@ -112,6 +120,31 @@ struct PolicyReconciler {
         } catch let error as KubeError where error.code == .alreadyExists {
             return   // this time already ran (or runs): never twice
         }
+    }
+
+    /// `spec.export.schedule`: at each of its times, the newest restore point of each selected application in
+    /// the policy's Profile is exported (`<namespace>.<policy>-export-<yyyyMMdd-HHmmss>`); one the destination
+    /// holds already sends nothing. Writes `status.lastExportTime`/`nextExportTime`; returns the next time.
+    func scheduledExports(policy: KubeObject, spec: PolicySpec, export: PolicySpec.Export, schedule: Schedule, profile: String,
+                          now: Date, status updated: inout KubeObject) async throws -> Date? {
+        let lastRun = Timestamp.parse(policy["status", "lastExportTime"]?.string) ?? Timestamp.parse(policy.creationTimestamp) ?? now
+        let plan = SchedulePlan.plan(schedule, lastRun: lastRun, now: now)
+        if let due = plan.due {
+            var options = ListOptions()
+            options.labelSelector = "\(CairnLabel.policy)=\(policy.name)"
+            for namespace in try await selectedNamespaces(spec) {
+                let points = try await context.client.listAll(CairnKind.restorePoint.resource, namespace: namespace, options: options).items
+                    .filter { $0.deletionTimestamp == nil && RestorePointSpec($0).profile == profile }
+                guard let newest = points.max(by: { (RestorePointSpec($0).time ?? .distantPast) < (RestorePointSpec($1).time ?? .distantPast) })
+                else { continue }
+                try await context.requestExport(export, policy: policy.name, namespace: namespace, profile: profile,
+                                                restorePoint: newest.name,
+                                                name: "\(namespace).\(Self.actionName(policy: policy.name + "-export", slot: due))")
+            }
+            updated["status", "lastExportTime"] = .string(Timestamp.format(due))
+        }
+        updated["status", "nextExportTime"] = plan.next.map { .string(Timestamp.format($0)) }
+        return plan.next
     }
 
     /// An import Policy's run: one ImportAction in the controller's namespace, carrying the Policy's author
