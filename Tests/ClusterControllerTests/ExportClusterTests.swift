@@ -186,4 +186,57 @@ extension ControllerClusterTests {
             #expect(rows.count == 2, "the Profile's key and one receive key: \(keys.stdout)")
         }
     }
+
+    @Test("a Policy's export on its own schedule copies each application's newest restore point at its times, not every backup")
+    func scheduledExport() async throws {
+        let source = try await TestProfile(cluster, prefix: "ssrc")
+        defer { source.remove() }
+        let destination = try await TestProfile(cluster, prefix: "sdst", exportDestination: true)
+        defer { destination.remove() }
+        try await cluster.withNamespace("sexport") { ns in
+            try ns.kubectlOK(["create", "configmap", "settings", "--from-literal=color=teal"])
+            let policy = "\(source.name)-nightly"
+            try cluster.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: Policy
+                metadata: {name: \(policy), namespace: cairn-system}
+                spec:
+                  profile: \(source.name)
+                  selector: {namespaces: [\(ns.name)]}
+                  schedule: "*/5 * * * * *"
+                  export: {profile: \(destination.name), schedule: "*/20 * * * * *"}
+                """)
+            defer {
+                _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "policy", policy])
+                _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "exportactions", "-l", "cairn.dev/policy=\(policy)"])
+            }
+            func exports() throws -> [(name: String, phase: String)] {
+                try jsonpath(nil, ["-n", "cairn-system", "exportactions", "-l", "cairn.dev/policy=\(policy)"],
+                             "{range .items[*]}{.metadata.name}={.status.phase}{\"\\n\"}{end}")
+                    .split(separator: "\n").map { line in
+                        let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+                        return (parts[0], parts.count > 1 ? parts[1] : "")
+                    }
+            }
+            try await until("two scheduled exports to succeed", timeout: 150) {
+                try exports().filter { $0.phase == "Succeeded" }.count >= 2
+            }
+            #expect(!(try jsonpath(nil, ["-n", "cairn-system", "policy", policy], "{.status.nextExportTime}")).isEmpty)
+            try cluster.kubectlOK(["-n", "cairn-system", "patch", "policy", policy, "--type", "merge", "-p", #"{"spec":{"paused":true}}"#])
+            try await until("running actions to finish", timeout: 120) {
+                let backups = try jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ")
+                return try (backups + exports().map { Substring($0.phase) }).allSatisfy { $0 == "Succeeded" || $0 == "Failed" }
+            }
+            let made = try exports()
+            let backups = try names(ns, "restorepoints", selector: "cairn.dev/profile=\(source.name)")
+            #expect(made.allSatisfy { $0.name.hasPrefix("\(ns.name).\(policy)-export-") }, "at the export's times only: \(made)")
+            #expect(backups.count > made.count, "\(backups.count) backups, \(made.count) exports")
+            // Each export copied the restore point that was newest at its time: a restore point of the policy.
+            for export in made where export.phase == "Succeeded" {
+                let point = try jsonpath(nil, ["-n", "cairn-system", "exportaction", export.name], "{.spec.restorePoint}")
+                #expect(backups.contains(point), "\(export.name) exported \(point)")
+            }
+            #expect(try destination.restorePointIDs(namespace: ns.name).count >= 2)
+        }
+    }
 }
