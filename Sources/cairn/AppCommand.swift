@@ -13,7 +13,7 @@ struct AppCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "app",
         abstract: "Protect whole applications: a namespace's objects and volume data as restore points.",
-        subcommands: [AppListCommand.self, AppBackupCommand.self, AppRestoreCommand.self])
+        subcommands: [AppListCommand.self, AppBackupCommand.self, AppRestoreCommand.self, AppExportCommand.self])
 }
 
 /// How volume data is read and written: shared by `app backup` and `app restore`.

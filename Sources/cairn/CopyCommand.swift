@@ -64,50 +64,61 @@ extension RepoCommand {
 
         func run() async throws {
             try await runReporting {
-                let from = try await source.open(like: global)
-                let store = try await global.store()
-                let password = try global.password(prompt: "Password of the destination repository: ")
-                let (to, created) = try await Self.openOrCreate(store: store, password: password, pairedWith: from)
-                var chosen: [SnapshotManifest]
-                if snapshots.isEmpty {
-                    chosen = try await SnapshotFiles.all(in: from).snapshots
-                } else {
-                    chosen = []
-                    for reference in snapshots { chosen.append(try await SnapshotFiles.find(reference, in: from)) }
-                }
-                if let namespace {
-                    chosen = chosen.filter { $0.tags.contains(RestorePoint.tag) && $0.tags.contains(RestorePoint.namespaceTag(namespace)) }
-                }
-                if !tag.isEmpty { chosen = chosen.filter { !Set($0.tags).isDisjoint(with: tag) } }
-                let copier = try SnapshotCopier(source: from, destination: to)
-                let latest = Locked(SnapshotCopier.Progress())
-                let display = ProgressDisplay(enabled: global.showProgress) {
-                    let p = latest.withLock { $0 }
-                    return (Int(p.transferredBytes), nil, p.snapshotsDone)
-                }
-                let report: SnapshotCopier.Report
-                do {
-                    report = try await RepositoryLock.with(from, exclusive: false, operation: "copy to \(store.location)", wait: 30) {
-                        try await RepositoryLock.with(to, exclusive: false, operation: "copy from \(from.store.location)", wait: 30) {
-                            try await copier.copy(chosen) { p in latest.withLock { $0 = p } }
-                        }
+                try await Self.copy(global: global, source: source) { from in
+                    var chosen: [SnapshotManifest]
+                    if snapshots.isEmpty {
+                        chosen = try await SnapshotFiles.all(in: from).snapshots
+                    } else {
+                        chosen = []
+                        for reference in snapshots { chosen.append(try await SnapshotFiles.find(reference, in: from)) }
                     }
-                } catch {
-                    display.stop()
-                    throw error
-                }
-                display.stop()
-                let p = report.progress
-                if global.json {
-                    try printJSON(Output(copied: report.copied, progress: p, created: created))
-                } else if !global.quiet {
-                    if created { print("created repository \(to.config.id.prefix(8)) at \(store.location), paired with \(from.config.id.prefix(8))") }
-                    for c in report.copied {
-                        print("snapshot \(c.original.prefix(8)) → \(c.copy.prefix(8))\(c.existed ? " (copied before)" : "")")
+                    if let namespace {
+                        chosen = chosen.filter { $0.tags.contains(RestorePoint.tag) && $0.tags.contains(RestorePoint.namespaceTag(namespace)) }
                     }
-                    print("\(report.copied.count) snapshot(s); \(formatBytes(Int(p.totalBytes))) in them; read \(formatBytes(Int(p.readBytes))), sent \(formatBytes(Int(p.transferredBytes))) (\(report.blobsSent) blobs) in \(formatDuration(p.seconds))")
+                    if !tag.isEmpty { chosen = chosen.filter { !Set($0.tags).isDisjoint(with: tag) } }
+                    return chosen
                 }
                 return 0
+            }
+        }
+
+        /// Opens both repositories (creating the destination paired when its location is empty), copies what
+        /// `choose` picks from the source, and reports it: `cairn repo copy` and `cairn app export`.
+        static func copy(global: GlobalOptions, source: SourceRepositoryOptions,
+                         choose: (Repository) async throws -> [SnapshotManifest]) async throws {
+            let from = try await source.open(like: global)
+            // Chosen first: nothing is created at the destination for a choice that cannot be made.
+            let chosen = try await choose(from)
+            let store = try await global.store()
+            let password = try global.password(prompt: "Password of the destination repository: ")
+            let (to, created) = try await Self.openOrCreate(store: store, password: password, pairedWith: from)
+            let copier = try SnapshotCopier(source: from, destination: to)
+            let latest = Locked(SnapshotCopier.Progress())
+            let display = ProgressDisplay(enabled: global.showProgress) {
+                let p = latest.withLock { $0 }
+                return (Int(p.transferredBytes), nil, p.snapshotsDone)
+            }
+            let report: SnapshotCopier.Report
+            do {
+                report = try await RepositoryLock.with(from, exclusive: false, operation: "copy to \(store.location)", wait: 30) {
+                    try await RepositoryLock.with(to, exclusive: false, operation: "copy from \(from.store.location)", wait: 30) {
+                        try await copier.copy(chosen) { p in latest.withLock { $0 = p } }
+                    }
+                }
+            } catch {
+                display.stop()
+                throw error
+            }
+            display.stop()
+            let p = report.progress
+            if global.json {
+                try printJSON(Output(copied: report.copied, progress: p, created: created))
+            } else if !global.quiet {
+                if created { print("created repository \(to.config.id.prefix(8)) at \(store.location), paired with \(from.config.id.prefix(8))") }
+                for c in report.copied {
+                    print("snapshot \(c.original.prefix(8)) → \(c.copy.prefix(8))\(c.existed ? " (copied before)" : "")")
+                }
+                print("\(report.copied.count) snapshot(s); \(formatBytes(Int(p.totalBytes))) in them; read \(formatBytes(Int(p.readBytes))), sent \(formatBytes(Int(p.transferredBytes))) (\(report.blobsSent) blobs) in \(formatDuration(p.seconds))")
             }
         }
 
@@ -118,6 +129,39 @@ extension RepoCommand {
             } catch let error as RepositoryError where error.code == .notARepository {
                 return (try await Repository.initialize(store: store, password: password, pairedWith: source), true)
             }
+        }
+    }
+}
+
+/// `cairn app export NAMESPACE`: an application's newest restore point (or all of them) into another
+/// repository, as `cairn repo copy` does — for people and pipelines moving an application elsewhere.
+struct AppExportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Copy an application's restore point into another repository (only what it lacks, re-encrypted).",
+        discussion: """
+            Reads the restore points of NAMESPACE in --from-repo and copies the newest (all with --all) into \
+            --repo, as `cairn repo copy --namespace` does: an empty --repo location is created paired with the \
+            source; a restore point appears there only once all its data is. Restore it there with `cairn app \
+            restore` or a Profile on that repository (docs/operations.md, "Disaster recovery and mobility").
+            """)
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var source: SourceRepositoryOptions
+    @Argument(help: "The application's namespace (as its restore points record it).")
+    var namespace: String
+    @Flag(name: .long, help: "Every restore point of the application, not only the newest.")
+    var all = false
+
+    func run() async throws {
+        try await runReporting {
+            try await RepoCommand.Copy.copy(global: global, source: source) { from in
+                let points = try await RestorePoint.list(in: from, namespace: namespace)
+                guard let newest = points.last else {
+                    throw CLIError("the source repository holds no restore point of namespace \(namespace): see `cairn app list --repo` of it")
+                }
+                return all ? points.map(\.snapshot) : [newest.snapshot]
+            }
+            return 0
         }
     }
 }

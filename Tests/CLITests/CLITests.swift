@@ -23,6 +23,37 @@ struct CLITests {
         #expect(check["ok"] as? Bool == true)
     }
 
+    @Test("app export copies an application's newest restore point (or --all) into a new paired repository; an unknown application creates nothing")
+    func appExport() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try TestFiles.makeTree(at: dir.sub("src"))
+        let source = CLI(repo: dir.sub("source"))
+        try await source.ok("repo", "init")
+        // Restore points are snapshots tagged as such, with their namespace.
+        for round in 1...2 {
+            try Data("round \(round)".utf8).write(to: URL(fileURLWithPath: dir.sub("src/round.txt")))
+            try await source.ok("backup", dir.sub("src"), "--tag", "cairn.dev/restorepoint", "--tag", "namespace=shop")
+        }
+        try await source.ok("backup", dir.sub("src"), "--tag", "cairn.dev/restorepoint", "--tag", "namespace=other")
+        let newest = try #require((try await source.json("snapshots") as? [[String: Any]])?
+            .filter { ($0["tags"] as? [String])?.contains("namespace=shop") == true }.last?["id"] as? String)
+        var destination = CLI(repo: dir.sub("destination"), password: "another password")
+        destination.extraEnv = ["CAIRN_FROM_PASSWORD": source.password]
+        let unknown = try await destination.run("app", "export", "nowhere", "--from-repo", dir.sub("source"))
+        #expect(unknown.status != 0 && unknown.stderr.contains("no restore point of namespace nowhere"), "\(unknown.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("destination")), "nothing created for it")
+        let first = try await destination.ok("app", "export", "shop", "--from-repo", dir.sub("source"))
+        #expect(first.stdout.contains("created repository") && first.stdout.contains("1 snapshot(s)"), "\(first.stdout)")
+        let copied = try #require(try await destination.json("snapshots") as? [[String: Any]])
+        #expect(copied.count == 1 && (copied.first?["tags"] as? [String])?.contains("namespace=shop") == true)
+        #expect((copied.first?["original"] as? String) == newest || copied.first?["original"] == nil)
+        let all = try await destination.ok("app", "export", "shop", "--all", "--from-repo", dir.sub("source"))
+        #expect(all.stdout.contains("2 snapshot(s)") && all.stdout.contains("(copied before)"), "\(all.stdout)")
+        try await destination.ok("restore", "latest", "--target", dir.sub("out"))
+        #expect(try TestFiles.digest(dir.sub("src")) == TestFiles.digest(dir.sub("out/src")))
+    }
+
     @Test("wrong password → exit 11; not a repository → 10; newer format → 10; usage → 64")
     func exitCodes() async throws {
         let dir = try TemporaryDirectory()
