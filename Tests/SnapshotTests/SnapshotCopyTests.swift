@@ -111,6 +111,30 @@ struct SnapshotCopyTests {
         #expect(try TestFiles.digest(dir.sub("src")) == TestFiles.digest(dir.sub("out/src")))
     }
 
+    @Test("a read-only destination refuses the copy with permission-denied and nothing appears there; writable again, the copy is whole")
+    func readOnlyDestination() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var rng = SeededRandom(seed: 9)
+        for i in 0..<3 { try TestFiles.write(dir.sub("src/f\(i)"), rng.bytes(400_000)) }
+        let a = try await newRepository(MemoryBlobStore())
+        let snapshot = try await Archiver(repository: a).run(BackupOptions(paths: [dir.sub("src")])).snapshot
+        let faulty = FaultyBlobStore(MemoryBlobStore())
+        let b = try await paired(with: a, store: faulty)
+        // The bucket policy turns read-only (every write refused) after the destination was made.
+        faulty.inject(.init(kinds: [.data, .index, .snapshots, .locks], operations: [.save],
+                            error: StorageError(.permissionDenied, "access denied", location: "test")))
+        let error = await #expect(throws: RepositoryError.self) { _ = try await SnapshotCopier(source: a, destination: b).copy([snapshot]) }
+        #expect(error?.storage?.code == .permissionDenied, "\(String(describing: error))")
+        #expect(try await b.listFiles(.snapshots).isEmpty, "no partial snapshot")
+        faulty.clear()
+        let again = try await Repository.open(store: faulty, password: "other")
+        let copied = try await SnapshotCopier(source: a, destination: again).copy([snapshot])
+        #expect(copied.copied.map(\.existed) == [false])
+        let check = try await again.check(readData: true)
+        #expect(check.errors.isEmpty, "\(check.errors)")
+    }
+
     @Test("damaged data in the source stops the copy with where it is, and nothing appears in the destination")
     func damagedSource() async throws {
         let dir = try TemporaryDirectory()
