@@ -414,6 +414,41 @@ struct SecondClusterDisasterRecoveryTests {
                 try psql(second, cold.name, sum).stdout == sumTwo
             }
             let coldSeconds = Date().timeIntervalSince(coldStart)
+            // Damaged data at the exported location (every pack has a flipped byte): an import's restore fails
+            // with where and why; the standby that was restored before stays as it is.
+            let listing = try ChildProcess.run(["aws", "--endpoint-url", Self.endpoint, "s3", "ls", "--recursive", "s3://\(bucket)/"],
+                                               environment: Self.s3Env)
+            let packs = listing.stdout.split(separator: "\n").compactMap { $0.split(separator: " ").last.map(String.init) }
+                .filter { $0.hasPrefix("data/") }
+            #expect(!packs.isEmpty, "\(listing.stdout)")
+            let scratch = NSTemporaryDirectory() + "pack-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: scratch) }
+            for pack in packs {
+                _ = try ChildProcess.run(["aws", "--endpoint-url", Self.endpoint, "s3", "cp", "s3://\(bucket)/\(pack)", scratch], environment: Self.s3Env)
+                var bytes = try Data(contentsOf: URL(fileURLWithPath: scratch))
+                bytes[bytes.count / 2] ^= 0x20
+                try bytes.write(to: URL(fileURLWithPath: scratch))
+                _ = try ChildProcess.run(["aws", "--endpoint-url", Self.endpoint, "s3", "cp", scratch, "s3://\(bucket)/\(pack)"], environment: Self.s3Env)
+            }
+            try second.apply("""
+                apiVersion: cairn.dev/v1alpha1
+                kind: ImportAction
+                metadata: {name: damaged, namespace: cairn-system}
+                spec: {profile: ledger-source, namespaces: [\(ns.name)], restore: {targetNamespace: \(ns.name)-damaged}}
+                """)
+            let damaged = TestNamespace(cluster: second, name: "\(ns.name)-damaged")
+            defer { damaged.cleanUp() }
+            let restoreOfDamaged = "damaged.\(ns.name)-damaged"
+            try await until("the restore of damaged data to fail", timeout: 240) {
+                try get(second, ["-n", "cairn-system", "restoreaction", restoreOfDamaged], "{.status.phase}") == "Failed"
+            }
+            let why = try get(second, ["-n", "cairn-system", "restoreaction", restoreOfDamaged], "{.status.conditions[?(@.type==\"Complete\")].message}")
+                + (try get(second, ["-n", "cairn-system", "restoreaction", restoreOfDamaged], "{.status.result.failures}"))
+            #expect(why.contains("damaged") || why.contains("corrupt") || why.contains("authentic"), "\(why)")
+            print("restore of damaged data: \(why.prefix(400))")
+            #expect(try get(second, ["-n", ns.name, "statefulset", "db"], "{.spec.replicas}") == "1", "the standby is untouched")
+            #expect(try psql(second, ns.name, sum).stdout == sumTwo)
+
             print("recovery time: warm standby \(String(format: "%.1f", served)) s (scale up), cold restore \(String(format: "%.1f", coldSeconds)) s (ImportAction → rows served)")
         }
     }
