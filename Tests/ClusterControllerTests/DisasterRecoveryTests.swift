@@ -5,14 +5,12 @@ import Repository
 import Testing
 import TestSupport
 
-/// Disaster recovery across two local clusters through the machine's S3 server (`scripts/local-cluster s3
-/// up`, reached from inside both clusters): an application exported on the first is imported with a receive
-/// token on the second and restored there — namespace created, transformed — with its data byte for byte.
-/// Runs in the second phase of `scripts/test` (with the other second-cluster tests).
-@Suite("disaster recovery across two clusters", .serialized)
-struct SecondClusterDisasterRecoveryTests {
-    static let endpoint = "http://10.254.255.1:9000"
-    static let s3Env = ["AWS_ACCESS_KEY_ID": "cairn", "AWS_SECRET_ACCESS_KEY": "cairn-secret", "AWS_DEFAULT_REGION": "us-east-1"]
+/// What the scenarios with a second cluster share: the shared S3 server, Profiles on it, tokens, PostgreSQL.
+protocol TwoClusterScenario {}
+
+extension TwoClusterScenario {
+    static var endpoint: String { "http://10.254.255.1:9000" }
+    static var s3Env: [String: String] { ["AWS_ACCESS_KEY_ID": "cairn", "AWS_SECRET_ACCESS_KEY": "cairn-secret", "AWS_DEFAULT_REGION": "us-east-1"] }
 
     func until(_ what: String, timeout: TimeInterval = 120, _ condition: () async throws -> Bool) async throws {
         try await eventually(what, timeout: .seconds(timeout), condition)
@@ -73,12 +71,12 @@ struct SecondClusterDisasterRecoveryTests {
         String(decoding: Data(base64Encoded: try get(cluster, ["-n", "cairn-system", "secret", secret], "{.data.token}")) ?? Data(), as: UTF8.self)
     }
 
-    /// Starts the `dr` cluster with Cairn, and a new bucket on the shared S3 server both clusters reach.
-    func secondClusterAndBucket() async throws -> (LocalCluster, String) {
+    /// Starts the cluster `name` with Cairn, and a new bucket on the shared S3 server every cluster reaches.
+    func secondClusterAndBucket(name: String = "dr") async throws -> (LocalCluster, String) {
         let first = try LocalCluster.shared()
         try CairnInstallation.ensure(first)
         try LocalCluster.sharedS3()
-        let second = LocalCluster.named("dr")
+        let second = LocalCluster.named(name)
         try second.up()
         try CairnInstallation.ensure(second)
         let bucket = "dr-\(UUID().uuidString.prefix(8).lowercased())"
@@ -93,6 +91,20 @@ struct SecondClusterDisasterRecoveryTests {
         if let verify = try? second.verifyDown() { #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)") }
     }
 
+    /// PostgreSQL answers `sql` in `namespace` of `cluster` (the sample database, password s3cret).
+    func psql(_ cluster: LocalCluster, _ namespace: String, _ sql: String) throws -> LocalCluster.CommandResult {
+        let ip = try cluster.kubectlOK(["-n", namespace, "get", "service", "db", "-o", "jsonpath={.spec.clusterIP}"])
+        return try cluster.execInNetwork(["psql", "-h", ip, "-U", "postgres", "-tA", "-c", sql],
+                                         environment: ["PGPASSWORD": "s3cret", "PGCONNECT_TIMEOUT": "5"])
+    }
+}
+
+/// Disaster recovery across two local clusters through the machine's S3 server (`scripts/local-cluster s3
+/// up`, reached from inside both clusters): an application exported on the first is imported with a receive
+/// token on the second and restored there — namespace created, transformed — with its data byte for byte.
+/// Runs in the second phase of `scripts/test` (with the other second-cluster tests).
+@Suite("disaster recovery across two clusters", .serialized)
+struct SecondClusterDisasterRecoveryTests: TwoClusterScenario {
     @Test("export on one cluster, import with a token and restore with transforms on another; bad tokens refused with why")
     func exportImportRestore() async throws {
         let first = try LocalCluster.shared()
@@ -241,13 +253,6 @@ struct SecondClusterDisasterRecoveryTests {
                 #expect(!everything.contains(good) && !everything.contains(String(good.suffix(43))))
             }
         }
-    }
-
-    /// PostgreSQL answers `sql` in `namespace` of `cluster` (the sample database, password s3cret).
-    func psql(_ cluster: LocalCluster, _ namespace: String, _ sql: String) throws -> LocalCluster.CommandResult {
-        let ip = try cluster.kubectlOK(["-n", namespace, "get", "service", "db", "-o", "jsonpath={.spec.clusterIP}"])
-        return try cluster.execInNetwork(["psql", "-h", ip, "-U", "postgres", "-tA", "-c", sql],
-                                         environment: ["PGPASSWORD": "s3cret", "PGCONNECT_TIMEOUT": "5"])
     }
 
     @Test("a warm standby: an import Policy on the second cluster restores PostgreSQL exported from the first, transformed and kept current with every export, as the Policy's author; failover is scaling it up, and it serves every row")
@@ -452,11 +457,15 @@ struct SecondClusterDisasterRecoveryTests {
             print("recovery time: warm standby \(String(format: "%.1f", served)) s (scale up), cold restore \(String(format: "%.1f", coldSeconds)) s (ImportAction → rows served)")
         }
     }
+}
 
+/// Cairn's own recovery, on a cluster of its own (`dr2`), beside the other second-cluster tests.
+@Suite("recovery of Cairn on a new cluster")
+struct SecondClusterRecoveryTests: TwoClusterScenario {
     @Test("the cluster is lost: on a brand-new cluster, Cairn and one Profile on the old repository show every application and restore point of the lost one, and restore Cairn's configuration (no Secret in it) and the applications, namespaces created")
     func recoverOnNewCluster() async throws {
-        // `dr` plays production: Cairn's configuration, an application, their backups; then it is destroyed.
-        let (lost, bucket) = try await secondClusterAndBucket()
+        // `dr2` plays production: Cairn's configuration, an application, their backups; then it is destroyed.
+        let (lost, bucket) = try await secondClusterAndBucket(name: "dr2")
         defer { stop(lost) }
         let password = "prod-\(UUID().uuidString)"
         let archive = "archive-\(UUID().uuidString.prefix(8).lowercased())"
@@ -526,7 +535,7 @@ struct SecondClusterDisasterRecoveryTests {
 
         // The fire: the cluster and every byte on it are gone; only the bucket remains.
         stop(lost)
-        let fresh = LocalCluster.named("dr")
+        let fresh = LocalCluster.named("dr2")
         try fresh.up()
         try CairnInstallation.ensure(fresh)
         try fresh.apply(Self.s3Objects(bucket: bucket))
