@@ -47,7 +47,10 @@ struct CLITests {
         #expect(first.stdout.contains("created repository") && first.stdout.contains("1 snapshot(s)"), "\(first.stdout)")
         let copied = try #require(try await destination.json("snapshots") as? [[String: Any]])
         #expect(copied.count == 1 && (copied.first?["tags"] as? [String])?.contains("namespace=shop") == true)
-        #expect((copied.first?["original"] as? String) == newest || copied.first?["original"] == nil)
+        // The one copied is the newest: it holds the second round's file.
+        try await destination.ok("restore", "latest", "--target", dir.sub("newest"))
+        #expect(try String(contentsOfFile: dir.sub("newest/src/round.txt"), encoding: .utf8) == "round 2")
+        #expect(first.stdout.contains(String(newest.prefix(8))), "\(first.stdout)")
         let all = try await destination.ok("app", "export", "shop", "--all", "--from-repo", dir.sub("source"))
         #expect(all.stdout.contains("2 snapshot(s)") && all.stdout.contains("(copied before)"), "\(all.stdout)")
         try await destination.ok("restore", "latest", "--target", dir.sub("out"))
