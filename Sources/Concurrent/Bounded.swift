@@ -3,6 +3,13 @@
 /// a file's chunks) goes through these functions, so the width is always bounded and a failure cancels the
 /// rest.
 public enum Concurrent {
+    /// Runs `body` to its end even when the calling task is cancelled (in a task of its own that does not
+    /// inherit the cancellation): clean-up that must reach a server — a mover pod deleted, a lease handed
+    /// over — after the work it cleans up after was cancelled.
+    public static func uncancelled<T: Sendable>(_ body: @escaping @Sendable () async -> T) async -> T {
+        await Task { await body() }.value
+    }
+
     /// Runs `work` for each element, at most `width` at once, and hands each result to `collect` in the
     /// calling task as it finishes (completion order; `collect` needs no lock). The first error thrown by
     /// `work` or `collect` cancels the work still running and is rethrown.

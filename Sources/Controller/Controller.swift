@@ -1,3 +1,4 @@
+import Concurrent
 import Foundation
 import Kube
 import Logging
@@ -107,8 +108,8 @@ public final class Controller: Sendable {
         }
         context.logger.info("controller.stopping")
         await context.queue.shutDown()
-        // Our task is cancelled; the hand-over must still reach the API server: an uncancelled task.
-        await Task { await election.release() }.value
+        // Our task is cancelled; the hand-over must still reach the API server.
+        await Concurrent.uncancelled { await election.release() }
     }
 
     /// Watches one kind in all namespaces and queues every object that changes (all of them at the

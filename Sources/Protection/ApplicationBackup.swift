@@ -57,6 +57,9 @@ public struct ApplicationBackup: Sendable {
         public var operation = UUID().uuidString.lowercased()
         /// How long CSI snapshots may take to become ready to use.
         public var snapshotTimeout: Duration = .seconds(300)
+        /// How many volumes are read at once (live, or from their snapshots once taken): each by its own
+        /// mover on the volume's node, or on the host.
+        public var volumeWidth = 4
         /// Keep the VolumeSnapshots after the backup as the restore point's local tier
         /// (`SnapshotVolumeAccess.keep`): a restore into this namespace then makes claims from them.
         public var keepSnapshots = false
@@ -141,6 +144,7 @@ public struct ApplicationBackup: Sendable {
         var snapshotter = SnapshotVolumeAccess(client: volumeClient, repository: repository, moverImage: options.moverImage,
                                                operation: options.operation)
         snapshotter.readyTimeout = options.snapshotTimeout
+        snapshotter.exportWidth = max(1, options.volumeWidth)
         let leftovers = await snapshotter.removeLeftovers(namespace: namespace)
         if !leftovers.isEmpty { progress("removed what an interrupted run of this backup left: \(leftovers.joined(separator: ", "))") }
         var snapshotClasses: [String: String] = [:]
@@ -211,12 +215,16 @@ public struct ApplicationBackup: Sendable {
                     if !snapshotted.isEmpty {
                         (taken, snapshotReport) = try await snapshotter.take(snapshotted, progress: progress)
                     }
-                    for claim in claims where snapshotClasses[claim.claim] == nil {
-                        let access = await options.volumeAccess.accessor(for: claim, client: volumeClient, repository: repository,
-                                                                         moverImage: options.moverImage)
+                    // The claims read live, `volumeWidth` at once (each mover on its volume's node).
+                    let live = claims.filter { snapshotClasses[$0.claim] == nil }
+                    let known = earlier
+                    let (mode, volumeClient, repository, image) = (options.volumeAccess, volumeClient, repository, options.moverImage)
+                    try await Concurrent.forEach(live, width: max(1, options.volumeWidth), { claim in
+                        let access = await mode.accessor(for: claim, client: volumeClient, repository: repository, moverImage: image)
                         progress("reading claim \(claim.claim) (\(access.method))")
-                        let (node, transfer) = try await access.backup(claim, previous: earlier[claim.claim])
-                        read(node, transfer, "  ")
+                        return try await access.backup(claim, previous: known[claim.claim])
+                    }) { node, transfer in
+                        read(node, transfer, "read claim \(transfer.claim): ")
                     }
                 }
             }

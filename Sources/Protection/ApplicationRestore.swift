@@ -1,3 +1,4 @@
+import Concurrent
 import Crypto
 import Foundation
 import Kube
@@ -36,6 +37,8 @@ public struct ApplicationRestore: Sendable {
         public var keepExtraFiles = false
         public var volumeAccess: VolumeAccessMode
         public var moverImage: String
+        /// How many volumes are written at once, each by its own mover (or on the host).
+        public var volumeWidth = 4
         public var bindTimeout: Duration
         /// A restore a namespace's own user asked for: what `RestoreConfinement` leaves to administrators is
         /// excluded (cluster-scoped objects, the Namespace, RBAC, Cairn's kinds), and every object is checked
@@ -127,7 +130,7 @@ public struct ApplicationRestore: Sendable {
         var snapshot: String?
     }
 
-    public func run(_ snapshot: SnapshotManifest, progress: @Sendable (String) -> Void = { _ in }) async throws -> Report {
+    public func run(_ snapshot: SnapshotManifest, progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> Report {
         let start = Date()
         return try await RepositoryLock.with(repository, exclusive: false, operation: "app restore", wait: 30) {
             try await repository.loadIndex()
@@ -357,60 +360,61 @@ public struct ApplicationRestore: Sendable {
 
     /// Writes the planned volumes into the restored claims: after the claims tier, before workloads.
     func writeVolumes(_ planned: [String: PlannedVolume], claims results: [ObjectRestorer.Outcome], namespace: String,
-                      progress: @Sendable (String) -> Void) async -> [Row] {
-        var rows: [Row] = []
-        for plan in planned.values.sorted(by: { $0.claim < $1.claim }) {
-            let label = "volume \(namespace)/\(plan.claim)"
-            let outcome = results.first { $0.object == "PersistentVolumeClaim \(namespace)/\(plan.claim)" }
-            switch outcome?.result {
-            case .failed(let reason)?, .forbidden(let reason)?:
-                rows.append(Row(object: label, tier: 6, result: "failed", detail: "the claim was not restored: \(reason)"))
-                continue
-            case .skipped?:
-                rows.append(Row(object: label, tier: 6, result: "skipped", detail: "the claim already exists and the existing-object policy is skip: its data was left as it is"))
-                continue
-            case nil:
-                rows.append(Row(object: label, tier: 6, result: "failed", detail: "the claim is not part of this restore"))
-                continue
-            default:
-                break
-            }
-            guard let data = plan.data else {
-                rows.append(Row(object: label, tier: 6, result: "empty",
-                                detail: "a new, empty volume: the workload's blueprint restores its data"))
-                continue
-            }
-            if let snapshot = plan.snapshot {
-                // Made by the storage from the local tier; bound once the driver has copied it.
-                let start = Date()
-                do {
-                    _ = try await boundVolume(plan, namespace: namespace)
-                    let transfer = VolumeTransfer(claim: plan.claim, method: "snapshot", seconds: Date().timeIntervalSince(start))
-                    progress("claim \(plan.claim) made from VolumeSnapshot \(snapshot) in \(String(format: "%.1f", transfer.seconds)) s")
-                    rows.append(Row(object: label, tier: 6, result: "written",
-                                    detail: "made from VolumeSnapshot \(snapshot) (the restore point's local tier)", volume: transfer))
-                } catch {
-                    rows.append(Row(object: label, tier: 6, result: "failed",
-                                    detail: "the claim made from VolumeSnapshot \(snapshot) was not bound: \(error)"))
-                }
-                continue
-            }
+                      progress: @escaping @Sendable (String) -> Void) async -> [Row] {
+        // `volumeWidth` volumes at once, each by its own mover (or on the host); the rows in claim order.
+        let plans = planned.values.sorted(by: { $0.claim < $1.claim })
+        return (try? await Concurrent.map(plans, width: max(1, options.volumeWidth)) { plan in
+            await writeVolume(plan, claims: results, namespace: namespace, progress: progress)
+        }) ?? []
+    }
+
+    /// One planned volume written (or why not): its row.
+    func writeVolume(_ plan: PlannedVolume, claims results: [ObjectRestorer.Outcome], namespace: String,
+                     progress: @Sendable (String) -> Void) async -> Row {
+        let label = "volume \(namespace)/\(plan.claim)"
+        let outcome = results.first { $0.object == "PersistentVolumeClaim \(namespace)/\(plan.claim)" }
+        switch outcome?.result {
+        case .failed(let reason)?, .forbidden(let reason)?:
+            return Row(object: label, tier: 6, result: "failed", detail: "the claim was not restored: \(reason)")
+        case .skipped?:
+            return Row(object: label, tier: 6, result: "skipped", detail: "the claim already exists and the existing-object policy is skip: its data was left as it is")
+        case nil:
+            return Row(object: label, tier: 6, result: "failed", detail: "the claim is not part of this restore")
+        default:
+            break
+        }
+        guard let data = plan.data else {
+            return Row(object: label, tier: 6, result: "empty",
+                       detail: "a new, empty volume: the workload's blueprint restores its data")
+        }
+        if let snapshot = plan.snapshot {
+            // Made by the storage from the local tier; bound once the driver has copied it.
+            let start = Date()
             do {
-                let volume = try await boundVolume(plan, namespace: namespace)
-                // Host access writes the new directory itself (the Restorer creates its target).
-                let access = await options.volumeAccess.accessor(for: volume, client: volumeClient, repository: repository,
-                                                                 moverImage: options.moverImage, creating: true)
-                progress("writing claim \(plan.claim) (\(access.method))")
-                let transfer = try await access.restore(data, into: volume, exact: !options.keepExtraFiles)
-                progress("  \(transfer.files) files, \(transfer.bytes) bytes, \(String(format: "%.1f", transfer.seconds)) s")
-                rows.append(Row(object: label, tier: 6, result: transfer.problems.isEmpty ? "written" : "failed",
-                                detail: transfer.problems.isEmpty ? nil : "\(transfer.problems.count) files not written: \(transfer.problems.prefix(3).joined(separator: "; "))",
-                                volume: transfer))
+                _ = try await boundVolume(plan, namespace: namespace)
+                let transfer = VolumeTransfer(claim: plan.claim, method: "snapshot", seconds: Date().timeIntervalSince(start))
+                progress("claim \(plan.claim) made from VolumeSnapshot \(snapshot) in \(String(format: "%.1f", transfer.seconds)) s")
+                return Row(object: label, tier: 6, result: "written",
+                           detail: "made from VolumeSnapshot \(snapshot) (the restore point's local tier)", volume: transfer)
             } catch {
-                rows.append(Row(object: label, tier: 6, result: "failed", detail: "\(error)"))
+                return Row(object: label, tier: 6, result: "failed",
+                           detail: "the claim made from VolumeSnapshot \(snapshot) was not bound: \(error)")
             }
         }
-        return rows
+        do {
+            let volume = try await boundVolume(plan, namespace: namespace)
+            // Host access writes the new directory itself (the Restorer creates its target).
+            let access = await options.volumeAccess.accessor(for: volume, client: volumeClient, repository: repository,
+                                                             moverImage: options.moverImage, creating: true)
+            progress("writing claim \(plan.claim) (\(access.method))")
+            let transfer = try await access.restore(data, into: volume, exact: !options.keepExtraFiles)
+            progress("wrote claim \(plan.claim): \(transfer.files) files, \(transfer.bytes) bytes, \(String(format: "%.1f", transfer.seconds)) s")
+            return Row(object: label, tier: 6, result: transfer.problems.isEmpty ? "written" : "failed",
+                       detail: transfer.problems.isEmpty ? nil : "\(transfer.problems.count) files not written: \(transfer.problems.prefix(3).joined(separator: "; "))",
+                       volume: transfer)
+        } catch {
+            return Row(object: label, tier: 6, result: "failed", detail: "\(error)")
+        }
     }
 
     /// The claim's volume once bound. A claim waiting for its first consumer (a storage class with

@@ -207,7 +207,7 @@ public final class Archiver: Sendable {
             for (i, entry) in entries.enumerated() {
                 let full = entry.path
                 if let excluding, excluding.excludes(full) { continue }
-                guard var child = entry.node else {
+                guard let child = entry.node else {
                     record(SnapshotError.unreadable(full, errno: entry.errno, operation: "lstat"))
                     continue
                 }

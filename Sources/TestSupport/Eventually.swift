@@ -8,17 +8,28 @@ public struct GiveUp: Error, CustomStringConvertible {
 }
 
 /// Polls `condition` without holding a thread (errors count as "not yet", except `GiveUp`) until it holds,
-/// or throws after `timeout`.
+/// or throws after `timeout`. The timeout's error says what was last seen: the condition's last error, and
+/// `explain`'s answer (what the condition observed, or the state of the objects awaited).
 public func eventually(_ what: String, timeout: Duration = .seconds(120),
+                       explain: (() async -> String)? = nil,
                        _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
+    var lastError: (any Error)?
     while true {
         do {
             if try await condition() { return }
+            lastError = nil
         } catch let stop as GiveUp {
             throw stop
-        } catch {}
-        if ContinuousClock.now > deadline { throw FixtureError("timed out after \(timeout) waiting for \(what)") }
+        } catch {
+            lastError = error
+        }
+        if ContinuousClock.now > deadline {
+            var message = "timed out after \(timeout) waiting for \(what)"
+            if let lastError { message += "; last error: \(lastError)" }
+            if let explain { message += "; seen: \(await explain())" }
+            throw FixtureError(message)
+        }
         try await Task.sleep(for: .milliseconds(250))
     }
 }

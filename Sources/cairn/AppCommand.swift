@@ -23,6 +23,13 @@ struct VolumeOptions: ParsableArguments {
     @Option(name: .customLong("mover-image"),
             help: "Image of mover pods. Default: $CAIRN_MOVER_IMAGE or \(MoverVolumeAccess.defaultImage).")
     var moverImage: String?
+    @Option(name: .customLong("parallel-volumes"),
+            help: "How many volumes are read or written at once, each by a mover on its volume's node (or on the host).")
+    var parallel: Int = 4
+
+    func validate() throws {
+        guard parallel >= 1 else { throw ValidationError("--parallel-volumes must be at least 1") }
+    }
 
     var image: String {
         moverImage ?? ProcessInfo.processInfo.environment["CAIRN_MOVER_IMAGE"] ?? MoverVolumeAccess.defaultImage
@@ -168,6 +175,7 @@ struct AppBackupCommand: AsyncParsableCommand {
                     namespace: namespace, labelSelector: selector, rules: rules, volumeAccess: volumes.access,
                     moverImage: volumes.image,
                     quiesce: quiesce, volumes: !noVolumes)
+                options.volumeWidth = volumes.parallel
                 options.blueprints = catalog.valid
                 options.invalidBlueprints = catalog.invalid
                 options.hooks = hookPhases
@@ -310,6 +318,7 @@ struct AppRestoreCommand: AsyncParsableCommand {
                 volumes: volume.isEmpty ? nil : Set(volume), volumeData: !noVolumes, volumeAccess: volumes.access,
                 moverImage: volumes.image)
             options.keepExtraFiles = keepExtraFiles
+            options.volumeWidth = volumes.parallel
             options.localSnapshots = !fromRepository
             options.hooks = try hooks.map { try CheckedFile($0).hooks(allowed: ["afterRestore"]) } ?? [:]
             let showProgress = !global.json && !global.quiet

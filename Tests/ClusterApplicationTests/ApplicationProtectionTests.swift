@@ -4,6 +4,7 @@ import KubeTesting
 import Protection
 import Repository
 import Storage
+import Synchronization
 import StorageTesting
 import Testing
 
@@ -197,6 +198,30 @@ struct ApplicationProtectionTests {
         }
     }
 
+    /// `body`'s result and the most mover pods (not being deleted) that existed in `ns` at once while it
+    /// ran, sampled by a thread of its own.
+    func moversAtOnce<T>(in ns: String, _ body: () throws -> T) throws -> (T, Int) {
+        let state = Mutex((stop: false, most: 0, done: false))
+        let cluster = self.cluster
+        Thread.detachNewThread {
+            while !state.withLock({ $0.stop }) {
+                if let listed = try? cluster.kubectlOK(["-n", ns, "get", "pods", "-l", MoverVolumeAccess.label, "-o", "json"]),
+                   let pods = try? JSONValue(parsing: Array(listed.utf8))["items"]?.array {
+                    let live = pods.filter { $0["metadata", "deletionTimestamp"] == nil }.count
+                    state.withLock { $0.most = max($0.most, live) }
+                }
+                usleep(100_000)
+            }
+            state.withLock { $0.done = true }
+        }
+        defer {
+            state.withLock { $0.stop = true }
+            while !state.withLock({ $0.done }) { usleep(50_000) }
+        }
+        let result = try body()
+        return (result, state.withLock { $0.most })
+    }
+
     func deleteNamespaceAndCRD() async throws {
         try cluster.kubectlOK(["delete", "namespace", namespace, "--wait=true", "--timeout=180s"])
         try cluster.kubectlOK(["delete", "crd", "gadgets.\(group)", "--wait=true"])
@@ -240,8 +265,12 @@ struct ApplicationProtectionTests {
         #expect(hostBackup.status == 0, "\(hostBackup.stderr)")
         let hostPoint = try #require(try JSONValue(parsing: Array(hostBackup.stdout.utf8))["restorePoint"]?.string)
         step("backing up by mover pods")
-        let moverBackup = try cairn(["app", "backup", namespace, "--quiesce", "scale", "--volume-access", "mover", "--json"])
+        // The three volumes are read by their own movers at once, never more than --parallel-volumes.
+        let (moverBackup, moversRunning) = try moversAtOnce(in: namespace) {
+            try cairn(["app", "backup", namespace, "--quiesce", "scale", "--volume-access", "mover", "--parallel-volumes", "2", "--json"])
+        }
         #expect(moverBackup.status == 0, "\(moverBackup.stderr)")
+        #expect(moversRunning == 2, "mover pods at once during a backup with --parallel-volumes 2: \(moversRunning)")
         let moverJSON = try JSONValue(parsing: Array(moverBackup.stdout.utf8))
         let moverPoint = try #require(moverJSON["restorePoint"]?.string)
         let transfers = moverJSON["volumes"]?.array ?? []
@@ -258,8 +287,12 @@ struct ApplicationProtectionTests {
         for (point, access) in [(hostPoint, "host"), (moverPoint, "mover")] {
             try await deleteNamespaceAndCRD()
             step("restoring by \(access)")
-            let restore = try cairn(["app", "restore", String(point.prefix(10)), "--volume-access", access])
+            let (restore, moversRunning) = try moversAtOnce(in: namespace) {
+                try cairn(["app", "restore", String(point.prefix(10)), "--volume-access", access])
+            }
             #expect(restore.status == 0, "restore by \(access): \(restore.stdout) \(restore.stderr)")
+            // By mover: the three volumes written at once (the default is four).
+            #expect(moversRunning == (access == "mover" ? 3 : 0), "mover pods at once during the \(access) restore: \(moversRunning)")
             #expect(restore.stdout.contains("Gadget \(namespace)/sprocket") && restore.stdout.contains("written"))
             try await waitForDatabase(namespace)
             #expect(try psql(namespace, Self.rowsQuery).stdout == rows, "rows after the \(access) restore")

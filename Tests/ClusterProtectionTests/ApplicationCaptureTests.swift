@@ -59,10 +59,15 @@ struct ApplicationCaptureTests {
                 """
             try cluster.apply(manifests + "\n---\n" + SampleApplication.objects(namespace: ns) + "\n---\n"
                               + SampleApplication.crd(group: group))
-            try await eventually("the claim to bind and the pod to exist") {
+            var seen = ""
+            try await eventually("the claim to bind and the pod to exist", explain: {
+                seen + "\n" + ((try? cluster.kubectl(["-n", ns, "get", "pvc,pods,events", "-o", "wide"]).stdout) ?? "")
+                    + ((try? cluster.kubectl(["get", "pv/cairn-\(tag)", "crd/gadgets.\(group)", "-o", "yaml"]).stdout) ?? "")
+            }) {
                 let claim = try await client.get(PersistentVolumeClaim.self, "data", namespace: ns)
                 let pods = try await client.list(Pod.self, namespace: ns)
                 let crd = try await client.get(CustomResourceDefinition.self, "gadgets.\(group)")
+                seen = "claim \(claim.phase ?? "-"), \(pods.count) pods, CRD established \(crd.isEstablished)"
                 return claim.phase == "Bound" && !pods.isEmpty && crd.isEstablished
             }
             var gadget = KubeObject(apiVersion: "\(group)/v1", kind: "Gadget", name: "g1", namespace: ns)

@@ -165,8 +165,12 @@ public struct MoverVolumeAccess: VolumeAccess {
         }
     }
 
+    /// Deletes the mover pod, also when the transfer was cancelled (another volume of the backup failed).
     func remove(_ name: String, namespace: String) async {
-        _ = try? await client.delete(Pod.self, name, namespace: namespace, options: DeleteOptions(gracePeriodSeconds: 0))
+        let client = self.client
+        await Concurrent.uncancelled {
+            _ = try? await client.delete(Pod.self, name, namespace: namespace, options: DeleteOptions(gracePeriodSeconds: 0))
+        }
     }
 
     func waitRunning(_ name: String, volume: ClaimVolume) async throws {
