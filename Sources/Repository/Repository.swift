@@ -492,18 +492,21 @@ public final class Repository: Sendable {
         }
     }
 
-    /// Splits `ids` (in order) into runs stored back to back in one pack, each at most `maxBytes`: a run
-    /// is read with one ranged request (one GET on object storage instead of one per blob).
-    public func contiguousRuns(_ ids: [BlobID], maxBytes: Int = 4 << 20) -> [Range<Int>] {
+    /// Splits `ids` (in order) into runs stored one after another in one pack, each spanning at most
+    /// `maxBytes`: a run is read with one ranged request (one GET on object storage instead of one per
+    /// blob). With `maxGap`, blobs up to that many bytes apart (others' blobs between them, read and left)
+    /// still make one run.
+    public func contiguousRuns(_ ids: [BlobID], maxBytes: Int = 4 << 20, maxGap: Int = 0) -> [Range<Int>] {
         var runs: [Range<Int>] = []
         var start = 0
         var previous: (pack: BlobID, end: UInt32)?
         var bytes = 0
         for (i, id) in ids.enumerated() {
             let here = location(of: id)
-            if let here, let p = previous, p.pack == here.0, p.end == here.1.offset,
-               bytes + Int(here.1.length) <= maxBytes {
-                bytes += Int(here.1.length)
+            if let here, let p = previous, p.pack == here.0, p.end <= here.1.offset,
+               Int(here.1.offset - p.end) <= maxGap,
+               bytes + Int(here.1.offset - p.end) + Int(here.1.length) <= maxBytes {
+                bytes += Int(here.1.offset - p.end) + Int(here.1.length)
             } else {
                 if i > start { runs.append(start..<i) }
                 start = i

@@ -62,11 +62,6 @@ public final class Restorer: Sendable {
         self.logger = logger
     }
 
-    struct Entry: Sendable {
-        var path: String        // inside the snapshot, e.g. /src/a/b
-        var node: Node
-    }
-
     public func run(_ snapshot: SnapshotManifest, options: RestoreOptions) async throws -> RestoreReport {
         try await RepositoryLock.with(repository, exclusive: false, operation: "restore", wait: 30) {
             try await repository.loadIndex()
@@ -88,102 +83,162 @@ public final class Restorer: Sendable {
         return try await restore(tree: subtree, root: node, source: "\(node.name)", options: options)
     }
 
+    /// Files of at most this many bytes in one blob are written in batches (`Batch`).
+    static let batchedFileSize: UInt64 = 512 << 10
+    /// A batch is written once it holds this many files or bytes.
+    static let batchFiles = 512
+    static let batchBytes = 8 << 20
+
+    /// Small files written together: their blobs are read pack range by pack range (blobs stored near each
+    /// other in one request, however many files they belong to), then the files are written.
+    struct Batch: Sendable {
+        var files: [(path: String, dest: String, node: Node, replacing: Bool)] = []
+        var bytes = 0
+    }
+
+    /// Counters the writing tasks share.
+    struct Written: Sendable {
+        var files = 0
+        var bytes = 0
+        var errors: [String] = []
+    }
+
+    /// The restore streams: the snapshot's trees are walked one directory at a time (parents before
+    /// children) and files are written as they are met, so memory does not grow with the number of files.
+    /// Before anything is written, a first walk checks that every `include` exists and, with `existing:
+    /// fail`, that nothing in the target is in the way (it keeps only what it finds).
     func restore(tree: BlobID, root: Node?, source: String, options: RestoreOptions) async throws -> RestoreReport {
         var report = RestoreReport()
         let includes = options.include.map { Self.normalize($0) }
-        var entries: [Entry] = []
-        var unreadable: [String] = []
-        try await collect(tree: tree, prefix: "", includes: includes, into: &entries, errors: &unreadable)
-        report.errors += unreadable
-        if !includes.isEmpty {
-            for include in includes where !entries.contains(where: { $0.path == include }) {
+        let target = URL(fileURLWithPath: options.target).standardizedFileURL.path
+        if !includes.isEmpty || (options.existing == .fail && Self.exists(target)) {
+            var found: Set<String> = []
+            var conflicts = 0
+            var sample: [String] = []
+            var ignored: [String] = []
+            try await walk(tree: tree, prefix: "", includes: includes, fresh: !Self.exists(target), errors: &ignored,
+                           enter: { _, _, _ in }) { path, node, fresh in
+                if includes.contains(path) { found.insert(path) }
+                guard options.existing == .fail, !fresh else {
+                    return node.type == .dir ? .descend(fresh: fresh) : .skip
+                }
+                var st = stat()
+                let exists = lstat(target + path, &st) == 0
+                if exists && !((st.st_mode & S_IFMT) == S_IFDIR && node.type == .dir) {
+                    conflicts += 1
+                    if sample.count < 5 { sample.append(path) }
+                }
+                return node.type == .dir ? .descend(fresh: !exists) : .skip
+            }
+            for include in includes where !found.contains(include) {
                 throw SnapshotError(.notFound, "\(include) is not in \(source)", path: include)
             }
-        }
-        let target = URL(fileURLWithPath: options.target).standardizedFileURL.path
-        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
-
-        // Conflicts are decided before anything is written.
-        var conflicts: Set<String> = []
-        for entry in entries {
-            var st = stat()
-            if lstat(target + entry.path, &st) == 0 {
-                let isDir = (st.st_mode & S_IFMT) == S_IFDIR
-                if !(isDir && entry.node.type == .dir) { conflicts.insert(entry.path) }
+            if conflicts > 0 {
+                throw SnapshotError(.conflict, "\(conflicts) entr\(conflicts == 1 ? "y" : "ies") already exist in "
+                                    + "\(target) (\(sample.joined(separator: ", "))); nothing was written — skip or overwrite existing entries, or restore "
+                                    + "into an empty directory", path: target)
             }
         }
-        if !conflicts.isEmpty && options.existing == .fail {
-            let sample = conflicts.sorted().prefix(5).joined(separator: ", ")
-            throw SnapshotError(.conflict, "\(conflicts.count) entr\(conflicts.count == 1 ? "y" : "ies") already exist in "
-                                + "\(target) (\(sample)); nothing was written — skip or overwrite existing entries, or restore "
-                                + "into an empty directory", path: target)
-        }
+        let fresh = !Self.exists(target)
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
 
         let isRoot = geteuid() == 0
         var firstLink: [String: String] = [:]       // "device:inode" → restored path
         var deferredLinks: [(String, String)] = []  // (path, existing path)
-        var directories: [Entry] = []
+        var directories: [(String, Node)] = []      // metadata applied last
         let slots = AsyncSemaphore(permits: max(1, options.fileConcurrency))
-        let results = Locked<(files: Int, bytes: Int, errors: [String])>((0, 0, []))
+        let written = Locked(Written())
+        let removeExtraneous = options.removeExtraneous && includes.isEmpty
+        var errors: [String] = []
 
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for entry in entries {
-                let dest = target + entry.path
-                if conflicts.contains(entry.path) {
-                    if options.existing == .skip {
-                        report.skipped += 1
-                        continue
-                    }
-                    if entry.node.type != .file { _ = try? FileManager.default.removeItem(atPath: dest) }
+            var batch = Batch()
+            func dispatch(_ work: @escaping @Sendable () async throws -> Void) async throws {
+                try await slots.acquire()
+                group.addTask {
+                    defer { slots.release() }
+                    try await work()
                 }
-                switch entry.node.type {
+            }
+            func flush() async throws {
+                guard !batch.files.isEmpty else { return }
+                let full = batch
+                batch = Batch()
+                try await dispatch { try await self.writeBatch(full, asRoot: isRoot, into: written) }
+            }
+            try await walk(tree: tree, prefix: "", includes: includes, fresh: fresh, errors: &errors, enter: { path, names, fresh in
+                // A volume brought back to the restore point's state: what the directory holds beyond it goes.
+                if removeExtraneous, !fresh { report.errors += ExtraneousEntries.remove(in: target + path, keeping: names) }
+            }) { path, node, fresh in
+                let dest = target + path
+                var replacing = false
+                if !fresh {
+                    var st = stat()
+                    if lstat(dest, &st) == 0, !((st.st_mode & S_IFMT) == S_IFDIR && node.type == .dir) {
+                        if options.existing == .skip {
+                            report.skipped += 1
+                            return .skip
+                        }
+                        replacing = true
+                        if node.type != .file { _ = try? FileManager.default.removeItem(atPath: dest) }
+                    }
+                }
+                switch node.type {
                 case .dir:
-                    if let problem = NodeWriter.makeDirectory(dest) { report.errors.append("\(entry.path): \(problem)") }
-                    directories.append(entry)
+                    let made = mkdir(dest, 0o700) == 0
+                    if !made, errno != EEXIST { report.errors.append("\(path): \(NodeWriter.failure("mkdir"))") }
+                    directories.append((path, node))
                     report.directories += 1
+                    return .descend(fresh: made)
                 case .file:
-                    if entry.node.links > 1 {
-                        let key = "\(entry.node.device):\(entry.node.inode)"
+                    if node.links > 1 {
+                        let key = "\(node.device):\(node.inode)"
                         if let first = firstLink[key] {
                             deferredLinks.append((dest, first))
-                            continue
+                            return .skip
                         }
                         firstLink[key] = dest
                     }
-                    let replacing = conflicts.contains(entry.path)
-                    try await slots.acquire()
-                    group.addTask {
-                        defer { slots.release() }
-                        do {
-                            let bytes = try await self.restoreFile(entry.node, to: dest, asRoot: isRoot,
-                                                                   replacing: replacing)
-                            results.withLock { $0.files += 1; $0.bytes += bytes }
-                        } catch let error as RepositoryError where error.code != .storage {
-                            results.withLock { $0.errors.append("\(entry.path): \(error)") }
-                        } catch let error as SnapshotError where error.code != .noSpace {
-                            // One file the target refuses; a full disk stops the restore (every file would fail).
-                            results.withLock { $0.errors.append("\(entry.path): \(error)") }
+                    if (node.content?.count ?? 0) <= 1, node.size <= Self.batchedFileSize {
+                        batch.files.append((path, dest, node, replacing))
+                        batch.bytes += Int(node.size)
+                        if batch.files.count >= Self.batchFiles || batch.bytes >= Self.batchBytes { try await flush() }
+                    } else {
+                        let replacing = replacing
+                        try await dispatch {
+                            do {
+                                let bytes = try await self.restoreFile(node, to: dest, asRoot: isRoot, replacing: replacing)
+                                written.withLock { $0.files += 1; $0.bytes += bytes }
+                            } catch let error as RepositoryError where error.code != .storage {
+                                written.withLock { $0.errors.append("\(path): \(error)") }
+                            } catch let error as SnapshotError where error.code != .noSpace {
+                                // One file the target refuses; a full disk stops the restore (every file would fail).
+                                written.withLock { $0.errors.append("\(path): \(error)") }
+                            }
                         }
                     }
                 case .symlink:
-                    if let problem = NodeWriter.makeSymlink(entry.node, at: dest, asRoot: isRoot) {
-                        report.errors.append("\(entry.path): \(problem)")
-                        continue
+                    if let problem = NodeWriter.makeSymlink(node, at: dest, asRoot: isRoot) {
+                        report.errors.append("\(path): \(problem)")
+                    } else {
+                        report.links += 1
                     }
-                    report.links += 1
                 case .fifo, .chardev, .blockdev:
-                    if let problem = NodeWriter.makeSpecial(entry.node, at: dest, asRoot: isRoot) {
-                        report.errors.append("\(entry.path): \(problem)")
-                        continue
+                    if let problem = NodeWriter.makeSpecial(node, at: dest, asRoot: isRoot) {
+                        report.errors.append("\(path): \(problem)")
+                    } else {
+                        report.other += 1
                     }
-                    report.other += 1
                 case .socket:
                     report.other += 1   // sockets are recreated by the programs that own them
                 }
+                return .skip
             }
+            try await flush()
             try await group.waitForAll()
         }
-        let done = results.withLock { $0 }
+        report.errors += errors
+        let done = written.withLock { $0 }
         report.files += done.files
         report.bytes += done.bytes
         report.errors += done.errors
@@ -195,28 +250,33 @@ public final class Restorer: Sendable {
                 report.files += 1
             }
         }
-        if options.removeExtraneous && includes.isEmpty {
-            var children: [String: Set<String>] = ["": []]
-            for entry in entries {
-                let parent = (entry.path as NSString).deletingLastPathComponent
-                children[parent == "/" ? "" : parent, default: []].insert((entry.path as NSString).lastPathComponent)
-                if entry.node.type == .dir { children[entry.path, default: []] = children[entry.path] ?? [] }
-            }
-            for (directory, names) in children {
-                report.errors += ExtraneousEntries.remove(in: target + directory, keeping: names)
-            }
-        }
         // Directory metadata last, deepest first, so writing children does not change a parent's mtime.
-        for entry in directories.reversed() {
-            NodeWriter.applyMetadata(target + entry.path, node: entry.node, asRoot: isRoot)
+        for (path, node) in directories.reversed() {
+            NodeWriter.applyMetadata(target + path, node: node, asRoot: isRoot)
         }
         if let root, includes.isEmpty { NodeWriter.applyMetadata(target, node: root, asRoot: isRoot) }
         return report
     }
 
-    /// Flattens the selected part of the tree in restore order (parents before children).
-    func collect(tree id: BlobID, prefix: String, includes: [String], into entries: inout [Entry],
-                 errors: inout [String]) async throws {
+    static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    /// What the walk does after visiting a node.
+    enum Step {
+        case skip
+        /// Walk the directory's tree; `fresh`: it did not exist in the target, so nothing below it can.
+        case descend(fresh: Bool)
+    }
+
+    /// Walks the selected part of a tree depth first, parents before children, one directory's tree in
+    /// memory per level. `enter` hears each directory walked (its path, the names of its selected
+    /// entries, whether it is new in the target) before its entries are visited. A tree that cannot be read
+    /// is an error in `errors`.
+    func walk(tree id: BlobID, prefix: String, includes: [String], fresh: Bool, errors: inout [String],
+              enter: (String, Set<String>, Bool) async throws -> Void,
+              visit: (String, Node, Bool) async throws -> Step) async throws {
         let tree: Tree
         do {
             tree = try await repository.loadTree(id)
@@ -224,16 +284,104 @@ public final class Restorer: Sendable {
             errors.append("\(prefix.isEmpty ? "/" : prefix): directory cannot be read: \(error)")
             return
         }
+        var selected: [(String, Node)] = []
         for node in tree.nodes {
             let path = prefix + "/" + node.name
-            let selected = includes.isEmpty || includes.contains { path == $0 || path.hasPrefix($0 + "/") }
+            let wanted = includes.isEmpty || includes.contains { path == $0 || path.hasPrefix($0 + "/") }
             let onTheWay = includes.contains { $0.hasPrefix(path + "/") }
-            guard selected || onTheWay else { continue }
-            entries.append(Entry(path: path, node: node))
-            if node.type == .dir, let subtree = node.subtree {
-                try await collect(tree: subtree, prefix: path, includes: includes, into: &entries, errors: &errors)
+            if wanted || onTheWay { selected.append((path, node)) }
+        }
+        try await enter(prefix, Set(selected.map(\.1.name)), fresh)
+        for (path, node) in selected {
+            if case .descend(let freshBelow) = try await visit(path, node, fresh), let subtree = node.subtree {
+                try await walk(tree: subtree, prefix: path, includes: includes, fresh: freshBelow, errors: &errors,
+                               enter: enter, visit: visit)
             }
         }
+    }
+
+    /// Writes a batch of small files: their blobs read by pack range, each file then written (a new file in
+    /// place, an existing one beside it and renamed over it). A range that fails is read again blob by blob,
+    /// so a damaged blob fails only the files that hold it.
+    func writeBatch(_ batch: Batch, asRoot: Bool, into written: Locked<Written>) async throws {
+        let repository = self.repository
+        var ids = Array(Set(batch.files.compactMap { $0.node.content?.first }))
+        ids.sort { a, b in
+            switch (repository.location(of: a), repository.location(of: b)) {
+            case let (x?, y?): return (x.pack, x.location.offset) < (y.pack, y.location.offset)
+            case (nil, _?): return true
+            default: return false
+            }
+        }
+        var blobs: [BlobID: Data] = [:]
+        var failed: [BlobID: String] = [:]
+        let runs = repository.contiguousRuns(ids, maxBytes: 8 << 20, maxGap: 256 << 10)
+        let sorted = ids
+        let loaded = try await Concurrent.map(runs, width: 2) { run -> [(BlobID, Result<Data, RepositoryError>)] in
+            do {
+                return zip(sorted[run], try await repository.loadBlobs(sorted[run])).map { ($0, .success($1)) }
+            } catch let error as RepositoryError where error.code != .storage {
+                var one: [(BlobID, Result<Data, RepositoryError>)] = []
+                for id in sorted[run] {
+                    do { one.append((id, .success(try await repository.loadBlob(id)))) }
+                    catch let error as RepositoryError where error.code != .storage { one.append((id, .failure(error))) }
+                }
+                return one
+            }
+        }
+        for (id, result) in loaded.joined() {
+            switch result {
+            case .success(let data): blobs[id] = data
+            case .failure(let error): failed[id] = "\(error)"
+            }
+        }
+        let contents = blobs, problems = failed
+        let (files, bytes, errors) = try await BlockingIO.run { () throws -> (Int, Int, [String]) in
+            var files = 0, bytes = 0
+            var errors: [String] = []
+            for file in batch.files {
+                let id = file.node.content?.first
+                if let id, let problem = problems[id] {
+                    errors.append("\(file.path): \(problem)")
+                    continue
+                }
+                let data = id.flatMap { contents[$0] } ?? Data()
+                do {
+                    try Self.writeWhole(data, node: file.node, to: file.dest, asRoot: asRoot, replacing: file.replacing)
+                    files += 1
+                    bytes += data.count
+                } catch let error as SnapshotError where error.code != .noSpace {
+                    errors.append("\(file.path): \(error)")
+                }
+            }
+            return (files, bytes, errors)
+        }
+        bytesDone.withLock { $0 += bytes }
+        written.withLock {
+            $0.files += files
+            $0.bytes += bytes
+            $0.errors += errors
+        }
+    }
+
+    /// Writes one small file whole (blocking): created exclusively (beside an existing one, then renamed
+    /// over it), removed if anything fails.
+    static func writeWhole(_ data: Data, node: Node, to dest: String, asRoot: Bool, replacing: Bool) throws {
+        let tmp = replacing ? (dest as NSString).deletingLastPathComponent + "/.cairn-restore-" + UUID().uuidString.prefix(8) : dest
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SnapshotError.writing(errno, "create", path: tmp) }
+        var completed = false
+        defer {
+            close(fd)
+            if !completed { unlink(tmp) }
+        }
+        try NodeWriter.writeSparse(fd, data, at: 0, path: dest)
+        guard ftruncate(fd, off_t(data.count)) == 0 else { throw SnapshotError.writing(errno, "size", path: dest) }
+        NodeWriter.finishFile(fd, node: node, asRoot: asRoot)
+        if replacing {
+            guard rename(tmp, dest) == 0 else { throw SnapshotError.writing(errno, "move into place", path: dest) }
+        }
+        completed = true
     }
 
     static func normalize(_ path: String) -> String {

@@ -2,8 +2,9 @@ import Foundation
 import Storage
 import Synchronization
 
-/// Wraps a `BlobStore` and injects faults: for tests of what callers do when storage misbehaves.
-/// Mocks never stand in for a real backend; this only adds failures on top of one.
+/// Wraps a `BlobStore` and injects faults: for tests of what callers do when storage misbehaves. It also
+/// counts the calls that reach it (how many requests a caller makes). Mocks never stand in for a real
+/// backend; this only adds failures on top of one.
 public final class FaultyBlobStore: BlobStore {
     public struct Rule: Sendable {
         public var kinds: Set<BlobKind>
@@ -28,6 +29,7 @@ public final class FaultyBlobStore: BlobStore {
 
     public let base: any BlobStore
     private let rules = Mutex<[Rule]>([])
+    private let counts = Mutex<[Operation: [BlobKind: Int]]>([:])
 
     public var location: String { base.location }
 
@@ -43,7 +45,13 @@ public final class FaultyBlobStore: BlobStore {
         rules.withLock { $0.removeAll() }
     }
 
+    /// How many `op` calls for `kind` were made (failed ones included).
+    public func calls(_ op: Operation, _ kind: BlobKind) -> Int {
+        counts.withLock { $0[op]?[kind] ?? 0 }
+    }
+
     private func check(_ op: Operation, _ kind: BlobKind) throws {
+        counts.withLock { $0[op, default: [:]][kind, default: 0] += 1 }
         let failure: StorageError? = rules.withLock { rules in
             for i in rules.indices where rules[i].operations.contains(op) && rules[i].kinds.contains(kind) {
                 if rules[i].after > 0 {

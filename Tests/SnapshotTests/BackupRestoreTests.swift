@@ -191,6 +191,44 @@ struct BackupRestoreTests {
             == Data(contentsOf: URL(fileURLWithPath: dir.sub("src/b.bin"))))
     }
 
+    @Test("small files are restored a pack range at a time (a few reads for thousands of files); a damaged blob fails only its file")
+    func smallFilesByPack() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var rng = SeededRandom(seed: 5)
+        for i in 0..<3000 {
+            try TestFiles.write(dir.sub("src/d\(i % 30)/f\(i).txt"), rng.text(100 + i % 1900))
+        }
+        let memory = MemoryBlobStore()
+        let store = FaultyBlobStore(memory)
+        let repo = try await newRepository(store)
+        let snap = try await Archiver(repository: repo).run(BackupOptions(paths: [dir.sub("src")])).snapshot
+        try await repo.loadIndex()
+        let packs = repo.index.packs.count
+        let before = store.calls(.load, .data)
+        let report = try await Restorer(repository: repo).run(snap, options: RestoreOptions(target: dir.sub("out")))
+        #expect(report.errors.isEmpty && report.files == 3000)
+        #expect(try TestFiles.digest(dir.sub("src")) == TestFiles.digest(dir.sub("out/src")))
+        let reads = store.calls(.load, .data) - before
+        // A read per tree (32 directories), and for the files about one per batch (≤ 512 files) and pack it
+        // touches; never one per file.
+        #expect(reads <= 32 + packs + 3000 / Restorer.batchFiles + 2, "\(reads) reads of \(packs) packs for 3,000 files")
+
+        // One blob damaged: its file is reported and not written; every other file comes back.
+        let victim = dir.sub("src/d7/f1507.txt")
+        let src = try await repo.loadTree(try #require(try await repo.loadTree(snap.tree).node(named: "src")?.subtree))
+        let d7 = try await repo.loadTree(try #require(src.node(named: "d7")?.subtree))
+        let blob = try #require(d7.node(named: "f1507.txt")?.content?.first)
+        let (pack, location) = try #require(repo.location(of: blob))
+        memory.tamper(BlobHandle(.data, pack.hex)) { $0[Int(location.offset) + 20] ^= 0x55 }
+        let damaged = try await Restorer(repository: repo).run(snap, options: RestoreOptions(target: dir.sub("again")))
+        #expect(damaged.errors.count == 1 && damaged.errors.first?.contains("/src/d7/f1507.txt") == true, "\(damaged.errors)")
+        #expect(damaged.files == 2999)
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("again/src/d7/f1507.txt")))
+        try FileManager.default.removeItem(atPath: victim)
+        #expect(try TestFiles.digest(dir.sub("src"), includeTimes: false) == TestFiles.digest(dir.sub("again/src"), includeTimes: false))
+    }
+
     @Test("an interrupted backup leaves a valid repository and the next backup reuses what it wrote")
     func interruptedBackupReuse() async throws {
         let dir = try TemporaryDirectory()
