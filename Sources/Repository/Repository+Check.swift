@@ -38,15 +38,17 @@ extension Repository {
 
         // pack → its blobs per index (the first index wins; all copies are compared against the header).
         var packBlobs: [BlobID: [PackedBlob]] = [:]
-        var holders: [BlobID: [BlobID]] = [:]   // blob → packs holding it
+        var unique = Set<BlobID>()
+        unique.reserveCapacity(files.reduce(0) { $0 + $1.file.blobCount })
         for (_, file) in files {
             for pack in file.packs where packBlobs[pack.id] == nil {
                 packBlobs[pack.id] = pack.blobs
-                for b in pack.blobs { holders[b.id, default: []].append(pack.id) }
+                for b in pack.blobs { unique.insert(b.id) }
             }
         }
         report.packs = packBlobs.count
-        report.blobs = holders.count
+        report.blobs = unique.count
+        unique = []
 
         let present = Dictionary(try await Self.wrapStorage { try await store.list(.data) }.map { ($0.name, $0.size) },
                                  uniquingKeysWith: { a, _ in a })
@@ -86,11 +88,14 @@ extension Repository {
                 }
             }
         }
-        for pack in report.damagedPacks {
-            for b in packBlobs[pack] ?? [] {
-                let intactElsewhere = (holders[b.id] ?? []).contains { !report.damagedPacks.contains($0) }
-                if !intactElsewhere { report.damagedBlobs.insert(b.id) }
+        // A blob of a damaged pack is damaged unless an intact pack holds it too (only these blobs are
+        // looked up: memory stays with the index files, not a map of every blob's packs).
+        if !report.damagedPacks.isEmpty {
+            var candidates = Set(report.damagedPacks.flatMap { packBlobs[$0] ?? [] }.map(\.id))
+            for (pack, blobs) in packBlobs where !report.damagedPacks.contains(pack) {
+                for b in blobs where candidates.contains(b.id) { candidates.remove(b.id) }
             }
+            report.damagedBlobs = candidates
         }
         return report
     }
