@@ -34,38 +34,37 @@ public struct SnapshotWalker: Sendable {
     }
 
     /// Walks every snapshot; reports files whose content is in `damaged` or missing from the index, and
-    /// directories whose tree cannot be read.
+    /// directories whose tree cannot be read. A tree shared by several snapshots is read once: what is
+    /// damaged below it (usually nothing) is remembered by its ID, never the tree itself, so memory stays
+    /// with one tree per level however many files the snapshots hold.
     public func damage(_ snapshots: [SnapshotManifest], damaged: Set<BlobID>) async -> [Damage] {
-        var result: [Damage] = []
-        var treeCache: [BlobID: Result<Tree, Error>] = [:]
-        for snapshot in snapshots {
-            var stack: [(BlobID, String)] = [(snapshot.tree, "")]
-            while let (id, prefix) = stack.popLast() {
-                let loaded: Result<Tree, Error>
-                if let cached = treeCache[id] {
-                    loaded = cached
-                } else if damaged.contains(id) {
-                    loaded = .failure(RepositoryError(.corrupt, "tree blob \(id.short) is damaged"))
-                } else {
-                    do { loaded = .success(try await repository.loadTree(id)) } catch { loaded = .failure(error) }
-                }
-                treeCache[id] = loaded
-                switch loaded {
-                case .failure(let error):
-                    result.append(Damage(snapshot: snapshot.id, path: prefix.isEmpty ? "/" : prefix,
-                                         reason: "directory cannot be read: \(error)"))
-                case .success(let tree):
-                    for node in tree.nodes {
-                        let path = prefix + "/" + node.name
-                        if let subtree = node.subtree { stack.append((subtree, path)) }
-                        guard let content = node.content else { continue }
-                        if let bad = content.first(where: { damaged.contains($0) || repository.location(of: $0) == nil }) {
-                            let why = damaged.contains(bad) ? "damaged" : "missing from the index"
-                            result.append(Damage(snapshot: snapshot.id, path: path,
-                                                 reason: "content blob \(bad.short) is \(why)"))
-                        }
+        var below: [BlobID: [(path: String, reason: String)]] = [:]
+        func walk(_ id: BlobID) async -> [(path: String, reason: String)] {
+            if let known = below[id] { return known }
+            var found: [(path: String, reason: String)] = []
+            do {
+                if damaged.contains(id) { throw RepositoryError(.corrupt, "tree blob \(id.short) is damaged") }
+                let tree = try await repository.loadTree(id)
+                for node in tree.nodes {
+                    if let subtree = node.subtree {
+                        found += await walk(subtree).map { ("/" + node.name + $0.path, $0.reason) }
+                    }
+                    guard let content = node.content else { continue }
+                    if let bad = content.first(where: { damaged.contains($0) || repository.location(of: $0) == nil }) {
+                        let why = damaged.contains(bad) ? "damaged" : "missing from the index"
+                        found.append(("/" + node.name, "content blob \(bad.short) is \(why)"))
                     }
                 }
+            } catch {
+                found = [("", "directory cannot be read: \(error)")]
+            }
+            below[id] = found
+            return found
+        }
+        var result: [Damage] = []
+        for snapshot in snapshots {
+            for (path, reason) in await walk(snapshot.tree) {
+                result.append(Damage(snapshot: snapshot.id, path: path.isEmpty ? "/" : path, reason: reason))
             }
         }
         return result
