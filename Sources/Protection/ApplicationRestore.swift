@@ -216,7 +216,7 @@ public struct ApplicationRestore: Sendable {
             var startRecords: [PhaseRecord] = []
             outcomes += try await restorer.restore(objects, sourceNamespace: source) { tier, results in
                 guard tier == RestoreOrder.claimsTier else { return [] }
-                volumeRows = await writeVolumes(planned, claims: results, namespace: target, progress: progress)
+                volumeRows = try await writeVolumes(planned, claims: results, namespace: target, progress: progress)
                 if !options.dryRun {
                     startRecords = try await runBeforeStart(snapshot, metadata: metadata, objects: objects, namespace: target,
                                                             progress: progress)
@@ -360,12 +360,13 @@ public struct ApplicationRestore: Sendable {
 
     /// Writes the planned volumes into the restored claims: after the claims tier, before workloads.
     func writeVolumes(_ planned: [String: PlannedVolume], claims results: [ObjectRestorer.Outcome], namespace: String,
-                      progress: @escaping @Sendable (String) -> Void) async -> [Row] {
+                      progress: @escaping @Sendable (String) -> Void) async throws -> [Row] {
         // `volumeWidth` volumes at once, each by its own mover (or on the host); the rows in claim order.
+        // A volume's failure is its row; only cancellation ends the restore here.
         let plans = planned.values.sorted(by: { $0.claim < $1.claim })
-        return (try? await Concurrent.map(plans, width: max(1, options.volumeWidth)) { plan in
+        return try await Concurrent.map(plans, width: max(1, options.volumeWidth)) { plan in
             await writeVolume(plan, claims: results, namespace: namespace, progress: progress)
-        }) ?? []
+        }
     }
 
     /// One planned volume written (or why not): its row.

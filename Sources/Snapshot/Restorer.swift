@@ -122,13 +122,12 @@ public final class Restorer: Sendable {
                 guard options.existing == .fail, !fresh else {
                     return node.type == .dir ? .descend(fresh: fresh) : .skip
                 }
-                var st = stat()
-                let exists = lstat(target + path, &st) == 0
-                if exists && !((st.st_mode & S_IFMT) == S_IFDIR && node.type == .dir) {
+                let existing = Self.existing(target + path, for: node)
+                if existing == .inTheWay {
                     conflicts += 1
                     if sample.count < 5 { sample.append(path) }
                 }
-                return node.type == .dir ? .descend(fresh: !exists) : .skip
+                return node.type == .dir ? .descend(fresh: existing == .none) : .skip
             }
             for include in includes where !found.contains(include) {
                 throw SnapshotError(.notFound, "\(include) is not in \(source)", path: include)
@@ -173,8 +172,7 @@ public final class Restorer: Sendable {
                 let dest = target + path
                 var replacing = false
                 if !fresh {
-                    var st = stat()
-                    if lstat(dest, &st) == 0, !((st.st_mode & S_IFMT) == S_IFDIR && node.type == .dir) {
+                    if Self.existing(dest, for: node) == .inTheWay {
                         if options.existing == .skip {
                             report.skipped += 1
                             return .skip
@@ -256,6 +254,16 @@ public final class Restorer: Sendable {
         }
         if let root, includes.isEmpty { NodeWriter.applyMetadata(target, node: root, asRoot: isRoot) }
         return report
+    }
+
+    /// What the target holds where `node` goes: nothing, a directory a directory node goes into, or an
+    /// entry in the way (a conflict).
+    enum Existing { case none, directory, inTheWay }
+
+    static func existing(_ path: String, for node: Node) -> Existing {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return .none }
+        return (st.st_mode & S_IFMT) == S_IFDIR && node.type == .dir ? .directory : .inTheWay
     }
 
     static func exists(_ path: String) -> Bool {
