@@ -20,21 +20,17 @@ public struct RepositoryCheckReport: Sendable {
 extension Repository {
     /// Checks structure: every index file decrypts and parses, every indexed pack exists and is at least as
     /// long as its blobs. With `readData`, also reads every pack, checks its hash, header and every blob.
+    /// The index files that could be read become the in-memory index (a walk of the snapshots after the
+    /// check finds what the unreadable ones leave missing) — they are decoded once.
     public func check(readData: Bool, progress: (@Sendable (Int, Int) -> Void)? = nil) async throws
         -> RepositoryCheckReport {
         var report = RepositoryCheckReport()
-        var files: [(name: String, file: IndexFile)] = []
-        for name in try await listFiles(.index) {
-            do {
-                let plain = try await loadFile(.index, name: name)
-                files.append((name, try IndexFile.decode(plain, location: "index/\(name)")))
-            } catch let error as RepositoryError {
-                report.errors.append("index/\(name): \(error.description)")
-            }
+        let (files, failed) = try await readIndexFiles(tolerating: { _ in true })
+        for (name, error) in failed.sorted(by: { $0.name < $1.name }) {
+            report.errors.append("index/\(name): \(error.description)")
         }
-        let superseded = Set(files.flatMap { $0.file.supersedes.map(\.hex) })
-        files.removeAll { superseded.contains($0.name) }
         report.indexFiles = files.count
+        installIndex(files)
 
         // pack → its blobs per index (the first index wins; all copies are compared against the header).
         var packBlobs: [BlobID: [PackedBlob]] = [:]

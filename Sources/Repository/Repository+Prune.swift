@@ -124,7 +124,7 @@ extension Repository {
     /// indexed as they are, and a later prune removes them once the retention has passed.
     public func prune(used: Set<BlobID>, maxUnusedFraction: Double = 0.5, dryRun: Bool = false) async throws
         -> PruneReport {
-        let files = try await readIndexFiles()
+        let files = try await readIndexFiles().files
         var packs: [BlobID: [PackedBlob]] = [:]
         for (_, file) in files {
             for pack in file.packs where packs[pack.id] == nil { packs[pack.id] = pack.blobs }

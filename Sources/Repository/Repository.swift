@@ -531,6 +531,37 @@ public final class Repository: Sendable {
         }
     }
 
+    /// Loads many blobs in as few reads as their places allow: sorted by pack and offset, read in runs
+    /// (`contiguousRuns`; blobs up to `maxGap` apart share a read), `width` runs at once. A run that fails is
+    /// read again blob by blob, so a damaged blob fails only itself; a storage error (the store cannot be
+    /// reached) is thrown.
+    public func loadBlobsByPlace(_ ids: some Sequence<BlobID>, maxBytes: Int = 8 << 20, maxGap: Int = 256 << 10,
+                                 width: Int = 2) async throws -> [BlobID: Result<Data, RepositoryError>] {
+        var sorted = Array(Set(ids))
+        sorted.sort { a, b in
+            switch (location(of: a), location(of: b)) {
+            case let (x?, y?): return (x.pack, x.location.offset) < (y.pack, y.location.offset)
+            case (nil, _?): return true
+            default: return false
+            }
+        }
+        let ordered = sorted
+        let runs = contiguousRuns(ordered, maxBytes: maxBytes, maxGap: maxGap)
+        let loaded = try await Concurrent.map(runs, width: width) { run -> [(BlobID, Result<Data, RepositoryError>)] in
+            do {
+                return zip(ordered[run], try await self.loadBlobs(ordered[run])).map { ($0, .success($1)) }
+            } catch let error as RepositoryError where error.code != .storage {
+                var one: [(BlobID, Result<Data, RepositoryError>)] = []
+                for id in ordered[run] {
+                    do { one.append((id, .success(try await self.loadBlob(id)))) }
+                    catch let error as RepositoryError where error.code != .storage { one.append((id, .failure(error))) }
+                }
+                return one
+            }
+        }
+        return Dictionary(loaded.joined().map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+    }
+
     func decryptBlob(_ sealed: Data, id: BlobID, location: BlobLocation, pack: BlobID) throws -> Data {
         let where_ = "data/\(pack.hex) blob \(id.short)"
         guard let encoded = try? cipher.open(sealed, aad: PackFormat.blobAAD(type: location.type, id: id)) else {
@@ -550,7 +581,13 @@ public final class Repository: Sendable {
     /// failing — for `check`, which reports them. Never for prune: it must see every index entry.
     @discardableResult
     public func loadIndex(skippingDamaged: Bool = false) async throws -> (files: Int, blobs: Int) {
-        let files = try await readIndexFiles(skippingDamaged: skippingDamaged)
+        let files = try await readIndexFiles(tolerating: { skippingDamaged && $0.code == .corrupt }).files
+        return (files.count, installIndex(files))
+    }
+
+    /// Makes `files` the in-memory index; returns how many blobs it holds.
+    @discardableResult
+    func installIndex(_ files: [(name: String, file: IndexFile)]) -> Int {
         var index = MasterIndex()
         index.reserve(files.reduce(0) { $0 + $1.file.blobCount })
         for (_, file) in files {
@@ -558,27 +595,36 @@ public final class Repository: Sendable {
         }
         // Packs this process wrote that no index file lists yet stay known (a reload while a backup runs
         // must not make it store their blobs again).
-        let count = state.withLock { s in
+        return state.withLock { s in
             for pack in s.unindexed { index.add(pack: pack.id, blobs: pack.blobs) }
             s.index = index
             return index.count
         }
-        return (files.count, count)
     }
 
-    /// Reads and decodes all live index files, many at once.
-    func readIndexFiles(skippingDamaged: Bool = false) async throws -> [(name: String, file: IndexFile)] {
+    /// Reads and decodes all live index files, many at once. An index file whose error `tolerating`
+    /// accepts is left out and returned with its error (its blobs then count as missing) instead of failing.
+    func readIndexFiles(tolerating: @escaping @Sendable (RepositoryError) -> Bool = { _ in false }) async throws
+        -> (files: [(name: String, file: IndexFile)], failed: [(name: String, error: RepositoryError)]) {
         let names = try await listFiles(.index)
-        let result = try await Concurrent.map(names, width: 8) { name in
+        let read = try await Concurrent.map(names, width: 8) { name -> (String, Result<IndexFile, RepositoryError>) in
             do {
                 let plain = try await self.loadFile(.index, name: name)
-                return (name: name, file: try IndexFile.decode(plain, location: "index/\(name)"))
-            } catch let error as RepositoryError where skippingDamaged && error.code == .corrupt {
-                return (name: name, file: IndexFile())
+                return (name, .success(try IndexFile.decode(plain, location: "index/\(name)")))
+            } catch let error as RepositoryError where tolerating(error) {
+                return (name, .failure(error))
             }
         }
-        let superseded = Set(result.flatMap { $0.file.supersedes.map(\.hex) })
-        return result.filter { !superseded.contains($0.name) }
+        var files: [(name: String, file: IndexFile)] = []
+        var failed: [(name: String, error: RepositoryError)] = []
+        for (name, result) in read {
+            switch result {
+            case .success(let file): files.append((name, file))
+            case .failure(let error): failed.append((name, error))
+            }
+        }
+        let superseded = Set(files.flatMap { $0.file.supersedes.map(\.hex) })
+        return (files.filter { !superseded.contains($0.name) }, failed)
     }
 
     /// A copy of the in-memory index.

@@ -8,6 +8,10 @@ import Repository
 /// Files are stored in blobs of at most 1 MiB (fixed boundaries: the files are small, and an unchanged
 /// file gives the same blobs, so it costs nothing the second time). Directories get mode 0700, files
 /// the mode given (0600 by default); owners are root.
+///
+/// What it holds can stay small however many files it gets: `storedFile` writes a file's blobs at once and
+/// only its node is added, and `seal` puts a finished directory's node (`storedDirectory`, its tree written)
+/// in place of its entries (an application's objects are stored so, a kind at a time, as they are listed).
 public struct MemoryTree: Sendable {
     indirect enum Entry: Sendable {
         case file(Data, mode: UInt32)
@@ -41,6 +45,59 @@ public struct MemoryTree: Sendable {
         try insert(.existing(node), at: try Self.components(path), path: path)
     }
 
+    /// A file's node, its blobs written now: put it in place with `addExisting` (only the node is kept).
+    public func storedFile(named name: String, _ data: Data, mode: UInt32 = 0o600, in repository: Repository) async throws -> Node {
+        var counts = (bytes: 0, files: 0, added: 0)
+        return try await Self.fileNode(name, data, mode: mode, time: time, repository, &counts)
+    }
+
+    /// The directory at `path` written now (its files and subdirectories), as a node to `seal` it with;
+    /// nil when `path` holds no directory.
+    public func storedDirectory(at path: String, in repository: Repository) async throws -> Node? {
+        let parts = try Self.components(path)
+        guard case .directory(let children)? = entry(at: parts) else { return nil }
+        var counts = (bytes: 0, files: 0, added: 0)
+        return try await directoryNode(parts.last!, children, repository, &counts)
+    }
+
+    /// Replaces the directory at `path` by its stored node (`storedDirectory`), so only the node is kept.
+    /// Seal a directory once it is complete: adding anything under it afterwards is refused.
+    public mutating func seal(_ path: String, with node: Node) throws(SnapshotError) {
+        let parts = try Self.components(path)
+        remove(parts)
+        try insert(.existing(node), at: parts, path: path)
+    }
+
+    /// Forgets what is at `path` (blobs already written stay in the repository, unreferenced until a prune).
+    public mutating func remove(_ path: String) throws(SnapshotError) {
+        remove(try Self.components(path))
+    }
+
+    private func entry(at parts: [String]) -> Entry? {
+        var level = root
+        for (i, name) in parts.enumerated() {
+            guard let entry = level[name] else { return nil }
+            if i == parts.count - 1 { return entry }
+            guard case .directory(let children) = entry else { return nil }
+            level = children
+        }
+        return nil
+    }
+
+    private mutating func remove(_ parts: [String]) {
+        func drop(_ level: inout [String: Entry], _ rest: ArraySlice<String>) {
+            let name = rest.first!
+            if rest.count == 1 {
+                level.removeValue(forKey: name)
+                return
+            }
+            guard case .directory(var children)? = level.removeValue(forKey: name) else { return }
+            drop(&children, rest.dropFirst())
+            level[name] = .directory(children)
+        }
+        drop(&root, parts[...])
+    }
+
     private mutating func insert(_ entry: Entry, at parts: [String], path: String) throws(SnapshotError) {
         func place(_ level: inout [String: Entry], _ rest: ArraySlice<String>) throws(SnapshotError) {
             let name = rest.first!
@@ -67,40 +124,53 @@ public struct MemoryTree: Sendable {
 
     /// Writes every file blob and tree; returns the root tree's ID. The caller flushes the repository
     /// and writes the snapshot manifest afterwards (data first, the snapshot that refers to it last).
-    /// `added` counts the bytes new to the repository (after deduplication and compression).
+    /// `added` counts the bytes new to the repository (after deduplication and compression); files stored
+    /// before (`storedFile`, `seal`) are not counted again.
     public func write(to repository: Repository) async throws -> (tree: BlobID, bytes: Int, files: Int, added: Int) {
         var counts = (bytes: 0, files: 0, added: 0)
         let id = try await writeDirectory(root, repository, &counts)
         return (id, counts.bytes, counts.files, counts.added)
     }
 
+    private static func fileNode(_ name: String, _ data: Data, mode: UInt32, time: Date, _ repository: Repository,
+                                 _ counts: inout (bytes: Int, files: Int, added: Int)) async throws -> Node {
+        let ns = Int64(time.timeIntervalSince1970 * 1e9)
+        var node = Node(name: name, type: .file, mode: mode, uid: 0, gid: 0, mtime: ns, ctime: ns, inode: 0,
+                        device: 0, links: 1, size: UInt64(data.count))
+        var content: [BlobID] = []
+        var offset = data.startIndex
+        while offset < data.endIndex {
+            let end = min(offset + (1 << 20), data.endIndex)
+            let saved = try await repository.saveBlob(.data, data.subdata(in: offset..<end))
+            content.append(saved.id)
+            counts.added += saved.added
+            offset = end
+        }
+        node.content = content
+        counts.bytes += data.count
+        counts.files += 1
+        return node
+    }
+
+    private func directoryNode(_ name: String, _ children: [String: Entry], _ repository: Repository,
+                               _ counts: inout (bytes: Int, files: Int, added: Int)) async throws -> Node {
+        let ns = Int64(time.timeIntervalSince1970 * 1e9)
+        var node = Node(name: name, type: .dir, mode: 0o700, uid: 0, gid: 0, mtime: ns, ctime: ns, inode: 0,
+                        device: 0, links: 1, size: 0)
+        node.subtree = try await writeDirectory(children, repository, &counts)
+        return node
+    }
+
     private func writeDirectory(_ entries: [String: Entry], _ repository: Repository,
                                 _ counts: inout (bytes: Int, files: Int, added: Int)) async throws -> BlobID {
-        let ns = Int64(time.timeIntervalSince1970 * 1e9)
         var nodes: [Node] = []
+        nodes.reserveCapacity(entries.count)
         for name in entries.keys.sorted() {
             switch entries[name]! {
             case .file(let data, let mode):
-                var node = Node(name: name, type: .file, mode: mode, uid: 0, gid: 0, mtime: ns, ctime: ns, inode: 0,
-                                device: 0, links: 1, size: UInt64(data.count))
-                var content: [BlobID] = []
-                var offset = data.startIndex
-                while offset < data.endIndex {
-                    let end = min(offset + (1 << 20), data.endIndex)
-                    let saved = try await repository.saveBlob(.data, data.subdata(in: offset..<end))
-                    content.append(saved.id)
-                    counts.added += saved.added
-                    offset = end
-                }
-                node.content = content
-                nodes.append(node)
-                counts.bytes += data.count
-                counts.files += 1
+                nodes.append(try await Self.fileNode(name, data, mode: mode, time: time, repository, &counts))
             case .directory(let children):
-                var node = Node(name: name, type: .dir, mode: 0o700, uid: 0, gid: 0, mtime: ns, ctime: ns, inode: 0,
-                                device: 0, links: 1, size: 0)
-                node.subtree = try await writeDirectory(children, repository, &counts)
-                nodes.append(node)
+                nodes.append(try await directoryNode(name, children, repository, &counts))
             case .existing(var node):
                 node.name = name
                 nodes.append(node)

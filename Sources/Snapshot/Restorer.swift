@@ -312,32 +312,9 @@ public final class Restorer: Sendable {
     /// place, an existing one beside it and renamed over it). A range that fails is read again blob by blob,
     /// so a damaged blob fails only the files that hold it.
     func writeBatch(_ batch: Batch, asRoot: Bool, into written: Locked<Written>) async throws {
-        let repository = self.repository
-        var ids = Array(Set(batch.files.compactMap { $0.node.content?.first }))
-        ids.sort { a, b in
-            switch (repository.location(of: a), repository.location(of: b)) {
-            case let (x?, y?): return (x.pack, x.location.offset) < (y.pack, y.location.offset)
-            case (nil, _?): return true
-            default: return false
-            }
-        }
         var blobs: [BlobID: Data] = [:]
         var failed: [BlobID: String] = [:]
-        let runs = repository.contiguousRuns(ids, maxBytes: 8 << 20, maxGap: 256 << 10)
-        let sorted = ids
-        let loaded = try await Concurrent.map(runs, width: 2) { run -> [(BlobID, Result<Data, RepositoryError>)] in
-            do {
-                return zip(sorted[run], try await repository.loadBlobs(sorted[run])).map { ($0, .success($1)) }
-            } catch let error as RepositoryError where error.code != .storage {
-                var one: [(BlobID, Result<Data, RepositoryError>)] = []
-                for id in sorted[run] {
-                    do { one.append((id, .success(try await repository.loadBlob(id)))) }
-                    catch let error as RepositoryError where error.code != .storage { one.append((id, .failure(error))) }
-                }
-                return one
-            }
-        }
-        for (id, result) in loaded.joined() {
+        for (id, result) in try await repository.loadBlobsByPlace(batch.files.compactMap { $0.node.content?.first }) {
             switch result {
             case .success(let data): blobs[id] = data
             case .failure(let error): failed[id] = "\(error)"

@@ -35,20 +35,42 @@ public struct SnapshotWalker: Sendable {
 
     /// Walks every snapshot; reports files whose content is in `damaged` or missing from the index, and
     /// directories whose tree cannot be read. A tree shared by several snapshots is read once: what is
-    /// damaged below it (usually nothing) is remembered by its ID, never the tree itself, so memory stays
-    /// with one tree per level however many files the snapshots hold.
-    public func damage(_ snapshots: [SnapshotManifest], damaged: Set<BlobID>) async -> [Damage] {
+    /// damaged below it (usually nothing) is remembered by its ID, never the tree itself. The subtrees of a
+    /// directory are read together, by their places in the packs (`loadBlobsByPlace`: one read for many),
+    /// up to `siblingsAtOnce` of them: memory stays with that many trees per level however many files the
+    /// snapshots hold.
+    public func damage(_ snapshots: [SnapshotManifest], damaged: Set<BlobID>, siblingsAtOnce: Int = 64) async
+        -> [Damage] {
+        let repository = self.repository
         var below: [BlobID: [(path: String, reason: String)]] = [:]
-        func walk(_ id: BlobID) async -> [(path: String, reason: String)] {
+        // The trees of `ids` not walked yet; each decoded, or why it cannot be.
+        func load(_ ids: [BlobID]) async -> [BlobID: Result<Tree, any Error>] {
+            let wanted = ids.filter { below[$0] == nil && !damaged.contains($0) }
+            guard !wanted.isEmpty else { return [:] }
+            do {
+                return try await repository.loadBlobsByPlace(wanted).reduce(into: [:]) { trees, loaded in
+                    trees[loaded.key] = Result { try Tree.decode(try loaded.value.get(), id: loaded.key) }
+                }
+            } catch {
+                return Dictionary(wanted.map { ($0, .failure(error)) }, uniquingKeysWith: { a, _ in a })
+            }
+        }
+        func walk(_ id: BlobID, _ loaded: Result<Tree, any Error>?) async -> [(path: String, reason: String)] {
             if let known = below[id] { return known }
             var found: [(path: String, reason: String)] = []
             do {
                 if damaged.contains(id) { throw RepositoryError(.corrupt, "tree blob \(id.short) is damaged") }
-                let tree = try await repository.loadTree(id)
-                for node in tree.nodes {
-                    if let subtree = node.subtree {
-                        found += await walk(subtree).map { ("/" + node.name + $0.path, $0.reason) }
+                let tree = try (loaded ?? .failure(RepositoryError(.missing, "tree blob \(id.short) was not read"))).get()
+                let directories = tree.nodes.filter { $0.subtree != nil }
+                for start in stride(from: 0, to: directories.count, by: siblingsAtOnce) {
+                    let chunk = directories[start..<min(start + siblingsAtOnce, directories.count)]
+                    let subtrees = await load(chunk.compactMap(\.subtree))
+                    for node in chunk {
+                        let subtree = node.subtree!
+                        found += await walk(subtree, subtrees[subtree]).map { ("/" + node.name + $0.path, $0.reason) }
                     }
+                }
+                for node in tree.nodes {
                     guard let content = node.content else { continue }
                     if let bad = content.first(where: { damaged.contains($0) || repository.location(of: $0) == nil }) {
                         let why = damaged.contains(bad) ? "damaged" : "missing from the index"
@@ -63,7 +85,8 @@ public struct SnapshotWalker: Sendable {
         }
         var result: [Damage] = []
         for snapshot in snapshots {
-            for (path, reason) in await walk(snapshot.tree) {
+            let root = await load([snapshot.tree])
+            for (path, reason) in await walk(snapshot.tree, root[snapshot.tree]) {
                 result.append(Damage(snapshot: snapshot.id, path: path.isEmpty ? "/" : path, reason: reason))
             }
         }

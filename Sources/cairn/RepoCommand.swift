@@ -75,7 +75,6 @@ struct RepoCommand: AsyncParsableCommand {
                     }
                     var report = try await repo.check(readData: readData) { done, _ in progressCounter.set(done) }
                     display.stop()
-                    try await repo.loadIndex(skippingDamaged: true)
                     let (snapshots, snapshotErrors) = try await SnapshotFiles.all(in: repo)
                     report.errors += snapshotErrors
                     let damage = await SnapshotWalker(repository: repo).damage(snapshots, damaged: report.damagedBlobs)

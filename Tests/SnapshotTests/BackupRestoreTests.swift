@@ -143,9 +143,9 @@ struct BackupRestoreTests {
         let snap = try await Archiver(repository: repo).run(BackupOptions(paths: [dir.sub("src")])).snapshot
         // A real small file system: 1 MiB of tmpfs (the tests run as root, as the local cluster needs).
         try FileManager.default.createDirectory(atPath: dir.sub("full"), withIntermediateDirectories: true)
-        let mount = try ChildProcess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir.sub("full")])
+        let mount = try await ChildProcess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir.sub("full")])
         try #require(mount.status == 0, "mount tmpfs: \(mount.stderr)")
-        defer { _ = try? ChildProcess.run(["umount", dir.sub("full")]) }
+        defer { _ = try? ChildProcess.runBlocking(["umount", dir.sub("full")]) }
 
         let error = await caught(SnapshotError.self) {
             _ = try await Restorer(repository: repo).run(snap, options: RestoreOptions(target: dir.sub("full/out")))
@@ -189,6 +189,36 @@ struct BackupRestoreTests {
         #expect(leftovers.isEmpty)
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir.sub("out/src/b.bin")))
             == Data(contentsOf: URL(fileURLWithPath: dir.sub("src/b.bin"))))
+    }
+
+    @Test("check walks a directory's subtrees a pack range at a time (a few reads for hundreds of directories); a damaged tree fails only its directory")
+    func checkWalkByPack() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        for i in 0..<600 {
+            try TestFiles.write(dir.sub("src/d\(i % 20)/e\(i % 300)/f\(i).txt"), Data("file \(i)".utf8))
+        }
+        let memory = MemoryBlobStore()
+        let store = FaultyBlobStore(memory)
+        let repo = try await newRepository(store)
+        let snap = try await Archiver(repository: repo).run(BackupOptions(paths: [dir.sub("src")])).snapshot
+        let before = store.calls(.load, .data)
+        let report = try await repo.check(readData: false)
+        #expect(report.errors.isEmpty)
+        #expect(await SnapshotWalker(repository: repo).damage([snap], damaged: []).isEmpty)
+        // 322 trees (the root, src, 20 + 300 directories): one read for each directory's subtrees, not one a tree.
+        let reads = store.calls(.load, .data) - before
+        #expect(reads <= 30, "\(reads) reads for 322 trees")
+
+        // One directory's tree damaged: that directory is reported, nothing else.
+        let src = try await repo.loadTree(try #require(try await repo.loadTree(snap.tree).node(named: "src")?.subtree))
+        let d3 = try await repo.loadTree(try #require(src.node(named: "d3")?.subtree))
+        let e63 = try #require(d3.node(named: "e63")?.subtree)
+        let (pack, location) = try #require(repo.location(of: e63))
+        memory.tamper(BlobHandle(.data, pack.hex)) { $0[Int(location.offset) + 5] ^= 0x55 }
+        let damage = await SnapshotWalker(repository: repo).damage([snap], damaged: [])
+        #expect(damage.map(\.path) == ["/src/d3/e63"], "\(damage)")
+        #expect(damage.first?.reason.contains("cannot be read") == true)
     }
 
     @Test("small files are restored a pack range at a time (a few reads for thousands of files); a damaged blob fails only its file")

@@ -54,5 +54,20 @@ struct MemoryTreeTests {
         let second = try await again.write(to: repo)
         #expect(second.added == 0)
         #expect(second.tree == written.tree)
+
+        // Stored as they come, a directory sealed once complete (only nodes kept): the same tree.
+        var streamed = MemoryTree(time: tree.time)
+        for (name, data) in [("big.json", big), ("gone.json", Data("x".utf8)), ("settings.json", Data("{}".utf8))] {
+            try streamed.addExisting("objects/v1/ConfigMap/" + name, try await streamed.storedFile(named: name, data, in: repo))
+        }
+        try streamed.remove("objects/v1/ConfigMap/gone.json")
+        let sealed = try #require(try await streamed.storedDirectory(at: "objects/v1", in: repo))
+        try streamed.seal("objects/v1", with: sealed)
+        #expect(try await streamed.storedDirectory(at: "objects/v1", in: repo) == nil)
+        #expect(throws: SnapshotError.self) { try streamed.addFile("objects/v1/Secret/s.json", Data()) }
+        try streamed.addFile("objects/apps/Deployment/web.json", Data(#"{"kind":"Deployment"}"#.utf8))
+        try streamed.addExisting("empty", try await streamed.storedFile(named: "empty", Data(), in: repo))
+        try streamed.addExisting("volumes/data", volumeRoot)
+        #expect(try await streamed.write(to: repo).tree == written.tree)
     }
 }

@@ -71,7 +71,7 @@ struct VolumeStreamTests {
         let volume = dir.sub("volume")
         try Self.makeVolume(volume)
 
-        let found = try ChildProcess.run(["find", volume, "-type", "f", "-not", "-name", "sparse", "-printf", "%s\\n"])
+        let found = try await ChildProcess.run(["find", volume, "-type", "f", "-not", "-name", "sparse", "-printf", "%s\\n"])
         let files = found.stdout.split(separator: "\n").count + 1
         let dataBytes = found.stdout.split(separator: "\n").compactMap { Int($0) }.reduce(0, +)
         let pieces = try await Self.stream { writer in
@@ -92,7 +92,7 @@ struct VolumeStreamTests {
         let restored = try await Self.stream { writer in _ = try await TreeSender(repository: repo).send(streamed.root, to: writer) }
         let totals = try await DirectoryReceiver(root: dir.sub("restored")).receive(from: Self.reader(restored))
         #expect(totals.errors.isEmpty && totals.files == files && totals.links == 2)
-        let diff = try ChildProcess.run(["diff", "-r", "--no-dereference", volume, dir.sub("restored")])
+        let diff = try await ChildProcess.run(["diff", "-r", "--no-dereference", volume, dir.sub("restored")])
         #expect(diff.status == 0, "\(diff.stdout)")
         var st = stat()
         #expect(lstat(dir.sub("restored/sparse"), &st) == 0 && st.st_size == 64 << 20 && st.st_blocks * 512 < 1 << 20)
@@ -100,17 +100,66 @@ struct VolumeStreamTests {
 
         // Second backup with the parent listing: only the changed file's content is sent.
         try Data("changed".utf8).write(to: URL(fileURLWithPath: volume + "/d1/e1/f1.txt"))
-        let earlier = try await StreamArchiver.files(below: streamed.root, in: repo)
-        let listingBytes = try await Self.stream { try await $0.listing(StreamArchiver.listing(earlier)) }
+        let listingBytes = try await Self.stream { try await StreamArchiver.writeListing(of: streamed.root, in: repo, to: $0) }
         let parent = try await Self.reader(listingBytes).listing()
         #expect(parent.count == files)
         let second = try await Self.stream { writer in _ = try await DirectorySender(root: volume, parent: parent).send(to: writer) }
         #expect(second.map(\.count).reduce(0, +) < 64 << 10)
-        let again = try await StreamArchiver(repository: repo, previous: earlier).archive(Self.reader(second), name: "data")
+        let again = try await StreamArchiver(repository: repo, previous: streamed.root).archive(Self.reader(second), name: "data")
         #expect(again.files == files && again.unchangedFiles == files - 1)
         let host2 = try await Archiver(repository: repo).archiveDirectory(volume, name: "data", previous: nil)
         try await repo.flush()
         #expect(try await Self.listing(again.root, repo) == Self.listing(host2.node, repo))
+    }
+
+    @Test("a mover that reports a file unchanged which the earlier backup does not hold as such is refused; the parent listing is streamed and names only files whose blobs are stored")
+    func unchangedClaimsChecked() async throws {
+        let (dir, repo) = try await Self.scratch()
+        defer { dir.remove() }
+        let volume = dir.sub("volume")
+        try Self.makeVolume(volume)
+        let first = try await StreamArchiver(repository: repo).archive(
+            Self.reader(try await Self.stream { _ = try await DirectorySender(root: volume).send(to: $0) }), name: "data")
+        try await repo.flush()
+        let listed = try await Self.reader(try await Self.stream {
+            let count = try await StreamArchiver.writeListing(of: first.root, in: repo, to: $0)
+            #expect(count == first.files)
+        }).listing()
+        #expect(listed.count == first.files)
+        let known = try #require(listed.first { $0.path.contains("/") })
+
+        // The stream of a lying (or buggy) mover: a file reported unchanged under a name, or with an
+        // identity, the earlier backup does not have.
+        func lie(_ name: String, size: UInt64, in directories: [String]) async throws -> [[UInt8]] {
+            try await Self.stream { w in
+                try await w.header()
+                func node(_ name: String, _ type: NodeType, size: UInt64 = 0) -> Node {
+                    Node(name: name, type: type, mode: 0o755, uid: 0, gid: 0, mtime: known.mtime, ctime: known.ctime,
+                         inode: known.inode, device: 0, links: 1, size: size)
+                }
+                try await w.node(node("root", .dir))
+                for directory in directories { try await w.node(node(directory, .dir)) }
+                try await w.node(node(name, .file, size: size), unchanged: true)
+                for _ in directories { try await w.up() }
+                try await w.up()
+                try await w.end(files: 1, bytes: size)
+            }
+        }
+        let parts = known.path.split(separator: "/").map(String.init)
+        for (name, size, directories) in [("ghost", known.size, [String]()),
+                                           (parts.last!, known.size + 1, Array(parts.dropLast()))] {
+            await #expect(throws: SnapshotError.self) {
+                _ = try await StreamArchiver(repository: repo, previous: first.root).archive(Self.reader(try await lie(name, size: size, in: directories)), name: "data")
+            }
+        }
+        // The truth is accepted: the same file with its identity as listed.
+        let truth = try await StreamArchiver(repository: repo, previous: first.root).archive(
+            Self.reader(try await lie(parts.last!, size: known.size, in: Array(parts.dropLast()))), name: "data")
+        #expect(truth.unchangedFiles == 1)
+        // Without an earlier backup nothing may be reported unchanged.
+        await #expect(throws: SnapshotError.self) {
+            _ = try await StreamArchiver(repository: repo).archive(Self.reader(try await lie("ghost", size: 1, in: [])), name: "data")
+        }
     }
 
     @Test("excluded paths are left out alike by the host walk and the mover: unanchored patterns at any depth, anchored ones at the root, a directory's contents without the directory")
@@ -178,7 +227,7 @@ struct VolumeStreamTests {
                 #expect(FileManager.default.contentsEqual(atPath: target + "/d1/e1/f1.txt", andPath: volume + "/d1/e1/f1.txt"))
                 if exact {
                     try FileManager.default.removeItem(atPath: target + "/lost+found")
-                    let diff = try ChildProcess.run(["diff", "-r", "--no-dereference", volume, target])
+                    let diff = try await ChildProcess.run(["diff", "-r", "--no-dereference", volume, target])
                     #expect(diff.status == 0, "\(diff.stdout)")
                 }
             }

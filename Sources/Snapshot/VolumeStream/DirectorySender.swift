@@ -11,8 +11,13 @@ public struct DirectorySender {
     public let exclude: PathExclusion
 
     public init(root: String, parent: [VolumeStream.ListedFile] = [], exclude: PathExclusion = PathExclusion([])) {
+        self.init(root: root, unchanged: Dictionary(parent.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a }), exclude: exclude)
+    }
+
+    /// `unchanged`: the parent listing by path (`VolumeStreamReader.listing(_:)` fills it as it reads).
+    public init(root: String, unchanged: [String: VolumeStream.ListedFile], exclude: PathExclusion = PathExclusion([])) {
         self.root = root
-        self.unchanged = Dictionary(parent.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        self.unchanged = unchanged
         self.exclude = exclude
     }
 

@@ -9,9 +9,9 @@ import Repository
 /// The caller holds a repository lock and has loaded the index.
 public final class StreamArchiver {
     let repository: Repository
-    /// Files of the previous backup of this volume, by path relative to the volume root, whose blobs are
-    /// all stored: what the sender may report as unchanged.
-    let previous: [String: Node]
+    /// The previous backup of this volume (its root directory): what the sender reports unchanged is
+    /// looked up there, one directory's tree at a time as the stream enters it.
+    let previous: Node?
 
     public struct Result: Sendable {
         public var root: Node
@@ -22,34 +22,39 @@ public final class StreamArchiver {
         public var warnings: [String] = []
     }
 
-    public init(repository: Repository, previous: [String: Node] = [:]) {
+    public init(repository: Repository, previous: Node? = nil) {
         self.repository = repository
         self.previous = previous
     }
 
-    /// Files below a directory node of an earlier snapshot, by relative path, whose blobs are all stored.
-    public static func files(below node: Node, in repository: Repository) async throws -> [String: Node] {
-        var files: [String: Node] = [:]
+    /// Writes the parent listing for the mover: the files below `node` (a directory of an earlier
+    /// snapshot) whose blobs are all stored, by relative path, as the trees are walked (nothing of it is
+    /// kept here). Returns how many were listed.
+    @discardableResult
+    public static func writeListing(of node: Node?, in repository: Repository, to writer: VolumeStreamWriter) async throws -> Int {
+        writer.listingStart()
+        var count = 0
         func walk(_ id: BlobID, _ prefix: String) async throws {
             for child in try await repository.loadTree(id).nodes {
                 let path = prefix.isEmpty ? child.name : prefix + "/" + child.name
                 if child.type == .dir, let subtree = child.subtree {
                     try await walk(subtree, path)
                 } else if child.type == .file, (child.content ?? []).allSatisfy({ repository.hasBlob($0) }) {
-                    files[path] = child
+                    try await writer.listed(VolumeStream.ListedFile(path: path, size: child.size, mtime: child.mtime,
+                                                                     ctime: child.ctime, inode: child.inode))
+                    count += 1
                 }
             }
         }
-        if node.type == .dir, let subtree = node.subtree { try await walk(subtree, "") }
-        return files
+        if let node, node.type == .dir, let subtree = node.subtree { try await walk(subtree, "") }
+        try await writer.listingEnd()
+        return count
     }
 
-    /// The parent listing to send to the mover before it walks the volume.
-    public static func listing(_ files: [String: Node]) -> [VolumeStream.ListedFile] {
-        files.sorted { $0.key < $1.key }.map {
-            VolumeStream.ListedFile(path: $0.key, size: $0.value.size, mtime: $0.value.mtime, ctime: $0.value.ctime,
-                                    inode: $0.value.inode)
-        }
+    /// The children of an earlier directory node by name (nil: no such directory before).
+    func children(of node: Node?) async throws -> [String: Node]? {
+        guard let node, node.type == .dir, let subtree = node.subtree else { return nil }
+        return Dictionary(try await repository.loadTree(subtree).nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Reads a whole stream; the root directory becomes a node called `name`.
@@ -60,7 +65,9 @@ public final class StreamArchiver {
         }
         rootNode.name = name
         var result = Result(root: rootNode)
-        var stack: [(node: Node, path: String, children: [Node])] = [(rootNode, "", [])]
+        // Each open directory: its node, path, the children received so far, and what it held before.
+        var stack: [(node: Node, path: String, children: [Node], before: [String: Node]?)] =
+            [(rootNode, "", [], try await children(of: previous))]
         while let event = try await reader.next() {
             switch event {
             case .node(var node):
@@ -68,7 +75,7 @@ public final class StreamArchiver {
                 let path = parent.path.isEmpty ? node.name : parent.path + "/" + node.name
                 switch node.type {
                 case .dir:
-                    stack.append((node, path, []))
+                    stack.append((node, path, [], try await children(of: parent.before?[node.name])))
                     continue
                 case .file:
                     node = try await archiveFile(node, path: path, reader: reader, result: &result)
@@ -79,7 +86,8 @@ public final class StreamArchiver {
             case .unchanged(var node):
                 guard let parent = stack.last else { throw SnapshotError.stream("an entry after the root directory ended") }
                 let path = parent.path.isEmpty ? node.name : parent.path + "/" + node.name
-                guard let before = previous[path], before.sameFile(as: node) else {
+                guard let before = parent.before?[node.name], before.sameFile(as: node),
+                      (before.content ?? []).allSatisfy({ repository.hasBlob($0) }) else {
                     throw SnapshotError.stream("the mover reported \(path) unchanged, but the earlier backup has no such file")
                 }
                 node.content = before.content

@@ -26,7 +26,8 @@ import Foundation
 /// cannot be closed, so a receiver must know where the input ends without seeing end-of-file.
 public enum VolumeStream {
     public static let magic = Array("CAIRNVS1".utf8)
-    public static let listingMagic = Array("CAIRNPL1".utf8)
+    /// A parent listing: entries each after a 1 byte, a 0 byte at the end (written as it is walked).
+    public static let listingMagic = Array("CAIRNPL2".utf8)
     /// Largest data record written; readers accept up to `maxRecord`.
     public static let dataRecordSize = 1 << 20
     static let maxRecord = 64 << 20
@@ -145,13 +146,25 @@ public final class VolumeStreamWriter {
 
     /// Writes a whole parent listing.
     public func listing(_ files: [VolumeStream.ListedFile]) async throws {
+        listingStart()
+        for file in files { try await listed(file) }
+        try await listingEnd()
+    }
+
+    /// Starts a parent listing written entry by entry (`listed`, then `listingEnd`).
+    public func listingStart() {
         buffer += VolumeStream.listingMagic
-        int(UInt64(files.count))
-        for file in files {
-            string(file.path)
-            int(file.size); int(file.mtime); int(file.ctime); int(file.inode)
-            try await maybeFlush()
-        }
+    }
+
+    public func listed(_ file: VolumeStream.ListedFile) async throws {
+        buffer.append(1)
+        string(file.path)
+        int(file.size); int(file.mtime); int(file.ctime); int(file.inode)
+        try await maybeFlush()
+    }
+
+    public func listingEnd() async throws {
+        buffer.append(0)
         try await flush()
     }
 
@@ -240,14 +253,24 @@ public final class VolumeStreamReader {
 
     /// Reads a whole parent listing.
     public func listing() async throws -> [VolumeStream.ListedFile] {
-        try await header(VolumeStream.listingMagic)
-        let count: UInt64 = try await int()
         var files: [VolumeStream.ListedFile] = []
-        for _ in 0..<count {
-            files.append(VolumeStream.ListedFile(path: try await string(), size: try await int(), mtime: try await int(),
-                                                 ctime: try await int(), inode: try await int()))
-        }
+        try await listing { files.append($0) }
         return files
+    }
+
+    /// Reads a parent listing, handing each entry to `each` as it is read.
+    public func listing(_ each: (VolumeStream.ListedFile) throws -> Void) async throws {
+        try await header(VolumeStream.listingMagic)
+        while true {
+            switch try await byte() {
+            case 0: return
+            case 1:
+                try each(VolumeStream.ListedFile(path: try await string(), size: try await int(), mtime: try await int(),
+                                                 ctime: try await int(), inode: try await int()))
+            case let other:
+                throw SnapshotError.stream("unknown listing entry mark \(other)")
+            }
+        }
     }
 
     /// Makes at least `count` unread bytes available; false if the source ended first with none left.
