@@ -22,9 +22,19 @@ public enum ChildProcess {
         public var stderr: String
     }
 
-    /// Runs a command to completion, with `stdin` as its standard input.
-    public static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws
-        -> Result
+    /// Runs a command to completion, with `stdin` as its standard input, waiting on a thread of its own
+    /// (`onOwnThread`): tests run side by side on the cooperative pool's few threads (two on a two-core
+    /// machine), and a test blocked in `waitpid` there stalls every other test's `await`s.
+    public static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil)
+        async throws -> Result
+    {
+        try await onOwnThread { try runBlocking(arguments, environment: environment, stdin: stdin) }
+    }
+
+    /// `run`, holding the calling thread: only where no `await` is possible (a `defer`, a synchronous
+    /// callback, a thread of its own).
+    public static func runBlocking(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil)
+        throws -> Result
     {
         let base = NSTemporaryDirectory() + "/cairn-run-" + UUID().uuidString
         try Data((stdin ?? "").utf8).write(to: URL(fileURLWithPath: base + ".in"))

@@ -35,16 +35,12 @@ struct CLI {
         try await run(args, prefix: prefix)
     }
 
-    /// Runs cairn to completion on a thread of its own (`onOwnThread`).
+    /// Runs cairn to completion (`ChildProcess.run`: posix_spawn and waitpid for exactly that child, on a
+    /// thread of its own; Foundation's Process, started from several threads at once, sometimes never reaps
+    /// its child and waits forever).
     @discardableResult
     func run(_ args: [String], prefix: [String] = []) async throws -> Result {
-        try await onOwnThread { [self] in try runBlocking(args, prefix: prefix) }
-    }
-
-    /// posix_spawn and waitpid for exactly that child (`ChildProcess`): Foundation's Process, started from
-    /// several threads at once, sometimes never reaps its child and waits forever.
-    func runBlocking(_ args: [String], prefix: [String]) throws -> Result {
-        let result = try ChildProcess.run(commandLine(args, prefix: prefix), environment: environment)
+        let result = try await ChildProcess.run(commandLine(args, prefix: prefix), environment: environment)
         return Result(status: result.status, stdout: result.stdout, stderr: result.stderr)
     }
 

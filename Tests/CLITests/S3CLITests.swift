@@ -12,8 +12,8 @@ struct S3CLITests {
 
     @Test("init, backup, snapshots, restore and check --read-data with an s3:// repository")
     func roundTrip() async throws {
-        let moto = try MotoServer.shared()
-        let bucket = try moto.makeBucket()
+        let moto = try await MotoServer.shared()
+        let bucket = try await moto.makeBucket()
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try TestFiles.makeTree(at: dir.sub("src"), seed: 5, files: 30)
@@ -40,8 +40,8 @@ struct S3CLITests {
 
     @Test("a protected repository: objects are locked, forget keeps snapshots under retention, prune keeps their packs")
     func protectedRepository() async throws {
-        let moto = try MotoServer.shared()
-        let bucket = try moto.makeBucket("locked", objectLock: true)
+        let moto = try await MotoServer.shared()
+        let bucket = try await moto.makeBucket("locked", objectLock: true)
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try TestFiles.makeTree(at: dir.sub("src"), seed: 9, files: 10)
@@ -57,11 +57,11 @@ struct S3CLITests {
         let snapshots = try await cli.run("snapshots", "--json")
         #expect(snapshots.stdout.components(separatedBy: "\"paths\"").count - 1 == 2)
         #expect(try await cli.run("repo", "check", "--read-data").status == 0)
-        let head = try moto.aws(["s3api", "list-objects-v2", "--bucket", bucket, "--prefix", "backups/main/data/",
+        let head = try await moto.aws(["s3api", "list-objects-v2", "--bucket", bucket, "--prefix", "backups/main/data/",
                                  "--query", "Contents[0].Key", "--output", "text"])
         let key = head.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(key.hasPrefix("backups/main/data/"), "\(head.stdout) \(head.stderr)")
-        let retention = try moto.aws(["s3api", "head-object", "--bucket", bucket, "--key", key])
+        let retention = try await moto.aws(["s3api", "head-object", "--bucket", bucket, "--key", key])
         #expect(retention.stdout.contains("\"ObjectLockMode\": \"COMPLIANCE\""), "\(retention.stdout) \(retention.stderr)")
     }
 }

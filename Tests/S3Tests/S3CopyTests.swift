@@ -12,8 +12,8 @@ struct S3CopyTests {
     @Test("an export whose S3 destination goes away midway fails with the cause and shows nothing there; through 5% faults the next run resumes and completes")
     func exportThroughFaults() async throws {
         _ = testKDF
-        let moto = try MotoServer.shared()
-        let bucket = try moto.makeBucket()
+        let moto = try await MotoServer.shared()
+        let bucket = try await moto.makeBucket()
         let proxy = try FaultyHTTPProxy(targetPort: moto.port, rates: FaultyHTTPProxy.Rates(), seed: 5)
         defer { proxy.stop() }
         let dir = try TemporaryDirectory()

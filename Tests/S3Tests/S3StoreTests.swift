@@ -29,7 +29,7 @@ enum S3Fixture {
     static func store(bucket: String, prefix: String = "repo", endpoint: String? = nil, protection: TimeInterval? = nil,
                       credentials: S3Credentials? = nil, region: String = "us-east-1", caFile: String? = nil,
                       moto: MotoServer? = nil, retryBudget: Duration = .seconds(180)) async throws -> S3BlobStore {
-        let moto = try moto ?? MotoServer.shared()
+        let moto = if let moto { moto } else { try await MotoServer.shared() }
         let location = try S3Location(url: "s3://\(bucket)/\(prefix)", endpoint: endpoint ?? moto.endpoint, region: region,
                                       caFile: caFile, protectionPeriod: protection, environment: [:])
         return try await S3BlobStore.open(location, credentials: credentials ?? Self.credentials(moto),
@@ -41,14 +41,14 @@ enum S3Fixture {
 struct S3StoreTests {
     @Test("the S3 store keeps the BlobStore contract (multipart, list pages, create-only included)")
     func conformance() async throws {
-        let moto = try MotoServer.shared()
+        let moto = try await MotoServer.shared()
         let store = try await S3Fixture.store(bucket: try moto.makeBucket())
         try await BlobStoreConformance(store).run()
     }
 
     @Test("the contract holds through a relay that throws SlowDown, 500s, resets, truncation and delays at 10% each")
     func conformanceThroughFaults() async throws {
-        let moto = try MotoServer.shared()
+        let moto = try await MotoServer.shared()
         let proxy = try FaultyHTTPProxy(targetPort: moto.port, rates: .each(0.10), seed: 7)
         defer { proxy.stop() }
         let store = try await S3Fixture.store(bucket: try moto.makeBucket(), endpoint: proxy.endpoint)
@@ -64,8 +64,8 @@ struct S3StoreTests {
     @Test("backup → check --read-data → restore through 5% faults: everything completes, nothing is lost; awscli sees the objects")
     func repositoryThroughFaults() async throws {
         _ = testKDF
-        let moto = try MotoServer.shared()
-        let bucket = try moto.makeBucket()
+        let moto = try await MotoServer.shared()
+        let bucket = try await moto.makeBucket()
         let proxy = try FaultyHTTPProxy(targetPort: moto.port, rates: .each(0.05), seed: 11)
         defer { proxy.stop() }
         let dir = try TemporaryDirectory()
@@ -89,7 +89,7 @@ struct S3StoreTests {
         #expect(proxy.injected.keys.count > 3, "\(proxy.injected)")
 
         // An independent client sees what Cairn wrote, in the documented layout.
-        let listing = try moto.aws(["s3", "ls", "--recursive", "s3://\(bucket)/repo/"])
+        let listing = try await moto.aws(["s3", "ls", "--recursive", "s3://\(bucket)/repo/"])
         #expect(listing.status == 0, "\(listing.stderr)")
         for path in ["repo/config", "repo/format", "repo/keys/", "repo/snapshots/", "repo/index/", "repo/data/"] {
             #expect(listing.stdout.contains(path), "aws s3 ls does not show \(path)")
@@ -100,10 +100,10 @@ struct S3StoreTests {
 
     @Test("a create whose first attempt landed but whose answer was lost succeeds on retry; a real duplicate is refused")
     func createOnlyRetry() async throws {
-        let moto = try MotoServer.shared()
+        let moto = try await MotoServer.shared()
         let proxy = try FaultyHTTPProxy(targetPort: moto.port, rates: FaultyHTTPProxy.Rates(), seed: 3)
         defer { proxy.stop() }
-        let bucket = try moto.makeBucket()
+        let bucket = try await moto.makeBucket()
         let store = try await S3Fixture.store(bucket: bucket)
         let flaky = try await S3Fixture.store(bucket: bucket, endpoint: proxy.endpoint)
         // Half the answers are errors after the request was executed; a retried create then sees 412 and
@@ -118,9 +118,9 @@ struct S3StoreTests {
 
     @Test("bad input is a clear error: wrong secret, unknown key, missing bucket, wrong region, an endpoint that is not S3")
     func badInput() async throws {
-        let plain = try MotoServer.shared()
-        let moto = try MotoServer.shared(authenticated: true)
-        let bucket = try moto.makeBucket()
+        let plain = try await MotoServer.shared()
+        let moto = try await MotoServer.shared(authenticated: true)
+        let bucket = try await moto.makeBucket()
         func failure(_ open: () async throws -> S3BlobStore) async -> StorageError? {
             await caught(StorageError.self) { _ = try await open() }
         }
@@ -143,7 +143,7 @@ struct S3StoreTests {
         }
         #expect(missing?.code == .notFound)
         #expect(missing?.description.contains("does not exist") == true, "\(String(describing: missing))")
-        let euro = try plain.makeBucket("euro", region: "eu-west-1")
+        let euro = try await plain.makeBucket("euro", region: "eu-west-1")
         let wrongRegion = await failure { try await S3Fixture.store(bucket: euro, region: "us-east-1", moto: plain) }
         #expect(wrongRegion?.code == .invalidArgument)
         #expect(wrongRegion?.description.contains("is in region 'eu-west-1'") == true, "\(String(describing: wrongRegion))")
@@ -166,8 +166,8 @@ struct S3StoreTests {
 
     @Test("TLS with a private CA: trusted with the CA file, a clear error without it")
     func customCA() async throws {
-        let moto = try MotoServer.shared(tls: true)
-        let bucket = try moto.makeBucket()
+        let moto = try await MotoServer.shared(tls: true)
+        let bucket = try await moto.makeBucket()
         let store = try await S3Fixture.store(bucket: bucket, caFile: moto.caFile, moto: moto)
         try await BlobStoreConformance(store).run()
         var options = S3Fixture.options()
@@ -184,15 +184,15 @@ struct S3StoreTests {
 
     @Test("with a protection period objects carry COMPLIANCE retention, are reported protected, and cannot be removed")
     func objectLock() async throws {
-        let moto = try MotoServer.shared()
-        let plain = try moto.makeBucket()
+        let moto = try await MotoServer.shared()
+        let plain = try await moto.makeBucket()
         let refused = await caught(StorageError.self) { _ = try await S3Fixture.store(bucket: plain, protection: 3600) }
         #expect(refused?.description.contains("object lock") == true)
-        let bucket = try moto.makeBucket("locked", objectLock: true)
+        let bucket = try await moto.makeBucket("locked", objectLock: true)
         let store = try await S3Fixture.store(bucket: bucket, protection: 3600)
         try await store.save(BlobHandle(.data, "aa11"), data: Data("pack".utf8))
         try await store.save(BlobHandle(.locks, "l1"), data: Data("lock".utf8))
-        let head = try moto.aws(["s3api", "head-object", "--bucket", bucket, "--key", "repo/data/aa/aa11"])
+        let head = try await moto.aws(["s3api", "head-object", "--bucket", bucket, "--key", "repo/data/aa/aa11"])
         #expect(head.stdout.contains("\"ObjectLockMode\": \"COMPLIANCE\""), "\(head.stdout)")
         let protected = try await store.protectedObjects(.data)
         #expect(protected["aa11"].map { $0 > Date().addingTimeInterval(3500) } == true)
