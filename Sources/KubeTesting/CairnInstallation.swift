@@ -5,28 +5,36 @@ import Synchronization
 /// Cairn installed in the local cluster from `deploy/` (`scripts/local-cluster install-cairn`), once per
 /// test process; plus what tests need around it: Profiles with their own repository directory.
 public enum CairnInstallation {
-    private static let installed = Mutex<Set<String>>([])
+    /// Cluster name → its installation, run once; every caller awaits the same one.
+    private static let installs = Mutex<[String: Task<Void, any Error>]>([:])
 
     /// Installs (or updates) Cairn's CRDs, roles and controller and waits until the controller runs.
-    public static func ensure(_ cluster: LocalCluster) throws {
-        try installed.withLock { done in
-            guard !done.contains(cluster.name) else { return }
-            let r = try ChildProcess.run([LocalCluster.script, "install-cairn", "--name", cluster.name])
-            guard r.status == 0 else {
-                throw ClusterError("install-cairn failed: \(r.stderr.suffix(3000))")
+    public static func ensure(_ cluster: LocalCluster) async throws {
+        let install = installs.withLock { installs in
+            if let running = installs[cluster.name] { return running }
+            let task = Task {
+                let r = try await ChildProcess.run([LocalCluster.script, "install-cairn", "--name", cluster.name])
+                guard r.status == 0 else { throw ClusterError("install-cairn failed: \(r.stderr.suffix(3000))") }
             }
-            done.insert(cluster.name)
+            installs[cluster.name] = task
+            return task
+        }
+        do {
+            try await install.value
+        } catch {
+            installs.withLock { if $0[cluster.name] == install { $0[cluster.name] = nil } }  // the next caller tries again
+            throw error
         }
     }
 
     /// The cluster was destroyed: the next `ensure` installs again.
     static func forget(_ cluster: LocalCluster) {
-        installed.withLock { _ = $0.remove(cluster.name) }
+        installs.withLock { _ = $0.removeValue(forKey: cluster.name) }
     }
 
     /// The controller's pod name.
-    public static func controllerPod(_ cluster: LocalCluster) throws -> String {
-        try cluster.kubectlOK(["-n", "cairn-system", "get", "pods", "-l", "app.kubernetes.io/component=controller",
+    public static func controllerPod(_ cluster: LocalCluster) async throws -> String {
+        try await cluster.kubectlOK(["-n", "cairn-system", "get", "pods", "-l", "app.kubernetes.io/component=controller",
                                "--field-selector", "status.phase=Running", "-o", "jsonpath={.items[0].metadata.name}"])
     }
 }
@@ -46,7 +54,7 @@ public struct TestProfile: Sendable {
         self.cluster = cluster
         name = "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
         password = "pw-\(UUID().uuidString)"
-        try cluster.apply("""
+        try await cluster.apply("""
             apiVersion: v1
             kind: Secret
             metadata: {name: \(name)-password, namespace: cairn-system}
@@ -64,29 +72,30 @@ public struct TestProfile: Sendable {
             """)
         if exportDestination { return }
         try await cluster.waitUntil("Profile \(name) to be ready", timeout: 60) {
-            try cluster.kubectlOK(["-n", "cairn-system", "get", "profile", name, "-o",
+            try await cluster.kubectlOK(["-n", "cairn-system", "get", "profile", name, "-o",
                                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]) == "True"
         }
     }
 
     /// Runs the `cairn` CLI against this profile's repository.
-    public func cairn(_ arguments: [String]) throws -> ChildProcess.Result {
-        try ChildProcess.run([CairnBinary.path] + arguments + ["--repo", path],
+    public func cairn(_ arguments: [String]) async throws -> ChildProcess.Result {
+        try await ChildProcess.run([CairnBinary.path] + arguments + ["--repo", path],
                              environment: ["CAIRN_PASSWORD": password, "KUBECONFIG": cluster.kubeconfig])
     }
 
     /// Restore points of `namespace` in the repository (not the objects: the data).
-    public func restorePointIDs(namespace: String) throws -> [String] {
-        let r = try cairn(["restorepoints", namespace, "--json"])
+    public func restorePointIDs(namespace: String) async throws -> [String] {
+        let r = try await cairn(["restorepoints", namespace, "--json"])
         guard r.status == 0 else { throw ClusterError("cairn restorepoints failed: \(r.stderr)") }
         let data = Data(r.stdout.utf8)
         let list = try JSONSerialization.jsonObject(with: data) as? [[String: Any]] ?? []
         return list.compactMap { $0["id"] as? String }
     }
 
+    /// Deletes the Profile, its Secret and its repository (without waiting: fit for a `defer`).
     public func remove() {
-        _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "profile", name, "--wait=false"])
-        _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "secret", "\(name)-password", "--wait=false"])
+        _ = try? cluster.kubectlBlocking(["-n", "cairn-system", "delete", "profile", name, "--wait=false"])
+        _ = try? cluster.kubectlBlocking(["-n", "cairn-system", "delete", "secret", "\(name)-password", "--wait=false"])
         try? FileManager.default.removeItem(atPath: path)
     }
 }

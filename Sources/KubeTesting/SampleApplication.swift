@@ -115,6 +115,8 @@ public enum SampleApplication {
                 readinessProbe:
                   exec: {command: [pg_isready, -U, postgres, -h, 127.0.0.1]}
                   periodSeconds: 2
+                  timeoutSeconds: 10
+                  failureThreshold: 6
                 volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]
           volumeClaimTemplates:
           - metadata: {name: data}
@@ -187,6 +189,8 @@ public enum SampleApplication {
                 readinessProbe:
                   exec: {command: [pg_isready, -U, postgres, -h, 127.0.0.1]}
                   periodSeconds: 2
+                  timeoutSeconds: 10
+                  failureThreshold: 6
                 volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]
           volumeClaimTemplates:
           - metadata: {name: data}

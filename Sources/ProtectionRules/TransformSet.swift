@@ -144,7 +144,7 @@ public struct TransformSet: Sendable {
             if changed { applied.append("storage-class mapping") }
         }
         // Image registry.
-        if let (from, to) = imageRegistry, let podPath = Self.podSpecPath(kind) {
+        if let (from, to) = imageRegistry, let podPath = WorkloadPlacement.podSpecPath(kind) {
             var changed = false
             for field in ["containers", "initContainers", "ephemeralContainers"] {
                 guard var containers = object.json[path: (podPath + [field])[...]]?.array else { continue }
@@ -174,16 +174,6 @@ public struct TransformSet: Sendable {
             applied.append(transform.name)
         }
         return (object, applied)
-    }
-
-    static func podSpecPath(_ kind: String) -> [String]? {
-        switch kind {
-        case "Pod": return ["spec"]
-        case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController":
-            return ["spec", "template", "spec"]
-        case "CronJob": return ["spec", "jobTemplate", "spec", "template", "spec"]
-        default: return nil
-        }
     }
 
     /// `from/...` → `to/...`. An image without a registry is on Docker Hub (`docker.io`, `library/` for

@@ -6,6 +6,23 @@ func object(_ json: String) throws -> KubeObject { KubeObject(try JSONValue(pars
 
 @Suite("What a restore point captures, how objects are cleaned, in which order they come back")
 struct ProtectionLogicTests {
+    @Test("where a restored claim's mover may run: the node selector, node affinity and tolerations of the pods that mount it (StatefulSet templates too), never inter-pod affinity")
+    func claimPlacements() throws {
+        let deployment = try object(#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"right"},"spec":{"template":{"spec":{"nodeSelector":{"kubernetes.io/hostname":"n2"},"tolerations":[{"key":"gpu","operator":"Exists"}],"affinity":{"podAntiAffinity":{"x":1}},"volumes":[{"name":"d","persistentVolumeClaim":{"claimName":"data-right"}},{"name":"e","emptyDir":{}}]}}}}"#)
+        let set = try object(#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"db"},"spec":{"replicas":2,"template":{"spec":{"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"zone","operator":"In","values":["a"]}]}]}}}}},"volumeClaimTemplates":[{"metadata":{"name":"pgdata"}}]}}"#)
+        let free = try object(#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"free"},"spec":{"volumes":[{"name":"d","persistentVolumeClaim":{"claimName":"scratch"}}]}}"#)
+        let foreign = try object(#"{"apiVersion":"example.com/v1","kind":"Deployment","metadata":{"name":"x"},"spec":{"template":{"spec":{"nodeSelector":{"a":"b"},"volumes":[{"name":"d","persistentVolumeClaim":{"claimName":"other"}}]}}}}"#)
+        // Fields of the wrong shape (a restore point is tenant input) are not copied onto Cairn's pods.
+        let garbled = try object(#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"odd"},"spec":{"nodeSelector":"n2","tolerations":{"key":"x"},"affinity":{"nodeAffinity":"everywhere"},"volumes":[{"name":"d","persistentVolumeClaim":{"claimName":"odd"}}]}}"#)
+        let placements = WorkloadPlacement.claimPlacements([set, free, deployment, foreign, garbled])
+        #expect(Set(placements.keys) == ["data-right", "pgdata-db-0", "pgdata-db-1"])
+        #expect(placements["data-right"]?["nodeSelector", "kubernetes.io/hostname"] == "n2")
+        #expect(placements["data-right"]?["tolerations"]?.array?.count == 1)
+        #expect(placements["data-right"]?["affinity"] == nil, "inter-pod affinity names pods a restore has not started")
+        #expect(placements["pgdata-db-1"]?["affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution"] != nil)
+        #expect(placements["pgdata-db-1"]?["nodeSelector"] == nil)
+    }
+
     @Test("regenerated and controller-owned objects are left out by rule; filters override, the most specific wins")
     func captureRules() throws {
         let rules = CaptureRules()

@@ -37,4 +37,10 @@ public struct StatefulSet: ScalableWorkload {
     public var volumeClaimTemplateNames: [String] {
         (object["spec", "volumeClaimTemplates"]?.array ?? []).compactMap { $0["metadata", "name"]?.string }
     }
+    /// The claims its replicas get from the templates: `T-NAME-i` for each template `T` and replica `i`
+    /// (at least one replica: a set scaled to zero keeps its claims).
+    public var templateClaimNames: [String] {
+        let count = max(1, replicas ?? 1)
+        return volumeClaimTemplateNames.flatMap { template in (0..<count).map { "\(template)-\(object.name)-\($0)" } }
+    }
 }

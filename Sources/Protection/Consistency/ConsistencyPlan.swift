@@ -135,12 +135,7 @@ public struct ConsistencyPlan: Sendable {
     func claimNames(of entry: Bound, in objects: [KubeObject]) -> [String] {
         guard let object = objects.first(where: { $0.kind == entry.workload.kind && $0.name == entry.workload.name }) else { return [] }
         var claims = StatefulSet(object).claimNames
-        if entry.workload.kind == "StatefulSet" {
-            let replicas = max(1, Int(object["spec", "replicas"]?.int ?? 1))
-            for template in StatefulSet(object).volumeClaimTemplateNames {
-                for i in 0..<replicas { claims.append("\(template)-\(object.name)-\(i)") }
-            }
-        }
+        if entry.workload.kind == "StatefulSet" { claims += StatefulSet(object).templateClaimNames }
         return claims
     }
 

@@ -34,11 +34,8 @@ public struct MoverVolumeAccess: VolumeAccess {
 
     public func backup(_ volume: ClaimVolume, previous: Node?) async throws -> (Node, VolumeTransfer) {
         let start = Date()
-        var earlier: [String: Node] = [:]
-        if let previous { earlier = try await StreamArchiver.files(below: previous, in: repository) }
         let repository = self.repository
         let claim = volume.claim
-        let known = earlier
         let result = try await withMover(for: volume, readOnly: true) { pod in
             try await client.exec(pod: pod, namespace: volume.namespace, container: "mover",
                                   command: ["/usr/local/bin/cairn", "mover", "send", "/data"] + volume.exclude.flatMap { ["--exclude", $0] },
@@ -46,7 +43,7 @@ public struct MoverVolumeAccess: VolumeAccess {
                                   timeout: transferTimeout) { session in
                 let stderr = Locked([UInt8]())
                 let writer = VolumeStreamWriter(sink: { try await session.write($0) })
-                try await writer.listing(StreamArchiver.listing(known))
+                try await StreamArchiver.writeListing(of: previous, in: repository, to: writer)
                 let reader = VolumeStreamReader(source: {
                     while let piece = try await session.next() {
                         switch piece {
@@ -57,7 +54,7 @@ public struct MoverVolumeAccess: VolumeAccess {
                     return nil
                 })
                 do {
-                    return try await StreamArchiver(repository: repository, previous: known).archive(reader, name: claim)
+                    return try await StreamArchiver(repository: repository, previous: previous).archive(reader, name: claim)
                 } catch let error as SnapshotError where error.code == .malformedStream {
                     let said = String(decoding: stderr.withLock { $0 }, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
                     throw ProtectionError(.moverFailed, "reading claim \(volume.namespace)/\(claim) through its mover: \(error)\(said.isEmpty ? "" : " — the mover said: \(said)")", cause: error)
@@ -144,7 +141,13 @@ public struct MoverVolumeAccess: VolumeAccess {
             "volumes": [["name": "data", "persistentVolumeClaim": ["claimName": .string(volume.source ?? volume.claim), "readOnly": .bool(readOnly)]],
                         ["name": "tmp", "emptyDir": ["sizeLimit": "64Mi"]]],
         ]
-        if let node = volume.node { spec["nodeName"] = .string(node) }
+        if let node = volume.node {
+            spec["nodeName"] = .string(node)
+        } else if let placement = volume.placement {
+            spec["nodeSelector"] = placement["nodeSelector"]
+            spec["affinity"] = placement["affinity"]
+            if volume.tolerations == nil, let tolerations = placement["tolerations"] { spec["tolerations"] = tolerations }
+        }
         pod["spec"] = spec
         return pod
     }

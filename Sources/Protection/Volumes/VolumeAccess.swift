@@ -49,6 +49,11 @@ public struct ClaimVolume: Sendable {
     /// The claim a mover mounts when it is not `claim` itself: a temporary claim made from a snapshot of it.
     /// The data is stored under `claim`'s name either way.
     public var source: String?
+    /// Where the pods that will use the claim may run (`WorkloadPlacement`: node selector, node affinity,
+    /// tolerations), for a volume not made yet: a claim that waits for its first consumer is made on the
+    /// node its first pod is scheduled to — a mover must be placed like the workload, or the workload could
+    /// not run next to its restored data.
+    public var placement: JSONValue?
     /// Paths under the claim's root a backup leaves out (`PathExclusion`; a blueprint's `exclude`).
     public var exclude: [String] = []
 
