@@ -57,14 +57,14 @@ struct KubeClientTests {
             // kubectl sees the same objects.
             for (kind, name, object) in [("configmap", "settings", cm.object), ("secret", "creds", secret.object),
                                          ("deployment", "web", deployment.object)] {
-                let text = try cluster.kubectlOK(["-n", ns, "get", kind, name, "-o", "json"])
+                let text = try await cluster.kubectlOK(["-n", ns, "get", kind, name, "-o", "json"])
                 let fromKubectl = try JSONValue(parsing: text)
                 #expect(fromKubectl["data"] == object["data"], "\(kind)")
                 #expect(fromKubectl["metadata", "labels"] == object["metadata", "labels"], "\(kind)")
                 #expect(fromKubectl["metadata", "uid"] == object["metadata", "uid"], "\(kind)")
                 if kind == "deployment" { #expect(fromKubectl["spec"] == object["spec"]) }
             }
-            #expect(try cluster.kubectlOK(["-n", ns, "get", "cm", "settings", "-o", "jsonpath={.data.unicode}"]) == "ü\n")
+            #expect(try await cluster.kubectlOK(["-n", ns, "get", "cm", "settings", "-o", "jsonpath={.data.unicode}"]) == "ü\n")
 
             // Delete; then it is NotFound.
             try await client.delete(ConfigMap.self, "settings", namespace: ns)
@@ -108,7 +108,7 @@ struct KubeClientTests {
             let one = try await client.list(ConfigMap.self, namespace: ns,
                                             options: ListOptions(fieldSelector: "metadata.name=cm-0042"))
             #expect(one.map(\.name) == ["cm-0042"])
-            let kubectlCount = try LocalCluster.shared().kubectlOK(["-n", ns, "get", "cm", "-l", "parity", "-o", "name"])
+            let kubectlCount = try await LocalCluster.shared().kubectlOK(["-n", ns, "get", "cm", "-l", "parity", "-o", "name"])
                 .split(separator: "\n").count
             #expect(kubectlCount == 2000)
         }
@@ -273,7 +273,7 @@ struct KubeClientTests {
             ["openssl", "x509", "-req", "-in", dir.sub("carol.csr"), "-CA", pki + "/ca.crt", "-CAkey", pki + "/ca.key",
              "-CAcreateserial", "-CAserial", dir.sub("ca.srl"), "-days", "1", "-out", dir.sub("carol.crt")],
         ] {
-            let result = try cluster.execInNetwork(command)
+            let result = try await cluster.execInNetwork(command)
             #expect(result.status == 0, "\(result.stderr)")
         }
         let base = try TestCluster.connection()

@@ -266,7 +266,10 @@ public final class KubeClient: Sendable {
         return KubeError(.transport, "cannot reach \(connection.server): \(error)", operation: request.operation)
     }
 
-    private func withRetries<T: Sendable>(_ request: APIRequest, _ attempt: () async throws -> T) async throws -> T {
+    /// Runs `attempt` until it succeeds or `policy` (the client's `options.retry` unless given) says to stop.
+    func withRetries<T: Sendable>(_ request: APIRequest, policy: RetryPolicy? = nil,
+                                  _ attempt: () async throws -> T) async throws -> T {
+        let policy = policy ?? options.retry
         let start = ContinuousClock.now
         var failures = 0
         var reauthenticated = false
@@ -280,7 +283,7 @@ public final class KubeClient: Sendable {
                     continue
                 }
                 failures += 1
-                let decision = options.retry.decide(after: error, attempt: failures, idempotent: request.idempotent,
+                let decision = policy.decide(after: error, attempt: failures, idempotent: request.idempotent,
                                                     elapsed: .now - start, random: Double.random(in: 0..<1))
                 guard case .retry(let delay) = decision else { throw error }
                 logger.debug("kube.request.retry", metadata: [

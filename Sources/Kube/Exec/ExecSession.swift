@@ -233,29 +233,36 @@ extension KubeClient {
         let sniHost: String? = (host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }) ? nil : host
         let requestHead = head
 
-        let channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>
-        let handshake: EventLoopFuture<String>
-        do {
-            (channel, handshake) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(.seconds(5))
-                .connect(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        if let sslContext {
-                            let handler = try NIOSSLClientHandler(context: sslContext, serverHostname: sniHost)
-                            try channel.pipeline.syncOperations.addHandler(handler)
+        // A connection that could not be made carried nothing, so trying again cannot run the command twice:
+        // connecting is retried like an idempotent request (an API server slow to accept under load), for up to
+        // a minute and a half whatever the client's own retry budget — an exec carries a mover's volume or a
+        // blueprint's phase, minutes of work that one slow connect should not fail.
+        var connecting = request
+        connecting.idempotent = true
+        let policy = RetryPolicy(maxAttempts: 8, baseDelay: .milliseconds(500), maxDelay: .seconds(5), budget: .seconds(90))
+        let (channel, handshake) = try await withRetries(connecting, policy: policy) {
+            do {
+                return try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connectTimeout(.seconds(10))
+                    .connect(host: host, port: port) { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            if let sslContext {
+                                let handler = try NIOSSLClientHandler(context: sslContext, serverHostname: sniHost)
+                                try channel.pipeline.syncOperations.addHandler(handler)
+                            }
+                            let promise = channel.eventLoop.makePromise(of: String.self)
+                            try channel.pipeline.syncOperations.addHandler(
+                                WebSocketHandshakeHandler(request: requestHead, key: key, done: promise))
+                            try channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder())
+                            try channel.pipeline.syncOperations.addHandler(
+                                ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: 16 << 20)))
+                            let wrapped = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel)
+                            return (wrapped, promise.futureResult)
                         }
-                        let promise = channel.eventLoop.makePromise(of: String.self)
-                        try channel.pipeline.syncOperations.addHandler(
-                            WebSocketHandshakeHandler(request: requestHead, key: key, done: promise))
-                        try channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder())
-                        try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: 16 << 20)))
-                        let wrapped = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel)
-                        return (wrapped, promise.futureResult)
                     }
-                }
-        } catch {
-            throw transportError(error, request)
+            } catch {
+                throw transportError(error, request)
+            }
         }
         let chosen: String
         do {
@@ -378,6 +385,15 @@ final class WebSocketHandshakeHandler: ChannelDuplexHandler, RemovableChannelHan
             done.fail(error)
         }
         context.fireErrorCaught(error)
+    }
+
+    /// A channel closed before it was ever active (the connection failed or was closed while being set up)
+    /// removes its handlers without `channelInactive`: the handshake's promise must still be completed.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if !finished {
+            finished = true
+            done.fail(KubeError(.transport, "the connection closed before the WebSocket handshake finished"))
+        }
     }
 
     private func fail(_ context: ChannelHandlerContext, _ error: any Error) {
