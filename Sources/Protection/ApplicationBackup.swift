@@ -125,65 +125,68 @@ public struct ApplicationBackup: Sendable {
         status(state)
         // The namespace's identity, read as Cairn (a namespace's users may not be allowed to read it).
         let namespaceUID = try? await volumeClient.get(Namespace.resource, namespace).uid
-        let capture = try await ApplicationCapture(client: client, volumeClient: volumeClient, rules: options.rules,
-                                                   labelSelector: options.labelSelector).capture(namespace: namespace)
-        var warnings = capture.warnings
-        let plan = try ConsistencyPlan(objects: capture.objects, blueprints: options.blueprints,
-                                       invalid: options.invalidBlueprints, bindings: options.bindings,
-                                       hooks: options.hooks, group: options.consistencyGroup)
-        let skippedClaims = plan.skippedClaims(in: capture.objects)
-        let excluded = plan.excludedPaths(in: capture.objects)
-        var claims: [ClaimVolume] = []
-        if options.volumes {
-            for var claim in try await boundClaims(capture, warnings: &warnings) where !skippedClaims.contains(claim.claim) {
-                claim.exclude = excluded[claim.claim] ?? []
-                claims.append(claim)
-            }
-        }
-        // Claims whose CSI driver can snapshot them are snapshotted together and read afterwards.
-        var snapshotter = SnapshotVolumeAccess(client: volumeClient, repository: repository, moverImage: options.moverImage,
-                                               operation: options.operation)
-        snapshotter.readyTimeout = options.snapshotTimeout
-        snapshotter.exportWidth = max(1, options.volumeWidth)
-        let leftovers = await snapshotter.removeLeftovers(namespace: namespace)
-        if !leftovers.isEmpty { progress("removed what an interrupted run of this backup left: \(leftovers.joined(separator: ", "))") }
-        var snapshotClasses: [String: String] = [:]
-        var liveReasons: [String: String] = [:]
-        let snapshotOnly = plan.snapshotOnlyClaims(in: capture.objects)
-        if !claims.isEmpty, options.volumeAccess == .auto || options.volumeAccess == .snapshot {
-            (snapshotClasses, liveReasons) = await SnapshotVolumeAccess.classes(for: claims, client: volumeClient)
-            if options.volumeAccess == .snapshot {
-                for (claim, reason) in liveReasons.sorted(by: { $0.key < $1.key }) {
-                    warnings.append("claim \(claim) was read live, not from a snapshot: \(reason)")
-                }
-            }
-        }
-        // A blueprint whose fence holds only for a capture at one instant (`volumes: snapshot`): fail before
-        // any fence rather than read its claims live.
-        for claim in claims.map(\.claim).sorted() where snapshotOnly[claim] != nil && snapshotClasses[claim] == nil {
-            let why = options.volumeAccess == .auto || options.volumeAccess == .snapshot
-                ? liveReasons[claim] ?? "it cannot be snapshotted"
-                : "the backup's volume access is \(options.volumeAccess.rawValue) (snapshot or auto would snapshot it)"
-            throw ProtectionError(.snapshotFailed, "claim \(claim) of \(snapshotOnly[claim]!) must be captured by a CSI snapshot "
-                                  + "(the blueprint's volumes: snapshot — its fence holds only for a copy of every file at one instant), "
-                                  + "but \(why). Put the claim on a storage class whose CSI driver has a VolumeSnapshotClass, "
-                                  + "or bind a blueprint that reads it another way")
-        }
-        state.objects = capture.objects.count
-        state.volumes = claims.count
-        state.step = claims.isEmpty ? "writing the restore point" : "reading volumes"
-        status(state)
-        var workloads: [(APIResource, String, Int)] = []
-        if options.quiesce == .scale {
-            workloads = capture.objects.compactMap { object in
-                guard object.group == "apps", object.kind == "Deployment" || object.kind == "StatefulSet",
-                      let replicas = object["spec", "replicas"]?.int, replicas > 0 else { return nil }
-                return (object.kind == "Deployment" ? Deployment.resource : StatefulSet.resource, object.name, Int(replicas))
-            }
-        }
         let result = try await RepositoryLock.with(repository, exclusive: false, operation: options.lockOperation, wait: options.lockWait) {
             try await repository.loadIndex()
             let mark = repository.writeMark
+            // Objects go into the repository as they are listed (never all in memory); the restore point that
+            // refers to them is written last.
+            let objects = RestorePoint.ObjectWriter(repository: repository)
+            let capture = try await ApplicationCapture(client: client, volumeClient: volumeClient, rules: options.rules,
+                                                       labelSelector: options.labelSelector).capture(namespace: namespace, into: objects)
+            var warnings = capture.warnings
+            let plan = try ConsistencyPlan(objects: capture.objects, blueprints: options.blueprints,
+                                           invalid: options.invalidBlueprints, bindings: options.bindings,
+                                           hooks: options.hooks, group: options.consistencyGroup)
+            let skippedClaims = plan.skippedClaims(in: capture.objects)
+            let excluded = plan.excludedPaths(in: capture.objects)
+            var claims: [ClaimVolume] = []
+            if options.volumes {
+                for var claim in try await boundClaims(capture, warnings: &warnings) where !skippedClaims.contains(claim.claim) {
+                    claim.exclude = excluded[claim.claim] ?? []
+                    claims.append(claim)
+                }
+            }
+            // Claims whose CSI driver can snapshot them are snapshotted together and read afterwards.
+            var snapshotter = SnapshotVolumeAccess(client: volumeClient, repository: repository, moverImage: options.moverImage,
+                                                   operation: options.operation)
+            snapshotter.readyTimeout = options.snapshotTimeout
+            snapshotter.exportWidth = max(1, options.volumeWidth)
+            let leftovers = await snapshotter.removeLeftovers(namespace: namespace)
+            if !leftovers.isEmpty { progress("removed what an interrupted run of this backup left: \(leftovers.joined(separator: ", "))") }
+            var snapshotClasses: [String: String] = [:]
+            var liveReasons: [String: String] = [:]
+            let snapshotOnly = plan.snapshotOnlyClaims(in: capture.objects)
+            if !claims.isEmpty, options.volumeAccess == .auto || options.volumeAccess == .snapshot {
+                (snapshotClasses, liveReasons) = await SnapshotVolumeAccess.classes(for: claims, client: volumeClient)
+                if options.volumeAccess == .snapshot {
+                    for (claim, reason) in liveReasons.sorted(by: { $0.key < $1.key }) {
+                        warnings.append("claim \(claim) was read live, not from a snapshot: \(reason)")
+                    }
+                }
+            }
+            // A blueprint whose fence holds only for a capture at one instant (`volumes: snapshot`): fail before
+            // any fence rather than read its claims live.
+            for claim in claims.map(\.claim).sorted() where snapshotOnly[claim] != nil && snapshotClasses[claim] == nil {
+                let why = options.volumeAccess == .auto || options.volumeAccess == .snapshot
+                    ? liveReasons[claim] ?? "it cannot be snapshotted"
+                    : "the backup's volume access is \(options.volumeAccess.rawValue) (snapshot or auto would snapshot it)"
+                throw ProtectionError(.snapshotFailed, "claim \(claim) of \(snapshotOnly[claim]!) must be captured by a CSI snapshot "
+                                      + "(the blueprint's volumes: snapshot — its fence holds only for a copy of every file at one instant), "
+                                      + "but \(why). Put the claim on a storage class whose CSI driver has a VolumeSnapshotClass, "
+                                      + "or bind a blueprint that reads it another way")
+            }
+            state.objects = capture.count
+            state.volumes = claims.count
+            state.step = claims.isEmpty ? "writing the restore point" : "reading volumes"
+            status(state)
+            var workloads: [(APIResource, String, Int)] = []
+            if options.quiesce == .scale {
+                workloads = capture.objects.compactMap { object in
+                    guard object.group == "apps", object.kind == "Deployment" || object.kind == "StatefulSet",
+                          let replicas = object["spec", "replicas"]?.int, replicas > 0 else { return nil }
+                    return (object.kind == "Deployment" ? Deployment.resource : StatefulSet.resource, object.name, Int(replicas))
+                }
+            }
             let previous = try await RestorePoint.list(in: repository, namespace: namespace).last
             var earlier: [String: Node] = [:]
             if let previous { earlier = try await RestorePoint.volumes(of: previous.snapshot, in: repository) }
@@ -253,7 +256,7 @@ public struct ApplicationBackup: Sendable {
             withWarnings.warnings = warnings
             let written: SnapshotManifest
             do {
-            written = try await RestorePoint.write(withWarnings, namespace: namespace, namespaceUID: namespaceUID,
+            written = try await RestorePoint.write(withWarnings, objects: objects, namespace: namespace, namespaceUID: namespaceUID,
                                                         labelSelector: options.labelSelector,
                                                         volumes: nodes, transfers: transfers, volumeSnapshots: snapshotReport,
                                                         tags: options.tags,

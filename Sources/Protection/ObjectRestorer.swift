@@ -51,6 +51,8 @@ public struct ObjectRestorer: Sendable {
             case failed(String)
             /// Refused before any request: what and why (`RestoreConfinement`).
             case forbidden(String)
+            /// Left out of a restore a namespace's own user asked for: administrators restore it (`RestoreConfinement`).
+            case excluded(String)
         }
 
         /// `Kind namespace/name` as restored (after the namespace change).
@@ -112,45 +114,97 @@ public struct ObjectRestorer: Sendable {
         return object
     }
 
-    /// Restores the objects tier by tier. `afterTier` runs once each tier is done (not in a dry run),
-    /// with that tier's outcomes; its outcomes are added to the report (restore writes volume data there,
-    /// after the claims and before any workload).
+    /// Restores the objects tier by tier. `afterTier` runs once each tier with objects is done (not in a dry
+    /// run), with that tier's outcomes; its outcomes are added to the report (restore writes volume data
+    /// there, after the claims and before any workload).
     public func restore(_ objects: [KubeObject], sourceNamespace: String,
                         afterTier: (Int, [Outcome]) async throws -> [Outcome] = { _, _ in [] }) async throws -> [Outcome] {
+        try await restore(Listed(objects: objects), sourceNamespace: sourceNamespace, afterTier: afterTier)
+    }
+
+    /// Objects to restore, handed over a tier at a time: a restore holds the objects in flight, not all of them.
+    public protocol Source: Sendable {
+        /// The tiers that may have objects, ascending.
+        var tiers: [Int] { get }
+        /// The objects of `tier`, one at a time.
+        func forEach(tier: Int, _ body: (KubeObject) async throws -> Void) async throws
+    }
+
+    /// Objects in memory.
+    public struct Listed: Source {
+        let byTier: [Int: [KubeObject]]
+
+        public init(objects: [KubeObject]) {
+            byTier = Dictionary(uniqueKeysWithValues: RestoreOrder.tiers(objects).map { ($0.tier, $0.objects) })
+        }
+
+        public var tiers: [Int] { byTier.keys.sorted() }
+
+        public func forEach(tier: Int, _ body: (KubeObject) async throws -> Void) async throws {
+            for object in byTier[tier] ?? [] { try await body(object) }
+        }
+    }
+
+    /// An object on its way: to be written, or already decided.
+    enum Item: Sendable {
+        case put(KubeObject, tier: Int, transforms: [String])
+        case done(Outcome)
+    }
+
+    /// Restores the objects of `source` tier by tier, `concurrency` objects at a time, as they are read.
+    public func restore(_ source: some Source, sourceNamespace: String,
+                        afterTier: (Int, [Outcome]) async throws -> [Outcome] = { _, _ in [] }) async throws -> [Outcome] {
         var outcomes: [Outcome] = []
-        var prepared: [(KubeObject, [String])] = []
-        for object in objects {
-            do {
-                prepared.append(try prepare(object, sourceNamespace: sourceNamespace))
-            } catch let refusal as ProtectionError where refusal.code == .forbidden {
-                outcomes.append(Outcome(object: object.description, tier: RestoreOrder.tier(of: object),
-                                        result: .forbidden(refusal.message), transforms: []))
-            } catch {
-                outcomes.append(Outcome(object: object.description, tier: RestoreOrder.tier(of: object),
-                                        result: .failed("\(error)"), transforms: []))
-            }
-        }
         // A target namespace that the restore point does not bring (a user who could not read it) is made plain
-        // (not by a namespace's own user: the namespace exists, and is the administrators').
+        // before the first object that goes into it (not by a namespace's own user: the namespace exists, and
+        // is the administrators').
         let target = options.targetNamespace ?? sourceNamespace
-        if !options.confined, !prepared.contains(where: { $0.0.kind == "Namespace" && $0.0.group.isEmpty && $0.0.name == target }),
-           prepared.contains(where: { $0.0.namespace == target }) {
-            prepared.append((Namespace(name: target).object, []))
-        }
-        let tiers = RestoreOrder.tiers(prepared.map(\.0))
-        let applied = Dictionary(prepared.map { ($0.0.description, $0.1) }, uniquingKeysWith: { a, _ in a })
-        for (tier, members) in tiers {
-            if options.dryRun {
-                outcomes += members.map { Outcome(object: $0.description, tier: tier, result: .planned,
-                                                  transforms: applied[$0.description] ?? []) }
-                continue
-            }
-            let results = try await Concurrent.map(members, width: options.concurrency) { object in
-                Outcome(object: object.description, tier: tier, result: await self.put(object),
-                        transforms: applied[object.description] ?? [])
-            }
+        var namespaceNeeded = !options.confined
+        for tier in source.tiers {
+            var results: [Outcome] = []
+            var crds: [KubeObject] = []
+            try await Concurrent.ordered(width: options.concurrency, produce: { (emit: (Item) async throws -> Void) in
+                try await source.forEach(tier: tier) { object in
+                    if options.confined, let reason = RestoreConfinement.exclusion(of: object) {
+                        try await emit(.done(Outcome(object: object.description, tier: tier, result: .excluded(reason), transforms: [])))
+                        return
+                    }
+                    let prepared: KubeObject
+                    let transforms: [String]
+                    do {
+                        (prepared, transforms) = try prepare(object, sourceNamespace: sourceNamespace)
+                    } catch let refusal as ProtectionError where refusal.code == .forbidden {
+                        try await emit(.done(Outcome(object: object.description, tier: tier, result: .forbidden(refusal.message), transforms: [])))
+                        return
+                    } catch {
+                        try await emit(.done(Outcome(object: object.description, tier: tier, result: .failed("\(error)"), transforms: [])))
+                        return
+                    }
+                    if prepared.kind == "Namespace", prepared.group.isEmpty, prepared.name == target { namespaceNeeded = false }
+                    if namespaceNeeded, prepared.namespace == target {
+                        namespaceNeeded = false
+                        let plain = Namespace(name: target).object
+                        let tier = RestoreOrder.tier(of: plain)
+                        outcomes.append(Outcome(object: plain.description, tier: tier,
+                                                result: options.dryRun ? .planned : await put(plain), transforms: []))
+                    }
+                    if prepared.kind == "CustomResourceDefinition" { crds.append(prepared) }
+                    try await emit(.put(prepared, tier: tier, transforms: transforms))
+                }
+            }, { (item: Item) -> Outcome in
+                switch item {
+                case .done(let outcome):
+                    return outcome
+                case .put(let object, let tier, let transforms):
+                    return Outcome(object: object.description, tier: tier,
+                                   result: self.options.dryRun ? .planned : await self.put(object), transforms: transforms)
+                }
+            }, collect: { outcome in
+                results.append(outcome)
+            })
             outcomes += results
-            if tier == 0 { try await waitForCRDs(members) }
+            if options.dryRun || results.isEmpty { continue }
+            if !crds.isEmpty { try await waitForCRDs(crds) }
             outcomes += try await afterTier(tier, results)
         }
         return outcomes

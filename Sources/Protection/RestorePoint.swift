@@ -98,28 +98,56 @@ public enum RestorePoint {
         return "objects/\(group)/\(object.kind)/\(namespace)/\(object.name).json"
     }
 
-    /// Writes a capture (and any volume trees already in the repository) as a restore point.
+    /// The objects of a restore point, stored in the repository as they are captured: each object's blobs at
+    /// once, each kind's directory once its list is complete. What it holds is a node per object of the kinds
+    /// still being listed and a node per kind done, never the objects.
+    public actor ObjectWriter: CaptureSink {
+        let repository: Repository
+        /// The restore point's tree so far: `objects/…`.
+        public private(set) var tree: MemoryTree
+
+        public init(repository: Repository, time: Date = Date()) {
+            self.repository = repository
+            tree = MemoryTree(time: time)
+        }
+
+        static func directory(group: String, kind: String) -> String { "objects/\(group.isEmpty ? "core" : group)/\(kind)" }
+
+        public func add(_ object: KubeObject) async throws {
+            let path = RestorePoint.path(of: object)
+            let node = try await tree.storedFile(named: String(path.split(separator: "/").last!), object.json.serializedData(),
+                                                 in: repository)
+            try tree.addExisting(path, node)
+        }
+
+        public func finished(group: String, kind: String) async throws {
+            let path = Self.directory(group: group, kind: kind)
+            if let node = try await tree.storedDirectory(at: path, in: repository) { try tree.seal(path, with: node) }
+        }
+
+        public func discard(group: String, kind: String) throws {
+            try tree.remove(Self.directory(group: group, kind: kind))
+        }
+    }
+
+    /// Writes a capture (its objects already stored by `objects`, the sink it was captured into, and any
+    /// volume trees already in the repository) as a restore point.
     /// - Parameter namespaceUID: the namespace's UID, tagged `namespace-uid=`: restore points belong to the
     ///   namespace's identity, not its name (a namespace re-created under the same name is another one).
-    public static func write(_ capture: ApplicationCapture.Result, namespace: String, namespaceUID: String? = nil,
+    public static func write(_ capture: ApplicationCapture.Result, objects: ObjectWriter, namespace: String, namespaceUID: String? = nil,
                              labelSelector: String? = nil,
                              volumes: [String: Node] = [:], transfers: [VolumeTransfer] = [],
                              volumeSnapshots: SnapshotVolumeAccess.Report? = nil, tags: [String] = [],
                              quiesced: [String] = [], consistency: Consistency? = nil, to repository: Repository,
                              since mark: Repository.WriteMark? = nil,
                              time: Date = Date()) async throws -> SnapshotManifest {
-        var tree = MemoryTree(time: time)
-        var byKind: [String: Int] = [:]
-        for object in capture.objects {
-            try tree.addFile(path(of: object), object.json.serializedData())
-            byKind[object.kind, default: 0] += 1
-        }
+        var tree = await objects.tree
         for (claim, node) in volumes.sorted(by: { $0.key < $1.key }) {
             try tree.addExisting("volumes/\(claim)", node)
         }
         var metadata = Metadata(namespace: namespace, labelSelector: labelSelector, time: time,
-                                cairnVersion: CairnVersion.current, objects: capture.objects.count,
-                                objectsByKind: byKind, skipped: capture.skipped.map { "\($0.object): \($0.reason)" },
+                                cairnVersion: CairnVersion.current, objects: capture.count,
+                                objectsByKind: capture.byKind, skipped: capture.skipped.map { "\($0.object): \($0.reason)" },
                                 warnings: capture.warnings, volumes: transfers, quiesced: quiesced)
         metadata.volumeSnapshots = volumeSnapshots
         if let consistency, !consistency.plan.isEmpty {
@@ -243,20 +271,95 @@ public enum RestorePoint {
         }
     }
 
-    /// The metadata and objects of a restore point.
+    /// The metadata and objects of a restore point, every object in memory (in restore order): for small
+    /// restore points and tests. A restore reads them a kind at a time (`objects`).
     public static func read(_ snapshot: SnapshotManifest, from repository: Repository) async throws
         -> (metadata: Metadata, objects: [KubeObject])
+    {
+        let (metadata, stored) = try await objects(snapshot, from: repository)
+        var objects: [KubeObject] = []
+        try await stored.forEach(stored.kinds) { objects.append($0) }
+        return (metadata, RestoreOrder.tiers(objects).flatMap(\.objects))
+    }
+
+    /// The metadata of a restore point and its objects, to be read a kind at a time.
+    public static func objects(_ snapshot: SnapshotManifest, from repository: Repository) async throws
+        -> (metadata: Metadata, objects: StoredObjects)
     {
         guard snapshot.tags.contains(tag) else {
             throw ProtectionError(.notARestorePoint, "snapshot \(snapshot.shortID) is not a restore point")
         }
         let root = try await repository.loadTree(snapshot.tree)
         let metadata = try await metadata(root: root, snapshot, repository)
-        var objects: [KubeObject] = []
-        if let dir = root.node(named: "objects"), let subtree = dir.subtree {
-            try await collect(subtree, depth: 0, repository, into: &objects, snapshot: snapshot)
+        return (metadata, try await StoredObjects(root: root, snapshot: snapshot, repository: repository))
+    }
+
+    /// The objects of a restore point (`objects/<group>/<Kind>/<namespace>/<name>.json`), read a kind at a
+    /// time: what a reader holds is one kind's listing in one namespace and a batch of objects, never all.
+    public struct StoredObjects: Sendable {
+        public struct Kind: Sendable {
+            public var group: String
+            public var kind: String
+            public var tier: Int
+            let tree: BlobID
         }
-        return (metadata, RestoreOrder.tiers(objects).flatMap(\.objects))
+
+        /// Every kind stored, in restore order (tier, kind, group).
+        public let kinds: [Kind]
+        let repository: Repository
+        let snapshot: String
+        /// Objects whose blobs are read together (by pack place).
+        static let batch = 256
+
+        init(root: Tree, snapshot: SnapshotManifest, repository: Repository) async throws {
+            self.repository = repository
+            self.snapshot = snapshot.shortID
+            var kinds: [Kind] = []
+            if let objects = root.node(named: "objects")?.subtree {
+                for groupNode in try await repository.loadTree(objects).nodes where groupNode.type == .dir {
+                    guard let groupTree = groupNode.subtree else { continue }
+                    let group = groupNode.name == "core" ? "" : groupNode.name
+                    for kindNode in try await repository.loadTree(groupTree).nodes where kindNode.type == .dir {
+                        guard let tree = kindNode.subtree else { continue }
+                        kinds.append(Kind(group: group, kind: kindNode.name,
+                                          tier: RestoreOrder.tier(group: group, kind: kindNode.name), tree: tree))
+                    }
+                }
+            }
+            self.kinds = kinds.sorted { ($0.tier, $0.kind, $0.group) < ($1.tier, $1.kind, $1.group) }
+        }
+
+        /// The objects of `selected`, handed to `body` one at a time: kind by kind, namespace by namespace, by
+        /// name; the blobs of `batch` objects read together.
+        public func forEach(_ selected: [Kind], _ body: (KubeObject) async throws -> Void) async throws {
+            for kind in selected {
+                for namespace in try await repository.loadTree(kind.tree).nodes where namespace.type == .dir {
+                    guard let tree = namespace.subtree else { continue }
+                    let files = try await repository.loadTree(tree).nodes.filter { $0.type == .file }
+                    for start in stride(from: 0, to: files.count, by: Self.batch) {
+                        let nodes = files[start..<min(start + Self.batch, files.count)]
+                        let loaded = try await repository.loadBlobsByPlace(nodes.flatMap { $0.content ?? [] })
+                        for node in nodes {
+                            var data = Data()
+                            for id in node.content ?? [] {
+                                switch loaded[id] {
+                                case .success(let part)?: data.append(part)
+                                case .failure(let error)?: throw error
+                                case nil: throw RepositoryError.corrupt("restore point", snapshot, "object \(node.name): blob \(id.short) was not read")
+                                }
+                            }
+                            let object: KubeObject
+                            do {
+                                object = KubeObject(try JSONValue(parsing: data))
+                            } catch {
+                                throw RepositoryError.corrupt("restore point", snapshot, "object \(node.name): \(error)")
+                            }
+                            try await body(object)
+                        }
+                    }
+                }
+            }
+        }
     }
 
     static func metadata(root: Tree, _ snapshot: SnapshotManifest, _ repository: Repository) async throws -> Metadata {
@@ -280,20 +383,5 @@ public enum RestorePoint {
         var data = Data()
         for id in node.content ?? [] { data.append(try await repository.loadBlob(id)) }
         return data
-    }
-
-    static func collect(_ tree: BlobID, depth: Int, _ repository: Repository, into objects: inout [KubeObject],
-                        snapshot: SnapshotManifest) async throws {
-        for node in try await repository.loadTree(tree).nodes {
-            if depth < 3, node.type == .dir, let subtree = node.subtree {
-                try await collect(subtree, depth: depth + 1, repository, into: &objects, snapshot: snapshot)
-            } else if depth == 3, node.type == .file {
-                do {
-                    objects.append(KubeObject(try JSONValue(parsing: try await content(of: node, repository))))
-                } catch let error as JSONParseError {
-                    throw RepositoryError.corrupt("restore point", snapshot.shortID, "object \(node.name): \(error)")
-                }
-            }
-        }
     }
 }

@@ -18,7 +18,11 @@ public enum RestoreOrder {
     public static let claimsTier = 6
 
     public static func tier(of object: KubeObject) -> Int {
-        switch (object.group, object.kind) {
+        tier(group: object.group, kind: object.kind)
+    }
+
+    public static func tier(group: String, kind: String) -> Int {
+        switch (group, kind) {
         case ("apiextensions.k8s.io", "CustomResourceDefinition"): return 0
         case ("", "Namespace"): return 1
         case ("", "ServiceAccount"), ("rbac.authorization.k8s.io", "Role"),

@@ -16,10 +16,10 @@ struct ApplicationCaptureTests {
         try await KubeClient.with(connection) { client in
             _ = try await client.create(Namespace(name: ns))
             defer {
-                _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=false"])
+                _ = try? cluster.kubectlBlocking(["delete", "namespace", ns, "--wait=false"])
                 for object in ["storageclass/cairn-\(tag)", "pv/cairn-\(tag)", "crd/gadgets.\(group)",
                                "clusterrole/cairn-\(tag)", "clusterrolebinding/cairn-\(tag)"] {
-                    _ = try? cluster.kubectl(["delete", object, "--wait=false"])
+                    _ = try? cluster.kubectlBlocking(["delete", object, "--wait=false"])
                 }
             }
             let manifests = """
@@ -57,12 +57,12 @@ struct ApplicationCaptureTests {
                 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cairn-\(tag)}
                 subjects: [{kind: ServiceAccount, name: app, namespace: \(ns)}]
                 """
-            try cluster.apply(manifests + "\n---\n" + SampleApplication.objects(namespace: ns) + "\n---\n"
+            try await cluster.apply(manifests + "\n---\n" + SampleApplication.objects(namespace: ns) + "\n---\n"
                               + SampleApplication.crd(group: group))
             var seen = ""
             try await eventually("the claim to bind and the pod to exist", explain: {
-                seen + "\n" + ((try? cluster.kubectl(["-n", ns, "get", "pvc,pods,events", "-o", "wide"]).stdout) ?? "")
-                    + ((try? cluster.kubectl(["get", "pv/cairn-\(tag)", "crd/gadgets.\(group)", "-o", "yaml"]).stdout) ?? "")
+                seen + "\n" + ((try? await cluster.kubectl(["-n", ns, "get", "pvc,pods,events", "-o", "wide"]).stdout) ?? "")
+                    + ((try? await cluster.kubectl(["get", "pv/cairn-\(tag)", "crd/gadgets.\(group)", "-o", "yaml"]).stdout) ?? "")
             }) {
                 let claim = try await client.get(PersistentVolumeClaim.self, "data", namespace: ns)
                 let pods = try await client.list(Pod.self, namespace: ns)
@@ -74,8 +74,10 @@ struct ApplicationCaptureTests {
             gadget["spec"] = ["size": 3]
             _ = try await client.create(gadget)
 
-            let result = try await ApplicationCapture(client: client).capture(namespace: ns)
-            let names = Set(result.objects.map { "\($0.kind)/\($0.name)" })
+            let all = ApplicationCapture.Collector()
+            let result = try await ApplicationCapture(client: client).capture(namespace: ns, into: all)
+            let objects = await all.ordered
+            let names = Set(objects.map { "\($0.kind)/\($0.name)" })
             for expected in ["ConfigMap/settings", "Secret/db", "ServiceAccount/app", "Role/reader", "RoleBinding/reader",
                              "Deployment/web", "PersistentVolumeClaim/data", "PersistentVolume/cairn-\(tag)",
                              "StorageClass/cairn-\(tag)", "CustomResourceDefinition/gadgets.\(group)", "Gadget/g1",
@@ -83,24 +85,30 @@ struct ApplicationCaptureTests {
                 #expect(names.contains(expected), "\(expected) not captured")
             }
             #expect(!names.contains("ConfigMap/kube-root-ca.crt"))
-            #expect(!result.objects.contains { $0.kind == "Pod" || $0.kind == "ReplicaSet" || $0.kind == "Event" })
-            #expect(!result.objects.contains { Secret($0).type == "kubernetes.io/service-account-token" })
+            #expect(!objects.contains { $0.kind == "Pod" || $0.kind == "ReplicaSet" || $0.kind == "Event" })
+            #expect(!objects.contains { Secret($0).type == "kubernetes.io/service-account-token" })
             #expect(result.skipped.contains { $0.object.hasPrefix("ReplicaSet \(ns)/web-") && $0.reason == "recreated by its Deployment web" })
             #expect(result.skipped.contains { $0.object == "ConfigMap \(ns)/kube-root-ca.crt" })
-            #expect(result.objects.count == Set(result.objects.compactMap(\.uid)).count)  // each object once
+            #expect(objects.count == Set(objects.compactMap(\.uid)).count)  // each object once
+            #expect(result.count == objects.count && result.byKind["ConfigMap"] == objects.filter { $0.kind == "ConfigMap" }.count)
             // Restore order: the CRD first, the Gadget last.
-            #expect(result.objects.first?.kind == "CustomResourceDefinition")
-            #expect(result.objects.last?.kind == "Gadget")
+            #expect(objects.first?.kind == "CustomResourceDefinition")
+            #expect(objects.last?.kind == "Gadget")
+            // Kept in memory for planning: claims, volumes, classes, workloads, CRDs, the Namespace — not the rest.
+            #expect(result.objects.allSatisfy(ApplicationCapture.planned))
+            #expect(Set(result.objects.map { "\($0.kind)/\($0.name)" }).isSuperset(of: [
+                "PersistentVolumeClaim/data", "PersistentVolume/cairn-\(tag)", "Deployment/web", "CustomResourceDefinition/gadgets.\(group)"]))
             #expect(result.resourceTypes > 20)
 
-            let web = try await ApplicationCapture(client: client, labelSelector: "app=web").capture(namespace: ns)
-            let webNames = Set(web.objects.filter { $0.namespace == ns }.map { "\($0.kind)/\($0.name)" })
+            let web = ApplicationCapture.Collector()
+            _ = try await ApplicationCapture(client: client, labelSelector: "app=web").capture(namespace: ns, into: web)
+            let webNames = Set(await web.objects.filter { $0.namespace == ns }.map { "\($0.kind)/\($0.name)" })
             #expect(webNames == ["ConfigMap/settings", "Deployment/web", "PersistentVolumeClaim/data"], "\(webNames)")
-            #expect(web.objects.contains { $0.kind == "PersistentVolume" })
+            #expect(await web.objects.contains { $0.kind == "PersistentVolume" })
         }
         // A user who may not read everything gets what they may read, and warnings for the rest.
         try await KubeClient.with(try ClusterConnection.resolve(kubeconfig: cluster.kubeconfig, context: "cairn-alice")) { alice in
-            let result = try await ApplicationCapture(client: alice).capture(namespace: "team-a")
+            let result = try await ApplicationCapture(client: alice).capture(namespace: "team-a", into: ApplicationCapture.Collector())
             #expect(result.warnings.contains { $0.contains("custom resource definitions not captured") })
         }
     }

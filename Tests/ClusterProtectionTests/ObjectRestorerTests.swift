@@ -14,10 +14,10 @@ struct ObjectRestorerTests {
         let (source, clone, broken, planned) = ("src-\(tag)", "clone-\(tag)", "broken-\(tag)", "plan-\(tag)")
         let group = "r\(tag).cairn.dev"
         defer {
-            for ns in [source, clone, broken, planned] { _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=false"]) }
-            _ = try? cluster.kubectl(["delete", "crd", "gadgets.\(group)", "--wait=false"])
+            for ns in [source, clone, broken, planned] { _ = try? cluster.kubectlBlocking(["delete", "namespace", ns, "--wait=false"]) }
+            _ = try? cluster.kubectlBlocking(["delete", "crd", "gadgets.\(group)", "--wait=false"])
         }
-        try cluster.apply("""
+        try await cluster.apply("""
             apiVersion: v1
             kind: Namespace
             metadata: {name: \(source)}
@@ -35,7 +35,9 @@ struct ObjectRestorerTests {
             gadget["spec"] = ["size": 3]
             _ = try await client.create(gadget)
             try await eventually("the pod to exist") { !(try await client.list(Pod.self, namespace: source)).isEmpty }
-            let captured = try await ApplicationCapture(client: client).capture(namespace: source).objects
+            let all = ApplicationCapture.Collector()
+            _ = try await ApplicationCapture(client: client).capture(namespace: source, into: all)
+            let captured = await all.ordered
 
             // Clone with a transform, into a namespace that does not exist yet (the Namespace object comes along).
             let transforms = try TransformSet(yaml: "replicas: 0")

@@ -25,7 +25,7 @@ struct RestorePointTests {
 
         try await KubeClient.with(connection) { client in
             _ = try await client.create(Namespace(name: ns))
-            defer { _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=false"]) }
+            defer { _ = try? cluster.kubectlBlocking(["delete", "namespace", ns, "--wait=false"]) }
             var settings = ConfigMap(name: "settings", namespace: ns)
             settings.data = ["mode": "fast", "unicode": "ü"]
             _ = try await client.create(settings)
@@ -33,9 +33,16 @@ struct RestorePointTests {
             secret.data = ["password": Array("s3cret".utf8)]
             _ = try await client.create(secret)
 
-            let capture = try await ApplicationCapture(client: client).capture(namespace: ns)
-            let first = try await RestorePoint.write(capture, namespace: ns, volumes: ["data": volumeNode], to: repository)
-            let second = try await RestorePoint.write(capture, namespace: ns, to: repository,
+            // Objects stored as they are listed, a page of one object at a time; every one of them, in memory,
+            // for comparison.
+            let stored = RestorePoint.ObjectWriter(repository: repository)
+            var paged = ApplicationCapture(client: client)
+            paged.pageSize = 1
+            let capture = try await paged.capture(namespace: ns, into: stored)
+            let all = ApplicationCapture.Collector()
+            _ = try await ApplicationCapture(client: client).capture(namespace: ns, into: all)
+            let first = try await RestorePoint.write(capture, objects: stored, namespace: ns, volumes: ["data": volumeNode], to: repository)
+            let second = try await RestorePoint.write(capture, objects: stored, namespace: ns, to: repository,
                                                       time: Date().addingTimeInterval(1))
             #expect(first.tags.contains(RestorePoint.tag))
             // One host for every restore point (whichever machine or controller pod wrote it), so `cairn
@@ -48,10 +55,11 @@ struct RestorePointTests {
             #expect(try await RestorePoint.list(in: repository).count == 2)  // the file snapshot is not one
 
             let (metadata, objects) = try await RestorePoint.read(first, from: repository)
-            #expect(metadata.namespace == ns && metadata.objects == capture.objects.count)
+            let every = await all.objects
+            #expect(metadata.namespace == ns && metadata.objects == capture.count && capture.count == every.count)
             #expect(metadata.objectsByKind["ConfigMap"] == 1 && metadata.objectsByKind["Secret"] == 1)
             #expect(metadata.skipped.contains { $0.contains("kube-root-ca.crt") })
-            #expect(Set(objects.map(\.json)) == Set(capture.objects.map(\.json)))  // exactly as captured
+            #expect(Set(objects.map(\.json)) == Set(every.map(\.json)))  // exactly as captured
             #expect(objects.first { $0.name == "db" }.map { Secret($0).data["password"] } == Array("s3cret".utf8))
 
             // The volume tree sits beside the objects and restores byte for byte.

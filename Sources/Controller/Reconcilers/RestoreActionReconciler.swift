@@ -189,7 +189,7 @@ struct RestoreActionReconciler {
             for row in report.objects { counts[row.result, default: 0] += 1 }
             var volumeCounts: [String: Int] = [:]
             for row in report.volumes { volumeCounts[row.result, default: 0] += 1 }
-            let failures = (report.objects + report.volumes).filter { $0.result == "failed" || $0.result == "forbidden" }
+            let failures = (report.objects.filter(\.failed) + report.volumes.filter(\.failed))
                 .map { "\($0.object): \($0.result == "forbidden" ? "forbidden: " : "")\($0.detail ?? "failed")" }
                 + report.phases.filter { $0.result == "failed" }.map { $0.message ?? "phase \($0.phase) failed" }
             fields["result"] = [
