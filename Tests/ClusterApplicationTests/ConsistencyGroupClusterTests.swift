@@ -19,16 +19,16 @@ struct ConsistencyGroupClusterTests {
         repository = try TemporaryDirectory()
     }
 
-    func cairn(_ arguments: [String]) throws -> ChildProcess.Result {
-        try cluster.cairn(arguments, repository: repository.path + "/repo", password: "group password")
+    func cairn(_ arguments: [String]) async throws -> ChildProcess.Result {
+        try await cluster.cairn(arguments, repository: repository.path + "/repo", password: "group password")
     }
 
     /// A one-replica StatefulSet with its data on a hostPath volume made for its claim, behind a Service.
     func dataService(_ ns: String, name: String, image: String, port: Int, mountPath: String, blueprint: String, env: String,
-                     config: (path: String, text: String)? = nil) throws {
-        try TestNamespace(cluster: cluster, name: ns).hostPathVolume(forClaim: "data-\(name)-0")
+                     config: (path: String, text: String)? = nil) async throws {
+        try await TestNamespace(cluster: cluster, name: ns).hostPathVolume(forClaim: "data-\(name)-0")
         if let config {
-            try cluster.apply("""
+            try await cluster.apply("""
                 apiVersion: v1
                 kind: ConfigMap
                 metadata: {name: \(name)-config, namespace: \(ns)}
@@ -37,7 +37,7 @@ struct ConsistencyGroupClusterTests {
                 \(config.text.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
                 """)
         }
-        try cluster.apply("""
+        try await cluster.apply("""
             apiVersion: v1
             kind: Service
             metadata: {name: \(name), namespace: \(ns)}
@@ -72,17 +72,17 @@ struct ConsistencyGroupClusterTests {
             """)
     }
 
-    func inPod(_ ns: String, _ pod: String, _ command: [String]) throws -> String {
-        let result = try cluster.kubectl(["-n", ns, "exec", pod, "--"] + command)
+    func inPod(_ ns: String, _ pod: String, _ command: [String]) async throws -> String {
+        let result = try await cluster.kubectl(["-n", ns, "exec", pod, "--"] + command)
         guard result.status == 0 else { throw ClusterError("\(command.joined(separator: " ")) in \(ns)/\(pod): \(result.stderr)") }
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// The last sequence number each service holds.
-    func lastNumbers(_ ns: String) throws -> (pg: String, mariadb: String, redis: String) {
-        (try inPod(ns, "pg-0", ["psql", "-U", "postgres", "-tA", "-c", "select coalesce(max(n), 0) || '/' || count(*) from seq"]),
-         try inPod(ns, "mariadb-0", ["mariadb", "-uroot", "-ppw", "-N", "-B", "-e", "select concat(coalesce(max(n), 0), '/', count(*)) from app.seq"]),
-         try inPod(ns, "redis-0", ["redis-cli", "GET", "seq"]))
+    func lastNumbers(_ ns: String) async throws -> (pg: String, mariadb: String, redis: String) {
+        (try await inPod(ns, "pg-0", ["psql", "-U", "postgres", "-tA", "-c", "select coalesce(max(n), 0) || '/' || count(*) from seq"]),
+         try await inPod(ns, "mariadb-0", ["mariadb", "-uroot", "-ppw", "-N", "-B", "-e", "select concat(coalesce(max(n), 0), '/', count(*)) from app.seq"]),
+         try await inPod(ns, "redis-0", ["redis-cli", "GET", "seq"]))
     }
 
     @Test("a writer commits one sequence number to PostgreSQL, MariaDB and Redis in turn; ten backups as one consistency group, each restored: the three hold the same last number every time; the writer waits only for the fence window")
@@ -90,27 +90,28 @@ struct ConsistencyGroupClusterTests {
         let ns = "cg-\(tag)"
         var restored: [String] = []
         defer {
-            for name in [ns] + restored { TestNamespace(cluster: cluster, name: name).cleanUp() }
+            for name in [ns] + restored { TestNamespace(cluster: cluster, name: name).cleanUpLater() }
             repository.remove()
         }
-        try cluster.kubectlOK(["create", "namespace", ns])
-        try dataService(ns, name: "pg", image: "cairn.local/postgres:15", port: 5432, mountPath: "/var/lib/postgresql/data",
+        try await cluster.kubectlOK(["create", "namespace", ns])
+        try await dataService(ns, name: "pg", image: "cairn.local/postgres:15", port: 5432, mountPath: "/var/lib/postgresql/data",
                         blueprint: "postgresql-logical",
                         env: "[{name: POSTGRES_PASSWORD, value: pw}, {name: PGDATA, value: /var/lib/postgresql/data/pgdata}]")
-        try dataService(ns, name: "mariadb", image: "cairn.local/mariadb:10.11", port: 3306, mountPath: "/var/lib/mysql",
+        try await dataService(ns, name: "mariadb", image: "cairn.local/mariadb:10.11", port: 3306, mountPath: "/var/lib/mysql",
                         blueprint: "mariadb-logical", env: "[{name: MARIADB_ROOT_PASSWORD, value: pw}]",
                         // No cluster DNS here: without it, every connection waits for a reverse lookup to time out.
                         config: ("/etc/mysql/mariadb.conf.d/99-test.cnf", "[mysqld]\nskip-name-resolve"))
-        try dataService(ns, name: "redis", image: "cairn.local/redis:7.0", port: 6379, mountPath: "/data",
+        try await dataService(ns, name: "redis", image: "cairn.local/redis:7.0", port: 6379, mountPath: "/data",
                         blueprint: "redis-rdb", env: "[]")
         try await cluster.waitUntil("the three services of \(ns)", timeout: 300) {
-            (try? inPod(ns, "pg-0", ["psql", "-U", "postgres", "-tA", "-c", "create table if not exists seq (n int primary key)"])) != nil
-                && (try? inPod(ns, "mariadb-0", ["mariadb", "-uroot", "-ppw", "-e",
-                                                 "create database if not exists app; create table if not exists app.seq (n int primary key)"])) != nil
-                && (try? inPod(ns, "redis-0", ["redis-cli", "PING"])) == "PONG"
+            guard (try? await inPod(ns, "pg-0", ["psql", "-U", "postgres", "-tA", "-c", "create table if not exists seq (n int primary key)"])) != nil,
+                  (try? await inPod(ns, "mariadb-0", ["mariadb", "-uroot", "-ppw", "-e",
+                                                      "create database if not exists app; create table if not exists app.seq (n int primary key)"])) != nil
+            else { return false }
+            return (try? await inPod(ns, "redis-0", ["redis-cli", "PING"])) == "PONG"
         }
         // The writer: one number to each service in turn; between two numbers it honours a pause (its fence).
-        try cluster.apply("""
+        try await cluster.apply("""
             apiVersion: apps/v1
             kind: Deployment
             metadata: {name: writer, namespace: \(ns), annotations: {cairn.dev/blueprint: writer-pause}}
@@ -158,15 +159,15 @@ struct ConsistencyGroupClusterTests {
                   - name: resume
                     exec: {command: [rm, -f, /tmp/pause, /tmp/paused]}
             """.write(toFile: writerPause, atomically: true, encoding: .utf8)
-        func redisSeq() -> Int { Int((try? inPod(ns, "redis-0", ["redis-cli", "GET", "seq"])) ?? "") ?? 0 }
-        try await cluster.waitUntil("the writer writes", timeout: 120) { redisSeq() >= 20 }
+        func redisSeq() async -> Int { Int((try? await inPod(ns, "redis-0", ["redis-cli", "GET", "seq"])) ?? "") ?? 0 }
+        try await cluster.waitUntil("the writer writes", timeout: 120) { await redisSeq() >= 20 }
 
-        let initialized = try cairn(["repo", "init"])
+        let initialized = try await cairn(["repo", "init"])
         #expect(initialized.status == 0, "\(initialized.stderr)")
         var points: [(id: String, window: Double, fenced: Double, seconds: Double)] = []
         var previous = 0
         for run in 1...10 {
-            let backup = try cairn(["app", "backup", ns, "--json",
+            let backup = try await cairn(["app", "backup", ns, "--json",
                                     "--blueprint", writerPause, "--blueprint", Self.shipped + "/postgresql-logical.yaml",
                                     "--blueprint", Self.shipped + "/mariadb-logical.yaml", "--blueprint", Self.shipped + "/redis-rdb.yaml",
                                     "--group", "Deployment/writer", "--group", "StatefulSet/pg", "--group", "StatefulSet/mariadb",
@@ -189,8 +190,8 @@ struct ConsistencyGroupClusterTests {
                            output["seconds"]?.double ?? -1))
             print("consistency group run \(run): points \((group?["pointSeconds"]?.object ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.double ?? -1) s" }.joined(separator: ", "))")
             // The fences were released: the writer goes on.
-            try await cluster.waitUntil("the writer goes on after run \(run)", timeout: 60) { redisSeq() > previous + 3 }
-            previous = redisSeq()
+            try await cluster.waitUntil("the writer goes on after run \(run)", timeout: 60) { await redisSeq() > previous + 3 }
+            previous = await redisSeq()
         }
 
         for (run, point) in points.enumerated() {
@@ -198,11 +199,11 @@ struct ConsistencyGroupClusterTests {
             restored.append(target)
             // The data services only: a restored writer would go on writing.
             let started = Date()
-            let restore = try cairn(["app", "restore", String(point.id.prefix(12)), "--to-namespace", target, "--volume-access", "mover",
+            let restore = try await cairn(["app", "restore", String(point.id.prefix(12)), "--to-namespace", target, "--volume-access", "mover",
                                      "--only", "StatefulSet", "--only", "Service", "--only", "PersistentVolumeClaim", "--only", "ConfigMap"])
             #expect(restore.status == 0, "restore \(run + 1): \(restore.stdout)\n\(restore.stderr)")
-            try await cluster.waitUntil("Redis of \(target)", timeout: 180) { (try? inPod(target, "redis-0", ["redis-cli", "PING"])) == "PONG" }
-            let (pg, mariadb, redis) = try lastNumbers(target)
+            try await cluster.waitUntil("Redis of \(target)", timeout: 180) { (try? await inPod(target, "redis-0", ["redis-cli", "PING"])) == "PONG" }
+            let (pg, mariadb, redis) = try await lastNumbers(target)
             // max/count: the last number, and no gap before it.
             let last = pg.split(separator: "/").first.map(String.init) ?? ""
             #expect(pg == mariadb && last == redis && pg == "\(last)/\(last)",
@@ -210,7 +211,7 @@ struct ConsistencyGroupClusterTests {
             #expect((Int(last) ?? 0) >= 20)
             print(String(format: "consistency group run %2d: backup %.1f s, fences held after %.3f s, window %.3f s; restore %.1f s; last number %@ in all three",
                          run + 1, point.seconds, point.fenced, point.window, Date().timeIntervalSince(started), last))
-            _ = try? cluster.kubectl(["delete", "namespace", target, "--wait=false"])
+            _ = try? await cluster.kubectl(["delete", "namespace", target, "--wait=false"])
         }
     }
 }

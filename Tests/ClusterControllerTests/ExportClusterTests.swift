@@ -11,21 +11,21 @@ extension ControllerClusterTests {
         let unpaired = try await TestProfile(cluster, prefix: "unpaired")
         defer { unpaired.remove() }
         let name = "refused-\(unpaired.name)"
-        try cluster.apply("""
+        try await cluster.apply("""
             apiVersion: cairn.dev/v1alpha1
             kind: ExportAction
             metadata: {name: \(name), namespace: cairn-system}
             spec: {profile: \(source.name), destination: \(unpaired.name), namespace: \(namespace)}
             """)
-        defer { _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "exportaction", name]) }
+        defer { _ = try? cluster.kubectlBlocking(["-n", "cairn-system", "delete", "exportaction", name]) }
         try await until("the refused export to end", timeout: 120) {
-            try jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.phase}") == "Failed"
+            try await jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.phase}") == "Failed"
         }
-        #expect(try jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.conditions[?(@.type==\"Complete\")].reason}")
+        #expect(try await jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.conditions[?(@.type==\"Complete\")].reason}")
                 == "DestinationNotPaired")
-        #expect(try jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.conditions[?(@.type==\"Complete\")].message}")
+        #expect(try await jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.conditions[?(@.type==\"Complete\")].message}")
             .contains("empty location"))
-        #expect(try unpaired.restorePointIDs(namespace: namespace).isEmpty)
+        #expect(try await unpaired.restorePointIDs(namespace: namespace).isEmpty)
     }
 
     @Test("an ExportAction copies a restore point into another Profile's repository: whole, re-encrypted, then only what changed; it hands out a receive token in a Secret only")
@@ -35,74 +35,75 @@ extension ControllerClusterTests {
         let destination = try await TestProfile(cluster, prefix: "dst", exportDestination: true)
         defer { destination.remove() }
         try await cluster.withNamespace("export") { ns in
-            let data = try ns.hostPathVolume(forClaim: "data")
+            let data = try await ns.hostPathVolume(forClaim: "data")
             // 8 MiB of incompressible data in 8 files.
-            let fill = try ChildProcess.run(["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do head -c 1048576 /dev/urandom > '\(data)'/f$i; done"])
+            let fill = try await ChildProcess.run(["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do head -c 1048576 /dev/urandom > '\(data)'/f$i; done"])
             #expect(fill.status == 0, "\(fill.stderr)")
-            try ns.kubectlOK(["create", "configmap", "settings", "--from-literal=color=teal"])
-            try ns.apply(Self.claimAndWorkload(claim: "data", deployment: "app"))
+            try await ns.kubectlOK(["create", "configmap", "settings", "--from-literal=color=teal"])
+            try await ns.apply(Self.claimAndWorkload(claim: "data", deployment: "app"))
             func backup(_ name: String) async throws {
-                try ns.apply("""
+                try await ns.apply("""
                     apiVersion: cairn.dev/v1alpha1
                     kind: BackupAction
                     metadata: {name: \(name)}
                     spec: {profile: \(source.name)}
                     """)
                 try await until("backup \(name)", timeout: 180) {
-                    try jsonpath(ns, ["backupaction", name], "{.status.phase}") == "Succeeded"
+                    try await jsonpath(ns, ["backupaction", name], "{.status.phase}") == "Succeeded"
                 }
             }
             func export(_ name: String, _ extra: String = "") async throws {
-                try cluster.apply("""
+                try await cluster.apply("""
                     apiVersion: cairn.dev/v1alpha1
                     kind: ExportAction
                     metadata: {name: \(name), namespace: cairn-system}
                     spec: {profile: \(source.name), destination: \(destination.name), namespace: \(ns.name)\(extra)}
                     """)
                 try await until("export \(name)", timeout: 180) {
-                    ["Succeeded", "Failed"].contains(try jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.phase}"))
+                    ["Succeeded", "Failed"].contains(try await jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.phase}"))
                 }
-                let conditions = try jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.conditions}")
-                #expect(try jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.phase}") == "Succeeded", "\(conditions)")
+                let conditions = try await jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.conditions}")
+                #expect(try await jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.phase}") == "Succeeded", "\(conditions)")
             }
-            func status(_ name: String, _ path: String) throws -> Int64 {
-                Int64(try jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.\(path)}")) ?? -1
+            func status(_ name: String, _ path: String) async throws -> Int64 {
+                Int64(try await jsonpath(nil, ["-n", "cairn-system", "exportaction", name], "{.status.\(path)}")) ?? -1
             }
             try await backup("first")
-            let clusterID = try jsonpath(nil, ["namespace", "kube-system"], "{.metadata.uid}")
+            let clusterID = try await jsonpath(nil, ["namespace", "kube-system"], "{.metadata.uid}")
             let first = "\(ns.name)-1"
-            defer { _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "exportaction", first, "\(ns.name)-2", "\(ns.name)-3"]) }
+            defer { _ = try? cluster.kubectlBlocking(["-n", "cairn-system", "delete", "exportaction", first, "\(ns.name)-2", "\(ns.name)-3"]) }
             try await export(first, ", receiver: {clusterID: \(clusterID), expiresAfter: 2h}")
-            #expect(try status(first, "progress.transferredBytes") > 8 << 20)
-            #expect(try status(first, "progress.volumes") == 1 && status(first, "progress.volumesDone") == 1)
-            #expect(try jsonpath(nil, ["-n", "cairn-system", "exportaction", first], "{.status.result.restorePointID}")
+            #expect(try await status(first, "progress.transferredBytes") > 8 << 20)
+            #expect(try await status(first, "progress.volumes") == 1)
+            #expect(try await status(first, "progress.volumesDone") == 1)
+            #expect(try await jsonpath(nil, ["-n", "cairn-system", "exportaction", first], "{.status.result.restorePointID}")
                     == jsonpath(ns, ["restorepoint", "first"], "{.spec.id}"))
 
             // The destination: its own repository, created paired, opened with its own password only; the copy
             // restores byte for byte.
-            let copies = try destination.restorePointIDs(namespace: ns.name)
+            let copies = try await destination.restorePointIDs(namespace: ns.name)
             #expect(copies.count == 1)
             let out = FileManager.default.temporaryDirectory.appendingPathComponent("export-\(ns.name)").path
             defer { try? FileManager.default.removeItem(atPath: out) }
-            let restored = try destination.cairn(["restore", copies[0], "--target", out])
+            let restored = try await destination.cairn(["restore", copies[0], "--target", out])
             #expect(restored.status == 0, "\(restored.stderr)")
-            let compare = try ChildProcess.run(["sh", "-c", "cd '\(data)' && for f in f*; do cmp \"$f\" '\(out)/volumes/data/'\"$f\" || exit 1; done"])
+            let compare = try await ChildProcess.run(["sh", "-c", "cd '\(data)' && for f in f*; do cmp \"$f\" '\(out)/volumes/data/'\"$f\" || exit 1; done"])
             #expect(compare.status == 0, "\(compare.stdout)\(compare.stderr)")
-            let check = try destination.cairn(["repo", "check", "--read-data"])
+            let check = try await destination.cairn(["repo", "check", "--read-data"])
             #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
-            let wrong = try ChildProcess.run([CairnBinary.path, "snapshots", "--repo", destination.path],
+            let wrong = try await ChildProcess.run([CairnBinary.path, "snapshots", "--repo", destination.path],
                                              environment: ["CAIRN_PASSWORD": source.password])
             #expect(wrong.status != 0 && wrong.stderr.contains("wrong password"))
 
             // The receive token: in its Secret, never in the status; it opens the destination here and only here.
             let secret = "\(first)-receive-token"
-            let text = String(decoding: Data(base64Encoded: try jsonpath(nil, ["-n", "cairn-system", "secret", secret], "{.data.token}")) ?? Data(),
+            let text = String(decoding: Data(base64Encoded: try await jsonpath(nil, ["-n", "cairn-system", "secret", secret], "{.data.token}")) ?? Data(),
                               as: UTF8.self)
             let token = try ReceiveToken.decode(text)
-            let statusJSON = try cluster.kubectlOK(["-n", "cairn-system", "get", "exportaction", first, "-o", "json"])
-            let events = try cluster.kubectlOK(["-n", "cairn-system", "get", "events", "-o", "json"])
+            let statusJSON = try await cluster.kubectlOK(["-n", "cairn-system", "get", "exportaction", first, "-o", "json"])
+            let events = try await cluster.kubectlOK(["-n", "cairn-system", "get", "events", "-o", "json"])
             #expect(!statusJSON.contains(token.password) && !statusJSON.contains(text) && !events.contains(token.password))
-            #expect(try jsonpath(nil, ["-n", "cairn-system", "exportaction", first], "{.status.receiveToken.secret}") == secret)
+            #expect(try await jsonpath(nil, ["-n", "cairn-system", "exportaction", first], "{.status.receiveToken.secret}") == secret)
             let store = FileBlobStore(root: URL(fileURLWithPath: destination.path))
             let opened = try await token.open(store: store, clusterID: clusterID)
             #expect(try await opened.listFiles(.snapshots).count == 1)
@@ -111,21 +112,21 @@ extension ControllerClusterTests {
             // The same restore point again: nothing sent. Then 1 MiB of 8 changed: about that much is sent.
             let again = "\(ns.name)-2"
             try await export(again, ", restorePoint: first")
-            #expect(try jsonpath(nil, ["-n", "cairn-system", "exportaction", again], "{.status.result.alreadyThere}") == "true")
-            #expect(try status(again, "progress.transferredBytes") == 0)
-            let change = try ChildProcess.run(["sh", "-c", "head -c 1048576 /dev/urandom > '\(data)'/f3"])
+            #expect(try await jsonpath(nil, ["-n", "cairn-system", "exportaction", again], "{.status.result.alreadyThere}") == "true")
+            #expect(try await status(again, "progress.transferredBytes") == 0)
+            let change = try await ChildProcess.run(["sh", "-c", "head -c 1048576 /dev/urandom > '\(data)'/f3"])
             #expect(change.status == 0)
             try await backup("second")
             let incremental = "\(ns.name)-3"
             try await export(incremental)
-            let sent = try status(incremental, "progress.transferredBytes"), total = try status(incremental, "progress.totalBytes")
-            print("export after 1 MiB of 8 changed: sent \(sent) of \(total) bytes, read \(try status(incremental, "progress.readBytes"))")
+            let sent = try await status(incremental, "progress.transferredBytes"), total = try await status(incremental, "progress.totalBytes")
+            print("export after 1 MiB of 8 changed: sent \(sent) of \(total) bytes, read \(try await status(incremental, "progress.readBytes"))")
             #expect(sent > 1 << 20 && sent < 3 << 19, "sent \(sent)")
-            #expect(try destination.restorePointIDs(namespace: ns.name).count == 2)
+            #expect(try await destination.restorePointIDs(namespace: ns.name).count == 2)
 
             // The destination Profile mirrors its copies as RestorePoints of the namespace.
             try await until("the copies to appear as RestorePoints", timeout: 60) {
-                try names(ns, "restorepoints", selector: "cairn.dev/profile=\(destination.name)").count == 2
+                try await names(ns, "restorepoints", selector: "cairn.dev/profile=\(destination.name)").count == 2
             }
             try await exportRefusedUnpaired(source: source, namespace: ns.name)
         }
@@ -138,9 +139,9 @@ extension ControllerClusterTests {
         let destination = try await TestProfile(cluster, prefix: "pdst", exportDestination: true)
         defer { destination.remove() }
         try await cluster.withNamespace("pexport") { ns in
-            try ns.kubectlOK(["create", "configmap", "settings", "--from-literal=color=teal"])
+            try await ns.kubectlOK(["create", "configmap", "settings", "--from-literal=color=teal"])
             let policy = "\(source.name)-dr"
-            try cluster.apply("""
+            try await cluster.apply("""
                 apiVersion: cairn.dev/v1alpha1
                 kind: Policy
                 metadata: {name: \(policy), namespace: cairn-system}
@@ -155,32 +156,32 @@ extension ControllerClusterTests {
                     receiver: {expiresAfter: 1h}
                 """)
             defer {
-                _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "policy", policy])
-                _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "exportactions", "-l", "cairn.dev/policy=\(policy)"])
+                _ = try? cluster.kubectlBlocking(["-n", "cairn-system", "delete", "policy", policy])
+                _ = try? cluster.kubectlBlocking(["-n", "cairn-system", "delete", "exportactions", "-l", "cairn.dev/policy=\(policy)"])
             }
             try await until("three exports to succeed", timeout: 180) {
-                let phases = try jsonpath(nil, ["-n", "cairn-system", "exportactions", "-l", "cairn.dev/policy=\(policy)"], "{.items[*].status.phase}")
+                let phases = try await jsonpath(nil, ["-n", "cairn-system", "exportactions", "-l", "cairn.dev/policy=\(policy)"], "{.items[*].status.phase}")
                 return phases.split(separator: " ").filter { $0 == "Succeeded" }.count >= 3
             }
-            try cluster.kubectlOK(["-n", "cairn-system", "patch", "policy", policy, "--type", "merge", "-p", #"{"spec":{"paused":true}}"#])
+            try await cluster.kubectlOK(["-n", "cairn-system", "patch", "policy", policy, "--type", "merge", "-p", #"{"spec":{"paused":true}}"#])
             try await until("running actions to finish", timeout: 120) {
-                let backups = try jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ")
-                let exports = try jsonpath(nil, ["-n", "cairn-system", "exportactions", "-l", "cairn.dev/policy=\(policy)"], "{.items[*].status.phase}")
+                let backups = try await jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ")
+                let exports = try await jsonpath(nil, ["-n", "cairn-system", "exportactions", "-l", "cairn.dev/policy=\(policy)"], "{.items[*].status.phase}")
                     .split(separator: " ")
                 return (backups + exports).allSatisfy { $0 == "Succeeded" || $0 == "Failed" }
             }
             // Each export names its policy's restore point; the export retention keeps one copy there.
-            let exports = try names(ns, "restorepoints", selector: "cairn.dev/profile=\(source.name)")
+            let exports = try await names(ns, "restorepoints", selector: "cairn.dev/profile=\(source.name)")
             #expect(!exports.isEmpty && exports.count <= 3)
             try await until("the export retention to leave one copy", timeout: 90) {
-                try names(ns, "restorepoints", selector: "cairn.dev/profile=\(destination.name)").count == 1
-                    && destination.restorePointIDs(namespace: ns.name).count == 1
+                guard try await names(ns, "restorepoints", selector: "cairn.dev/profile=\(destination.name)").count == 1 else { return false }
+                return try await destination.restorePointIDs(namespace: ns.name).count == 1
             }
-            #expect(try source.restorePointIDs(namespace: ns.name).count >= 2, "the source keeps its own retention")
+            #expect(try await source.restorePointIDs(namespace: ns.name).count >= 2, "the source keeps its own retention")
             // One token for the policy, issued once: one receive key in the destination.
             let secret = "\(policy)-receive-token"
-            #expect(!(try jsonpath(nil, ["-n", "cairn-system", "secret", secret], "{.data.token}")).isEmpty)
-            let keys = try destination.cairn(["repo", "key", "list", "--json"])
+            #expect(!(try await jsonpath(nil, ["-n", "cairn-system", "secret", secret], "{.data.token}")).isEmpty)
+            let keys = try await destination.cairn(["repo", "key", "list", "--json"])
             #expect(keys.status == 0, "\(keys.stderr)")
             let rows = (try JSONSerialization.jsonObject(with: Data(keys.stdout.utf8)) as? [[String: Any]]) ?? []
             #expect(rows.count == 2, "the Profile's key and one receive key: \(keys.stdout)")
@@ -194,9 +195,9 @@ extension ControllerClusterTests {
         let destination = try await TestProfile(cluster, prefix: "sdst", exportDestination: true)
         defer { destination.remove() }
         try await cluster.withNamespace("sexport") { ns in
-            try ns.kubectlOK(["create", "configmap", "settings", "--from-literal=color=teal"])
+            try await ns.kubectlOK(["create", "configmap", "settings", "--from-literal=color=teal"])
             let policy = "\(source.name)-nightly"
-            try cluster.apply("""
+            try await cluster.apply("""
                 apiVersion: cairn.dev/v1alpha1
                 kind: Policy
                 metadata: {name: \(policy), namespace: cairn-system}
@@ -207,11 +208,11 @@ extension ControllerClusterTests {
                   export: {profile: \(destination.name), schedule: "*/20 * * * * *"}
                 """)
             defer {
-                _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "policy", policy])
-                _ = try? cluster.kubectl(["-n", "cairn-system", "delete", "exportactions", "-l", "cairn.dev/policy=\(policy)"])
+                _ = try? cluster.kubectlBlocking(["-n", "cairn-system", "delete", "policy", policy])
+                _ = try? cluster.kubectlBlocking(["-n", "cairn-system", "delete", "exportactions", "-l", "cairn.dev/policy=\(policy)"])
             }
-            func exports() throws -> [(name: String, phase: String)] {
-                try jsonpath(nil, ["-n", "cairn-system", "exportactions", "-l", "cairn.dev/policy=\(policy)"],
+            func exports() async throws -> [(name: String, phase: String)] {
+                try await jsonpath(nil, ["-n", "cairn-system", "exportactions", "-l", "cairn.dev/policy=\(policy)"],
                              "{range .items[*]}{.metadata.name}={.status.phase}{\"\\n\"}{end}")
                     .split(separator: "\n").map { line in
                         let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
@@ -219,24 +220,24 @@ extension ControllerClusterTests {
                     }
             }
             try await until("two scheduled exports to succeed", timeout: 150) {
-                try exports().filter { $0.phase == "Succeeded" }.count >= 2
+                try await exports().filter { $0.phase == "Succeeded" }.count >= 2
             }
-            #expect(!(try jsonpath(nil, ["-n", "cairn-system", "policy", policy], "{.status.nextExportTime}")).isEmpty)
-            try cluster.kubectlOK(["-n", "cairn-system", "patch", "policy", policy, "--type", "merge", "-p", #"{"spec":{"paused":true}}"#])
+            #expect(!(try await jsonpath(nil, ["-n", "cairn-system", "policy", policy], "{.status.nextExportTime}")).isEmpty)
+            try await cluster.kubectlOK(["-n", "cairn-system", "patch", "policy", policy, "--type", "merge", "-p", #"{"spec":{"paused":true}}"#])
             try await until("running actions to finish", timeout: 120) {
-                let backups = try jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ")
-                return try (backups + exports().map { Substring($0.phase) }).allSatisfy { $0 == "Succeeded" || $0 == "Failed" }
+                let backups = try await jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ")
+                return try await (backups + exports().map { Substring($0.phase) }).allSatisfy { $0 == "Succeeded" || $0 == "Failed" }
             }
-            let made = try exports()
-            let backups = try names(ns, "restorepoints", selector: "cairn.dev/profile=\(source.name)")
+            let made = try await exports()
+            let backups = try await names(ns, "restorepoints", selector: "cairn.dev/profile=\(source.name)")
             #expect(made.allSatisfy { $0.name.hasPrefix("\(ns.name).\(policy)-export-") }, "at the export's times only: \(made)")
             #expect(backups.count > made.count, "\(backups.count) backups, \(made.count) exports")
             // Each export copied the restore point that was newest at its time: a restore point of the policy.
             for export in made where export.phase == "Succeeded" {
-                let point = try jsonpath(nil, ["-n", "cairn-system", "exportaction", export.name], "{.spec.restorePoint}")
+                let point = try await jsonpath(nil, ["-n", "cairn-system", "exportaction", export.name], "{.spec.restorePoint}")
                 #expect(backups.contains(point), "\(export.name) exported \(point)")
             }
-            #expect(try destination.restorePointIDs(namespace: ns.name).count >= 2)
+            #expect(try await destination.restorePointIDs(namespace: ns.name).count >= 2)
         }
     }
 }

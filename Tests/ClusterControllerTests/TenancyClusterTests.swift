@@ -12,7 +12,7 @@ extension ControllerClusterTests {
     func bindCairnBasic(_ user: LocalCluster.User, in namespace: String) async throws -> @Sendable () -> Void {
         let binding = "\(user.rawValue)-cairn-basic"
         let cluster = self.cluster
-        try cluster.apply("""
+        try await cluster.apply("""
             apiVersion: rbac.authorization.k8s.io/v1
             kind: RoleBinding
             metadata: {name: \(binding), namespace: \(namespace)}
@@ -20,25 +20,25 @@ extension ControllerClusterTests {
             subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: \(user.rawValue)}]
             """)
         try await until("\(user.rawValue)'s binding in \(namespace) to take effect", timeout: 30) {
-            try cluster.kubectl(["-n", namespace, "auth", "can-i", "create", "restoreactions.cairn.dev"], as: user).stdout.hasPrefix("yes")
+            try await cluster.kubectl(["-n", namespace, "auth", "can-i", "create", "restoreactions.cairn.dev"], as: user).stdout.hasPrefix("yes")
         }
-        return { _ = try? cluster.kubectl(["-n", namespace, "delete", "rolebinding", binding]) }
+        return { _ = try? cluster.kubectlBlocking(["-n", namespace, "delete", "rolebinding", binding]) }
     }
 
     /// Creates a RestoreAction as alice in team-a and waits until it ends; its status.
     func aliceRestore(_ name: String, _ spec: String) async throws -> (phase: String, failures: String, message: String) {
-        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
+        try await cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
             apiVersion: cairn.dev/v1alpha1
             kind: RestoreAction
             metadata: {name: \(name)}
             spec: \(spec)
             """)
-        func get(_ path: String) throws -> String {
-            try cluster.kubectlOK(["-n", "team-a", "get", "restoreaction", name, "-o", "jsonpath=\(path)"], as: .alice)
+        func get(_ path: String) async throws -> String {
+            try await cluster.kubectlOK(["-n", "team-a", "get", "restoreaction", name, "-o", "jsonpath=\(path)"], as: .alice)
         }
-        try await until("restore \(name) to end", timeout: 120) { ["Succeeded", "Failed"].contains(try get("{.status.phase}")) }
-        return (try get("{.status.phase}"), try get("{.status.result.failures}"),
-                try get("{.status.conditions[?(@.type==\"Complete\")].message}"))
+        try await until("restore \(name) to end", timeout: 120) { ["Succeeded", "Failed"].contains(try await get("{.status.phase}")) }
+        return (try await get("{.status.phase}"), try await get("{.status.result.failures}"),
+                try await get("{.status.conditions[?(@.type==\"Complete\")].message}"))
     }
 
     @Test("tenancy: transforms cannot turn a restore into cluster-admin, another namespace, Cairn's own kinds or a hostPath volume; quotas and namespace labels stay the administrators'")
@@ -47,40 +47,40 @@ extension ControllerClusterTests {
         defer { profile.remove() }
         let s = String(UUID().uuidString.prefix(6).lowercased())
         let unbind = try await bindCairnBasic(.alice, in: "team-a")
-        try cluster.apply("""
+        try await cluster.apply("""
             apiVersion: v1
             kind: ResourceQuota
             metadata: {name: quota-\(s), namespace: team-a}
             spec: {hard: {configmaps: "40"}}
             """)
-        try cluster.kubectlOK(["label", "namespace", "team-a", "cairn-test/level=privileged", "--overwrite"])
+        try await cluster.kubectlOK(["label", "namespace", "team-a", "cairn-test/level=privileged", "--overwrite"])
         defer {
             unbind()
-            _ = try? cluster.kubectl(["-n", "team-a", "delete", "resourcequota", "quota-\(s)"])
-            _ = try? cluster.kubectl(["-n", "team-a", "delete", "configmap", "settings-\(s)"])
-            _ = try? cluster.kubectl(["-n", "team-a", "delete", "backupaction,restoreaction", "--all"])
-            _ = try? cluster.kubectl(["-n", "team-a", "delete", "restorepoints", "--all"])
-            _ = try? cluster.kubectl(["label", "namespace", "team-a", "cairn-test/level-"])
-            _ = try? cluster.kubectl(["delete", "clusterrolebinding", "settings-\(s)", "pwn-\(s)"])
-            _ = try? cluster.kubectl(["delete", "pv", "settings-\(s)"])
+            _ = try? cluster.kubectlBlocking(["-n", "team-a", "delete", "resourcequota", "quota-\(s)"])
+            _ = try? cluster.kubectlBlocking(["-n", "team-a", "delete", "configmap", "settings-\(s)"])
+            _ = try? cluster.kubectlBlocking(["-n", "team-a", "delete", "backupaction,restoreaction", "--all"])
+            _ = try? cluster.kubectlBlocking(["-n", "team-a", "delete", "restorepoints", "--all"])
+            _ = try? cluster.kubectlBlocking(["label", "namespace", "team-a", "cairn-test/level-"])
+            _ = try? cluster.kubectlBlocking(["delete", "clusterrolebinding", "settings-\(s)", "pwn-\(s)"])
+            _ = try? cluster.kubectlBlocking(["delete", "pv", "settings-\(s)"])
         }
-        try cluster.kubectlOK(["-n", "team-a", "create", "configmap", "settings-\(s)", "--from-literal=color=teal"], as: .alice)
-        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
+        try await cluster.kubectlOK(["-n", "team-a", "create", "configmap", "settings-\(s)", "--from-literal=color=teal"], as: .alice)
+        try await cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
             apiVersion: cairn.dev/v1alpha1
             kind: BackupAction
             metadata: {name: base-\(s)}
             spec: {profile: \(profile.name)}
             """)
         try await until("alice's backup", timeout: 120) {
-            try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "base-\(s)", "-o", "jsonpath={.status.phase}"], as: .alice) == "Succeeded"
+            try await cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "base-\(s)", "-o", "jsonpath={.status.phase}"], as: .alice) == "Succeeded"
         }
         // The record of who asked: alice, whatever she claimed.
-        let requester = try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "base-\(s)", "-o",
+        let requester = try await cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "base-\(s)", "-o",
                                                #"jsonpath={.metadata.annotations.cairn\.dev/requester}"#])
         #expect(requester.contains(#""username":"alice""#), "\(requester)")
         // The administrator tightens what alice may do after the backup.
-        try cluster.kubectlOK(["-n", "team-a", "patch", "resourcequota", "quota-\(s)", "--type", "merge", "-p", #"{"spec":{"hard":{"configmaps":"30"}}}"#])
-        try cluster.kubectlOK(["label", "namespace", "team-a", "cairn-test/level=restricted", "--overwrite"])
+        try await cluster.kubectlOK(["-n", "team-a", "patch", "resourcequota", "quota-\(s)", "--type", "merge", "-p", #"{"spec":{"hard":{"configmaps":"30"}}}"#])
+        try await cluster.kubectlOK(["label", "namespace", "team-a", "cairn-test/level=restricted", "--overwrite"])
 
         let only = "[ConfigMap/settings-\(s)]"
         let attacks: [(String, String)] = [
@@ -100,26 +100,26 @@ extension ControllerClusterTests {
                     "\(name): \(result.failures)")
         }
         // Nothing outside alice's rights changed.
-        #expect(try cluster.kubectl(["get", "clusterrolebinding", "settings-\(s)"]).status != 0)
-        #expect(try cluster.kubectl(["-n", "team-a", "get", "rolebinding", "settings-\(s)"]).status != 0)
-        #expect(try cluster.kubectl(["get", "clusterrolebinding", "pwn-\(s)"]).status != 0)
-        #expect(try cluster.kubectl(["-n", "team-b", "get", "configmap", "settings-\(s)"]).status != 0)
-        #expect(try cluster.kubectl(["-n", "cairn-system", "get", "restoreaction", "pwn-\(s)"]).status != 0)
-        #expect(try cluster.kubectl(["get", "pv", "settings-\(s)"]).status != 0)
-        #expect(try cluster.kubectl(["auth", "can-i", "get", "secrets", "-n", "kube-system"], as: .alice).stdout.hasPrefix("no"))
+        #expect(try await cluster.kubectl(["get", "clusterrolebinding", "settings-\(s)"]).status != 0)
+        #expect(try await cluster.kubectl(["-n", "team-a", "get", "rolebinding", "settings-\(s)"]).status != 0)
+        #expect(try await cluster.kubectl(["get", "clusterrolebinding", "pwn-\(s)"]).status != 0)
+        #expect(try await cluster.kubectl(["-n", "team-b", "get", "configmap", "settings-\(s)"]).status != 0)
+        #expect(try await cluster.kubectl(["-n", "cairn-system", "get", "restoreaction", "pwn-\(s)"]).status != 0)
+        #expect(try await cluster.kubectl(["get", "pv", "settings-\(s)"]).status != 0)
+        #expect(try await cluster.kubectl(["auth", "can-i", "get", "secrets", "-n", "kube-system"], as: .alice).stdout.hasPrefix("no"))
 
         // existing: update re-applies only what alice may write herself: the quota and the namespace's labels
         // are the administrator's and keep their new values.
         let update = try await aliceRestore("update-\(s)", "{restorePoint: base-\(s), existing: update}")
-        #expect(try cluster.kubectlOK(["-n", "team-a", "get", "resourcequota", "quota-\(s)", "-o", "jsonpath={.spec.hard.configmaps}"]) == "30",
+        #expect(try await cluster.kubectlOK(["-n", "team-a", "get", "resourcequota", "quota-\(s)", "-o", "jsonpath={.spec.hard.configmaps}"]) == "30",
                 "\(update)")
-        #expect(try cluster.kubectlOK(["get", "namespace", "team-a", "-o", #"jsonpath={.metadata.labels.cairn-test/level}"#]) == "restricted")
+        #expect(try await cluster.kubectlOK(["get", "namespace", "team-a", "-o", #"jsonpath={.metadata.labels.cairn-test/level}"#]) == "restricted")
         #expect(update.failures.contains("ResourceQuota team-a/quota-\(s)") && update.failures.contains("forbidden"), "\(update.failures)")
         // A transform that only changes content is alice's to make.
-        try cluster.kubectlOK(["-n", "team-a", "delete", "configmap", "settings-\(s)"], as: .alice)
+        try await cluster.kubectlOK(["-n", "team-a", "delete", "configmap", "settings-\(s)"], as: .alice)
         let painted = try await aliceRestore("paint-\(s)", #"{restorePoint: base-\#(s), only: \#(only), transforms: {transforms: [{name: paint, patch: [{op: replace, path: /data/color, value: orange}]}]}}"#)
         #expect(painted.phase == "Succeeded", "\(painted)")
-        #expect(try cluster.kubectlOK(["-n", "team-a", "get", "configmap", "settings-\(s)", "-o", "jsonpath={.data.color}"]) == "orange")
+        #expect(try await cluster.kubectlOK(["-n", "team-a", "get", "configmap", "settings-\(s)", "-o", "jsonpath={.data.color}"]) == "orange")
     }
 
     @Test("tenancy: forged policy labels, a policy's next slot, a forged requester and spec edits are refused at admission; foreign RestorePoints are refused")
@@ -130,20 +130,20 @@ extension ControllerClusterTests {
         let unbind = try await bindCairnBasic(.alice, in: "team-a")
         defer {
             unbind()
-            _ = try? cluster.kubectl(["-n", "team-a", "delete", "backupaction,restoreaction", "--all"])
-            _ = try? cluster.kubectl(["-n", "team-a", "delete", "restorepoints", "--all"])
+            _ = try? cluster.kubectlBlocking(["-n", "team-a", "delete", "backupaction,restoreaction", "--all"])
+            _ = try? cluster.kubectlBlocking(["-n", "team-a", "delete", "restorepoints", "--all"])
         }
-        func aliceCreates(_ manifest: String) throws -> LocalCluster.CommandResult {
-            try cluster.kubectl(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: manifest)
+        func aliceCreates(_ manifest: String) async throws -> LocalCluster.CommandResult {
+            try await cluster.kubectl(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: manifest)
         }
-        let labelled = try aliceCreates("""
+        let labelled = try await aliceCreates("""
             apiVersion: cairn.dev/v1alpha1
             kind: BackupAction
             metadata: {name: fake-\(s), labels: {cairn.dev/policy: nightly}}
             spec: {profile: \(profile.name)}
             """)
         #expect(labelled.status != 0 && labelled.stderr.contains("cairn.dev/policy"), "\(labelled.stderr)")
-        let slot = try aliceCreates("""
+        let slot = try await aliceCreates("""
             apiVersion: cairn.dev/v1alpha1
             kind: BackupAction
             metadata: {name: nightly-20991231-020000}
@@ -151,7 +151,7 @@ extension ControllerClusterTests {
             """)
         #expect(slot.status != 0 && slot.stderr.contains("scheduled runs"), "\(slot.stderr)")
         // A forged requester is replaced by the real one; the record cannot be changed afterwards.
-        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
+        try await cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
             apiVersion: cairn.dev/v1alpha1
             kind: BackupAction
             metadata:
@@ -159,79 +159,80 @@ extension ControllerClusterTests {
               annotations: {cairn.dev/requester: '{"username":"cairn-admin","groups":["system:masters"]}'}
             spec: {profile: \(profile.name)}
             """)
-        let stamped = try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "forged-\(s)", "-o", #"jsonpath={.metadata.annotations.cairn\.dev/requester}"#])
+        let stamped = try await cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "forged-\(s)", "-o", #"jsonpath={.metadata.annotations.cairn\.dev/requester}"#])
         #expect(stamped.contains(#""username":"alice""#) && !stamped.contains("system:masters"), "\(stamped)")
-        let overwrite = try cluster.kubectl(["-n", "team-a", "annotate", "backupaction", "forged-\(s)", "--overwrite",
+        let overwrite = try await cluster.kubectl(["-n", "team-a", "annotate", "backupaction", "forged-\(s)", "--overwrite",
                                              #"cairn.dev/requester={"username":"cairn-admin","groups":["system:masters"]}"#])
         #expect(overwrite.status != 0 && overwrite.stderr.contains("cannot be changed"), "\(overwrite.stderr)")
-        let respec = try cluster.kubectl(["-n", "team-a", "patch", "backupaction", "forged-\(s)", "--type", "merge", "-p", #"{"spec":{"quiesce":"scale"}}"#])
+        let respec = try await cluster.kubectl(["-n", "team-a", "patch", "backupaction", "forged-\(s)", "--type", "merge", "-p", #"{"spec":{"quiesce":"scale"}}"#])
         #expect(respec.status != 0 && respec.stderr.contains("spec"), "\(respec.stderr)")
         try await until("alice's backup", timeout: 120) {
-            try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "forged-\(s)", "-o", "jsonpath={.status.phase}"]) == "Succeeded"
+            try await cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "forged-\(s)", "-o", "jsonpath={.status.phase}"]) == "Succeeded"
         }
 
         // A Profile that is not offered to team-a: alice may not name it; an administrator (who may `use`
         // any Profile) may. The refusal does not show where the Profile keeps data.
         let reserved = try await TestProfile(cluster, prefix: "reserved", namespaceSelector: "{matchLabels: {cairn-test/never: \"true\"}}")
         defer { reserved.remove() }
-        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
+        try await cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: """
             apiVersion: cairn.dev/v1alpha1
             kind: BackupAction
             metadata: {name: foreign-profile-\(s)}
             spec: {profile: \(reserved.name)}
             """)
-        try cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], stdin: """
+        try await cluster.kubectlOK(["-n", "team-a", "create", "-f", "-"], stdin: """
             apiVersion: cairn.dev/v1alpha1
             kind: BackupAction
             metadata: {name: admin-profile-\(s)}
             spec: {profile: \(reserved.name)}
             """)
-        func phase(_ name: String) throws -> String {
-            try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", name, "-o", "jsonpath={.status.phase}"])
+        func phase(_ name: String) async throws -> String {
+            try await cluster.kubectlOK(["-n", "team-a", "get", "backupaction", name, "-o", "jsonpath={.status.phase}"])
         }
         try await until("both profile choices to be judged", timeout: 120) {
-            try phase("foreign-profile-\(s)") == "Failed" && ["Succeeded", "Failed"].contains(try phase("admin-profile-\(s)"))
+            guard try await phase("foreign-profile-\(s)") == "Failed" else { return false }
+            return ["Succeeded", "Failed"].contains(try await phase("admin-profile-\(s)"))
         }
-        let refusal = try cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "foreign-profile-\(s)", "-o",
+        let refusal = try await cluster.kubectlOK(["-n", "team-a", "get", "backupaction", "foreign-profile-\(s)", "-o",
                                              #"jsonpath={.status.conditions[?(@.type=="Complete")].reason} {.status.conditions[?(@.type=="Complete")].message}"#])
         #expect(refusal.hasPrefix("ProfileNotAllowed "), "\(refusal)")
         #expect(!refusal.contains(reserved.path), "\(refusal)")
-        #expect(try phase("admin-profile-\(s)") == "Succeeded")
+        #expect(try await phase("admin-profile-\(s)") == "Succeeded")
 
         // bob, who owns team-b, reaches nothing of team-a: not its restore points, not through a restore.
         let unbindBob = try await bindCairnBasic(.bob, in: "team-b")
         defer {
             unbindBob()
-            _ = try? cluster.kubectl(["-n", "team-b", "delete", "restoreaction", "--all"])
+            _ = try? cluster.kubectlBlocking(["-n", "team-b", "delete", "restoreaction", "--all"])
         }
-        let peek = try cluster.kubectl(["-n", "team-a", "get", "restorepoints"], as: .bob)
+        let peek = try await cluster.kubectl(["-n", "team-a", "get", "restorepoints"], as: .bob)
         #expect(peek.status != 0 && peek.stderr.contains("forbidden"), "\(peek.stderr)")
-        try cluster.kubectlOK(["-n", "team-b", "create", "-f", "-"], as: .bob, stdin: """
+        try await cluster.kubectlOK(["-n", "team-b", "create", "-f", "-"], as: .bob, stdin: """
             apiVersion: cairn.dev/v1alpha1
             kind: RestoreAction
             metadata: {name: take-\(s)}
             spec: {restorePoint: forged-\(s), restorePointNamespace: team-a, existing: skip}
             """)
         try await until("bob's attempt to be refused", timeout: 60) {
-            try cluster.kubectlOK(["-n", "team-b", "get", "restoreaction", "take-\(s)", "-o",
+            try await cluster.kubectlOK(["-n", "team-b", "get", "restoreaction", "take-\(s)", "-o",
                                    #"jsonpath={.status.conditions[?(@.type=="Complete")].reason}"#], as: .bob) == "Forbidden"
         }
 
         // A RestorePoint (written by someone who may) naming another application's data is refused, and its
         // deletion leaves that data alone.
         try await cluster.withNamespace("other") { other in
-            try other.kubectlOK(["create", "secret", "generic", "theirs", "--from-literal=token=t0p"])
-            try other.apply("""
+            try await other.kubectlOK(["create", "secret", "generic", "theirs", "--from-literal=token=t0p"])
+            try await other.apply("""
                 apiVersion: cairn.dev/v1alpha1
                 kind: BackupAction
                 metadata: {name: theirs}
                 spec: {profile: \(profile.name)}
                 """)
             try await until("the other application's backup", timeout: 120) {
-                try jsonpath(other, ["backupaction", "theirs"], "{.status.phase}") == "Succeeded"
+                try await jsonpath(other, ["backupaction", "theirs"], "{.status.phase}") == "Succeeded"
             }
-            let foreignID = try jsonpath(other, ["restorepoint", "theirs"], "{.spec.id}")
-            try cluster.apply("""
+            let foreignID = try await jsonpath(other, ["restorepoint", "theirs"], "{.spec.id}")
+            try await cluster.apply("""
                 apiVersion: cairn.dev/v1alpha1
                 kind: RestorePoint
                 metadata: {name: planted-\(s), namespace: team-a}
@@ -239,15 +240,15 @@ extension ControllerClusterTests {
                 """)
             let result = try await aliceRestore("planted-\(s)", "{restorePoint: planted-\(s), existing: skip}")
             #expect(result.phase == "Failed")
-            #expect(try cluster.kubectlOK(["-n", "team-a", "get", "restoreaction", "planted-\(s)", "-o",
+            #expect(try await cluster.kubectlOK(["-n", "team-a", "get", "restoreaction", "planted-\(s)", "-o",
                                            #"jsonpath={.status.conditions[?(@.type=="Complete")].reason}"#]) == "ForeignRestorePoint")
-            #expect(try cluster.kubectl(["-n", "team-a", "get", "secret", "theirs"]).status != 0)
+            #expect(try await cluster.kubectl(["-n", "team-a", "get", "secret", "theirs"]).status != 0)
             try await until("the planted RestorePoint to be marked", timeout: 60) {
-                try cluster.kubectlOK(["-n", "team-a", "get", "restorepoint", "planted-\(s)", "-o",
+                try await cluster.kubectlOK(["-n", "team-a", "get", "restorepoint", "planted-\(s)", "-o",
                                        #"jsonpath={.status.conditions[?(@.type=="Ready")].reason}"#]) == "ForeignRestorePoint"
             }
-            try cluster.kubectlOK(["-n", "team-a", "delete", "restorepoint", "planted-\(s)", "--timeout=60s"])
-            #expect(try profile.restorePointIDs(namespace: other.name).contains(foreignID))
+            try await cluster.kubectlOK(["-n", "team-a", "delete", "restorepoint", "planted-\(s)", "--timeout=60s"])
+            #expect(try await profile.restorePointIDs(namespace: other.name).contains(foreignID))
         }
     }
 
@@ -256,28 +257,28 @@ extension ControllerClusterTests {
         let profile = try await TestProfile(cluster)
         defer { profile.remove() }
         try await cluster.withNamespace("queue") { ns in
-            try ns.kubectlOK(["create", "configmap", "c", "--from-literal=a=b"])
+            try await ns.kubectlOK(["create", "configmap", "c", "--from-literal=a=b"])
             // Three at once, in one request.
-            try ns.apply((1...3).map { i in """
+            try await ns.apply((1...3).map { i in """
                 apiVersion: cairn.dev/v1alpha1
                 kind: BackupAction
                 metadata: {name: at-once-\(i)}
                 spec: {profile: \(profile.name)\(i == 3 ? ", expiresAfter: 20s" : "")}
                 """ }.joined(separator: "\n---\n"))
             try await until("all three backups", timeout: 180) {
-                try jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ")
+                try await jsonpath(ns, ["backupactions"], "{.items[*].status.phase}").split(separator: " ")
                     .filter { $0 == "Succeeded" }.count == 3
             }
-            let queued = try ns.kubectlOK(["get", "events", "--field-selector", "reason=Queued", "-o",
+            let queued = try await ns.kubectlOK(["get", "events", "--field-selector", "reason=Queued", "-o",
                                            "jsonpath={range .items[*]}{.involvedObject.name} {.message}{\"\\n\"}{end}"])
             #expect(queued.contains("at-once-") && queued.contains("already run in namespace \(ns.name)")
                     && queued.contains("place in line: 1"), "\(queued)")
             // The restore point made to expire goes, with its data; the others stay.
-            #expect(!(try jsonpath(ns, ["restorepoint", "at-once-3"], "{.spec.expireTime}")).isEmpty)
+            #expect(!(try await jsonpath(ns, ["restorepoint", "at-once-3"], "{.spec.expireTime}")).isEmpty)
             try await until("the expired restore point to go", timeout: 90) {
-                try names(ns, "restorepoints").sorted() == ["at-once-1", "at-once-2"]
+                try await names(ns, "restorepoints").sorted() == ["at-once-1", "at-once-2"]
             }
-            #expect(try profile.restorePointIDs(namespace: ns.name).count == 2)
+            #expect(try await profile.restorePointIDs(namespace: ns.name).count == 2)
         }
     }
 
@@ -286,31 +287,32 @@ extension ControllerClusterTests {
         let profile = try await TestProfile(cluster)
         defer { profile.remove() }
         try await cluster.withNamespace("exact") { ns in
-            let data = try ns.hostPathVolume(forClaim: "data")
+            let data = try await ns.hostPathVolume(forClaim: "data")
             try "kept\n".write(toFile: data + "/state.txt", atomically: true, encoding: .utf8)
-            try ns.apply(Self.claimAndWorkload(claim: "data", deployment: "app"))
+            try await ns.apply(Self.claimAndWorkload(claim: "data", deployment: "app"))
             try await until("the app to run", timeout: 120) {
-                try jsonpath(ns, ["deployment", "app"], "{.status.readyReplicas}") == "1"
+                try await jsonpath(ns, ["deployment", "app"], "{.status.readyReplicas}") == "1"
             }
-            try ns.apply("""
+            try await ns.apply("""
                 apiVersion: cairn.dev/v1alpha1
                 kind: BackupAction
                 metadata: {name: before}
                 spec: {profile: \(profile.name)}
                 """)
-            try await until("the backup", timeout: 120) { try jsonpath(ns, ["backupaction", "before"], "{.status.phase}") == "Succeeded" }
+            try await until("the backup", timeout: 120) { try await jsonpath(ns, ["backupaction", "before"], "{.status.phase}") == "Succeeded" }
             func restore(_ name: String, keep: Bool) async throws {
-                try ns.apply("""
+                try await ns.apply("""
                     apiVersion: cairn.dev/v1alpha1
                     kind: RestoreAction
                     metadata: {name: \(name)}
                     spec: {restorePoint: before, existing: update, only: [PersistentVolumeClaim], keepExtraFiles: \(keep)}
                     """)
                 try await until("restore \(name)", timeout: 120) {
-                    ["Succeeded", "Failed"].contains(try jsonpath(ns, ["restoreaction", name], "{.status.phase}"))
+                    ["Succeeded", "Failed"].contains(try await jsonpath(ns, ["restoreaction", name], "{.status.phase}"))
                 }
-                #expect(try jsonpath(ns, ["restoreaction", name], "{.status.phase}") == "Succeeded",
-                        "\((try? jsonpath(ns, ["restoreaction", name], "{.status}")) ?? "")")
+                let detail = (try? await jsonpath(ns, ["restoreaction", name], "{.status}")) ?? ""
+                #expect(try await jsonpath(ns, ["restoreaction", name], "{.status.phase}") == "Succeeded",
+                        "\(detail)")
             }
             try "made later\n".write(toFile: data + "/later.txt", atomically: true, encoding: .utf8)
             try FileManager.default.createDirectory(atPath: data + "/later-dir/sub", withIntermediateDirectories: true)
@@ -334,30 +336,30 @@ extension ControllerClusterTests {
         defer { profile.remove() }
         let s = String(UUID().uuidString.prefix(6).lowercased())
         let ns = "hooks-\(s)"
-        try cluster.kubectlOK(["create", "namespace", ns])
-        defer { _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=false"]) }
-        try cluster.apply(SampleApplication.web(namespace: ns) + "\n---\n" + Self.bobViewsAndWritesBlueprints(in: ns))
+        try await cluster.kubectlOK(["create", "namespace", ns])
+        defer { _ = try? cluster.kubectlBlocking(["delete", "namespace", ns, "--wait=false"]) }
+        try await cluster.apply(SampleApplication.web(namespace: ns) + "\n---\n" + Self.bobViewsAndWritesBlueprints(in: ns))
         let unbind = try await bindCairnBasic(.bob, in: ns)
         defer { unbind() }
-        #expect(try cluster.kubectl(["-n", ns, "auth", "can-i", "create", "pods/exec"], as: .bob).stdout.hasPrefix("no"))
+        #expect(try await cluster.kubectl(["-n", ns, "auth", "can-i", "create", "pods/exec"], as: .bob).stdout.hasPrefix("no"))
         try await until("web to run", timeout: 120) {
-            try cluster.kubectl(["-n", ns, "get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"]).stdout == "1"
+            try await cluster.kubectl(["-n", ns, "get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"]).stdout == "1"
         }
         func ended(_ name: String) async throws -> (phase: String, reason: String, message: String) {
-            func get(_ path: String) throws -> String {
-                try cluster.kubectlOK(["-n", ns, "get", "backupaction", name, "-o", "jsonpath=\(path)"])
+            func get(_ path: String) async throws -> String {
+                try await cluster.kubectlOK(["-n", ns, "get", "backupaction", name, "-o", "jsonpath=\(path)"])
             }
-            try await until("backup \(name) to end", timeout: 120) { ["Succeeded", "Failed"].contains(try get("{.status.phase}")) }
-            return (try get("{.status.phase}"), try get("{.status.conditions[?(@.type==\"Complete\")].reason}"),
-                    try get("{.status.conditions[?(@.type==\"Complete\")].message}"))
+            try await until("backup \(name) to end", timeout: 120) { ["Succeeded", "Failed"].contains(try await get("{.status.phase}")) }
+            return (try await get("{.status.phase}"), try await get("{.status.conditions[?(@.type==\"Complete\")].reason}"),
+                    try await get("{.status.conditions[?(@.type==\"Complete\")].message}"))
         }
-        func marker(_ file: String) throws -> Bool {
-            let pod = try cluster.kubectlOK(["-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"])
-            return try cluster.kubectl(["-n", ns, "exec", pod, "--", "test", "-e", file]).status == 0
+        func marker(_ file: String) async throws -> Bool {
+            let pod = try await cluster.kubectlOK(["-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"])
+            return try await cluster.kubectl(["-n", ns, "exec", pod, "--", "test", "-e", file]).status == 0
         }
 
         // 1. bob's own BackupAction with a hook that execs into the pod: Cairn may exec, bob may not.
-        try cluster.kubectlOK(["-n", ns, "create", "-f", "-"], as: .bob, stdin: """
+        try await cluster.kubectlOK(["-n", ns, "create", "-f", "-"], as: .bob, stdin: """
             apiVersion: cairn.dev/v1alpha1
             kind: BackupAction
             metadata: {name: hook-\(s)}
@@ -370,9 +372,9 @@ extension ControllerClusterTests {
         let hooked = try await ended("hook-\(s)")
         #expect(hooked.phase == "Failed" && hooked.reason == "PhaseFailed", "\(hooked)")
         #expect(hooked.message.contains("hook beforeCapture/sneak failed") && hooked.message.contains("permission denied"), "\(hooked.message)")
-        #expect(try !marker("/tmp/by-hook"), "the hook ran with Cairn's rights")
+        #expect(try await !marker("/tmp/by-hook"), "the hook ran with Cairn's rights")
         // The failed action's status shows the phase, how it ended and why.
-        let failedPhase = try cluster.kubectlOK(["-n", ns, "get", "backupaction", "hook-\(s)", "-o",
+        let failedPhase = try await cluster.kubectlOK(["-n", ns, "get", "backupaction", "hook-\(s)", "-o",
                                                  "jsonpath={.status.result.phases[0].phase} {.status.result.phases[0].result}"])
         #expect(failedPhase == "sneak failed", "\(failedPhase)")
 
@@ -387,35 +389,35 @@ extension ControllerClusterTests {
                   phases:
                   - {name: plant, exec: {command: [touch, /tmp/by-blueprint]}}
             """
-        try cluster.kubectlOK(["-n", ns, "apply", "-f", "-"], as: .bob, stdin: blueprint)
+        try await cluster.kubectlOK(["-n", ns, "apply", "-f", "-"], as: .bob, stdin: blueprint)
         try await until("the Blueprint to be checked", timeout: 60) {
-            try cluster.kubectl(["-n", ns, "get", "blueprint", "sneaky", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout == "True"
+            try await cluster.kubectl(["-n", ns, "get", "blueprint", "sneaky", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout == "True"
         }
-        let author = try cluster.kubectlOK(["-n", ns, "get", "blueprint", "sneaky", "-o", #"jsonpath={.metadata.annotations.cairn\.dev/requester}"#])
+        let author = try await cluster.kubectlOK(["-n", ns, "get", "blueprint", "sneaky", "-o", #"jsonpath={.metadata.annotations.cairn\.dev/requester}"#])
         #expect(author.contains(#""username":"bob""#), "\(author)")
-        let listed = try profile.cairn(["blueprint", "list", "-n", ns])
+        let listed = try await profile.cairn(["blueprint", "list", "-n", ns])
         #expect(listed.status == 0 && listed.stdout.contains("sneaky") && listed.stdout.contains("backup"), "\(listed.stdout)\(listed.stderr)")
-        try cluster.kubectlOK(["-n", ns, "annotate", "deployment", "web", "cairn.dev/blueprint=sneaky"])
+        try await cluster.kubectlOK(["-n", ns, "annotate", "deployment", "web", "cairn.dev/blueprint=sneaky"])
         let action = { (name: String) in """
             apiVersion: cairn.dev/v1alpha1
             kind: BackupAction
             metadata: {name: \(name)}
             spec: {profile: \(profile.name)}
             """ }
-        try cluster.kubectlOK(["-n", ns, "create", "-f", "-"], stdin: action("admin-\(s)"))
+        try await cluster.kubectlOK(["-n", ns, "create", "-f", "-"], stdin: action("admin-\(s)"))
         let borrowed = try await ended("admin-\(s)")
         #expect(borrowed.phase == "Failed" && borrowed.reason == "PhaseFailed", "\(borrowed)")
         #expect(borrowed.message.contains("blueprint sneaky backup/plant") && borrowed.message.contains("permission denied"), "\(borrowed.message)")
-        #expect(try !marker("/tmp/by-blueprint"), "bob's blueprint ran with the administrator's rights")
+        #expect(try await !marker("/tmp/by-blueprint"), "bob's blueprint ran with the administrator's rights")
 
         // 3. The administrator writes the same spec again (a label alone would keep bob as the author):
         //    now it is theirs, and it runs — the phase is real, only its rights were missing.
-        try cluster.kubectlOK(["-n", ns, "apply", "-f", "-"], stdin: blueprint.replacingOccurrences(of: "/tmp/by-blueprint", with: "/tmp/by-admin"))
-        try cluster.kubectlOK(["-n", ns, "create", "-f", "-"], stdin: action("admin2-\(s)"))
+        try await cluster.kubectlOK(["-n", ns, "apply", "-f", "-"], stdin: blueprint.replacingOccurrences(of: "/tmp/by-blueprint", with: "/tmp/by-admin"))
+        try await cluster.kubectlOK(["-n", ns, "create", "-f", "-"], stdin: action("admin2-\(s)"))
         let own = try await ended("admin2-\(s)")
         #expect(own.phase == "Succeeded", "\(own)")
-        #expect(try marker("/tmp/by-admin"))
-        let phases = try cluster.kubectlOK(["-n", ns, "get", "backupaction", "admin2-\(s)", "-o", "jsonpath={.status.result.phases[0].result}"])
+        #expect(try await marker("/tmp/by-admin"))
+        let phases = try await cluster.kubectlOK(["-n", ns, "get", "backupaction", "admin2-\(s)", "-o", "jsonpath={.status.result.phases[0].result}"])
         #expect(phases == "succeeded")
     }
 }
@@ -427,13 +429,13 @@ extension ControllerClusterTests {
         defer { profile.remove() }
         let s = String(UUID().uuidString.prefix(6).lowercased())
         let ns = "bpdel-\(s)"
-        try cluster.kubectlOK(["create", "namespace", ns])
+        try await cluster.kubectlOK(["create", "namespace", ns])
         defer {
             // A restore point held by a failed delete action: let it go (its data stays in the test's repository).
-            _ = try? cluster.kubectl(["-n", ns, "patch", "restorepoint", "bob-\(s)", "--type=merge", "-p", #"{"metadata":{"finalizers":[]}}"#])
-            _ = try? cluster.kubectl(["delete", "namespace", ns, "--wait=false"])
+            _ = try? cluster.kubectlBlocking(["-n", ns, "patch", "restorepoint", "bob-\(s)", "--type=merge", "-p", #"{"metadata":{"finalizers":[]}}"#])
+            _ = try? cluster.kubectlBlocking(["delete", "namespace", ns, "--wait=false"])
         }
-        try cluster.apply(SampleApplication.web(namespace: ns) + "\n---\n" + Self.bobViewsAndWritesBlueprints(in: ns) + """
+        try await cluster.apply(SampleApplication.web(namespace: ns) + "\n---\n" + Self.bobViewsAndWritesBlueprints(in: ns) + """
 
             ---
             apiVersion: cairn.dev/v1alpha1
@@ -453,48 +455,48 @@ extension ControllerClusterTests {
                     input: ticket
             """)
         try await until("web to run", timeout: 120) {
-            try cluster.kubectl(["-n", ns, "get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"]).stdout == "1"
+            try await cluster.kubectl(["-n", ns, "get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"]).stdout == "1"
         }
-        func inWeb(_ command: String) throws -> LocalCluster.CommandResult {
-            let pod = try cluster.kubectlOK(["-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"])
-            return try cluster.kubectl(["-n", ns, "exec", pod, "--", "sh", "-c", command])
+        func inWeb(_ command: String) async throws -> LocalCluster.CommandResult {
+            let pod = try await cluster.kubectlOK(["-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"])
+            return try await cluster.kubectl(["-n", ns, "exec", pod, "--", "sh", "-c", command])
         }
         func backUp(_ name: String) async throws {
-            try cluster.kubectlOK(["-n", ns, "create", "-f", "-"], stdin: """
+            try await cluster.kubectlOK(["-n", ns, "create", "-f", "-"], stdin: """
                 apiVersion: cairn.dev/v1alpha1
                 kind: BackupAction
                 metadata: {name: \(name)}
                 spec: {profile: \(profile.name)}
                 """)
             try await until("backup \(name)", timeout: 120) {
-                let phase = try cluster.kubectlOK(["-n", ns, "get", "backupaction", name, "-o", "jsonpath={.status.phase}"])
+                let phase = try await cluster.kubectlOK(["-n", ns, "get", "backupaction", name, "-o", "jsonpath={.status.phase}"])
                 if phase == "Failed" { throw ClusterError("backup \(name) failed") }
                 return phase == "Succeeded"
             }
         }
         try await until("the Blueprint to be checked", timeout: 60) {
-            try cluster.kubectl(["-n", ns, "get", "blueprint", "ticketed", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout == "True"
+            try await cluster.kubectl(["-n", ns, "get", "blueprint", "ticketed", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout == "True"
         }
-        try cluster.kubectlOK(["-n", ns, "annotate", "deployment", "web", "cairn.dev/blueprint=ticketed"])
+        try await cluster.kubectlOK(["-n", ns, "annotate", "deployment", "web", "cairn.dev/blueprint=ticketed"])
 
         // 1. The backup keeps something outside the repository and its ID as an artifact; deleting the restore
         //    point runs the delete action with that ID, and the thing is gone.
         try await backUp("kept-\(s)")
-        let external = try inWeb("ls /tmp | grep '^external-'").stdout.split(separator: "\n")
-        let web = try cluster.kubectlOK(["-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"])
+        let external = try await inWeb("ls /tmp | grep '^external-'").stdout.split(separator: "\n")
+        let web = try await cluster.kubectlOK(["-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"])
         #expect(external.count == 1 && external.first?.hasSuffix("-" + web) == true, "named after {{ workload.pods }}: \(external)")
-        try cluster.kubectlOK(["-n", ns, "delete", "restorepoint", "kept-\(s)", "--wait=false"])
+        try await cluster.kubectlOK(["-n", ns, "delete", "restorepoint", "kept-\(s)", "--wait=false"])
         try await until("the restore point to be deleted", timeout: 120) {
-            try cluster.kubectl(["-n", ns, "get", "restorepoint", "kept-\(s)"]).status != 0
+            try await cluster.kubectl(["-n", ns, "get", "restorepoint", "kept-\(s)"]).status != 0
         }
-        #expect(try inWeb("ls /tmp | grep -c '^external-'").stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0",
+        #expect(try await inWeb("ls /tmp | grep -c '^external-'").stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0",
                 "the delete action removed what the backup kept")
-        let ran = try cluster.kubectlOK(["-n", ns, "get", "events", "--field-selector", "reason=DeleteActionRan", "-o", "jsonpath={.items[*].message}"])
+        let ran = try await cluster.kubectlOK(["-n", ns, "get", "events", "--field-selector", "reason=DeleteActionRan", "-o", "jsonpath={.items[*].message}"])
         #expect(ran.contains("ticketed delete/drop: succeeded"), "\(ran)")
 
         // 2. bob (view, may write Blueprints) writes one whose delete action execs into the pod. The backup records
         //    him as its author; deleting the restore point runs it as bob: denied, nothing ran, the restore point stays.
-        try cluster.kubectlOK(["-n", ns, "apply", "-f", "-"], as: .bob, stdin: """
+        try await cluster.kubectlOK(["-n", ns, "apply", "-f", "-"], as: .bob, stdin: """
             apiVersion: cairn.dev/v1alpha1
             kind: Blueprint
             metadata: {name: bobs, namespace: \(ns)}
@@ -505,20 +507,20 @@ extension ControllerClusterTests {
                   - {name: plant, exec: {command: [touch, /tmp/by-bob]}}
             """)
         try await until("bob's Blueprint to be checked", timeout: 60) {
-            try cluster.kubectl(["-n", ns, "get", "blueprint", "bobs", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout == "True"
+            try await cluster.kubectl(["-n", ns, "get", "blueprint", "bobs", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).stdout == "True"
         }
-        try cluster.kubectlOK(["-n", ns, "annotate", "deployment", "web", "cairn.dev/blueprint=bobs", "--overwrite"])
+        try await cluster.kubectlOK(["-n", ns, "annotate", "deployment", "web", "cairn.dev/blueprint=bobs", "--overwrite"])
         try await backUp("bob-\(s)")
-        try cluster.kubectlOK(["-n", ns, "delete", "restorepoint", "bob-\(s)", "--wait=false"])
-        func deletable() throws -> String {
-            try cluster.kubectlOK(["-n", ns, "get", "restorepoint", "bob-\(s)", "-o",
+        try await cluster.kubectlOK(["-n", ns, "delete", "restorepoint", "bob-\(s)", "--wait=false"])
+        func deletable() async throws -> String {
+            try await cluster.kubectlOK(["-n", ns, "get", "restorepoint", "bob-\(s)", "-o",
                                    "jsonpath={.status.conditions[?(@.type==\"Deletable\")].reason}|{.status.conditions[?(@.type==\"Deletable\")].message}"])
         }
-        try await until("the delete action to fail", timeout: 120) { try deletable().hasPrefix("PhaseFailed|") }
-        let reason = try deletable()
+        try await until("the delete action to fail", timeout: 120) { try await deletable().hasPrefix("PhaseFailed|") }
+        let reason = try await deletable()
         #expect(reason.contains("blueprint bobs delete/plant") && reason.contains("permission denied") && reason.contains("the restore point stays"), "\(reason)")
-        #expect(try inWeb("test -e /tmp/by-bob").status != 0, "bob's delete action ran with Cairn's rights")
-        #expect(try cluster.kubectl(["-n", ns, "get", "restorepoint", "bob-\(s)"]).status == 0, "the restore point stays")
+        #expect(try await inWeb("test -e /tmp/by-bob").status != 0, "bob's delete action ran with Cairn's rights")
+        #expect(try await cluster.kubectl(["-n", ns, "get", "restorepoint", "bob-\(s)"]).status == 0, "the restore point stays")
     }
 }
 
