@@ -13,11 +13,26 @@ struct WatchAndExecTests {
         var events: [WatchEvent] = []
         let deadline = ContinuousClock.now + timeout
         while !done(events) {
-            guard ContinuousClock.now < deadline else { throw ClusterError("watch: timed out after \(events.count) events") }
+            guard ContinuousClock.now < deadline else {
+                throw ClusterError("watch: timed out after \(events.count) events (\(describe(events))); \(iterator.connections) connections, \(iterator.lists) lists")
+            }
             guard let event = try await iterator.next() else { break }
             events.append(event)
         }
         return events
+    }
+
+    /// The events as a test failure shows them: type, name and resourceVersion.
+    static func describe(_ events: [WatchEvent]) -> String {
+        events.map { event in
+            switch event {
+            case .added(let o): return "ADDED \(o.name)@\(o.resourceVersion ?? "")"
+            case .modified(let o): return "MODIFIED \(o.name)@\(o.resourceVersion ?? "")"
+            case .deleted(let o): return "DELETED \(o.name)@\(o.resourceVersion ?? "")"
+            case .bookmark(let rv): return "BOOKMARK @\(rv)"
+            case .synced(let objects, let rv): return "SYNCED \(objects.count) objects @\(rv)"
+            }
+        }.joined(separator: ", ")
     }
 
     static func names(_ events: [WatchEvent], _ type: String) -> [String] {
@@ -74,7 +89,11 @@ struct WatchAndExecTests {
     func watchRelistsOnGone() async throws {
         try await TestCluster.withNamespace("w") { client, ns in
             _ = try await client.create(TestCluster.configMap("x", ns))
-            // resourceVersion 1 is long compacted out of the server's watch history.
+            // The premise: the server no longer has resourceVersion 1 (its watch cache begins where the API
+            // server last listed etcd). Asked first with kubectl, so that a failure below is the client's.
+            let cluster = try LocalCluster.shared()
+            let answer = try await cluster.kubectlOK(["get", "--raw", "/api/v1/namespaces/\(ns)/configmaps?watch=1&resourceVersion=1&timeoutSeconds=2"])
+            #expect(answer.contains("\"code\":410"), "the server should answer a watch from resourceVersion 1 with 410: \(answer.prefix(400))")
             var watch = client.watch(ConfigMap.resource, namespace: ns,
                                      options: ListOptions(resourceVersion: "1")).makeAsyncIterator()
             var events = try await Self.collect(&watch) { events in
