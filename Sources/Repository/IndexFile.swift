@@ -85,7 +85,7 @@ public struct BlobLocation: Sendable, Hashable {
 public struct MasterIndex: Sendable {
     public private(set) var packs: [BlobID] = []
     private var packNumbers: [BlobID: UInt32] = [:]
-    private var blobs: [BlobID: BlobLocation] = [:]
+    private var blobs = BlobTable()
     /// Blobs present in more than one pack (harmless; counted for `check` and removed by prune).
     public private(set) var duplicateCount = 0
 
@@ -94,7 +94,7 @@ public struct MasterIndex: Sendable {
     public var count: Int { blobs.count }
 
     public mutating func reserve(_ n: Int) {
-        blobs.reserveCapacity(n)
+        blobs.reserve(n)
     }
 
     public func lookup(_ id: BlobID) -> BlobLocation? { blobs[id] }
@@ -118,16 +118,13 @@ public struct MasterIndex: Sendable {
         for b in entries {
             let location = BlobLocation(pack: number, offset: b.offset, length: b.length, rawLength: b.rawLength,
                                         type: b.type)
-            if let existing = blobs[b.id] {
-                if existing.pack != number { duplicateCount += 1 }
-                continue
-            }
-            blobs[b.id] = location
+            // A blob already known keeps its first location.
+            if let existing = blobs.insert(b.id, location), existing.pack != number { duplicateCount += 1 }
         }
     }
 
     /// Calls `body` for every blob.
     public func forEach(_ body: (BlobID, BlobLocation) throws -> Void) rethrows {
-        for (id, location) in blobs { try body(id, location) }
+        for (id, location) in zip(blobs.ids, blobs.locations) { try body(id, location) }
     }
 }

@@ -30,21 +30,15 @@ extension Repository {
             report.errors.append("index/\(name): \(error.description)")
         }
         report.indexFiles = files.count
-        installIndex(files)
+        // The index holds each blob once: its count is the number of distinct blobs.
+        report.blobs = installIndex(files)
 
         // pack → its blobs per index (the first index wins; all copies are compared against the header).
         var packBlobs: [BlobID: [PackedBlob]] = [:]
-        var unique = Set<BlobID>()
-        unique.reserveCapacity(files.reduce(0) { $0 + $1.file.blobCount })
         for (_, file) in files {
-            for pack in file.packs where packBlobs[pack.id] == nil {
-                packBlobs[pack.id] = pack.blobs
-                for b in pack.blobs { unique.insert(b.id) }
-            }
+            for pack in file.packs where packBlobs[pack.id] == nil { packBlobs[pack.id] = pack.blobs }
         }
         report.packs = packBlobs.count
-        report.blobs = unique.count
-        unique = []
 
         let present = Dictionary(try await Self.wrapStorage { try await store.list(.data) }.map { ($0.name, $0.size) },
                                  uniquingKeysWith: { a, _ in a })

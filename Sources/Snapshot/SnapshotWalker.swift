@@ -1,3 +1,4 @@
+import Concurrent
 import Foundation
 import Repository
 
@@ -33,50 +34,63 @@ public struct SnapshotWalker: Sendable {
         public var reason: String
     }
 
+    /// What one tree of a walk says: its directories, and its own files whose content is damaged or not
+    /// in the index.
+    struct ReadTree: Sendable {
+        var directories: [(name: String, subtree: BlobID)] = []
+        var files: [(path: String, reason: String)] = []
+    }
+
     /// Walks every snapshot; reports files whose content is in `damaged` or missing from the index, and
     /// directories whose tree cannot be read. A tree shared by several snapshots is read once: what is
-    /// damaged below it (usually nothing) is remembered by its ID, never the tree itself. The subtrees of a
-    /// directory are read together, by their places in the packs (`loadBlobsByPlace`: one read for many),
-    /// up to `siblingsAtOnce` of them: memory stays with that many trees per level however many files the
-    /// snapshots hold.
+    /// damaged below it (usually nothing) is remembered by its ID, never the tree itself. Trees are read
+    /// many at once, by their places in the packs (`loadBlobsByPlace`: one read for many), and decoded and
+    /// checked on every core: the subtrees of a directory `siblingsAtOnce` at a time, and with them their own
+    /// subtrees (up to `siblingsAtOnce`² — the next level is read before it is walked, so a deep tree of
+    /// small directories costs a read per two levels, not one per directory). What is held is what those
+    /// reads returned — each tree's subdirectories and damaged files, not its nodes — for the directories
+    /// on the path being walked.
     public func damage(_ snapshots: [SnapshotManifest], damaged: Set<BlobID>, siblingsAtOnce: Int = 64) async
         -> [Damage] {
         let repository = self.repository
+        // The index as the walk starts (a copy that shares its storage: nothing writes during a check), read
+        // by every core without taking the repository's lock for each blob.
+        let index = repository.index
+        let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
         var below: [BlobID: [(path: String, reason: String)]] = [:]
-        // The trees of `ids` not walked yet; each decoded, or why it cannot be.
-        func load(_ ids: [BlobID]) async -> [BlobID: Result<Tree, any Error>] {
-            let wanted = ids.filter { below[$0] == nil && !damaged.contains($0) }
-            guard !wanted.isEmpty else { return [:] }
+        // Trees read and not walked yet.
+        var ready: [BlobID: Result<ReadTree, any Error>] = [:]
+        // Reads the trees of `ids` not walked or read yet into `ready`.
+        func load(_ ids: some Sequence<BlobID>) async {
+            let wanted = Array(Set(ids.filter { below[$0] == nil && ready[$0] == nil && !damaged.contains($0) }))
+            guard !wanted.isEmpty else { return }
             do {
-                return try await repository.loadBlobsByPlace(wanted).reduce(into: [:]) { trees, loaded in
-                    trees[loaded.key] = Result { try Tree.decode(try loaded.value.get(), id: loaded.key) }
+                let blobs = try await repository.loadBlobsByPlace(wanted)
+                let read = try await Concurrent.map(Array(blobs), width: cores) { id, blob in
+                    (id, Result { try Self.read(try blob.get(), id: id, damaged: damaged, index: index) })
                 }
+                for (id, result) in read { ready[id] = result }
             } catch {
-                return Dictionary(wanted.map { ($0, .failure(error)) }, uniquingKeysWith: { a, _ in a })
+                for id in wanted { ready[id] = .failure(error) }
             }
         }
-        func walk(_ id: BlobID, _ loaded: Result<Tree, any Error>?) async -> [(path: String, reason: String)] {
+        func walk(_ id: BlobID) async -> [(path: String, reason: String)] {
             if let known = below[id] { return known }
             var found: [(path: String, reason: String)] = []
             do {
                 if damaged.contains(id) { throw RepositoryError(.corrupt, "tree blob \(id.short) is damaged") }
-                let tree = try (loaded ?? .failure(RepositoryError(.missing, "tree blob \(id.short) was not read"))).get()
-                let directories = tree.nodes.filter { $0.subtree != nil }
-                for start in stride(from: 0, to: directories.count, by: siblingsAtOnce) {
-                    let chunk = directories[start..<min(start + siblingsAtOnce, directories.count)]
-                    let subtrees = await load(chunk.compactMap(\.subtree))
-                    for node in chunk {
-                        let subtree = node.subtree!
-                        found += await walk(subtree, subtrees[subtree]).map { ("/" + node.name + $0.path, $0.reason) }
+                let loaded = ready.removeValue(forKey: id) ?? .failure(RepositoryError(.missing, "tree blob \(id.short) was not read"))
+                let tree = try loaded.get()
+                for start in stride(from: 0, to: tree.directories.count, by: siblingsAtOnce) {
+                    let chunk = tree.directories[start..<min(start + siblingsAtOnce, tree.directories.count)]
+                    await load(chunk.map(\.subtree))
+                    let next = chunk.flatMap { (try? ready[$0.subtree]?.get())?.directories.map(\.subtree) ?? [] }
+                    await load(next.prefix(siblingsAtOnce * siblingsAtOnce))
+                    for directory in chunk {
+                        found += await walk(directory.subtree).map { ("/" + directory.name + $0.path, $0.reason) }
                     }
                 }
-                for node in tree.nodes {
-                    guard let content = node.content else { continue }
-                    if let bad = content.first(where: { damaged.contains($0) || repository.location(of: $0) == nil }) {
-                        let why = damaged.contains(bad) ? "damaged" : "missing from the index"
-                        found.append(("/" + node.name, "content blob \(bad.short) is \(why)"))
-                    }
-                }
+                found += tree.files
             } catch {
                 found = [("", "directory cannot be read: \(error)")]
             }
@@ -85,11 +99,25 @@ public struct SnapshotWalker: Sendable {
         }
         var result: [Damage] = []
         for snapshot in snapshots {
-            let root = await load([snapshot.tree])
-            for (path, reason) in await walk(snapshot.tree, root[snapshot.tree]) {
+            await load([snapshot.tree])
+            for (path, reason) in await walk(snapshot.tree) {
                 result.append(Damage(snapshot: snapshot.id, path: path.isEmpty ? "/" : path, reason: reason))
             }
         }
         return result
+    }
+
+    /// Decodes a tree and checks its own files' content against `damaged` and the index.
+    static func read(_ data: Data, id: BlobID, damaged: Set<BlobID>, index: MasterIndex) throws -> ReadTree {
+        var read = ReadTree()
+        for node in try Tree.decode(data, id: id).nodes {
+            if let subtree = node.subtree { read.directories.append((node.name, subtree)) }
+            guard let content = node.content else { continue }
+            if let bad = content.first(where: { damaged.contains($0) || !index.contains($0) }) {
+                let why = damaged.contains(bad) ? "damaged" : "missing from the index"
+                read.files.append(("/" + node.name, "content blob \(bad.short) is \(why)"))
+            }
+        }
+        return read
     }
 }

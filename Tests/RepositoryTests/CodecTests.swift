@@ -117,5 +117,44 @@ struct CodecTests {
         #expect(BlobID(hex: id.hex) == id)
         #expect(BlobID(hex: "zz") == nil)
         #expect(id.bytes.count == 32)
+        let known = BlobID(w0: 0x0123_4567_89ab_cdef, w1: 0, w2: .max, w3: 0xfedc_ba98_7654_3210)
+        #expect(known.hex == "0123456789abcdef" + "0000000000000000" + "ffffffffffffffff" + "fedcba9876543210")
+        #expect(known.short == "01234567")
+    }
+
+    @Test("the index table: every blob found after growing, absent ones not, the first location kept, IDs that share a first word or a fingerprint told apart")
+    func blobTable() {
+        var rng = SeededRandom(seed: 2)
+        func location(_ n: Int) -> BlobLocation {
+            BlobLocation(pack: UInt32(n % 7), offset: UInt32(n), length: 1, rawLength: 1, type: .data)
+        }
+        var table = BlobTable()
+        #expect(table[BlobID(bytes: Array(rng.bytes(32)))] == nil)
+        var ids: [BlobID] = []
+        for n in 0..<50_000 {
+            let id = BlobID(bytes: Array(rng.bytes(32)))
+            ids.append(id)
+            #expect(table.insert(id, location(n)) == nil)
+        }
+        // Same first word (same bucket), same fingerprint, only the last word differs.
+        let base = ids[0]
+        let twins = (1...40).map { BlobID(w0: base.w0, w1: base.w1, w2: base.w2, w3: base.w3 &+ UInt64($0)) }
+        for (k, twin) in twins.enumerated() { #expect(table.insert(twin, location(100_000 + k)) == nil) }
+        #expect(table.count == 50_040)
+        var found = 0
+        for (n, id) in ids.enumerated() where table[id] == location(n) { found += 1 }
+        #expect(found == 50_000)
+        #expect(twins.enumerated().allSatisfy { table[$0.element] == location(100_000 + $0.offset) })
+        // A blob added again keeps its first location and says which it was.
+        #expect(table.insert(ids[7], location(999)) == location(7))
+        #expect(table[ids[7]] == location(7))
+        #expect(table.count == 50_040)
+        var absent = 0
+        for _ in 0..<10_000 where table[BlobID(bytes: Array(rng.bytes(32)))] == nil { absent += 1 }
+        #expect(absent == 10_000)
+        var reserved = BlobTable()
+        reserved.reserve(1000)
+        for id in ids.prefix(3000) { _ = reserved.insert(id, location(0)) }
+        #expect(ids.prefix(3000).allSatisfy { reserved[$0] != nil })
     }
 }
