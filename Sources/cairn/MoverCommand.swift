@@ -33,8 +33,8 @@ struct MoverCommand: AsyncParsableCommand {
 
         func run() async throws {
             let input = VolumeStreamReader(source: { try readChunk(STDIN_FILENO) })
-            var unchanged: [String: VolumeStream.ListedFile] = [:]
-            try await input.listing { unchanged[$0.path] = $0 }
+            var unchanged = ParentListing()
+            try await input.listing { unchanged.add($0) }
             let writer = VolumeStreamWriter(sink: { try writeAll(STDOUT_FILENO, $0) })
             let totals = try await DirectorySender(root: directory, unchanged: unchanged, exclude: PathExclusion(exclude)).send(to: writer)
             FileHandle.standardError.write(Data("sent \(totals.files) files, \(totals.bytes) bytes, \(totals.warnings) warnings\n".utf8))

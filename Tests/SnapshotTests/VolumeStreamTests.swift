@@ -162,6 +162,28 @@ struct VolumeStreamTests {
         }
     }
 
+    @Test("the sender's parent listing: a file is unchanged only at its own path with the same size, times and inode")
+    func parentListing() {
+        let listed = VolumeStream.ListedFile(path: "a/b.txt", size: 10, mtime: 100, ctime: 200, inode: 7)
+        var listing = ParentListing()
+        listing.add(listed)
+        listing.add(VolumeStream.ListedFile(path: "a/c.txt", size: 11, mtime: 100, ctime: 200, inode: 8))
+        #expect(listing.count == 2)
+        func file(size: UInt64 = 10, mtime: Int64 = 100, ctime: Int64 = 200, inode: UInt64 = 7, type: NodeType = .file) -> Node {
+            Node(name: "b.txt", type: type, mode: 0o644, uid: 0, gid: 0, mtime: mtime, ctime: ctime, inode: inode, device: 1,
+                 links: 1, size: size)
+        }
+        #expect(listing.unchanged("a/b.txt", file()))
+        #expect(!listing.unchanged("a/c.txt", file()), "another path's entry")
+        #expect(!listing.unchanged("a/d.txt", file()), "not listed")
+        #expect(!listing.unchanged("a/b.txt", file(size: 11)))
+        #expect(!listing.unchanged("a/b.txt", file(mtime: 101)))
+        #expect(!listing.unchanged("a/b.txt", file(ctime: 201)))
+        #expect(!listing.unchanged("a/b.txt", file(inode: 9)))
+        #expect(!listing.unchanged("a/b.txt", file(type: .symlink)))
+        #expect(ParentListing([listed]).unchanged("a/b.txt", file()))
+    }
+
     @Test("excluded paths are left out alike by the host walk and the mover: unanchored patterns at any depth, anchored ones at the root, a directory's contents without the directory")
     func exclusion() async throws {
         let rule = PathExclusion(["pg_wal/*", "postmaster.pid", "/top-only", "tmp*"])

@@ -6,16 +6,16 @@ import Storage
 /// unchanged, without their content; holes of sparse files are sent as holes, not zeros.
 public struct DirectorySender {
     public let root: String
-    public let unchanged: [String: VolumeStream.ListedFile]
+    public let unchanged: ParentListing
     /// Paths under `root` not sent.
     public let exclude: PathExclusion
 
     public init(root: String, parent: [VolumeStream.ListedFile] = [], exclude: PathExclusion = PathExclusion([])) {
-        self.init(root: root, unchanged: Dictionary(parent.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a }), exclude: exclude)
+        self.init(root: root, unchanged: ParentListing(parent), exclude: exclude)
     }
 
-    /// `unchanged`: the parent listing by path (`VolumeStreamReader.listing(_:)` fills it as it reads).
-    public init(root: String, unchanged: [String: VolumeStream.ListedFile], exclude: PathExclusion = PathExclusion([])) {
+    /// `unchanged`: the parent listing (`VolumeStreamReader.listing(_:)` hands it over entry by entry).
+    public init(root: String, unchanged: ParentListing, exclude: PathExclusion = PathExclusion([])) {
         self.root = root
         self.unchanged = unchanged
         self.exclude = exclude
@@ -70,7 +70,7 @@ public struct DirectorySender {
                 try await sendDirectory(full, relative: rel, writer: writer, buffer: buffer, totals: &totals)
                 try await writer.up()
             case .file:
-                if let listed = unchanged[rel], node.sameFile(as: listed.node) {
+                if unchanged.unchanged(rel, node) {
                     try await writer.node(node, unchanged: true)
                     totals.files += 1
                     totals.bytes += node.size

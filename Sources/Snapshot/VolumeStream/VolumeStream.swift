@@ -51,12 +51,6 @@ public enum VolumeStream {
         public var ctime: Int64
         public var inode: UInt64
 
-        /// The listed file as a node, for `Node.sameFile(as:)`.
-        var node: Node {
-            Node(name: path, type: .file, mode: 0, uid: 0, gid: 0, mtime: mtime, ctime: ctime, inode: inode, device: 0,
-                 links: 1, size: size)
-        }
-
         public init(path: String, size: UInt64, mtime: Int64, ctime: Int64, inode: UInt64) {
             self.path = path
             self.size = size
