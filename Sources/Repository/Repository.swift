@@ -84,15 +84,50 @@ public final class Repository: Sendable {
         let keyData = try JSONEncoder.sorted.encode(key)
         let keyName = BlobID.sha256(keyData).hex
         let repo = Repository(store: store, config: config, master: master, keyName: keyName, logger: logger)
-        try await wrapStorage {
-            try await store.save(BlobHandle(.keys, keyName), data: keyData)
+        try await wrapStorage { try await store.save(BlobHandle(.keys, keyName), data: keyData) }
+        do {
+            // The config is created, never replaced: of two Cairns creating a repository in one place at once
+            // (two exports to a new destination), one writes it and the other opens that repository.
             try await store.save(BlobHandle(.config, "config"), data: try repo.sealFile(
-                JSONEncoder.sorted.encode(config), kind: .config))
-            // The marker goes last: a directory is a repository only once everything else is durable.
-            try await store.save(BlobHandle(.config, "format"), data: try JSONEncoder.sorted.encode(FormatMarker.current),
-                                 options: SaveOptions(createOnly: true))
+                JSONEncoder.sorted.encode(config), kind: .config), options: SaveOptions(createOnly: true))
+        } catch let error as StorageError where error.code == .alreadyExists {
+            try? await store.remove(BlobHandle(.keys, keyName))
+            return try await finishCreation(store: store, password: password, logger: logger)
+        } catch let error as StorageError {
+            throw RepositoryError(error)
         }
+        try await writeFormatMarker(store, version: config.version)
         return repo
+    }
+
+    /// A creation begun by another Cairn, or interrupted, after its config was written: finished (the format
+    /// marker written) and opened when `password` opens that config.
+    static func finishCreation(store: any BlobStore, password: String, logger: Logger) async throws -> Repository {
+        do {
+            if try await wrapStorage({ try await store.exists(BlobHandle(.config, "format")) }) {
+                return try await open(store: store, password: password, logger: logger)
+            }
+            let repo = try await unlock(store: store, password: password, keyName: nil, version: nil, logger: logger)
+            try await writeFormatMarker(store, version: repo.config.version)
+            return repo
+        } catch let error as RepositoryError where error.code == .wrongPassword {
+            throw RepositoryError(.invalidArgument,
+                                  "a repository was created here at the same moment with another password, or such a creation was interrupted before its format marker (config/config without config/format: when no other Cairn is creating one, remove config/config and keys/ there and try again)",
+                                  location: store.location)
+        }
+    }
+
+    /// The marker goes last: a store holds a repository only once everything else is durable. A marker that
+    /// is already there (written by the other of two Cairns finishing one creation) is the same marker.
+    static func writeFormatMarker(_ store: any BlobStore, version: Int) async throws {
+        do {
+            try await store.save(BlobHandle(.config, "format"),
+                                 data: try JSONEncoder.sorted.encode(FormatMarker(cairn: "repository", version: version)),
+                                 options: SaveOptions(createOnly: true))
+        } catch let error as StorageError where error.code == .alreadyExists {
+        } catch let error as StorageError {
+            throw RepositoryError(error)
+        }
     }
 
     /// Opens an existing repository with a password; with `keyName`, with that key file only (a receive
@@ -119,6 +154,14 @@ public final class Repository: Sendable {
                                   "this repository uses format \(marker.version), written by a newer Cairn; this Cairn reads format \(RepositoryConfig.formatVersion) — upgrade Cairn",
                                   location: store.location)
         }
+        return try await unlock(store: store, password: password, keyName: keyName, version: marker.version, logger: logger)
+    }
+
+    /// The repository whose config a key file opened with `password` (`keyName`: that key file only)
+    /// authenticates. A key whose master key does not open the config (left by a creation that lost a race)
+    /// is passed over; `version`: the format marker's, which the config must match.
+    static func unlock(store: any BlobStore, password: String, keyName: String?, version: Int?,
+                       logger: Logger) async throws -> Repository {
         let keys = try await wrapStorage { try await store.list(.keys) }
         guard !keys.isEmpty else {
             throw RepositoryError(.corrupt, "the repository has no key files; it cannot be opened",
@@ -128,6 +171,7 @@ public final class Repository: Sendable {
             throw RepositoryError(.revoked, "the key \(keyName.prefix(8)) is no longer in the repository: it was revoked",
                                   location: store.location)
         }
+        var unopened: (any Error)?
         for info in keys.sorted(by: { $0.name < $1.name }) where keyName == nil || info.name == keyName {
             let data = try await wrapStorage { try await store.load(BlobHandle(.keys, info.name)) }
             guard let keyFile = try? JSONDecoder.iso.decode(KeyFile.self, from: data) else {
@@ -137,17 +181,26 @@ public final class Repository: Sendable {
             guard let master = try keyFile.open(password: password) else { continue }
             let probe = Repository(store: store, config: .new(), master: master, keyName: info.name, logger: logger)
             let configData = try await wrapStorage { try await store.load(BlobHandle(.config, "config")) }
-            let plain = try probe.openFile(configData, kind: .config, location: "config")
+            let plain: Data
+            do {
+                plain = try probe.openFile(configData, kind: .config, location: "config")
+            } catch {
+                logger.warning("repository.key.foreign", metadata: ["cairn.key": "\(info.name.prefix(8))"])
+                unopened = error
+                continue
+            }
             guard let config = try? JSONDecoder.iso.decode(RepositoryConfig.self, from: plain) else {
                 throw RepositoryError.corrupt("repository config", "config", "malformed")
             }
             try config.validate()
-            guard config.version == marker.version else {
+            guard version == nil || config.version == version else {
                 throw RepositoryError.corrupt("format marker", "format", "does not match the encrypted config")
             }
             return Repository(store: store, config: config, master: master, keyName: info.name, keyGrant: keyFile.grant,
                               logger: logger)
         }
+        // The password opened a key but no key opened the config: the config is what is damaged.
+        if let unopened { throw unopened }
         throw RepositoryError(.wrongPassword,
                               "wrong password: no key of this repository opens with it (tried \(keys.count))",
                               location: store.location)

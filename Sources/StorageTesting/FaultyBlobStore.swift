@@ -69,7 +69,38 @@ public final class FaultyBlobStore: BlobStore {
         if let failure { throw failure }
     }
 
+    struct Gather {
+        var operation: Operation
+        var kind: BlobKind
+        var count: Int
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+    private let gathering = Mutex<Gather?>(nil)
+
+    /// Holds the next `count` `op` calls for `kind` until all of them are waiting, then lets them go
+    /// together: calls that could race (two creators of one file) then do.
+    public func gather(_ op: Operation, _ kind: BlobKind, count: Int) {
+        gathering.withLock { $0 = Gather(operation: op, kind: kind, count: count) }
+    }
+
+    private func arrive(_ op: Operation, _ kind: BlobKind) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let release: [CheckedContinuation<Void, Never>] = gathering.withLock { gather in
+                guard var g = gather, g.operation == op, g.kind == kind else { return [continuation] }
+                g.waiting.append(continuation)
+                if g.waiting.count < g.count {
+                    gather = g
+                    return []
+                }
+                gather = nil
+                return g.waiting
+            }
+            for waiter in release { waiter.resume() }
+        }
+    }
+
     public func save(_ handle: BlobHandle, data: Data, options: SaveOptions) async throws {
+        await arrive(.save, handle.kind)
         try check(.save, handle.kind)
         try await base.save(handle, data: data, options: options)
     }

@@ -101,6 +101,49 @@ struct RepositoryTests {
         }
     }
 
+    @Test("two creations in one place at once make one repository: with one password both open it, with another the loser is told why; an interrupted creation is finished")
+    func concurrentCreation() async throws {
+        _ = testKDF
+        // Both pass the check for an existing repository before either writes its config.
+        let store = FaultyBlobStore(MemoryBlobStore())
+        store.gather(.save, .config, count: 2)
+        async let a = Repository.initialize(store: store, password: "pw")
+        async let b = Repository.initialize(store: store, password: "pw")
+        let (first, second) = try await (a, b)
+        #expect(first.config.id == second.config.id)
+        #expect(first.keyName == second.keyName)
+        #expect(try await store.list(.keys).count == 1, "the loser's key file is removed")
+        let reopened = try await Repository.open(store: store, password: "pw")
+        #expect(reopened.config.id == first.config.id)
+
+        // Another password: one creation wins, the other says what happened, and the winner's repository opens.
+        let other = FaultyBlobStore(MemoryBlobStore())
+        other.gather(.save, .config, count: 2)
+        func create(_ password: String) async -> Result<Repository, any Error> {
+            do { return .success(try await Repository.initialize(store: other, password: password)) } catch { return .failure(error) }
+        }
+        async let c = create("one")
+        async let d = create("two")
+        let results = await [c, d]
+        let won = results.compactMap { try? $0.get() }
+        #expect(won.count == 1)
+        for case .failure(let error) in results {
+            #expect("\(error)".contains("created here at the same moment with another password"), "\(error)")
+        }
+        let winner = results.firstIndex { (try? $0.get()) != nil } == 0 ? "one" : "two"
+        #expect(try await Repository.open(store: other, password: winner).config.id == won.first?.config.id)
+
+        // A creation interrupted before its format marker: the store holds no repository, and creating one
+        // again with that password finishes it.
+        let interrupted = FaultyBlobStore(MemoryBlobStore())
+        interrupted.inject(.init(kinds: [.config], operations: [.save], error: StorageError(.unavailable, "gone", location: "test"), after: 1))
+        await #expect(throws: RepositoryError.self) { _ = try await Repository.initialize(store: interrupted, password: "pw") }
+        interrupted.clear()
+        await #expect(throws: RepositoryError.self) { _ = try await Repository.open(store: interrupted, password: "pw") }
+        let finished = try await Repository.initialize(store: interrupted, password: "pw")
+        #expect(try await Repository.open(store: interrupted, password: "pw").config.id == finished.config.id)
+    }
+
     @Test("a second password opens the same repository; removing it locks it out")
     func addAndRemoveKeys() async throws {
         let store = MemoryBlobStore()

@@ -24,6 +24,7 @@ public actor RepositoryCache {
     let openStore: StoreOpener
     let logger: Logger
     var entries: [String: Entry] = [:]
+    var opening: [String: Task<(Repository, ProfileSpec), any Error>] = [:]
 
     public init(client: KubeClient, namespace: String, openStore: @escaping StoreOpener, logger: Logger) {
         self.client = client
@@ -35,7 +36,17 @@ public actor RepositoryCache {
     /// The repository of the Profile `name`, created when the location holds none yet and the Profile
     /// asks for it (`spec.init: true`) — or, for an export's destination (`pairedWith`), paired with the
     /// export's source.
+    /// One caller at a time per Profile: two actions that start together share one opening (or creation) of
+    /// its repository instead of racing to make two.
     public func repository(profile name: String, pairedWith source: Repository? = nil) async throws -> (Repository, ProfileSpec) {
+        while let pending = opening[name] { _ = try? await pending.value }
+        let task = Task { try await self.resolve(profile: name, pairedWith: source) }
+        opening[name] = task
+        defer { opening[name] = nil }
+        return try await task.value
+    }
+
+    func resolve(profile name: String, pairedWith source: Repository?) async throws -> (Repository, ProfileSpec) {
         let profile: KubeObject
         do {
             profile = try await client.get(CairnKind.profile.resource, name, namespace: namespace)
