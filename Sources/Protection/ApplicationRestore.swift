@@ -96,7 +96,13 @@ public struct ApplicationRestore: Sendable {
         public var sourceNamespace: String
         public var targetNamespace: String
         public var dryRun: Bool
+        /// The objects' rows: of claims and workloads always, of the others at most `Outcomes.defaultKeep`
+        /// failures and as many other results (`objectCounts` counts them all).
         public var objects: [Row]
+        /// Every object's result, counted: created, updated, recreated, skipped, planned, failed, forbidden, excluded.
+        public var objectCounts: [String: Int]
+        /// Objects counted in `objectCounts` without a row in `objects`.
+        public var unlisted: Int
         public var volumes: [Row]
         /// The blueprints' restore phases and the restore hooks.
         public var phases: [PhaseRecord] = []
@@ -104,8 +110,7 @@ public struct ApplicationRestore: Sendable {
 
         /// Objects, volumes and phases that failed or were refused.
         public var failures: Int {
-            // Counted in place: a copy of the rows of 100,000 objects is 15 MB.
-            objects.count(where: \.failed) + volumes.count(where: \.failed)
+            objectCounts["failed", default: 0] + objectCounts["forbidden", default: 0] + volumes.count(where: \.failed)
                 + phases.filter { $0.result == "failed" }.count
         }
     }
@@ -250,15 +255,14 @@ public struct ApplicationRestore: Sendable {
             restorerOptions.claimSnapshots = claimSnapshots
             let restorer = ObjectRestorer(client: client, options: restorerOptions)
             var startRecords: [PhaseRecord] = []
-            outcomes += try await restorer.restore(RestoredObjects(stored: storedObjects, selection: selection), sourceNamespace: source) { tier, results in
-                guard tier == RestoreOrder.claimsTier else { return [] }
+            outcomes.append(contentsOf: try await restorer.restore(RestoredObjects(stored: storedObjects, selection: selection), sourceNamespace: source) { tier, results in
+                guard tier == RestoreOrder.claimsTier else { return }
                 volumeRows = try await writeVolumes(planned, claims: results, namespace: target, progress: progress)
                 if !options.dryRun {
                     startRecords = try await runBeforeStart(snapshot, metadata: metadata, objects: objects, namespace: target,
                                                             progress: progress)
                 }
-                return []
-            }
+            })
             if options.dryRun {
                 volumeRows = planned.values.sorted { $0.claim < $1.claim }.map { plan in
                     Row(object: "volume \(target)/\(plan.claim)", tier: 6, result: "planned",
@@ -266,28 +270,20 @@ public struct ApplicationRestore: Sendable {
                             ?? "volume provisioned by the claim's storage class", transforms: nil, volume: nil)
                 }
             }
-            let rows = outcomes.map { outcome -> Row in
-                let (result, detail): (String, String?) = switch outcome.result {
-                case .created: ("created", nil)
-                case .updated: ("updated", nil)
-                case .recreated: ("recreated", nil)
-                case .skipped: ("skipped", "already exists")
-                case .planned: ("planned", nil)
-                case .failed(let reason): ("failed", reason)
-                case .forbidden(let reason): ("forbidden", reason)
-                case .excluded(let reason): ("excluded", reason)
-                }
-                return Row(object: outcome.object, tier: outcome.tier, result: result, detail: detail,
-                           transforms: outcome.transforms.isEmpty ? nil : outcome.transforms, volume: nil)
+            let rows = outcomes.map { outcome in
+                Row(object: outcome.object, tier: outcome.tier, result: outcome.result.name, detail: outcome.result.detail,
+                    transforms: outcome.transforms.isEmpty ? nil : outcome.transforms, volume: nil)
             }
-            outcomes = []  // the rows say it all now: not held twice
+            let (counts, unlisted) = (outcomes.counts, outcomes.omitted)
+            outcomes = ObjectRestorer.Outcomes()  // the rows say it all now: not held twice
             var phases: [PhaseRecord] = startRecords
             if !options.dryRun {
                 phases += try await runRestorePhases(snapshot, metadata: metadata, rows: rows, namespace: target,
                                                     progress: progress)
             }
             return Report(restorePoint: snapshot.id, sourceNamespace: source, targetNamespace: target,
-                          dryRun: options.dryRun, objects: rows, volumes: volumeRows, phases: phases,
+                          dryRun: options.dryRun, objects: rows, objectCounts: counts, unlisted: unlisted,
+                          volumes: volumeRows, phases: phases,
                           seconds: Date().timeIntervalSince(start))
         }
     }
@@ -393,7 +389,7 @@ public struct ApplicationRestore: Sendable {
     }
 
     /// Writes the planned volumes into the restored claims: after the claims tier, before workloads.
-    func writeVolumes(_ planned: [String: PlannedVolume], claims results: [ObjectRestorer.Outcome], namespace: String,
+    func writeVolumes(_ planned: [String: PlannedVolume], claims results: ObjectRestorer.Outcomes, namespace: String,
                       progress: @escaping @Sendable (String) -> Void) async throws -> [Row] {
         // `volumeWidth` volumes at once, each by its own mover (or on the host); the rows in claim order.
         // A volume's failure is its row; only cancellation ends the restore here.
@@ -404,7 +400,7 @@ public struct ApplicationRestore: Sendable {
     }
 
     /// One planned volume written (or why not): its row.
-    func writeVolume(_ plan: PlannedVolume, claims results: [ObjectRestorer.Outcome], namespace: String,
+    func writeVolume(_ plan: PlannedVolume, claims results: ObjectRestorer.Outcomes, namespace: String,
                      progress: @Sendable (String) -> Void) async -> Row {
         let label = "volume \(namespace)/\(plan.claim)"
         let outcome = results.first { $0.object == "PersistentVolumeClaim \(namespace)/\(plan.claim)" }

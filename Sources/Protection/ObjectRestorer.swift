@@ -31,6 +31,9 @@ public struct ObjectRestorer: Sendable {
         /// Claims made from a VolumeSnapshot of the restore point's local tier (claim name → VolumeSnapshot in
         /// the target namespace): their `spec.dataSource`, set after cleaning.
         public var claimSnapshots: [String: String] = [:]
+        /// How many outcomes of each sort a restore keeps besides those it always keeps (`Outcomes`): the
+        /// rest are counted.
+        public var keep: Int = Outcomes.defaultKeep
 
         public init(targetNamespace: String? = nil, existing: ExistingPolicy = .fail, transforms: TransformSet? = nil,
                     dryRun: Bool = false, cleaner: ObjectCleaner = ObjectCleaner(), concurrency: Int = 32,
@@ -53,6 +56,29 @@ public struct ObjectRestorer: Sendable {
             case forbidden(String)
             /// Left out of a restore a namespace's own user asked for: administrators restore it (`RestoreConfinement`).
             case excluded(String)
+
+            /// created, updated, recreated, skipped, planned, failed, forbidden or excluded.
+            public var name: String {
+                switch self {
+                case .created: "created"
+                case .updated: "updated"
+                case .recreated: "recreated"
+                case .skipped: "skipped"
+                case .planned: "planned"
+                case .failed: "failed"
+                case .forbidden: "forbidden"
+                case .excluded: "excluded"
+                }
+            }
+
+            /// Why it failed, was refused or left out; that a skipped object already exists.
+            public var detail: String? {
+                switch self {
+                case .created, .updated, .recreated, .planned: nil
+                case .skipped: "already exists"
+                case .failed(let reason), .forbidden(let reason), .excluded(let reason): reason
+                }
+            }
         }
 
         /// `Kind namespace/name` as restored (after the namespace change).
@@ -61,12 +87,66 @@ public struct ObjectRestorer: Sendable {
         public var result: Result
         public var transforms: [String]
 
+        /// An outcome the restore needs later (of a claim or workload, `ApplicationCapture.planned`): always kept.
+        var essential = false
+
         public var failed: Bool {
             switch result {
             case .failed, .forbidden: return true
             default: return false
             }
         }
+
+        public static func == (a: Outcome, b: Outcome) -> Bool {
+            a.object == b.object && a.tier == b.tier && a.result == b.result && a.transforms == b.transforms
+        }
+    }
+
+    /// A restore's outcomes in memory that does not grow with the number of objects: every outcome counted by
+    /// result (`Outcome.Result.name`); those of claims and workloads kept; of the others, the first `keep`
+    /// failures and refusals and the first `keep` of the rest kept, the others only counted (`omitted`).
+    public struct Outcomes: RandomAccessCollection, Sendable {
+        public static let defaultKeep = 1000
+        public private(set) var kept: [Outcome] = []
+        public private(set) var counts: [String: Int] = [:]
+        /// Outcomes counted but not kept.
+        public private(set) var omitted = 0
+        let keep: Int
+        var keptFailures = 0
+        var keptOthers = 0
+
+        public init(keep: Int = Outcomes.defaultKeep) {
+            self.keep = keep
+        }
+
+        public mutating func append(_ outcome: Outcome) {
+            counts[outcome.result.name, default: 0] += 1
+            keepOrOmit(outcome)
+        }
+
+        mutating func keepOrOmit(_ outcome: Outcome) {
+            if outcome.essential {
+                kept.append(outcome)
+            } else if outcome.failed ? keptFailures < keep : keptOthers < keep {
+                if outcome.failed { keptFailures += 1 } else { keptOthers += 1 }
+                kept.append(outcome)
+            } else {
+                omitted += 1
+            }
+        }
+
+        public mutating func append(contentsOf other: Outcomes) {
+            for (name, count) in other.counts { counts[name, default: 0] += count }
+            for outcome in other.kept { keepOrOmit(outcome) }
+            omitted += other.omitted
+        }
+
+        /// Failed or refused, kept or not.
+        public var failures: Int { counts["failed", default: 0] + counts["forbidden", default: 0] }
+
+        public var startIndex: Int { kept.startIndex }
+        public var endIndex: Int { kept.endIndex }
+        public subscript(position: Int) -> Outcome { kept[position] }
     }
 
     public let client: KubeClient
@@ -115,10 +195,10 @@ public struct ObjectRestorer: Sendable {
     }
 
     /// Restores the objects tier by tier. `afterTier` runs once each tier with objects is done (not in a dry
-    /// run), with that tier's outcomes; its outcomes are added to the report (restore writes volume data
-    /// there, after the claims and before any workload).
+    /// run), with that tier's outcomes (restore writes volume data there, after the claims and before any
+    /// workload).
     public func restore(_ objects: [KubeObject], sourceNamespace: String,
-                        afterTier: (Int, [Outcome]) async throws -> [Outcome] = { _, _ in [] }) async throws -> [Outcome] {
+                        afterTier: (Int, Outcomes) async throws -> Void = { _, _ in }) async throws -> Outcomes {
         try await restore(Listed(objects: objects), sourceNamespace: sourceNamespace, afterTier: afterTier)
     }
 
@@ -153,15 +233,15 @@ public struct ObjectRestorer: Sendable {
 
     /// Restores the objects of `source` tier by tier, `concurrency` objects at a time, as they are read.
     public func restore(_ source: some Source, sourceNamespace: String,
-                        afterTier: (Int, [Outcome]) async throws -> [Outcome] = { _, _ in [] }) async throws -> [Outcome] {
-        var outcomes: [Outcome] = []
+                        afterTier: (Int, Outcomes) async throws -> Void = { _, _ in }) async throws -> Outcomes {
+        var outcomes = Outcomes(keep: options.keep)
         // A target namespace that the restore point does not bring (a user who could not read it) is made plain
         // before the first object that goes into it (not by a namespace's own user: the namespace exists, and
         // is the administrators').
         let target = options.targetNamespace ?? sourceNamespace
         var namespaceNeeded = !options.confined
         for tier in source.tiers {
-            var results: [Outcome] = []
+            var results = Outcomes(keep: options.keep)
             var crds: [KubeObject] = []
             try await Concurrent.ordered(width: options.concurrency, produce: { (emit: (Item) async throws -> Void) in
                 try await source.forEach(tier: tier) { object in
@@ -197,15 +277,16 @@ public struct ObjectRestorer: Sendable {
                     return outcome
                 case .put(let object, let tier, let transforms):
                     return Outcome(object: object.description, tier: tier,
-                                   result: self.options.dryRun ? .planned : await self.put(object), transforms: transforms)
+                                   result: self.options.dryRun ? .planned : await self.put(object), transforms: transforms,
+                                   essential: ApplicationCapture.planned(group: object.group, kind: object.kind))
                 }
             }, collect: { outcome in
                 results.append(outcome)
             })
-            outcomes += results
-            if options.dryRun || results.isEmpty { continue }
+            outcomes.append(contentsOf: results)
+            if options.dryRun || results.counts.isEmpty { continue }
             if !crds.isEmpty { try await waitForCRDs(crds) }
-            outcomes += try await afterTier(tier, results)
+            try await afterTier(tier, results)
         }
         return outcomes
     }

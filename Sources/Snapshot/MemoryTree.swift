@@ -13,17 +13,35 @@ import Repository
 /// only its node is added, and `seal` puts a finished directory's node (`storedDirectory`, its tree written)
 /// in place of its entries (an application's objects are stored so, a kind at a time, as they are listed).
 public struct MemoryTree: Sendable {
-    indirect enum Entry: Sendable {
+    enum Entry: Sendable {
         case file(Data, mode: UInt32)
         case directory([String: Entry])
-        case existing(Node)
+        indirect case existing(Node)
+        /// A file stored in one blob, with the tree's time and owners (`fileNode`): what an application's
+        /// objects are. Its name is its key, so it costs ~100 bytes where a node costs ~330.
+        case stored(BlobID, size: UInt32, mode: UInt16)
+
+        /// `node`, held as `.stored` when that says all of it.
+        init(_ node: Node, time ns: Int64) {
+            if node.type == .file, let content = node.content, content.count == 1, node.size <= UInt32.max,
+               node.mode <= UInt16.max, node.uid == 0, node.gid == 0, node.mtime == ns, node.ctime == ns,
+               node.inode == 0, node.device == 0, node.links == 1, node.linkTarget == nil, node.rdev == nil,
+               node.subtree == nil {
+                self = .stored(content[0], size: UInt32(node.size), mode: UInt16(node.mode))
+            } else {
+                self = .existing(node)
+            }
+        }
     }
 
     private var root: [String: Entry] = [:]
     public let time: Date
+    /// `time` in nanoseconds since the epoch: every node's times.
+    let ns: Int64
 
     public init(time: Date = Date()) {
         self.time = time
+        ns = Int64(time.timeIntervalSince1970 * 1e9)
     }
 
     static func components(_ path: String) throws(SnapshotError) -> [String] {
@@ -42,7 +60,7 @@ public struct MemoryTree: Sendable {
     /// Places an existing node (a directory or file from another snapshot) at `path`, renamed to its last
     /// component; its content is not copied, only referenced.
     public mutating func addExisting(_ path: String, _ node: Node) throws(SnapshotError) {
-        try insert(.existing(node), at: try Self.components(path), path: path)
+        try insert(Entry(node, time: ns), at: try Self.components(path), path: path)
     }
 
     /// A file's node, its blobs written now: put it in place with `addExisting` (only the node is kept).
@@ -154,7 +172,6 @@ public struct MemoryTree: Sendable {
 
     private func directoryNode(_ name: String, _ children: [String: Entry], _ repository: Repository,
                                _ counts: inout (bytes: Int, files: Int, added: Int)) async throws -> Node {
-        let ns = Int64(time.timeIntervalSince1970 * 1e9)
         var node = Node(name: name, type: .dir, mode: 0o700, uid: 0, gid: 0, mtime: ns, ctime: ns, inode: 0,
                         device: 0, links: 1, size: 0)
         node.subtree = try await writeDirectory(children, repository, &counts)
@@ -173,6 +190,11 @@ public struct MemoryTree: Sendable {
                 nodes.append(try await directoryNode(name, children, repository, &counts))
             case .existing(var node):
                 node.name = name
+                nodes.append(node)
+            case .stored(let id, let size, let mode):
+                var node = Node(name: name, type: .file, mode: UInt32(mode), uid: 0, gid: 0, mtime: ns, ctime: ns, inode: 0,
+                                device: 0, links: 1, size: UInt64(size))
+                node.content = [id]
                 nodes.append(node)
             }
         }

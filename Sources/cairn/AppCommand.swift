@@ -340,7 +340,10 @@ struct AppRestoreCommand: AsyncParsableCommand {
                     print("\(p.blueprint) \(p.action)/\(p.phase)\(p.workload.map { " (\($0))" } ?? ""): \(p.result) in \(String(format: "%.1f", p.seconds)) s"
                           + (p.message.map { ": \($0)" } ?? ""))
                 }
-                let counts = Dictionary(grouping: report.objects + report.volumes, by: \.result).mapValues(\.count)
+                if report.unlisted > 0 {
+                    print("… and \(report.unlisted) more objects, counted below (the report lists claims, workloads, \(ObjectRestorer.Outcomes.defaultKeep) failures and \(ObjectRestorer.Outcomes.defaultKeep) other objects)")
+                }
+                let counts = report.objectCounts.merging(Dictionary(grouping: report.volumes, by: \.result).mapValues(\.count), uniquingKeysWith: +)
                 print((report.dryRun ? "plan: " : "") + counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
                       + " — restore point \(String(report.restorePoint.prefix(8))) of \(report.sourceNamespace) into \(report.targetNamespace) in \(formatDuration(report.seconds))")
             }

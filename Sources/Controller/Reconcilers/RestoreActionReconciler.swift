@@ -185,8 +185,7 @@ struct RestoreActionReconciler {
         var summary = "restored"
         var fields: [String: JSONValue] = [:]
         if let report {
-            var counts: [String: Int] = [:]
-            for row in report.objects { counts[row.result, default: 0] += 1 }
+            let counts = report.objectCounts
             var volumeCounts: [String: Int] = [:]
             for row in report.volumes { volumeCounts[row.result, default: 0] += 1 }
             let failures = (report.objects.filter(\.failed) + report.volumes.filter(\.failed))

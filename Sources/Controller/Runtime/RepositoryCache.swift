@@ -1,3 +1,4 @@
+import Concurrent
 import Foundation
 import Kube
 import Logging
@@ -24,7 +25,8 @@ public actor RepositoryCache {
     let openStore: StoreOpener
     let logger: Logger
     var entries: [String: Entry] = [:]
-    var opening: [String: Task<(Repository, ProfileSpec), any Error>] = [:]
+    /// One opening at a time per Profile (a permit each).
+    var gates: [String: AsyncSemaphore] = [:]
 
     public init(client: KubeClient, namespace: String, openStore: @escaping StoreOpener, logger: Logger) {
         self.client = client
@@ -36,14 +38,14 @@ public actor RepositoryCache {
     /// The repository of the Profile `name`, created when the location holds none yet and the Profile
     /// asks for it (`spec.init: true`) — or, for an export's destination (`pairedWith`), paired with the
     /// export's source.
-    /// One caller at a time per Profile: two actions that start together share one opening (or creation) of
-    /// its repository instead of racing to make two.
+    /// One caller at a time per Profile: of two actions that start together, the second finds the repository
+    /// the first opened (or created) instead of racing it to make another.
     public func repository(profile name: String, pairedWith source: Repository? = nil) async throws -> (Repository, ProfileSpec) {
-        while let pending = opening[name] { _ = try? await pending.value }
-        let task = Task { try await self.resolve(profile: name, pairedWith: source) }
-        opening[name] = task
-        defer { opening[name] = nil }
-        return try await task.value
+        let gate = gates[name] ?? AsyncSemaphore(permits: 1)
+        gates[name] = gate
+        try await gate.acquire()
+        defer { gate.release() }
+        return try await resolve(profile: name, pairedWith: source)
     }
 
     func resolve(profile name: String, pairedWith source: Repository?) async throws -> (Repository, ProfileSpec) {
