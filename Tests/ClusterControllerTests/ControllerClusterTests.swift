@@ -518,7 +518,9 @@ struct ControllerClusterTests {
             metadata: {name: mine-\(suffix)}
             spec: {profile: \(profile.name)}
             """
-        // Administering team-a does not include Cairn: without the binding, alice may not back up.
+        // Administering team-a does not include Cairn: without the binding, alice may not back up. (The binding
+        // an interrupted run of a test of this suite left is removed first.)
+        _ = try await cluster.kubectl(["-n", "team-a", "delete", "rolebinding", "alice-cairn-basic", "--ignore-not-found"])
         let before = try await cluster.kubectl(["-n", "team-a", "create", "-f", "-"], as: .alice, stdin: backup)
         #expect(before.status != 0 && before.stderr.contains("forbidden"), "\(before.stderr)")
         let unbind = try await bindCairnBasic(.alice, in: "team-a")

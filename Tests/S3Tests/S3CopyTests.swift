@@ -38,13 +38,17 @@ struct S3CopyTests {
         }
         #expect(error?.code == .storage, "\(String(describing: error))")
         #expect(error?.storage?.code == .unavailable, "\(String(describing: error))")
-        #expect(try await direct.list(.snapshots).isEmpty, "nothing partial is visible")
+        // Nothing partial is visible: either no snapshot, or a whole one — when the connections began to fail
+        // while the snapshot itself was being written, the server may have stored it and lost only the answer
+        // (the proxy resets half of the connections after forwarding the request); the check below reads it all.
+        let visible = try await direct.list(.snapshots).count
+        #expect(visible <= 1)
 
         // Back, with 5% of every fault: the next run sends the rest and the copy is whole.
         proxy.setRates(.each(0.05))
         let reopened = try await Repository.open(store: flaky, password: "dst")
         let resumed = try await SnapshotCopier(source: source, destination: reopened).copy([snapshot])
-        #expect(resumed.copied.map(\.existed) == [false])
+        #expect(resumed.copied.map(\.existed) == [visible == 1])
         #expect(resumed.progress.transferredBytes < 11_000_000, "sent \(resumed.progress.transferredBytes) again")
         let checked = try await Repository.open(store: direct, password: "dst")
         let report = try await checked.check(readData: true)
