@@ -584,6 +584,92 @@ public final class Repository: Sendable {
         }
     }
 
+    /// Reads a file's content — its blobs, in order — and hands each blob, decrypted and verified, to `work`
+    /// with its offset in the file, `width` blobs at once (on any core); `collect` receives the results in
+    /// order, in the calling task. Each run of blobs stored one after another in one pack is read with one
+    /// request however long it is — on object storage a file's share of a pack is one GET — and streamed blob
+    /// by blob, so memory holds at most `width` blobs and the bytes of the next one, whatever the file's size.
+    public func readContent<Result: Sendable>(_ content: [BlobID], width: Int = 4,
+                                              _ work: @escaping @Sendable (_ plain: Data, _ offset: Int) async throws -> Result,
+                                              collect: (Result) async throws -> Void) async throws {
+        var offset = 0
+        try await Concurrent.ordered(width: width, produce: { emit in
+            for run in contiguousRuns(content, maxBytes: .max) {
+                try await streamSealedRun(content[run]) { blob in
+                    let at = offset
+                    offset += Int(blob.location.rawLength)
+                    try await emit((blob, at))
+                }
+            }
+        }, { (blob: SealedBlob, at: Int) in
+            try await work(try self.decryptBlob(blob.sealed, id: blob.id, location: blob.location, pack: blob.pack), at)
+        }, collect: collect)
+    }
+
+    /// A blob as stored in its pack: encrypted, compressed, not yet verified.
+    struct SealedBlob: Sendable {
+        var id: BlobID
+        var pack: BlobID
+        var location: BlobLocation
+        var sealed: Data
+    }
+
+    /// An error thrown by whoever receives the blobs of a streamed run: passed on as it is.
+    private struct Passed: Error { var error: any Error }
+
+    /// Reads blobs stored one after another in one pack (a run of `contiguousRuns`) with one ranged read,
+    /// handing each one's sealed bytes to `each` as soon as they have all arrived.
+    func streamSealedRun(_ ids: ArraySlice<BlobID>, _ each: (SealedBlob) async throws -> Void) async throws {
+        guard let first = ids.first, let (pack, _) = location(of: first) else {
+            throw RepositoryError(.missing, "blob \(ids.first?.short ?? "?") is not in the index; run `cairn repo check`",
+                                  location: ids.first?.hex)
+        }
+        var places: [BlobLocation] = []
+        places.reserveCapacity(ids.count)
+        for id in ids {
+            guard let (p, place) = location(of: id), p == pack else {
+                throw RepositoryError(.missing, "blob \(id.short) is not in the index; run `cairn repo check`", location: id.hex)
+            }
+            places.append(place)
+        }
+        let range = Int(places[0].offset)..<(Int(places[places.count - 1].offset) + Int(places[places.count - 1].length))
+        let what = ids.count == 1 ? "blob \(first.short)" : "\(ids.count) blobs"
+        var pending: [UInt8] = []
+        var base = range.lowerBound     // the pack offset of pending[0]
+        var next = 0
+        do {
+            try await store.load(BlobHandle(.data, pack.hex), range: range) { piece in
+                pending.append(contentsOf: piece)
+                var used = 0
+                while next < places.count {
+                    let from = Int(places[next].offset) - base
+                    let to = from + Int(places[next].length)
+                    guard to <= pending.count else { break }
+                    let blob = SealedBlob(id: ids[ids.startIndex + next], pack: pack, location: places[next],
+                                          sealed: Data(pending[from..<to]))
+                    next += 1
+                    used = to
+                    do { try await each(blob) } catch { throw Passed(error: error) }
+                }
+                if used > 0 {
+                    pending.removeFirst(used)
+                    base += used
+                }
+            }
+        } catch let passed as Passed {
+            throw passed.error
+        } catch let error as StorageError where error.code == .notFound || error.code == .rangeNotSatisfiable {
+            throw RepositoryError(.missing, "pack \(pack.short) holding \(what) is missing or truncated; run `cairn repo check`",
+                                  location: "data/\(pack.hex)")
+        } catch let error as StorageError {
+            throw RepositoryError(error)
+        }
+        guard next == places.count else {
+            throw RepositoryError(.missing, "pack \(pack.short) holding \(what) is truncated; run `cairn repo check`",
+                                  location: "data/\(pack.hex)")
+        }
+    }
+
     /// Loads many blobs in as few reads as their places allow: sorted by pack and offset, read in runs
     /// (`contiguousRuns`; blobs up to `maxGap` apart share a read), `width` runs at once. A run that fails is
     /// read again blob by blob, so a damaged blob fails only itself; a storage error (the store cannot be

@@ -190,6 +190,14 @@ public final class S3BlobStore: BlobStore {
         return Data(response.body)
     }
 
+    public func load(_ handle: BlobHandle, range: Range<Int>, pieces body: (Data) async throws -> Void) async throws {
+        guard !range.isEmpty else { return }
+        try await client.stream(S3Client.Request(method: .GET, key: key(handle), operation: "download",
+                                                 object: handle.description), range: range) { piece in
+            try await body(Data(piece.readableBytesView))
+        }
+    }
+
     public func size(of handle: BlobHandle) async throws -> Int {
         let response = try await client.send(S3Client.Request(method: .HEAD, key: key(handle), operation: "stat",
                                                               object: handle.description))

@@ -134,6 +134,19 @@ final class S3Client: Sendable {
     }
 
     private func once(_ request: Request) async throws -> Response {
+        let response = try await execute(request)
+        let collected = try await response.body.collect(upTo: 1 << 30)
+        let bytes = Array(buffer: collected)
+        if request.method != .HEAD, let declared = response.headers.first(name: "Content-Length").flatMap(Int.init),
+           declared != bytes.count {
+            throw StorageError(.unavailable, "\(request.operation): the answer was cut short "
+                               + "(\(bytes.count) of \(declared) bytes)", location: request.object)
+        }
+        return Response(status: Int(response.status.code), headers: response.headers, body: bytes)
+    }
+
+    /// Signs and sends one request; the answer's body is still to be read.
+    private func execute(_ request: Request) async throws -> HTTPClientResponse {
         let address = location.address(key: request.key)
         var headers: [(String, String)] = [("host", address.host)] + request.headers
         let payloadHash: String
@@ -154,15 +167,77 @@ final class S3Client: Sendable {
         http.method = request.method
         for (name, value) in headers where name != "host" { http.headers.add(name: name, value: value) }
         if let body = request.body { http.body = .bytes(body) }
-        let response = try await self.http.execute(http, deadline: .now() + .seconds(options.requestTimeout.components.seconds))
-        let collected = try await response.body.collect(upTo: 1 << 30)
-        let bytes = Array(buffer: collected)
-        if request.method != .HEAD, let declared = response.headers.first(name: "Content-Length").flatMap(Int.init),
-           declared != bytes.count {
-            throw StorageError(.unavailable, "\(request.operation): the answer was cut short "
-                               + "(\(bytes.count) of \(declared) bytes)", location: request.object)
+        return try await self.http.execute(http, deadline: .now() + .seconds(options.requestTimeout.components.seconds))
+    }
+
+    /// An error thrown by the receiver of a streamed body: passed on as it is, never retried.
+    private struct Handed: Error { var error: any Error }
+
+    /// A GET of `range` whose body is handed to `body` as it arrives, so a long range is one request and never
+    /// held whole. Transient failures — also part-way through the body — are retried as `send` retries them,
+    /// asking only for the bytes not handed over yet; the retry budget starts again whenever bytes arrived.
+    /// An error thrown by `body` is rethrown as it is.
+    func stream(_ request: Request, range: Range<Int>, into body: (ByteBuffer) async throws -> Void) async throws {
+        var start = ContinuousClock.now
+        var attempt = 0
+        var done = range.lowerBound
+        while done < range.upperBound {
+            attempt += 1
+            var ranged = request
+            ranged.headers.append(("Range", "bytes=\(done)-\(range.upperBound - 1)"))
+            await concurrency.acquire()
+            let before = done
+            let failure: StorageError
+            var status = 0
+            do {
+                let response = try await execute(ranged)
+                status = Int(response.status.code)
+                guard status == 206 || (status == 200 && done == 0) else {
+                    let answer = Response(status: status, headers: response.headers,
+                                          body: Array(buffer: try await response.body.collect(upTo: 1 << 20)))
+                    throw (200..<300).contains(status)
+                        ? StorageError(.io, "\(request.operation): the S3 endpoint did not answer with the byte range asked "
+                                       + "for (HTTP \(status))", location: request.object)
+                        : self.error(answer, request)
+                }
+                // Fewer bytes declared than asked for: the range reaches past the end of the object.
+                if let declared = response.headers.first(name: "Content-Length").flatMap(Int.init),
+                   declared < range.upperBound - done {
+                    throw StorageError(.rangeNotSatisfiable, "\(request.operation): range \(range) reaches past the end of the object",
+                                       location: request.object)
+                }
+                for try await var piece in response.body {
+                    if piece.readableBytes > range.upperBound - done {
+                        piece.moveWriterIndex(to: piece.readerIndex + range.upperBound - done)
+                    }
+                    guard piece.readableBytes > 0 else { continue }
+                    do { try await body(piece) } catch { throw Handed(error: error) }
+                    done += piece.readableBytes
+                    if done == range.upperBound { break }
+                }
+                guard done == range.upperBound else {
+                    throw StorageError(.unavailable, "\(request.operation): the answer was cut short "
+                                       + "(\(done - before) of \(range.upperBound - before) bytes)", location: request.object)
+                }
+                await concurrency.release(.success)
+                return
+            } catch let handed as Handed {
+                await concurrency.release(.success)
+                throw handed.error
+            } catch let error as StorageError {
+                failure = error
+            } catch {
+                failure = transport(error, request)
+            }
+            let slowDown = status == 503 || failure.underlying?.contains("SlowDown") == true
+            await concurrency.release(slowDown ? .slowDown : .failure)
+            guard failure.isTransient else { throw failure }
+            if done > before {
+                attempt = 1
+                start = ContinuousClock.now
+            }
+            try await backOff(failure, attempt: attempt, since: start, request: request)
         }
-        return Response(status: Int(response.status.code), headers: response.headers, body: bytes)
     }
 
     func transport(_ error: any Error, _ request: Request) -> StorageError {

@@ -391,26 +391,14 @@ public final class Restorer: Sendable {
             if !completed { unlink(tmp) }
         }
         var offset = 0
-        let content = node.content ?? []
-        let repository = self.repository
-        // Blobs stored back to back in one pack are read together (one request on object storage); at most
-        // 2 runs of ≤ 4 MiB in flight per file: bounded memory whatever the file's size (files are restored
-        // several at once, so the disk and the cores stay busy). Each run is written through `BlockingIO`
-        // while the next one is read.
-        try await Concurrent.ordered(width: 2, produce: { emit in
-            for run in repository.contiguousRuns(content) { try await emit(content[run]) }
-        }, { ids in
-            try await repository.loadBlobs(ids)
-        }, collect: { pieces in
-            let start = offset
-            let written = try await BlockingIO.run {
-                var at = start
-                for data in pieces {
-                    try NodeWriter.writeSparse(fd, data, at: at, path: dest)
-                    at += data.count
-                }
-                return at - start
-            }
+        // A file's blobs are read as they are stored (one request for its share of each pack, streamed), each
+        // written at its offset through `BlockingIO` while the next ones are read and decrypted: at most 4 blobs
+        // in memory per file whatever its size (files are restored several at once, so the disk and the
+        // cores stay busy).
+        try await repository.readContent(node.content ?? [], { data, at in
+            try await BlockingIO.run { try NodeWriter.writeSparse(fd, data, at: at, path: dest) }
+            return data.count
+        }, collect: { written in
             offset += written
             bytesDone.withLock { $0 += written }
         })

@@ -75,6 +75,13 @@ public protocol BlobStore: Sendable {
     /// Loads the whole object, or `range` of it.
     func load(_ handle: BlobHandle, range: Range<Int>?) async throws -> Data
 
+    /// Reads `range` of the object and hands it to `body` in order, a piece at a time as it arrives: a long
+    /// range is read with one request (on object storage) and never held whole. The pieces together are
+    /// exactly the range; the errors are `load`'s (`.notFound`, `.rangeNotSatisfiable`). A store that retries
+    /// asks again only for what it has not handed over yet. An error thrown by `body` ends the read and is
+    /// rethrown as it is.
+    func load(_ handle: BlobHandle, range: Range<Int>, pieces body: (Data) async throws -> Void) async throws
+
     /// Returns the size in bytes of the object.
     func size(of handle: BlobHandle) async throws -> Int
 
@@ -126,6 +133,17 @@ extension BlobStore {
 
     public func load(_ handle: BlobHandle) async throws -> Data {
         try await load(handle, range: nil)
+    }
+
+    /// Stores without a cost per request read a range in pieces of 4 MiB.
+    public func load(_ handle: BlobHandle, range: Range<Int>, pieces body: (Data) async throws -> Void) async throws {
+        var at = range.lowerBound
+        while at < range.upperBound {
+            let end = min(range.upperBound, at + (4 << 20))
+            let piece = try await load(handle, range: at..<end)
+            try await body(piece)
+            at = end
+        }
     }
 
     /// Whether the object exists.

@@ -112,7 +112,7 @@ public struct FileBlobStore: BlobStore {
         return try await BlockingIO.run {
             let (fd, size) = try cache?.acquire(target) ?? Self.openForReading(target)
             defer {
-                if let cache { cache.release(target) } else { close(fd) }
+                if let cache { cache.release(target, fd) } else { close(fd) }
             }
             let wanted = range ?? 0..<size
             guard wanted.lowerBound >= 0, wanted.upperBound <= size else {
@@ -162,6 +162,7 @@ public struct FileBlobStore: BlobStore {
         let dir = directory(handle)
         try await BlockingIO.run {
             guard unlink(target) == 0 else { throw StorageError.posix(errno, operation: "remove", path: target) }
+            if handle.kind == .data { self.packFiles.forget(target) }
             try Self.syncDirectory(dir)
         }
     }
@@ -302,7 +303,7 @@ final class FileAppender: BlobAppender, @unchecked Sendable {
 }
 
 /// A small cache of open, read-only file descriptors with reference counts: a descriptor is closed only
-/// when evicted and unused.
+/// when evicted (or its file removed) and unused.
 final class DescriptorCache: Sendable {
     struct Entry {
         var fd: Int32
@@ -312,7 +313,8 @@ final class DescriptorCache: Sendable {
     }
 
     let capacity: Int
-    let entries = Mutex<(files: [String: Entry], clock: UInt64)>(([:], 0))
+    /// `retired`: descriptors of removed files still being read, closed by their last `release`.
+    let entries = Mutex<(files: [String: Entry], clock: UInt64, retired: [Entry])>(([:], 0, []))
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -358,13 +360,33 @@ final class DescriptorCache: Sendable {
         return (fd, size)
     }
 
-    func release(_ path: String) {
-        entries.withLock { state in
-            if state.files[path] != nil { state.files[path]!.users -= 1 }
+    func release(_ path: String, _ fd: Int32) {
+        let unused: Int32? = entries.withLock { state in
+            if state.files[path]?.fd == fd {
+                state.files[path]!.users -= 1
+                return nil
+            }
+            guard let i = state.retired.firstIndex(where: { $0.fd == fd }) else { return nil }
+            state.retired[i].users -= 1
+            guard state.retired[i].users == 0 else { return nil }
+            state.retired.remove(at: i)
+            return fd
         }
+        if let unused { close(unused) }
+    }
+
+    /// The file at `path` was removed: a later `acquire` must not read it through a descriptor kept open.
+    func forget(_ path: String) {
+        let unused: Int32? = entries.withLock { state in
+            guard let entry = state.files.removeValue(forKey: path) else { return nil }
+            if entry.users == 0 { return entry.fd }
+            state.retired.append(entry)
+            return nil
+        }
+        if let unused { close(unused) }
     }
 
     deinit {
-        entries.withLock { state in state.files.values.forEach { close($0.fd) } }
+        entries.withLock { state in (state.files.values + state.retired).forEach { close($0.fd) } }
     }
 }

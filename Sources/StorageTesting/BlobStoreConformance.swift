@@ -72,6 +72,10 @@ public struct BlobStoreConformance: Sendable {
                     "\(expected.count) bytes expected")
         try require(try await store.load(handle, range: large..<(large + 4096)) == expected.subdata(in: large..<(large + 4096)),
                     "ranges of a committed object", "differs")
+        var streamed = Data()
+        try await store.load(handle, range: 70_000..<expected.count) { streamed.append($0) }
+        try require(streamed == expected.subdata(in: 70_000..<expected.count), "a long range read in pieces is exactly the range",
+                    "\(streamed.count) of \(expected.count - 70_000) bytes")
         try await store.remove(handle)
         if let aborted = try await store.makeAppender(.data) {
             try Data(count: 1000).withUnsafeBytes { try aborted.write($0, at: 0) }
@@ -109,9 +113,24 @@ public struct BlobStoreConformance: Sendable {
         try await expectError(.rangeNotSatisfiable, "a range past the end is an error") {
             _ = try await store.load(handle, range: 4000..<5000)
         }
+        var streamed = Data()
+        try await store.load(handle, range: 100..<4096) { streamed.append($0) }
+        try require(streamed == payload.subdata(in: 100..<4096), "a range read in pieces is exactly the range",
+                    "\(streamed.count) bytes")
+        try await expectError(.rangeNotSatisfiable, "a range read in pieces past the end is an error") {
+            try await store.load(handle, range: 4000..<5000) { _ in }
+        }
+        struct Refused: Error {}
+        do {
+            try await store.load(handle, range: 0..<4096) { _ in throw Refused() }
+            throw ConformanceFailure(rule: "an error of the receiver of pieces is passed on as it is", detail: "none thrown")
+        } catch is Refused {}
         try await store.remove(handle)
         try await expectError(.notFound, "load of a missing object is notFound") {
             _ = try await store.load(handle)
+        }
+        try await expectError(.notFound, "a range of a missing object read in pieces is notFound") {
+            try await store.load(handle, range: 0..<10) { _ in }
         }
         try await expectError(.notFound, "size of a missing object is notFound") {
             _ = try await store.size(of: handle)

@@ -69,6 +69,10 @@ public final class FaultyHTTPProxy: @unchecked Sendable {
     /// How many of each fault were injected, and `requests` in all.
     public var injected: [String: Int] { lock.withLock { counts } }
 
+    /// Every request relayed so far, as its method and path (`GET /bucket/repo/data/…`, the query left out).
+    public var requestLines: [String] { lock.withLock { lines } }
+    private var lines: [String] = []
+
     private func roll() -> Double {
         lock.withLock {
             random ^= random << 13
@@ -96,6 +100,8 @@ public final class FaultyHTTPProxy: @unchecked Sendable {
         var buffered: [UInt8] = []
         while let request = readMessage(client, &buffered, isResponse: false, method: nil) {
             count("requests")
+            let line = String(decoding: request.head.prefix { $0 != 13 }, as: UTF8.self).split(separator: " ").prefix(2)
+            lock.withLock { lines.append(line.map { $0.split(separator: "?").first.map(String.init) ?? "" }.joined(separator: " ")) }
             let current = lock.withLock { rates }
             if current.notS3 {
                 let page = "<html><body><h1>Welcome</h1></body></html>"

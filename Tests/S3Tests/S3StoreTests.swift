@@ -98,6 +98,55 @@ struct S3StoreTests {
         #expect(packs.count == listing.stdout.components(separatedBy: "repo/data/").count - 1)
     }
 
+    @Test("a long range read in pieces comes through a relay that cuts every answer short: each retry asks only for what is missing")
+    func streamedRangeResumes() async throws {
+        let moto = try await MotoServer.shared()
+        let bucket = try await moto.makeBucket()
+        let proxy = try FaultyHTTPProxy(targetPort: moto.port, rates: FaultyHTTPProxy.Rates(), seed: 5)
+        defer { proxy.stop() }
+        let store = try await S3Fixture.store(bucket: bucket)
+        var generator = SystemRandomNumberGenerator()
+        let payload = Data((0..<(5 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let handle = BlobHandle(.data, String(repeating: "5e", count: 32))
+        try await store.save(handle, data: payload)
+        let flaky = try await S3Fixture.store(bucket: bucket, endpoint: proxy.endpoint)
+        // Every answer loses its second half (down to 16 bytes): only a read that resumes where it stopped ends.
+        proxy.setRates(FaultyHTTPProxy.Rates(truncate: 1))
+        var pieces = Data()
+        try await flaky.load(handle, range: 1000..<payload.count) { pieces.append($0) }
+        #expect(pieces == payload.subdata(in: 1000..<payload.count))
+        #expect((proxy.injected["truncate"] ?? 0) >= 10, "\(proxy.injected)")
+    }
+
+    @Test("a restore from S3 reads each file's share of a pack with one request, however large")
+    func restoreRequests() async throws {
+        _ = testKDF
+        let moto = try await MotoServer.shared()
+        let bucket = try await moto.makeBucket()
+        let proxy = try FaultyHTTPProxy(targetPort: moto.port, rates: FaultyHTTPProxy.Rates(), seed: 7)
+        defer { proxy.stop() }
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var generator = SystemRandomNumberGenerator()
+        try FileManager.default.createDirectory(atPath: dir.sub("src"), withIntermediateDirectories: true)
+        try TestFiles.write(dir.sub("src/large"), Data((0..<(64 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }))
+        let store = try await S3Fixture.store(bucket: bucket, endpoint: proxy.endpoint)
+        var config = RepositoryConfig.new()
+        config.packSize = 8 << 20
+        let repo = try await Repository.initialize(store: store, password: "pw", config: config)
+        let backup = try await Archiver(repository: repo).run(BackupOptions(paths: [dir.sub("src")]))
+        let packs = try await store.list(.data).count
+        let reopened = try await Repository.open(store: store, password: "pw")
+        let before = proxy.requestLines.count
+        let report = try await Restorer(repository: reopened).run(backup.snapshot, options: RestoreOptions(target: dir.sub("out")))
+        let reads = proxy.requestLines.dropFirst(before).filter { $0.hasPrefix("GET ") && $0.contains("/repo/data/") }
+        #expect(report.errors.isEmpty)
+        #expect(try TestFiles.digest(dir.sub("src")) == TestFiles.digest(dir.sub("out/src")))
+        // One GET per pack for the file, one for each of the two directories' trees; reads of at most 4 MiB
+        // would be at least 16 for the file alone.
+        #expect(packs >= 8 && reads.count <= packs + 2, "\(reads.count) reads of packs for \(packs) packs")
+    }
+
     @Test("a create whose first attempt landed but whose answer was lost succeeds on retry; a real duplicate is refused")
     func createOnlyRetry() async throws {
         let moto = try await MotoServer.shared()

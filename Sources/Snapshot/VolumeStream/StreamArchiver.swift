@@ -157,8 +157,8 @@ public final class StreamArchiver {
 }
 
 /// Cairn's side of a volume restore through a mover pod: streams a directory of a snapshot, contents
-/// read from the repository (blobs stored back to back read together, the next run read while the
-/// current one is sent); blobs of zeros go as holes.
+/// read from the repository (`Repository.readContent`: blobs stored back to back read together, the next
+/// ones decrypted while the current one is sent); blobs of zeros go as holes.
 public struct TreeSender {
     let repository: Repository
 
@@ -188,23 +188,16 @@ public struct TreeSender {
             }
             try await writer.up()
         case .file:
-            let content = node.content ?? []
-            let repository = self.repository
             var size: UInt64 = 0
-            // The next run of blobs is read while the current one is sent.
-            try await Concurrent.ordered(width: 2, produce: { emit in
-                for run in repository.contiguousRuns(content) { try await emit(content[run]) }
-            }, { ids in
-                try await repository.loadBlobs(ids)
-            }, collect: { pieces in
-                for data in pieces {
-                    if data.withUnsafeBytes({ NodeWriter.isZero($0, 0, $0.count) }) {
-                        try await writer.hole(UInt64(data.count))
-                    } else {
-                        try await writer.data(data)
-                    }
-                    size += UInt64(data.count)
+            // Read as stored (one request for the file's share of each pack, streamed), decrypted ahead on
+            // every core while the stream is written.
+            try await repository.readContent(node.content ?? [], { data, _ in data }, collect: { data in
+                if data.withUnsafeBytes({ NodeWriter.isZero($0, 0, $0.count) }) {
+                    try await writer.hole(UInt64(data.count))
+                } else {
+                    try await writer.data(data)
                 }
+                size += UInt64(data.count)
             })
             try await writer.fileEnd(size: size)
             totals.files += 1
