@@ -584,24 +584,63 @@ public final class Repository: Sendable {
         }
     }
 
-    /// Reads a file's content — its blobs, in order — and hands each blob, decrypted and verified, to `work`
-    /// with its offset in the file, `width` blobs at once (on any core); `collect` receives the results in
-    /// order, in the calling task. Each run of blobs stored one after another in one pack is read with one
-    /// request however long it is — on object storage a file's share of a pack is one GET — and streamed blob
-    /// by blob, so memory holds at most `width` blobs and the bytes of the next one, whatever the file's size.
-    public func readContent<Result: Sendable>(_ content: [BlobID], width: Int = 4,
-                                              _ work: @escaping @Sendable (_ plain: Data, _ offset: Int) async throws -> Result,
+    /// The order `readContent` hands a file's blobs over in.
+    public enum ContentOrder: Sendable {
+        /// As they follow each other in the file: for a writer that streams it.
+        case file
+        /// As they are stored: each pack that holds some of the file read once (blobs further apart than the
+        /// store's `readGap` in separate reads), each blob once with every offset it has in the file — for a
+        /// writer that puts blobs at their offsets. A file whose blobs alternate between packs (one changed
+        /// here and there since an earlier backup) is then read in as many requests as it has packs.
+        case stored
+    }
+
+    /// Reads a file's content and hands each of its blobs, decrypted and verified, to `work` with its
+    /// offsets in the file, `width` blobs at once (on any core); `collect` receives the results in the order
+    /// the blobs were read, in the calling task. Blobs stored one after another in one pack are read with one
+    /// request however many they are — on object storage, a file's share of a pack is one GET — and streamed
+    /// blob by blob, so memory holds at most `width` blobs and the bytes of the next one, whatever the file's
+    /// size.
+    public func readContent<Result: Sendable>(_ content: [BlobID], order: ContentOrder = .file, width: Int = 4,
+                                              _ work: @escaping @Sendable (_ plain: Data, _ offsets: [Int]) async throws -> Result,
                                               collect: (Result) async throws -> Void) async throws {
+        var runs: [ArraySlice<BlobID>] = []
+        var offsets: [BlobID: [Int]] = [:]
+        switch order {
+        case .file:
+            runs = contiguousRuns(content, maxBytes: .max).map { content[$0] }
+        case .stored:
+            var rank: [BlobID: Int] = [:]      // pack → when the file first needs it
+            var unique: [(id: BlobID, pack: BlobID, offset: UInt32)] = []
+            var at = 0
+            for id in content {
+                guard let (pack, place) = location(of: id) else {
+                    throw RepositoryError(.missing, "blob \(id.short) is not in the index; run `cairn repo check`", location: id.hex)
+                }
+                if offsets[id] == nil {
+                    unique.append((id, pack, place.offset))
+                    if rank[pack] == nil { rank[pack] = rank.count }
+                }
+                offsets[id, default: []].append(at)
+                at += Int(place.rawLength)
+            }
+            unique.sort { a, b in (rank[a.pack]!, a.offset) < (rank[b.pack]!, b.offset) }
+            let sorted = unique.map(\.id)
+            runs = contiguousRuns(sorted, maxBytes: .max, maxGap: store.readGap).map { sorted[$0] }
+        }
         var offset = 0
         try await Concurrent.ordered(width: width, produce: { emit in
-            for run in contiguousRuns(content, maxBytes: .max) {
-                try await streamSealedRun(content[run]) { blob in
-                    let at = offset
-                    offset += Int(blob.location.rawLength)
-                    try await emit((blob, at))
+            for run in runs {
+                try await streamSealedRun(run) { blob in
+                    if order == .file {
+                        try await emit((blob, [offset]))
+                        offset += Int(blob.location.rawLength)
+                    } else {
+                        try await emit((blob, offsets[blob.id] ?? []))
+                    }
                 }
             }
-        }, { (blob: SealedBlob, at: Int) in
+        }, { (blob: SealedBlob, at: [Int]) in
             try await work(try self.decryptBlob(blob.sealed, id: blob.id, location: blob.location, pack: blob.pack), at)
         }, collect: collect)
     }

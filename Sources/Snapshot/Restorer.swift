@@ -390,14 +390,16 @@ public final class Restorer: Sendable {
             close(fd)
             if !completed { unlink(tmp) }
         }
-        var offset = 0
-        // A file's blobs are read as they are stored (one request for its share of each pack, streamed), each
-        // written at its offset through `BlockingIO` while the next ones are read and decrypted: at most 4 blobs
-        // in memory per file whatever its size (files are restored several at once, so the disk and the
+        // A file's blobs are read as they are stored (each pack holding some of it read once, streamed), each
+        // written at its offsets through `BlockingIO` while the next ones are read and decrypted: at most 4
+        // blobs in memory per file whatever its size (files are restored several at once, so the disk and the
         // cores stay busy).
-        try await repository.readContent(node.content ?? [], { data, at in
-            try await BlockingIO.run { try NodeWriter.writeSparse(fd, data, at: at, path: dest) }
-            return data.count
+        var offset = 0
+        try await repository.readContent(node.content ?? [], order: .stored, { data, offsets in
+            try await BlockingIO.run {
+                for at in offsets { try NodeWriter.writeSparse(fd, data, at: at, path: dest) }
+            }
+            return data.count * offsets.count
         }, collect: { written in
             offset += written
             bytesDone.withLock { $0 += written }

@@ -99,6 +99,10 @@ public protocol BlobStore: Sendable {
     /// with the time each may go. Prune and forget leave them alone; `remove` of one fails.
     func protectedObjects(_ kind: BlobKind) async throws -> [String: Date]
 
+    /// How many bytes between two wanted ranges of an object are cheaper to read and drop than to ask for
+    /// separately: 0 for a file system, about a request's worth of transfer on object storage.
+    var readGap: Int { get }
+
     /// A writer that builds one object piece by piece without holding it in memory, or nil when the store
     /// cannot (callers then buffer and use `save`). The object becomes visible only on `commit`, with the
     /// same atomicity and durability as `save`.
@@ -126,6 +130,8 @@ extension BlobStore {
     public func protectedObjects(_ kind: BlobKind) async throws -> [String: Date] { [:] }
 
     public func makeAppender(_ kind: BlobKind) async throws -> (any BlobAppender)? { nil }
+
+    public var readGap: Int { 0 }
 
     public func save(_ handle: BlobHandle, data: Data) async throws {
         try await save(handle, data: data, options: SaveOptions())
