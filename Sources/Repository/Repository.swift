@@ -691,7 +691,8 @@ public final class Repository: Sendable {
                     do { try await each(blob) } catch { throw Passed(error: error) }
                 }
                 if used > 0 {
-                    pending.removeFirst(used)
+                    // What is left is part of the next blob: keep no more room than it needs.
+                    pending = Array(pending[used...])
                     base += used
                 }
             }

@@ -141,11 +141,12 @@ extension BlobStore {
         try await load(handle, range: nil)
     }
 
-    /// Stores without a cost per request read a range in pieces of 4 MiB.
+    /// Stores without a cost per request read a range in pieces of 1 MiB (what a reader of blobs holds
+    /// beside the blob it is waiting for).
     public func load(_ handle: BlobHandle, range: Range<Int>, pieces body: (Data) async throws -> Void) async throws {
         var at = range.lowerBound
         while at < range.upperBound {
-            let end = min(range.upperBound, at + (4 << 20))
+            let end = min(range.upperBound, at + (1 << 20))
             let piece = try await load(handle, range: at..<end)
             try await body(piece)
             at = end
