@@ -35,6 +35,11 @@ public enum ExecOutput: Sendable, Equatable {
 /// writers at once are not allowed.
 public final class ExecSession: @unchecked Sendable {
     let outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>
+    /// The connection's event loop: a write made from another thread is queued there, and the writer learns
+    /// that the connection is full only once the loop has run it (see `write`).
+    let eventLoop: any EventLoop
+    /// Bytes written to stdin since the event loop last caught up with the writes.
+    private var unsettled = 0
     /// The subprotocol the server chose.
     public let protocolVersion: String
     let operation: String
@@ -47,14 +52,21 @@ public final class ExecSession: @unchecked Sendable {
     private var closeFrame: String?
 
     init(inbound: NIOAsyncChannelInboundStream<WebSocketFrame>, outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>,
-         protocolVersion: String, operation: String) {
+         eventLoop: any EventLoop, protocolVersion: String, operation: String) {
         self.iterator = inbound.makeAsyncIterator()
         self.outbound = outbound
+        self.eventLoop = eventLoop
         self.protocolVersion = protocolVersion
         self.operation = operation
     }
 
-    /// Sends bytes to the command's stdin (in frames of at most 64 KiB).
+    /// Sends bytes to the command's stdin (in frames of at most 64 KiB), no faster than the connection takes
+    /// them: at most about 1 MiB is ever waiting in this process.
+    ///
+    /// The channel's writer waits while the connection is full, but a write from outside the event loop is
+    /// queued on the loop and the writer hears of a full connection only when the loop has run it — a sender
+    /// faster than the loop (a volume read from a local repository) would queue the whole stream. So after
+    /// each MiB the sender waits for the loop to catch up.
     public func write(_ bytes: some Collection<UInt8>) async throws {
         var rest = bytes[...]
         repeat {
@@ -64,6 +76,11 @@ public final class ExecSession: @unchecked Sendable {
             buffer.writeInteger(UInt8(0))
             buffer.writeBytes(piece)
             try await send(WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: buffer))
+            unsettled += piece.count
+            if unsettled >= 1 << 20 {
+                unsettled = 0
+                try await eventLoop.submit {}.get()
+            }
         } while !rest.isEmpty
     }
 
@@ -280,7 +297,8 @@ extension KubeClient {
         }
         let operation = request.operation
         return try await channel.executeThenClose { inbound, outbound in
-            let session = ExecSession(inbound: inbound, outbound: outbound, protocolVersion: chosen, operation: operation)
+            let session = ExecSession(inbound: inbound, outbound: outbound, eventLoop: channel.channel.eventLoop,
+                                      protocolVersion: chosen, operation: operation)
             return try await body(session)
         }
     }
