@@ -84,31 +84,15 @@ extension Repository {
         var sealedLength: Int
     }
 
-    /// Reads blobs stored back to back in one pack with one request, and opens each (authenticating it
-    /// against its type and ID) without decoding it.
+    /// Reads blobs stored back to back in one pack with one request (`streamSealedRun`), and opens each
+    /// (authenticating it against its type and ID) without decoding it.
     func loadSealedRun(_ ids: ArraySlice<BlobID>) async throws -> [OpenedBlob] {
-        guard let first = ids.first, let (pack, start) = location(of: first),
-              let last = ids.last, let (_, end) = location(of: last) else {
-            let missing = ids.first { location(of: $0) == nil } ?? ids.first!
-            throw RepositoryError(.missing, "blob \(missing.short) is not in the index of \(store.location); run `cairn repo check` on it",
-                                  location: store.location)
-        }
-        let range = Int(start.offset)..<(Int(end.offset) + Int(end.length))
-        let sealed = try await loadPackRange(pack, range, holding: "\(ids.count) blobs")
         var result: [OpenedBlob] = []
         result.reserveCapacity(ids.count)
-        for id in ids {
-            guard let (p, loc) = location(of: id), p == pack else {
-                throw RepositoryError(.missing, "blob \(id.short) is not in the index; run `cairn repo check`",
-                                      location: id.hex)
-            }
-            let from = sealed.startIndex + Int(loc.offset) - range.lowerBound
-            let piece = sealed[from..<(from + Int(loc.length))]
-            guard let encoded = try? cipher.open(Data(piece), aad: PackFormat.blobAAD(type: loc.type, id: id)) else {
-                throw RepositoryError.corrupt("blob", "data/\(pack.hex) blob \(id.short)", "authentication failed")
-            }
-            result.append(OpenedBlob(id: id, type: loc.type, encoded: encoded, rawLength: Int(loc.rawLength),
-                                     sealedLength: Int(loc.length)))
+        try await streamSealedRun(ids) { blob in
+            let encoded = try openBlob(blob.sealed, id: blob.id, location: blob.location, pack: blob.pack)
+            result.append(OpenedBlob(id: blob.id, type: blob.location.type, encoded: encoded,
+                                     rawLength: Int(blob.location.rawLength), sealedLength: Int(blob.location.length)))
         }
         return result
     }

@@ -524,10 +524,7 @@ public final class Repository: Sendable {
 
     /// Loads, decrypts and verifies one blob.
     public func loadBlob(_ id: BlobID) async throws -> Data {
-        guard let (pack, location) = location(of: id) else {
-            throw RepositoryError(.missing, "blob \(id.short) is not in the index; run `cairn repo check`",
-                                  location: id.hex)
-        }
+        guard let (pack, location) = location(of: id) else { throw Self.notIndexed(id) }
         let range = Int(location.offset)..<(Int(location.offset) + Int(location.length))
         let sealed = try await loadPackRange(pack, range, holding: "blob \(id.short)")
         return try decryptBlob(sealed, id: id, location: location, pack: pack)
@@ -571,19 +568,6 @@ public final class Repository: Sendable {
         return runs
     }
 
-    /// Loads blobs that `contiguousRuns` grouped: one read for all of them, each blob verified.
-    public func loadBlobs(_ ids: ArraySlice<BlobID>) async throws -> [Data] {
-        guard ids.count > 1 else { return try await ids.asyncMap { try await loadBlob($0) } }
-        return try await loadSealedRun(ids).map { blob in
-            let where_ = "blob \(blob.id.short)"
-            let plain = try Self.decode(blob.encoded, location: where_, expectedSize: blob.rawLength)
-            guard plain.count == blob.rawLength, blobID(for: plain) == blob.id else {
-                throw RepositoryError.corrupt("blob", where_, "content does not match its ID")
-            }
-            return plain
-        }
-    }
-
     /// The order `readContent` hands a file's blobs over in.
     public enum ContentOrder: Sendable {
         /// As they follow each other in the file: for a writer that streams it.
@@ -604,45 +588,114 @@ public final class Repository: Sendable {
     public func readContent<Result: Sendable>(_ content: [BlobID], order: ContentOrder = .file, width: Int = 4,
                                               _ work: @escaping @Sendable (_ plain: Data, _ offsets: [Int]) async throws -> Result,
                                               collect: (Result) async throws -> Void) async throws {
-        var runs: [ArraySlice<BlobID>] = []
-        var offsets: [BlobID: [Int]] = [:]
-        switch order {
-        case .file:
-            runs = contiguousRuns(content, maxBytes: .max).map { content[$0] }
-        case .stored:
-            var rank: [BlobID: Int] = [:]      // pack → when the file first needs it
-            var unique: [(id: BlobID, pack: BlobID, offset: UInt32)] = []
+        if order == .stored {
+            // Each blob once, with every offset it has in the file.
+            var offsets: [BlobID: [Int]] = [:]
             var at = 0
             for id in content {
-                guard let (pack, place) = location(of: id) else {
-                    throw RepositoryError(.missing, "blob \(id.short) is not in the index; run `cairn repo check`", location: id.hex)
-                }
-                if offsets[id] == nil {
-                    unique.append((id, pack, place.offset))
-                    if rank[pack] == nil { rank[pack] = rank.count }
-                }
+                guard let (_, place) = location(of: id) else { throw Self.notIndexed(id) }
                 offsets[id, default: []].append(at)
                 at += Int(place.rawLength)
             }
-            unique.sort { a, b in (rank[a.pack]!, a.offset) < (rank[b.pack]!, b.offset) }
-            let sorted = unique.map(\.id)
-            runs = contiguousRuns(sorted, maxBytes: .max, maxGap: store.readGap).map { sorted[$0] }
+            let placed = offsets
+            try await readBlobs(content, width: width, { id, plain in
+                try await work(try plain.get(), placed[id] ?? [])
+            }, collect: collect)
+            return
         }
         var offset = 0
         try await Concurrent.ordered(width: width, produce: { emit in
+            for run in contiguousRuns(content, maxBytes: .max) {
+                try await streamSealedRun(content[run]) { blob in
+                    try await emit((blob, offset))
+                    offset += Int(blob.location.rawLength)
+                }
+            }
+        }, { (blob: SealedBlob, at: Int) in
+            try await work(try self.decryptBlob(blob.sealed, id: blob.id, location: blob.location, pack: blob.pack), [at])
+        }, collect: collect)
+    }
+
+    /// Reads each blob of `ids` once, as stored: grouped by pack (the packs in the order `ids` first needs
+    /// them), by offset within a pack, blobs up to `maxGap` bytes apart (at least the store's `readGap`) in
+    /// one streamed request — on object storage, the share of a pack they hold is one GET however many
+    /// blobs it is. Each blob, decrypted and verified, goes to `work` with its ID, `width` at once on any
+    /// core; `collect` receives the results in the calling task, in the order the blobs were read. A blob
+    /// that cannot be read — not in the index, damaged, in a pack that is missing or cut short — goes to
+    /// `work` as a failure, so it fails only what holds it (when a run fails, the blobs it did not hand on are
+    /// read again one by one); a storage error (the store cannot be reached) is thrown. Memory holds at most `width` blobs and the bytes of the next one.
+    public func readBlobs<Output: Sendable>(_ ids: some Sequence<BlobID>, maxGap: Int = 0, width: Int = 4,
+                                            _ work: @escaping @Sendable (BlobID, Result<Data, RepositoryError>) async throws -> Output,
+                                            collect: (Output) async throws -> Void) async throws {
+        var rank: [BlobID: Int] = [:]      // pack → when `ids` first needs it
+        var unique: [(id: BlobID, pack: BlobID, offset: UInt32)] = []
+        var seen = Set<BlobID>()
+        var unknown: [BlobID] = []
+        for id in ids where seen.insert(id).inserted {
+            guard let (pack, place) = location(of: id) else {
+                unknown.append(id)
+                continue
+            }
+            if rank[pack] == nil { rank[pack] = rank.count }
+            unique.append((id, pack, place.offset))
+        }
+        unique.sort { a, b in (rank[a.pack]!, a.offset) < (rank[b.pack]!, b.offset) }
+        let sorted = unique.map(\.id)
+        let runs = contiguousRuns(sorted, maxBytes: .max, maxGap: max(maxGap, store.readGap))
+        try await Concurrent.ordered(width: width, produce: { emit in
+            for id in unknown { try await emit(.failed(id, Self.notIndexed(id))) }
             for run in runs {
-                try await streamSealedRun(run) { blob in
-                    if order == .file {
-                        try await emit((blob, [offset]))
-                        offset += Int(blob.location.rawLength)
-                    } else {
-                        try await emit((blob, offsets[blob.id] ?? []))
+                var handed = 0
+                do {
+                    try await streamSealedRun(sorted[run]) { blob in
+                        handed += 1
+                        do { try await emit(.sealed(blob)) } catch { throw ReceiverError(error: error) }
+                    }
+                } catch let receiver as ReceiverError {
+                    throw receiver.error
+                } catch let error as RepositoryError where error.code != .storage {
+                    // The pack is missing or cut short: the blobs of the run not handed yet are read one by one
+                    // (a store reads a range in pieces, so blobs before a cut may have failed with it).
+                    for id in sorted[run].dropFirst(handed) {
+                        do {
+                            try await streamSealedRun([id]) { blob in
+                                do { try await emit(.sealed(blob)) } catch { throw ReceiverError(error: error) }
+                            }
+                        } catch let receiver as ReceiverError {
+                            throw receiver.error
+                        } catch let error as RepositoryError where error.code != .storage {
+                            try await emit(.failed(id, error))
+                        }
                     }
                 }
             }
-        }, { (blob: SealedBlob, at: [Int]) in
-            try await work(try self.decryptBlob(blob.sealed, id: blob.id, location: blob.location, pack: blob.pack), at)
+        }, { (read: ReadBlob) in
+            switch read {
+            case .sealed(let blob):
+                let plain: Result<Data, RepositoryError>
+                do {
+                    plain = .success(try self.decryptBlob(blob.sealed, id: blob.id, location: blob.location, pack: blob.pack))
+                } catch let error as RepositoryError {
+                    plain = .failure(error)
+                }
+                return try await work(blob.id, plain)
+            case .failed(let id, let error):
+                return try await work(id, .failure(error))
+            }
         }, collect: collect)
+    }
+
+    /// What `readBlobs` hands on: a blob as read, or one that could not be.
+    private enum ReadBlob: Sendable {
+        case sealed(SealedBlob)
+        case failed(BlobID, RepositoryError)
+    }
+
+    /// An error of whoever receives the blobs `readBlobs` reads, kept apart from the run's own.
+    private struct ReceiverError: Error { var error: any Error }
+
+    static func notIndexed(_ id: BlobID) -> RepositoryError {
+        RepositoryError(.missing, "blob \(id.short) is not in the index; run `cairn repo check`", location: id.hex)
     }
 
     /// A blob as stored in its pack: encrypted, compressed, not yet verified.
@@ -659,16 +712,12 @@ public final class Repository: Sendable {
     /// Reads blobs stored one after another in one pack (a run of `contiguousRuns`) with one ranged read,
     /// handing each one's sealed bytes to `each` as soon as they have all arrived.
     func streamSealedRun(_ ids: ArraySlice<BlobID>, _ each: (SealedBlob) async throws -> Void) async throws {
-        guard let first = ids.first, let (pack, _) = location(of: first) else {
-            throw RepositoryError(.missing, "blob \(ids.first?.short ?? "?") is not in the index; run `cairn repo check`",
-                                  location: ids.first?.hex)
-        }
+        guard let first = ids.first else { return }
+        guard let (pack, _) = location(of: first) else { throw Self.notIndexed(first) }
         var places: [BlobLocation] = []
         places.reserveCapacity(ids.count)
         for id in ids {
-            guard let (p, place) = location(of: id), p == pack else {
-                throw RepositoryError(.missing, "blob \(id.short) is not in the index; run `cairn repo check`", location: id.hex)
-            }
+            guard let (p, place) = location(of: id), p == pack else { throw Self.notIndexed(id) }
             places.append(place)
         }
         let range = Int(places[0].offset)..<(Int(places[places.count - 1].offset) + Int(places[places.count - 1].length))
@@ -710,42 +759,29 @@ public final class Repository: Sendable {
         }
     }
 
-    /// Loads many blobs in as few reads as their places allow: sorted by pack and offset, read in runs
-    /// (`contiguousRuns`; blobs up to `maxGap` apart share a read), `width` runs at once. A run that fails is
-    /// read again blob by blob, so a damaged blob fails only itself; a storage error (the store cannot be
-    /// reached) is thrown.
-    public func loadBlobsByPlace(_ ids: some Sequence<BlobID>, maxBytes: Int = 8 << 20, maxGap: Int = 256 << 10,
-                                 width: Int = 2) async throws -> [BlobID: Result<Data, RepositoryError>] {
-        var sorted = Array(Set(ids))
-        sorted.sort { a, b in
-            switch (location(of: a), location(of: b)) {
-            case let (x?, y?): return (x.pack, x.location.offset) < (y.pack, y.location.offset)
-            case (nil, _?): return true
-            default: return false
-            }
+    /// Loads many blobs at once, in as few reads as their places allow (`readBlobs`; blobs up to `maxGap`
+    /// apart share a read), each with its own result: a damaged blob fails only itself; a storage error (the
+    /// store cannot be reached) is thrown. For sets that are wanted whole (a level of trees, a batch of
+    /// objects); what can be used blob by blob should stream through `readBlobs`.
+    public func loadBlobsByPlace(_ ids: some Sequence<BlobID>, maxGap: Int = 256 << 10) async throws
+        -> [BlobID: Result<Data, RepositoryError>] {
+        var loaded: [BlobID: Result<Data, RepositoryError>] = [:]
+        try await readBlobs(ids, maxGap: maxGap, width: ProcessInfo.processInfo.activeProcessorCount,
+                            { id, result in (id, result) }, collect: { loaded[$0.0] = $0.1 })
+        return loaded
+    }
+
+    /// A blob's stored bytes authenticated (against its type and ID) and decrypted, still encoded.
+    func openBlob(_ sealed: Data, id: BlobID, location: BlobLocation, pack: BlobID) throws -> Data {
+        guard let encoded = try? cipher.open(sealed, aad: PackFormat.blobAAD(type: location.type, id: id)) else {
+            throw RepositoryError.corrupt("blob", "data/\(pack.hex) blob \(id.short)", "authentication failed")
         }
-        let ordered = sorted
-        let runs = contiguousRuns(ordered, maxBytes: maxBytes, maxGap: maxGap)
-        let loaded = try await Concurrent.map(runs, width: width) { run -> [(BlobID, Result<Data, RepositoryError>)] in
-            do {
-                return zip(ordered[run], try await self.loadBlobs(ordered[run])).map { ($0, .success($1)) }
-            } catch let error as RepositoryError where error.code != .storage {
-                var one: [(BlobID, Result<Data, RepositoryError>)] = []
-                for id in ordered[run] {
-                    do { one.append((id, .success(try await self.loadBlob(id)))) }
-                    catch let error as RepositoryError where error.code != .storage { one.append((id, .failure(error))) }
-                }
-                return one
-            }
-        }
-        return Dictionary(loaded.joined().map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+        return encoded
     }
 
     func decryptBlob(_ sealed: Data, id: BlobID, location: BlobLocation, pack: BlobID) throws -> Data {
         let where_ = "data/\(pack.hex) blob \(id.short)"
-        guard let encoded = try? cipher.open(sealed, aad: PackFormat.blobAAD(type: location.type, id: id)) else {
-            throw RepositoryError.corrupt("blob", where_, "authentication failed")
-        }
+        let encoded = try openBlob(sealed, id: id, location: location, pack: pack)
         let plain = try Self.decode(encoded, location: where_, expectedSize: Int(location.rawLength))
         guard plain.count == Int(location.rawLength), blobID(for: plain) == id else {
             throw RepositoryError.corrupt("blob", where_, "content does not match its ID")

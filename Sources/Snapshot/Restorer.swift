@@ -88,11 +88,15 @@ public final class Restorer: Sendable {
     /// A batch is written once it holds this many files or bytes.
     static let batchFiles = 512
     static let batchBytes = 8 << 20
+    /// Blobs of a batch at most this many bytes apart in a pack are read with one request (the bytes between
+    /// read and dropped).
+    static let batchGap = 256 << 10
 
     /// Small files written together: their blobs are read pack range by pack range (blobs stored near each
-    /// other in one request, however many files they belong to), then the files are written.
+    /// other in one request, however many files they belong to), each file written as its blob arrives.
     struct Batch: Sendable {
-        var files: [(path: String, dest: String, node: Node, replacing: Bool)] = []
+        typealias File = (path: String, dest: String, node: Node, replacing: Bool)
+        var files: [File] = []
         var bytes = 0
     }
 
@@ -308,44 +312,54 @@ public final class Restorer: Sendable {
         }
     }
 
-    /// Writes a batch of small files: their blobs read by pack range, each file then written (a new file in
-    /// place, an existing one beside it and renamed over it). A range that fails is read again blob by blob,
-    /// so a damaged blob fails only the files that hold it.
+    /// Writes a batch of small files as their blobs are read (`readBlobs`: by pack range, blobs stored near
+    /// each other in one request however many files they belong to, each blob read once and written to every
+    /// file it is the content of). A damaged blob fails only the files that hold it. Memory holds a few blobs,
+    /// not the batch.
     func writeBatch(_ batch: Batch, asRoot: Bool, into written: Locked<Written>) async throws {
-        var blobs: [BlobID: Data] = [:]
-        var failed: [BlobID: String] = [:]
-        for (id, result) in try await repository.loadBlobsByPlace(batch.files.compactMap { $0.node.content?.first }) {
-            switch result {
-            case .success(let data): blobs[id] = data
-            case .failure(let error): failed[id] = "\(error)"
-            }
+        var holders: [BlobID: [Batch.File]] = [:]
+        var empty: [Batch.File] = []
+        for file in batch.files {
+            if let id = file.node.content?.first { holders[id, default: []].append(file) } else { empty.append(file) }
         }
-        let contents = blobs, problems = failed
-        let (files, bytes, errors) = try await BlockingIO.run { () throws -> (Int, Int, [String]) in
-            var files = 0, bytes = 0
-            var errors: [String] = []
-            for file in batch.files {
-                let id = file.node.content?.first
-                if let id, let problem = problems[id] {
-                    errors.append("\(file.path): \(problem)")
-                    continue
-                }
-                let data = id.flatMap { contents[$0] } ?? Data()
-                do {
-                    try Self.writeWhole(data, node: file.node, to: file.dest, asRoot: asRoot, replacing: file.replacing)
-                    files += 1
-                    bytes += data.count
-                } catch let error as SnapshotError where error.code != .noSpace {
-                    errors.append("\(file.path): \(error)")
-                }
-            }
-            return (files, bytes, errors)
+        var done = Written()
+        func add(_ some: Written) {
+            done.files += some.files
+            done.bytes += some.bytes
+            done.errors += some.errors
+            bytesDone.withLock { $0 += some.bytes }
         }
-        bytesDone.withLock { $0 += bytes }
+        if !empty.isEmpty { add(try await Self.writeFiles(empty, .success(Data()), asRoot: asRoot)) }
+        let held = holders
+        try await repository.readBlobs(batch.files.compactMap { $0.node.content?.first }, maxGap: Self.batchGap, { id, content in
+            try await Self.writeFiles(held[id] ?? [], content, asRoot: asRoot)
+        }, collect: add)
         written.withLock {
-            $0.files += files
-            $0.bytes += bytes
-            $0.errors += errors
+            $0.files += done.files
+            $0.bytes += done.bytes
+            $0.errors += done.errors
+        }
+    }
+
+    /// Writes `files`, whose content is `content` (one blob, or its error), each whole.
+    static func writeFiles(_ files: [Batch.File], _ content: Result<Data, RepositoryError>, asRoot: Bool) async throws -> Written {
+        let data: Data
+        switch content {
+        case .success(let plain): data = plain
+        case .failure(let error): return Written(errors: files.map { "\($0.path): \(error)" })
+        }
+        return try await BlockingIO.run {
+            var done = Written()
+            for file in files {
+                do {
+                    try writeWhole(data, node: file.node, to: file.dest, asRoot: asRoot, replacing: file.replacing)
+                    done.files += 1
+                    done.bytes += data.count
+                } catch let error as SnapshotError where error.code != .noSpace {
+                    done.errors.append("\(file.path): \(error)")
+                }
+            }
+            return done
         }
     }
 

@@ -300,6 +300,72 @@ struct RepositoryTests {
         #expect(try await reopened.check(readData: true).errors.isEmpty)
     }
 
+    @Test("readBlobs reads each blob once, one request per pack; a damaged blob, a cut pack or an unknown ID fails only those blobs; the receiver's own error is passed on")
+    func readBlobsAsStored() async throws {
+        let memory = MemoryBlobStore()
+        let store = FaultyBlobStore(memory)
+        // Packs under the 1 MiB pieces a memory store reads a range in, so a pack is one read.
+        let repo = try await newRepository(store, packSize: 512 << 10)
+        var rng = SeededRandom(seed: 41)
+        var blobs: [BlobID: Data] = [:]
+        var order: [BlobID] = []
+        for _ in 0..<40 {
+            let data = rng.bytes(60_000)
+            let id = try await repo.saveBlob(.data, data).id
+            blobs[id] = data
+            order.append(id)
+        }
+        try await repo.flush()
+        let packs = Set(order.map { repo.location(of: $0)!.pack })
+        #expect(packs.count >= 3)
+        let unknown = repo.blobID(for: Data("never stored".utf8))
+        // Asked in a scrambled order, some twice, with one ID the index does not have.
+        let asked: [BlobID] = Array(order.reversed()) + order.prefix(10) + [unknown]
+        func read() async throws -> [BlobID: Result<Data, RepositoryError>] {
+            var got: [BlobID: Result<Data, RepositoryError>] = [:]
+            var handed = 0
+            try await repo.readBlobs(asked, width: 3, { id, result in (id, result) }, collect: {
+                handed += 1
+                got[$0.0] = $0.1
+            })
+            #expect(handed == 41, "each blob handed once")
+            return got
+        }
+        let before = store.calls(.load, .data)
+        let clean = try await read()
+        #expect(store.calls(.load, .data) - before == packs.count, "one read per pack")
+        for id in order { #expect(try clean[id]?.get() == blobs[id]) }
+        #expect(throws: RepositoryError.self) { try clean[unknown]?.get() }
+
+        // A flipped byte in one blob; the pack of others cut in the middle of its fourth blob.
+        let flipped = order[3]
+        let (flippedPack, flippedAt) = try #require(repo.location(of: flipped))
+        memory.tamper(BlobHandle(.data, flippedPack.hex)) { $0[Int(flippedAt.offset) + 30] ^= 0x55 }
+        let byPack = Dictionary(grouping: order) { repo.location(of: $0)!.pack }
+        let cutPack = try #require(byPack.filter { $0.key != flippedPack }.max { $0.value.count < $1.value.count }?.key)
+        let inCut = byPack[cutPack]!.sorted { repo.location(of: $0)!.location.offset < repo.location(of: $1)!.location.offset }
+        #expect(inCut.count >= 5)
+        let cutAt = Int(repo.location(of: inCut[3])!.location.offset) + 100
+        memory.tamper(BlobHandle(.data, cutPack.hex)) { $0 = $0.prefix(cutAt) }
+        let damaged = try await read()
+        let failed = Set(damaged.filter { if case .failure = $0.value { true } else { false } }.keys)
+        #expect(failed == Set([flipped, unknown] + inCut[3...]), "only the damaged blob, those past the cut and the unknown one")
+        for id in order where !failed.contains(id) { #expect(try damaged[id]?.get() == blobs[id]) }
+        if case .failure(let error)? = damaged[inCut[4]] { #expect(error.code == .missing) }
+        if case .failure(let error)? = damaged[flipped] { #expect(error.code == .corrupt) }
+
+        // An error the receiver throws — even one that looks like a damaged blob — ends the read, as it is.
+        let stop = RepositoryError(.missing, "the receiver's own")
+        let seen = Mutex(0)
+        let thrown = await #expect(throws: RepositoryError.self) {
+            try await repo.readBlobs(order, { _, _ in
+                if seen.withLock({ $0 += 1; return $0 }) == 2 { throw stop }
+            }, collect: { _ in })
+        }
+        #expect(thrown?.message == "the receiver's own")
+        #expect(seen.withLock { $0 } < order.count, "the read stopped")
+    }
+
     @Test("check finds a flipped byte in a pack, a truncated pack, a deleted pack and a damaged index file")
     func checkFindsDamage() async throws {
         let store = MemoryBlobStore()
