@@ -15,8 +15,15 @@ public struct BackupOptions: Sendable {
     /// How many files are read at once. Each file's chunks are also processed in parallel.
     public var fileConcurrency: Int
 
+    /// Files in flight by default. A file holds its slot from opening to stored, so the slots must outnumber
+    /// the files being compressed for reads to keep coming: with 8, a cold tree of small files (the bench's
+    /// 20k) left the cores a fifth idle; 32 backs it up 20–25% faster cold, the same warm, in the same memory
+    /// (a small file is at most the chunker's minimum, 256 KiB; files larger than that are also bounded by
+    /// `Archiver.largeFileSlots`).
+    public static let defaultFileConcurrency = 32
+
     public init(paths: [String], parent: SnapshotManifest? = nil, tags: [String] = [],
-                hostname: String = ProcessInfo.processInfo.hostName, fileConcurrency: Int = 8) {
+                hostname: String = ProcessInfo.processInfo.hostName, fileConcurrency: Int = defaultFileConcurrency) {
         self.paths = paths
         self.parent = parent
         self.tags = tags
@@ -164,7 +171,7 @@ public final class Archiver: Sendable {
             throw SnapshotError(.invalidArgument, "\(path) is not a directory on this machine", path: path)
         }
         let node = try await archiveDirectory(path, node: Node(name: name, stat: st), previous: previous,
-                                              slots: AsyncSemaphore(permits: 8),
+                                              slots: AsyncSemaphore(permits: BackupOptions.defaultFileConcurrency),
                                               excluding: exclude.isEmpty ? nil : Excluding(root: path, rule: exclude))
         var final = summary.withLock { $0 }
         final.errors = errors.withLock { $0.count }
