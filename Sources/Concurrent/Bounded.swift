@@ -53,15 +53,21 @@ public enum Concurrent {
     /// once; `collect` receives the results in the order the elements were emitted, in the calling task.
     /// `emit` waits while `width` elements are emitted but not yet collected, so memory stays bounded
     /// whatever the length of the stream. The first error cancels the work still running and is rethrown.
+    /// With `inline`, `work` runs in the calling task, one element at a time, with no task per element (for
+    /// elements too small to be worth one, when the caller runs several streams at once).
     public static func ordered<Element: Sendable, Result: Sendable>(
-        width: Int,
+        width: Int, inline: Bool = false,
         produce: (_ emit: (Element) async throws -> Void) async throws -> Void,
         _ work: @escaping @Sendable (Element) async throws -> Result,
         collect: (Result) async throws -> Void
     ) async throws {
-        let width = max(1, width)
         // `collect` is only called from `emit`, inside `produce`, in this task: it never escapes.
         try await withoutActuallyEscaping(collect) { collect in
+        if inline {
+            try await produce { element in try await collect(try await work(element)) }
+            return
+        }
+        let width = max(1, width)
         try await withThrowingTaskGroup(of: (Int, Result).self) { group in
             var emitted = 0
             var collected = 0

@@ -623,7 +623,8 @@ public final class Repository: Sendable {
     /// core; `collect` receives the results in the calling task, in the order the blobs were read. A blob
     /// that cannot be read — not in the index, damaged, in a pack that is missing or cut short — goes to
     /// `work` as a failure, so it fails only what holds it (when a run fails, the blobs it did not hand on are
-    /// read again one by one); a storage error (the store cannot be reached) is thrown. Memory holds at most `width` blobs and the bytes of the next one.
+    /// read again one by one); a storage error (the store cannot be reached) is thrown. With `width` 1,
+    /// everything runs in the calling task. Memory holds at most `width` blobs and the bytes of the next one.
     public func readBlobs<Output: Sendable>(_ ids: some Sequence<BlobID>, maxGap: Int = 0, width: Int = 4,
                                             _ work: @escaping @Sendable (BlobID, Result<Data, RepositoryError>) async throws -> Output,
                                             collect: (Output) async throws -> Void) async throws {
@@ -642,7 +643,24 @@ public final class Repository: Sendable {
         unique.sort { a, b in (rank[a.pack]!, a.offset) < (rank[b.pack]!, b.offset) }
         let sorted = unique.map(\.id)
         let runs = contiguousRuns(sorted, maxBytes: .max, maxGap: max(maxGap, store.readGap))
-        try await Concurrent.ordered(width: width, produce: { emit in
+        // A blob read, decrypted and verified (or why it cannot be), handed to `work`.
+        let handle: @Sendable (ReadBlob) async throws -> Output = { read in
+            switch read {
+            case .sealed(let blob):
+                let plain: Result<Data, RepositoryError>
+                do {
+                    plain = .success(try self.decryptBlob(blob.sealed, id: blob.id, location: blob.location, pack: blob.pack))
+                } catch let error as RepositoryError {
+                    plain = .failure(error)
+                }
+                return try await work(blob.id, plain)
+            case .failed(let id, let error):
+                return try await work(id, .failure(error))
+            }
+        }
+        // With `width` 1, in this task (no task per blob: for many small blobs and callers that run several
+        // reads at once); otherwise `width` at once.
+        try await Concurrent.ordered(width: width, inline: width <= 1, produce: { emit in
             for id in unknown { try await emit(.failed(id, Self.notIndexed(id))) }
             for run in runs {
                 var handed = 0
@@ -669,20 +687,7 @@ public final class Repository: Sendable {
                     }
                 }
             }
-        }, { (read: ReadBlob) in
-            switch read {
-            case .sealed(let blob):
-                let plain: Result<Data, RepositoryError>
-                do {
-                    plain = .success(try self.decryptBlob(blob.sealed, id: blob.id, location: blob.location, pack: blob.pack))
-                } catch let error as RepositoryError {
-                    plain = .failure(error)
-                }
-                return try await work(blob.id, plain)
-            case .failed(let id, let error):
-                return try await work(id, .failure(error))
-            }
-        }, collect: collect)
+        }, handle, collect: collect)
     }
 
     /// What `readBlobs` hands on: a blob as read, or one that could not be.

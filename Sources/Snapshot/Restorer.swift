@@ -313,27 +313,41 @@ public final class Restorer: Sendable {
     }
 
     /// Writes a batch of small files as their blobs are read (`readBlobs`: by pack range, blobs stored near
-    /// each other in one request however many files they belong to, each blob read once and written to every
-    /// file it is the content of). A damaged blob fails only the files that hold it. Memory holds a few blobs,
-    /// not the batch.
+    /// each other in one request however many files they belong to, each blob read once), in the batch's
+    /// task: the files of about a MiB of blobs written together through `BlockingIO` (batches run several at
+    /// once, so the cores and the disk stay busy). A damaged blob fails only the files that hold it. Memory
+    /// holds about a MiB of blobs, not the batch.
     func writeBatch(_ batch: Batch, asRoot: Bool, into written: Locked<Written>) async throws {
         var holders: [BlobID: [Batch.File]] = [:]
-        var empty: [Batch.File] = []
+        var ready: [(files: [Batch.File], data: Data)] = []
         for file in batch.files {
-            if let id = file.node.content?.first { holders[id, default: []].append(file) } else { empty.append(file) }
+            if let id = file.node.content?.first { holders[id, default: []].append(file) } else { ready.append(([file], Data())) }
         }
         var done = Written()
-        func add(_ some: Written) {
+        var readyBytes = 0
+        func write() async throws {
+            guard !ready.isEmpty else { return }
+            let some = try await Self.writeFiles(ready, asRoot: asRoot)
+            ready = []
+            readyBytes = 0
             done.files += some.files
             done.bytes += some.bytes
             done.errors += some.errors
             bytesDone.withLock { $0 += some.bytes }
         }
-        if !empty.isEmpty { add(try await Self.writeFiles(empty, .success(Data()), asRoot: asRoot)) }
-        let held = holders
-        try await repository.readBlobs(batch.files.compactMap { $0.node.content?.first }, maxGap: Self.batchGap, { id, content in
-            try await Self.writeFiles(held[id] ?? [], content, asRoot: asRoot)
-        }, collect: add)
+        try await repository.readBlobs(batch.files.compactMap { $0.node.content?.first }, maxGap: Self.batchGap, width: 1,
+                                       { id, content in (id, content) }, collect: { id, content in
+            let files = holders[id] ?? []
+            switch content {
+            case .success(let data):
+                ready.append((files, data))
+                readyBytes += data.count * files.count
+                if readyBytes >= Self.writeGroupBytes || ready.count >= Self.writeGroupFiles { try await write() }
+            case .failure(let error):
+                done.errors += files.map { "\($0.path): \(error)" }
+            }
+        })
+        try await write()
         written.withLock {
             $0.files += done.files
             $0.bytes += done.bytes
@@ -341,22 +355,23 @@ public final class Restorer: Sendable {
         }
     }
 
-    /// Writes `files`, whose content is `content` (one blob, or its error), each whole.
-    static func writeFiles(_ files: [Batch.File], _ content: Result<Data, RepositoryError>, asRoot: Bool) async throws -> Written {
-        let data: Data
-        switch content {
-        case .success(let plain): data = plain
-        case .failure(let error): return Written(errors: files.map { "\($0.path): \(error)" })
-        }
-        return try await BlockingIO.run {
+    /// Small files are written this many bytes or files at a time (one trip through `BlockingIO`).
+    static let writeGroupBytes = 1 << 20
+    static let writeGroupFiles = 64
+
+    /// Writes each file of `groups` whole, with its group's content.
+    static func writeFiles(_ groups: [(files: [Batch.File], data: Data)], asRoot: Bool) async throws -> Written {
+        try await BlockingIO.run {
             var done = Written()
-            for file in files {
-                do {
-                    try writeWhole(data, node: file.node, to: file.dest, asRoot: asRoot, replacing: file.replacing)
-                    done.files += 1
-                    done.bytes += data.count
-                } catch let error as SnapshotError where error.code != .noSpace {
-                    done.errors.append("\(file.path): \(error)")
+            for (files, data) in groups {
+                for file in files {
+                    do {
+                        try writeWhole(data, node: file.node, to: file.dest, asRoot: asRoot, replacing: file.replacing)
+                        done.files += 1
+                        done.bytes += data.count
+                    } catch let error as SnapshotError where error.code != .noSpace {
+                        done.errors.append("\(file.path): \(error)")
+                    }
                 }
             }
             return done
