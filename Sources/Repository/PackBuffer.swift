@@ -22,8 +22,12 @@ final class PackMemory: Sendable {
 
     func take(atLeast needed: Int) -> Block {
         if needed <= capacity, let block = free.withLock({ $0.popLast() }) { return block }
-        let size = max(capacity, needed)
-        return Block(pointer: UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64), capacity: size)
+        return allocate(max(capacity, needed))
+    }
+
+    /// A block of exactly `size` bytes, not from the pool (given back, it is kept only if a full pack's size).
+    func allocate(_ size: Int) -> Block {
+        Block(pointer: UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64), capacity: size)
     }
 
     func give(_ block: Block) {
@@ -57,9 +61,13 @@ final class PackBuffer: @unchecked Sendable {
     var blobs: [PackedBlob] = []
     let writes = PendingWrites()
 
-    init(memory: PackMemory, appender: (any BlobAppender)? = nil) {
+    /// Bytes of memory the pack starts with, when not a pooled block of a full pack's size.
+    let startSize: Int?
+
+    init(memory: PackMemory, appender: (any BlobAppender)? = nil, startSize: Int? = nil) {
         self.memory = memory
         self.appender = appender
+        self.startSize = startSize
     }
 
     deinit {
@@ -70,7 +78,7 @@ final class PackBuffer: @unchecked Sendable {
     var isEmpty: Bool { blobs.isEmpty }
 
     private func reserve(_ extra: Int) {
-        if block == nil { block = memory.take(atLeast: extra) }
+        if block == nil { block = startSize.map { memory.allocate(max($0, extra)) } ?? memory.take(atLeast: extra) }
         guard let current = block, size + extra > current.capacity else { return }
         let bigger = memory.take(atLeast: (size + extra) * 3 / 2)
         bigger.pointer.copyMemory(from: current.pointer, byteCount: size)

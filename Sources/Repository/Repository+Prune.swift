@@ -147,8 +147,9 @@ extension Repository {
 
         // (1) Copy the used blobs of sparse packs into new packs. Ciphertexts move verbatim (the AAD binds
         // type and ID, not the pack), after decrypting each once so damage is not carried over.
+        // Trees and file data go to packs of their own, as a backup writes them.
         var written: [IndexFile.Pack] = []
-        var buffer = try await newPack()
+        var buffers: [BlobType: PackBuffer] = [:]
         for (pack, blobs) in plan.repack.sorted(by: { $0.key < $1.key }) {
             let data = try await Self.wrapStorage { try await store.load(BlobHandle(.data, pack.hex)) }
             for b in blobs {
@@ -156,15 +157,21 @@ extension Repository {
                 let location = BlobLocation(pack: 0, offset: b.offset, length: b.length, rawLength: b.rawLength,
                                             type: b.type)
                 _ = try decryptBlob(sealed, id: b.id, location: location, pack: pack)
+                let buffer: PackBuffer
+                if let open = buffers[b.type] { buffer = open } else { buffer = try await newPack(for: b.type) }
                 try await Self.wrapStorage { try await buffer.append(type: b.type, id: b.id, sealed: sealed, rawLength: Int(b.rawLength)) }
                 report.bytesRepacked += sealed.count
                 if buffer.size >= config.packSize {
                     written.append(try await writeRawPack(buffer))
-                    buffer = try await newPack()
+                    buffers[b.type] = nil
+                } else {
+                    buffers[b.type] = buffer
                 }
             }
         }
-        if !buffer.isEmpty { written.append(try await writeRawPack(buffer)) }
+        for (_, buffer) in buffers.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where !buffer.isEmpty {
+            written.append(try await writeRawPack(buffer))
+        }
         report.packsWritten = written.count
 
         // (2) New index files covering everything kept; the last supersedes all old ones.

@@ -33,7 +33,9 @@ public final class Repository: Sendable {
     struct WriteState {
         var index = MasterIndex()
         var pending: Set<BlobID> = []
-        var openPack: PackBuffer?
+        /// The pack each type of blob is placed in: trees apart from file data, so what reads only trees
+        /// (check, listing, the walk of a restore, a backup's parent) reads them back to back.
+        var openPacks: [BlobType: PackBuffer] = [:]
         var unindexed: [IndexFile.Pack] = []
         var lastIndexWrite = Date()
         /// Packs that could not be stored, since the repository was opened, and the last storage cause.
@@ -399,15 +401,15 @@ public final class Repository: Sendable {
         var full: PackBuffer?
         var placed: (pack: PackBuffer, offset: Int)?
         while true {
-            let pack = try await openPack()
+            let pack = try await openPack(for: type)
             // Place only into the pack that is still open: another task may have taken it to write it.
             let appended = state.withLock { s -> Bool in
-                guard s.openPack === pack else { return false }
+                guard s.openPacks[type] === pack else { return false }
                 if let offset = pack.add(type: type, id: id, sealed: sealed, rawLength: rawLength) {
                     placed = (pack, offset)
                 }
                 if pack.size >= config.packSize {
-                    s.openPack = nil
+                    s.openPacks[type] = nil
                     full = pack
                 }
                 return true
@@ -420,8 +422,8 @@ public final class Repository: Sendable {
             } catch {
                 // The pack can never be stored: nobody places more into it, and its blobs are saved anew.
                 let taken = state.withLock { s -> Bool in
-                    guard s.openPack === placed.pack else { return false }
-                    s.openPack = nil
+                    guard s.openPacks[type] === placed.pack else { return false }
+                    s.openPacks[type] = nil
                     return true
                 }
                 if taken { abandon(placed.pack, because: error) }
@@ -450,21 +452,22 @@ public final class Repository: Sendable {
         logger.error("repository.pack.lost", metadata: ["cairn.blobs": "\(pack.blobs.count)", "error": "\(error)"])
     }
 
-    /// The pack blobs are appended to, created on first use.
-    func openPack() async throws -> PackBuffer {
-        if let pack = state.withLock({ $0.openPack }) { return pack }
-        let fresh = try await newPack()
+    /// The pack blobs of `type` are appended to, created on first use.
+    func openPack(for type: BlobType) async throws -> PackBuffer {
+        if let pack = state.withLock({ $0.openPacks[type] }) { return pack }
+        let fresh = try await newPack(for: type)
         return state.withLock { s in
-            if let raced = s.openPack { return raced }   // another task created one first; ours is dropped
-            s.openPack = fresh
+            if let raced = s.openPacks[type] { return raced }   // another task created one first; ours is dropped
+            s.openPacks[type] = fresh
             return fresh
         }
     }
 
-    /// A new, empty pack: streaming into the store when it can, in memory otherwise.
-    func newPack() async throws -> PackBuffer {
+    /// A new, empty pack: streaming into the store when it can, in memory otherwise (a pack of trees, which
+    /// may stay small, then starts with a MiB and grows).
+    func newPack(for type: BlobType) async throws -> PackBuffer {
         let appender = try await Self.wrapStorage { try await store.makeAppender(.data) }
-        return PackBuffer(memory: packMemory, appender: appender)
+        return PackBuffer(memory: packMemory, appender: appender, startSize: type == .data ? nil : 1 << 20)
     }
 
     /// Writes a finished pack, then records it for the next index file.
@@ -500,11 +503,16 @@ public final class Repository: Sendable {
     /// since the mark was lost (it may have held blobs of the work that took the mark, which must then not
     /// write anything that refers to them).
     public func flush(since mark: WriteMark? = nil) async throws {
-        let pack = state.withLock { s -> PackBuffer? in
-            defer { s.openPack = nil }
-            return s.openPack.flatMap { $0.isEmpty ? nil : $0 }
+        let packs = state.withLock { s -> [PackBuffer] in
+            defer { s.openPacks = [:] }
+            return s.openPacks.sorted { $0.key.rawValue < $1.key.rawValue }.map(\.value).filter { !$0.isEmpty }
         }
-        if let pack { try await writePack(pack) }
+        // Every pack is written (or abandoned, its blobs then saved anew later) even when one fails.
+        var failure: (any Error)?
+        for pack in packs {
+            do { try await writePack(pack) } catch { failure = failure ?? error }
+        }
+        if let failure { throw failure }
         let batch = state.withLock { s -> [IndexFile.Pack] in
             defer { s.unindexed = []; s.lastIndexWrite = Date() }
             return s.unindexed

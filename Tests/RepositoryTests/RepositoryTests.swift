@@ -421,6 +421,46 @@ struct RepositoryTests {
         #expect(try await reopened.check(readData: true).errors.isEmpty)
     }
 
+    @Test("trees and file data go to packs of their own, when a backup saves them and when prune repacks them")
+    func treesApart() async throws {
+        let store = MemoryBlobStore()
+        let repo = try await newRepository(store, packSize: 1 << 20)
+        var rng = SeededRandom(seed: 7)
+        var data: [BlobID: Data] = [:]
+        var trees: [BlobID: Data] = [:]
+        var order: [BlobID] = []
+        // Saved interleaved, from several tasks at once, as a backup does.
+        for i in 0..<60 {
+            let bytes = rng.bytes(40_000)
+            async let saved = repo.saveBlob(.data, bytes)
+            if i % 2 == 0 {
+                let tree = rng.bytes(30_000)
+                let id = try await repo.saveBlob(.tree, tree).id
+                trees[id] = tree
+                order.append(id)
+            }
+            let id = try await saved.id
+            data[id] = bytes
+            order.append(id)
+        }
+        try await repo.flush()
+        func kinds() async throws -> [Set<BlobType>] {
+            try await repo.readIndexFiles().files.flatMap { $0.file.packs.map { Set($0.blobs.map(\.type)) } }
+        }
+        let before = try await kinds()
+        #expect(before.allSatisfy { $0.count == 1 }, "\(before)")
+        #expect(before.filter { $0 == [.tree] }.count >= 1)
+
+        // Every other blob kept (trees and data): the packs are sparse and repacked, still one type to a pack.
+        let used = Set(order.enumerated().filter { $0.offset % 2 == 0 }.map(\.element))
+        let report = try await repo.prune(used: used, maxUnusedFraction: 0.3)
+        #expect(report.packsRepacked > 0 && report.packsWritten >= 2)
+        let after = try await kinds()
+        #expect(after.allSatisfy { $0.count == 1 }, "\(after)")
+        for id in used { #expect(try await repo.loadBlob(id) == (data[id] ?? trees[id])) }
+        #expect(try await repo.check(readData: true).errors.isEmpty)
+    }
+
     @Test("prune removes leftover packs that no index names")
     func pruneLeftovers() async throws {
         let store = MemoryBlobStore()
