@@ -625,8 +625,8 @@ public final class Repository: Sendable {
     }
 
     /// Reads each blob of `ids` once, as stored: grouped by pack (the packs in the order `ids` first needs
-    /// them), by offset within a pack, blobs up to `maxGap` bytes apart (at least the store's `readGap`) in
-    /// one streamed request — on object storage, the share of a pack they hold is one GET however many
+    /// them), by offset within a pack, blobs up to `maxGap` or the store's `readGap` apart (whichever is
+    /// larger) in one streamed request — on object storage, the share of a pack they hold is one GET however many
     /// blobs it is. Each blob, decrypted and verified, goes to `work` with its ID, `width` at once on any
     /// core; `collect` receives the results in the calling task, in the order the blobs were read. A blob
     /// that cannot be read — not in the index, damaged, in a pack that is missing or cut short — goes to
@@ -772,14 +772,14 @@ public final class Repository: Sendable {
         }
     }
 
-    /// Loads many blobs at once, in as few reads as their places allow (`readBlobs`; blobs up to `maxGap`
-    /// apart share a read), each with its own result: a damaged blob fails only itself; a storage error (the
+    /// Loads many blobs at once, in as few reads as their places allow (`readBlobs`), each with its own
+    /// result: a damaged blob fails only itself; a storage error (the
     /// store cannot be reached) is thrown. For sets that are wanted whole (a level of trees, a batch of
     /// objects); what can be used blob by blob should stream through `readBlobs`.
-    public func loadBlobsByPlace(_ ids: some Sequence<BlobID>, maxGap: Int = 256 << 10) async throws
+    public func loadBlobsByPlace(_ ids: some Sequence<BlobID>) async throws
         -> [BlobID: Result<Data, RepositoryError>] {
         var loaded: [BlobID: Result<Data, RepositoryError>] = [:]
-        try await readBlobs(ids, maxGap: maxGap, width: ProcessInfo.processInfo.activeProcessorCount,
+        try await readBlobs(ids, width: ProcessInfo.processInfo.activeProcessorCount,
                             { id, result in (id, result) }, collect: { loaded[$0.0] = $0.1 })
         return loaded
     }

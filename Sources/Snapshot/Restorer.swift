@@ -88,8 +88,10 @@ public final class Restorer: Sendable {
     /// A batch is written once it holds this many files or bytes.
     static let batchFiles = 512
     static let batchBytes = 8 << 20
-    /// Blobs of a batch at most this many bytes apart in a pack are read with one request (the bytes between
-    /// read and dropped).
+    /// Blobs of a batch at most this many bytes apart in a pack are read with one request, the bytes
+    /// between read and dropped: a cold restore of 20k small files from a file system took 5–15% longer
+    /// reading only blobs back to back (more, smaller reads). Trees are read with the store's gap only: a
+    /// level of trees is spread thinly over a pack of trees, and reading through cost 8× the bytes.
     static let batchGap = 256 << 10
 
     /// Small files written together: their blobs are read pack range by pack range (blobs stored near each

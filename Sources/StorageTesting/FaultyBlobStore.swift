@@ -33,8 +33,12 @@ public final class FaultyBlobStore: BlobStore {
 
     public var location: String { base.location }
 
-    public init(_ base: any BlobStore) {
+    /// The base's, or the one given (a memory store counting reads as object storage would make them).
+    public let readGap: Int
+
+    public init(_ base: any BlobStore, readGap: Int? = nil) {
         self.base = base
+        self.readGap = readGap ?? base.readGap
     }
 
     public func inject(_ rule: Rule) {

@@ -199,7 +199,9 @@ struct BackupRestoreTests {
             try TestFiles.write(dir.sub("src/d\(i % 20)/e\(i % 300)/f\(i).txt"), Data("file \(i)".utf8))
         }
         let memory = MemoryBlobStore()
-        let store = FaultyBlobStore(memory)
+        // Reads counted as object storage makes them (blobs up to a MiB apart in one request); a file system
+        // reads only blobs that lie back to back together.
+        let store = FaultyBlobStore(memory, readGap: 1 << 20)
         let repo = try await newRepository(store)
         let snap = try await Archiver(repository: repo).run(BackupOptions(paths: [dir.sub("src")])).snapshot
         let before = store.calls(.load, .data)
@@ -230,7 +232,9 @@ struct BackupRestoreTests {
             try TestFiles.write(dir.sub("src/d\(i % 30)/f\(i).txt"), rng.text(100 + i % 1900))
         }
         let memory = MemoryBlobStore()
-        let store = FaultyBlobStore(memory)
+        // Reads counted as object storage makes them (blobs up to a MiB apart in one request); a file system
+        // reads only blobs that lie back to back together.
+        let store = FaultyBlobStore(memory, readGap: 1 << 20)
         let repo = try await newRepository(store)
         let snap = try await Archiver(repository: repo).run(BackupOptions(paths: [dir.sub("src")])).snapshot
         try await repo.loadIndex()
