@@ -39,6 +39,10 @@ extension Repository {
             for pack in file.packs where packBlobs[pack.id] == nil { packBlobs[pack.id] = pack.blobs }
         }
         report.packs = packBlobs.count
+        // The walk of the snapshots that follows a check reads every tree: the disk starts on them now.
+        let treePacks = packBlobs.filter { $0.value.contains { $0.type == .tree } }.map { BlobHandle(.data, $0.key.hex) }
+        let store = self.store
+        Task(priority: .low) { await store.prefetch(treePacks) }
 
         let present = Dictionary(try await Self.wrapStorage { try await store.list(.data) }.map { ($0.name, $0.size) },
                                  uniquingKeysWith: { a, _ in a })

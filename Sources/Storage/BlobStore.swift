@@ -103,6 +103,10 @@ public protocol BlobStore: Sendable {
     /// separately: 0 for a file system, about a request's worth of transfer on object storage.
     var readGap: Int { get }
 
+    /// A hint that these objects are about to be read: a file system has the kernel read them ahead, in the
+    /// background, so a reader that walks them one at a time finds them in memory; other stores ignore it.
+    func prefetch(_ handles: [BlobHandle]) async
+
     /// A writer that builds one object piece by piece without holding it in memory, or nil when the store
     /// cannot (callers then buffer and use `save`). The object becomes visible only on `commit`, with the
     /// same atomicity and durability as `save`.
@@ -132,6 +136,8 @@ extension BlobStore {
     public func makeAppender(_ kind: BlobKind) async throws -> (any BlobAppender)? { nil }
 
     public var readGap: Int { 0 }
+
+    public func prefetch(_ handles: [BlobHandle]) async {}
 
     public func save(_ handle: BlobHandle, data: Data) async throws {
         try await save(handle, data: data, options: SaveOptions())

@@ -150,6 +150,18 @@ public struct FileBlobStore: BlobStore {
         return (fd, Int(st.st_size))
     }
 
+    public func prefetch(_ handles: [BlobHandle]) async {
+        let paths = handles.map { path($0) }
+        _ = try? await BlockingIO.run {
+            for target in paths {
+                let fd = open(target, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { continue }
+                _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_WILLNEED))
+                close(fd)
+            }
+        }
+    }
+
     public func size(of handle: BlobHandle) async throws -> Int {
         let target = path(handle)
         var st = stat()
