@@ -669,30 +669,30 @@ public final class Repository: Sendable {
         // With `width` 1, in this task (no task per blob: for many small blobs and callers that run several
         // reads at once); otherwise `width` at once.
         try await Concurrent.ordered(width: width, inline: width <= 1, produce: { emit in
-            for id in unknown { try await emit(.failed(id, Self.notIndexed(id))) }
-            for run in runs {
+            // Streams `ids` (one run), handing each blob on; how many were handed, and the run's own error (its
+            // pack missing or cut short) if it failed. What the receiver throws is thrown as it is.
+            func stream(_ ids: ArraySlice<BlobID>) async throws -> (handed: Int, error: RepositoryError?) {
                 var handed = 0
                 do {
-                    try await streamSealedRun(sorted[run]) { blob in
+                    try await streamSealedRun(ids) { blob in
                         handed += 1
                         do { try await emit(.sealed(blob)) } catch { throw ReceiverError(error: error) }
                     }
+                    return (handed, nil)
                 } catch let receiver as ReceiverError {
                     throw receiver.error
                 } catch let error as RepositoryError where error.code != .storage {
-                    // The pack is missing or cut short: the blobs of the run not handed yet are read one by one
-                    // (a store reads a range in pieces, so blobs before a cut may have failed with it).
-                    for id in sorted[run].dropFirst(handed) {
-                        do {
-                            try await streamSealedRun([id]) { blob in
-                                do { try await emit(.sealed(blob)) } catch { throw ReceiverError(error: error) }
-                            }
-                        } catch let receiver as ReceiverError {
-                            throw receiver.error
-                        } catch let error as RepositoryError where error.code != .storage {
-                            try await emit(.failed(id, error))
-                        }
-                    }
+                    return (handed, error)
+                }
+            }
+            for id in unknown { try await emit(.failed(id, Self.notIndexed(id))) }
+            for run in runs {
+                let (handed, failed) = try await stream(sorted[run])
+                guard failed != nil else { continue }
+                // The blobs of the run not handed yet are read one by one (a store reads a range in pieces,
+                // so blobs before a cut may have failed with it).
+                for id in sorted[run].dropFirst(handed) {
+                    if let error = try await stream([id]).error { try await emit(.failed(id, error)) }
                 }
             }
         }, handle, collect: collect)
