@@ -191,7 +191,8 @@ let package = Package(
         .testTarget(name: "SnapshotTests", dependencies: ["Snapshot", "Repository", "Storage", "Concurrent", "StorageTesting"]),
         .testTarget(name: "CLITests", dependencies: ["StorageTesting"]),
         .testTarget(name: "KubeTests", dependencies: ["Kube", "TestSupport"]),
-        .testTarget(name: "ProtectionTests", dependencies: ["ProtectionRules", "Protection", "KubeModel"]),
+        .testTarget(name: "ProtectionTests", dependencies: ["ProtectionRules", "Protection", "KubeModel", "Repository", "Snapshot",
+                                                           "Storage"]),
         .testTarget(name: "ControllerTests", dependencies: [
             "Controller", "Server", "Protection", "Kube", "Snapshot", "Repository", "Storage", "TestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -8,9 +8,11 @@ import Snapshot
 /// Layout of its tree (documented in docs/repository-format.md, "Restore points"):
 /// - `restorepoint.json` — `RestorePoint.Metadata`: the application, time, counts, Cairn version,
 ///   warnings and what was left out;
-/// - `objects/<group>/<Kind>/<namespace>/<name>.json` — each object exactly as the API server returned it
-///   (group `core` for the core group, namespace `_cluster` for cluster-scoped objects); cleaning happens
-///   at restore time, so nothing is lost at capture;
+/// - `objects/<group>/<Kind>/<namespace>/<first name>.jsonl` — the objects, exactly as the API server
+///   returned them, several to a file (`ObjectGroup`: one object's compact JSON a line, a file named after its
+///   first object); group `core` for the core group, namespace `_cluster` for cluster-scoped objects.
+///   Cleaning happens at restore time, so nothing is lost at capture. Restore points written before
+///   2026-12-08 hold one object a file, `<name>.json`, and still read;
 /// - `volumes/<claim>/…` — the files of each claim's volume (written by the volume movers).
 ///
 /// The snapshot carries the tags `cairn.dev/restorepoint` and `namespace=<namespace>`, and the path
@@ -98,13 +100,72 @@ public enum RestorePoint {
         return "objects/\(group)/\(object.kind)/\(namespace)/\(object.name).json"
     }
 
-    /// The objects of a restore point, stored in the repository as they are captured: each object's blobs at
-    /// once, each kind's directory once its list is complete. What it holds is a node per object of the kinds
-    /// still being listed and a node per kind done, never the objects.
+    /// How a restore point's objects are stored: several to a file, so the repository's index, the trees and
+    /// what a backup or restore holds grow with the number of files, not of objects (a namespace of 100,000
+    /// objects makes about 1,600 files).
+    ///
+    /// A file (`<first name>.jsonl`) holds objects of one kind in one namespace, in the order they were listed
+    /// (by name), each object's compact JSON (keys sorted, no line breaks) followed by a line feed. A file ends
+    /// after an object whose name hashes (FNV-1a, 64 bits) to 0 modulo `spread`, or once it reaches
+    /// `limit` bytes. The ends depend on the names, not on what came before, so objects that did not change
+    /// give the same files, and the same blobs, on the next backup: a changed, added or removed object changes
+    /// only its own file (and the next one, when it removes an end or one was cut at `limit`).
+    public enum ObjectGroup {
+        /// One file ends every `spread` objects on average.
+        public static let spread: UInt64 = 64
+        /// A file ends once it holds this many bytes (an object larger than this is a file alone).
+        public static let limit = 512 << 10
+        public static let suffix = ".jsonl"
+
+        /// Whether a file ends after the object named `name`, the file now `bytes` long.
+        static func endsAfter(_ name: String, bytes: Int) -> Bool {
+            guard bytes < limit else { return true }
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in name.utf8 {
+                hash ^= UInt64(byte)
+                hash &*= 0x0000_0100_0000_01b3
+            }
+            return hash % spread == 0
+        }
+
+        /// Each object of a file, in order; a line that is not an object is reported with its file and line.
+        static func forEach(in data: Data, file: String, snapshot: String, _ body: (KubeObject) async throws -> Void) async throws {
+            var start = data.startIndex
+            var line = 0
+            while start < data.endIndex {
+                let end = data[start...].firstIndex(of: 0x0A) ?? data.endIndex
+                line += 1
+                let object: KubeObject
+                do {
+                    object = KubeObject(try JSONValue(parsing: data[start..<end]))
+                } catch {
+                    throw RepositoryError.corrupt("restore point", snapshot, "objects file \(file), line \(line): \(error)")
+                }
+                guard object.json.object != nil else {
+                    throw RepositoryError.corrupt("restore point", snapshot, "objects file \(file), line \(line): not a JSON object")
+                }
+                try await body(object)
+                start = end < data.endIndex ? data.index(after: end) : end
+            }
+        }
+    }
+
+    /// The objects of a restore point, stored in the repository as they are captured: a file of objects
+    /// (`ObjectGroup`) as soon as it is complete, each kind's directory once its list is complete. What it holds
+    /// is the file being filled for each kind still being listed (at most `ObjectGroup.limit` bytes), a node
+    /// per file of those kinds and a node per kind done, never all the objects.
     public actor ObjectWriter: CaptureSink {
+        /// A file of objects being filled.
+        private struct Pending {
+            var first: String
+            var data = Data()
+        }
+
         let repository: Repository
         /// The restore point's tree so far: `objects/…`.
-        public private(set) var tree: MemoryTree
+        private var tree: MemoryTree
+        /// The file being filled in each directory (`objects/<group>/<Kind>/<namespace>`).
+        private var pending: [String: Pending] = [:]
 
         public init(repository: Repository, time: Date = Date()) {
             self.repository = repository
@@ -114,19 +175,47 @@ public enum RestorePoint {
         static func directory(group: String, kind: String) -> String { "objects/\(group.isEmpty ? "core" : group)/\(kind)" }
 
         public func add(_ object: KubeObject) async throws {
-            let path = RestorePoint.path(of: object)
-            let node = try await tree.storedFile(named: String(path.split(separator: "/").last!), object.json.serializedData(),
-                                                 in: repository)
-            try tree.addExisting(path, node)
+            let directory = Self.directory(group: object.group, kind: object.kind) + "/" + (object.namespace ?? "_cluster")
+            // Taken out while it is stored, so nothing else appends to it meanwhile.
+            var file = pending.removeValue(forKey: directory) ?? Pending(first: object.name)
+            file.data.append(contentsOf: object.json.serialized())
+            file.data.append(0x0A)
+            if ObjectGroup.endsAfter(object.name, bytes: file.data.count) {
+                try await store(file, in: directory)
+            } else {
+                pending[directory] = file
+            }
+        }
+
+        private func store(_ file: Pending, in directory: String) async throws {
+            let name = file.first + ObjectGroup.suffix
+            let node = try await tree.storedFile(named: name, file.data, in: repository)
+            try tree.addExisting(directory + "/" + name, node)
+        }
+
+        /// Stores the files still being filled under `path` (every one when nil).
+        private func storePending(under path: String?) async throws {
+            for directory in pending.keys.filter({ path == nil || $0.hasPrefix(path! + "/") }).sorted() {
+                if let file = pending.removeValue(forKey: directory) { try await store(file, in: directory) }
+            }
         }
 
         public func finished(group: String, kind: String) async throws {
             let path = Self.directory(group: group, kind: kind)
+            try await storePending(under: path)
             if let node = try await tree.storedDirectory(at: path, in: repository) { try tree.seal(path, with: node) }
         }
 
         public func discard(group: String, kind: String) throws {
-            try tree.remove(Self.directory(group: group, kind: kind))
+            let path = Self.directory(group: group, kind: kind)
+            pending = pending.filter { !$0.key.hasPrefix(path + "/") }
+            try tree.remove(path)
+        }
+
+        /// The tree of every object added, each file stored.
+        public func complete() async throws -> MemoryTree {
+            try await storePending(under: nil)
+            return tree
         }
     }
 
@@ -141,7 +230,7 @@ public enum RestorePoint {
                              quiesced: [String] = [], consistency: Consistency? = nil, to repository: Repository,
                              since mark: Repository.WriteMark? = nil,
                              time: Date = Date()) async throws -> SnapshotManifest {
-        var tree = await objects.tree
+        var tree = try await objects.complete()
         for (claim, node) in volumes.sorted(by: { $0.key < $1.key }) {
             try tree.addExisting("volumes/\(claim)", node)
         }
@@ -308,8 +397,10 @@ public enum RestorePoint {
         public let kinds: [Kind]
         let repository: Repository
         let snapshot: String
-        /// Objects whose blobs are read together (by pack place).
+        /// Files of objects whose blobs are read together (by pack place): at most this many, and as many as
+        /// reach `batchBytes`.
         static let batch = 256
+        static let batchBytes: UInt64 = 4 << 20
 
         init(root: Tree, snapshot: SnapshotManifest, repository: Repository) async throws {
             self.repository = repository
@@ -330,14 +421,23 @@ public enum RestorePoint {
         }
 
         /// The objects of `selected`, handed to `body` one at a time: kind by kind, namespace by namespace, by
-        /// name; the blobs of `batch` objects read together.
+        /// name; the blobs of several files read together. Reads files of objects (`ObjectGroup`) and, from
+        /// older restore points, files of one object (`<name>.json`).
         public func forEach(_ selected: [Kind], _ body: (KubeObject) async throws -> Void) async throws {
             for kind in selected {
                 for namespace in try await repository.loadTree(kind.tree).nodes where namespace.type == .dir {
                     guard let tree = namespace.subtree else { continue }
                     let files = try await repository.loadTree(tree).nodes.filter { $0.type == .file }
-                    for start in stride(from: 0, to: files.count, by: Self.batch) {
-                        let nodes = files[start..<min(start + Self.batch, files.count)]
+                    var start = 0
+                    while start < files.count {
+                        var end = start
+                        var bytes: UInt64 = 0
+                        repeat {
+                            bytes += files[end].size
+                            end += 1
+                        } while end < files.count && end - start < Self.batch && bytes < Self.batchBytes
+                        let nodes = files[start..<end]
+                        start = end
                         let loaded = try await repository.loadBlobsByPlace(nodes.flatMap { $0.content ?? [] })
                         for node in nodes {
                             var data = Data()
@@ -345,8 +445,12 @@ public enum RestorePoint {
                                 switch loaded[id] {
                                 case .success(let part)?: data.append(part)
                                 case .failure(let error)?: throw error
-                                case nil: throw RepositoryError.corrupt("restore point", snapshot, "object \(node.name): blob \(id.short) was not read")
+                                case nil: throw RepositoryError.corrupt("restore point", snapshot, "objects file \(node.name): blob \(id.short) was not read")
                                 }
+                            }
+                            if node.name.hasSuffix(ObjectGroup.suffix) {
+                                try await ObjectGroup.forEach(in: data, file: node.name, snapshot: snapshot, body)
+                                continue
                             }
                             let object: KubeObject
                             do {
