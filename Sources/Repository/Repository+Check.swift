@@ -25,6 +25,9 @@ extension Repository {
     public func check(readData: Bool, progress: (@Sendable (Int, Int) -> Void)? = nil) async throws
         -> RepositoryCheckReport {
         var report = RepositoryCheckReport()
+        let store = self.store
+        // The packs present (a directory read per prefix on a file system) are listed while the index is read.
+        async let listing = Self.wrapStorage { try await store.list(.data) }
         let (files, failed) = try await readIndexFiles(tolerating: { _ in true })
         for (name, error) in failed.sorted(by: { $0.name < $1.name }) {
             report.errors.append("index/\(name): \(error.description)")
@@ -41,11 +44,9 @@ extension Repository {
         report.packs = packBlobs.count
         // The walk of the snapshots that follows a check reads every tree: the disk starts on them now.
         let treePacks = packBlobs.filter { $0.value.contains { $0.type == .tree } }.map { BlobHandle(.data, $0.key.hex) }
-        let store = self.store
         Task(priority: .low) { await store.prefetch(treePacks) }
 
-        let present = Dictionary(try await Self.wrapStorage { try await store.list(.data) }.map { ($0.name, $0.size) },
-                                 uniquingKeysWith: { a, _ in a })
+        let present = Dictionary(try await listing.map { ($0.name, $0.size) }, uniquingKeysWith: { a, _ in a })
         for (pack, blobs) in packBlobs {
             let end = blobs.map { Int($0.offset) + Int($0.length) }.max() ?? 0
             guard let size = present[pack.hex] else {

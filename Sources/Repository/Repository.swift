@@ -133,9 +133,13 @@ public final class Repository: Sendable {
     }
 
     /// Opens an existing repository with a password; with `keyName`, with that key file only (a receive
-    /// token's key: `.revoked` when it is gone).
-    public static func open(store: any BlobStore, password: String, keyName: String? = nil,
+    /// token's key: `.revoked` when it is gone). `readAhead`: the kinds of files the caller reads next (the
+    /// index, the snapshots), which a file system starts reading while the key is derived.
+    public static func open(store: any BlobStore, password: String, keyName: String? = nil, readAhead: [BlobKind] = [],
                             logger: Logger = Logger(label: "cairn.repository")) async throws -> Repository {
+        if !readAhead.isEmpty {
+            Task(priority: .low) { for kind in readAhead { await store.prefetch(every: kind) } }
+        }
         let markerData: Data
         do {
             markerData = try await store.load(BlobHandle(.config, "format"))

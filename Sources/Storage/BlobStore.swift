@@ -107,6 +107,10 @@ public protocol BlobStore: Sendable {
     /// background, so a reader that walks them one at a time finds them in memory; other stores ignore it.
     func prefetch(_ handles: [BlobHandle]) async
 
+    /// The same hint for every object of `kind` (index files and snapshots while a key is derived): a file
+    /// system lists them and has them read ahead; other stores ignore it without listing anything.
+    func prefetch(every kind: BlobKind) async
+
     /// A writer that builds one object piece by piece without holding it in memory, or nil when the store
     /// cannot (callers then buffer and use `save`). The object becomes visible only on `commit`, with the
     /// same atomicity and durability as `save`.
@@ -138,6 +142,8 @@ extension BlobStore {
     public var readGap: Int { 0 }
 
     public func prefetch(_ handles: [BlobHandle]) async {}
+
+    public func prefetch(every kind: BlobKind) async {}
 
     public func save(_ handle: BlobHandle, data: Data) async throws {
         try await save(handle, data: data, options: SaveOptions())

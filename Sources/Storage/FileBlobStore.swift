@@ -162,6 +162,11 @@ public struct FileBlobStore: BlobStore {
         }
     }
 
+    public func prefetch(every kind: BlobKind) async {
+        guard let files = try? await list(kind) else { return }
+        await prefetch(files.map { BlobHandle(kind, $0.name) })
+    }
+
     public func size(of handle: BlobHandle) async throws -> Int {
         let target = path(handle)
         var st = stat()

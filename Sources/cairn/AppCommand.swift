@@ -58,7 +58,7 @@ struct AppListCommand: AsyncParsableCommand {
         try await runReporting {
             var points: [String: RestorePoint.Summary] = [:]
             if global.repo != nil || ProcessInfo.processInfo.environment["CAIRN_REPOSITORY"] != nil {
-                let repo = try await global.open()
+                let repo = try await global.open(readAhead: [.snapshots])
                 for point in try await RestorePoint.list(in: repo) { points[point.namespace] = point }
             }
             let rows = try await cluster.withClient { client -> [Row] in
@@ -373,7 +373,7 @@ struct RestorePointsCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await runReporting {
-            let repo = try await global.open()
+            let repo = try await global.open(readAhead: [.snapshots])
             try await repo.loadIndex()
             var rows: [Row] = []
             for point in try await RestorePoint.list(in: repo, namespace: namespace) {

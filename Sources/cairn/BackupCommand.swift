@@ -92,7 +92,7 @@ struct SnapshotsCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await runReporting {
-            let repo = try await global.open()
+            let repo = try await global.open(readAhead: [.snapshots])
             let (snapshots, errors) = try await SnapshotFiles.all(in: repo)
             for error in errors { printError("unreadable snapshot: \(error)") }
             if global.json {

@@ -119,8 +119,10 @@ struct GlobalOptions: ParsableArguments {
         return try promptPassword(prompt)
     }
 
-    func open() async throws -> Repository {
-        try await Repository.open(store: try await store(), password: try password())
+    /// The repository; `readAhead`: the files the command reads next (by default the index and the snapshots:
+    /// a local repository has them read from disk while the key is derived).
+    func open(readAhead: [BlobKind] = [.index, .snapshots]) async throws -> Repository {
+        try await Repository.open(store: try await store(), password: try password(), readAhead: readAhead)
     }
 
     var showProgress: Bool { !json && !quiet && isatty(STDERR_FILENO) == 1 }

@@ -118,7 +118,7 @@ struct RepoCommand: AsyncParsableCommand {
 
             func run() async throws {
                 try await runReporting {
-                    let repo = try await global.open()
+                    let repo = try await global.open(readAhead: [])
                     let newPassword: String
                     if let env = ProcessInfo.processInfo.environment["CAIRN_NEW_PASSWORD"] {
                         newPassword = env
@@ -145,7 +145,7 @@ struct RepoCommand: AsyncParsableCommand {
 
             func run() async throws {
                 try await runReporting {
-                    let repo = try await global.open()
+                    let repo = try await global.open(readAhead: [])
                     let rows = try await repo.listKeys().map {
                         Row(key: $0.name, created: $0.created, host: $0.hostname, user: $0.username,
                             current: $0.name == repo.keyName)
@@ -170,7 +170,7 @@ struct RepoCommand: AsyncParsableCommand {
 
             func run() async throws {
                 try await runReporting {
-                    let repo = try await global.open()
+                    let repo = try await global.open(readAhead: [])
                     try await repo.removeKey(name: key)
                     if !global.quiet && !global.json { print("removed key \(key)") }
                     return 0
@@ -188,7 +188,7 @@ struct RepoCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runReporting {
-                let repo = try await global.open()
+                let repo = try await global.open(readAhead: [])
                 let n = try await RepositoryLock.removeStale(repo, all: all)
                 if !global.quiet { print("removed \(n) lock(s)") }
                 return 0
