@@ -49,6 +49,12 @@ struct BlobTable: Sendable {
         return found >= 0 ? locations[found] : nil
     }
 
+    func containsAll(_ ids: [BlobID]) -> Bool {
+        guard !slots.isEmpty else { return ids.isEmpty }
+        for id in ids where probe(id) < 0 { return false }
+        return true
+    }
+
     /// Adds `id` at `location` unless it is there already; returns the location it had then.
     mutating func insert(_ id: BlobID, _ location: BlobLocation) -> BlobLocation? {
         if (ids.count + 1) * 2 > slots.count { rehash(minimumSlots: max(16, (ids.count + 1) * 2)) }

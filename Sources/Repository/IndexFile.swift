@@ -101,6 +101,10 @@ public struct MasterIndex: Sendable {
 
     public func contains(_ id: BlobID) -> Bool { blobs[id] != nil }
 
+    /// Whether every one of `ids` is in the index: one tight loop, so the memory reads of several lookups
+    /// are in flight at once (a check's walk looks up a tree's files together).
+    public func containsAll(_ ids: [BlobID]) -> Bool { blobs.containsAll(ids) }
+
     public func packID(of location: BlobLocation) -> BlobID { packs[Int(location.pack)] }
 
     public func containsPack(_ id: BlobID) -> Bool { packNumbers[id] != nil }

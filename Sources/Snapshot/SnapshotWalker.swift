@@ -107,15 +107,26 @@ public struct SnapshotWalker: Sendable {
         return result
     }
 
-    /// Decodes a tree and checks its own files' content against `damaged` and the index.
+    /// Reads a tree in place (`TreeCodec.scan`, no `Node` built) and checks its own files' content against
+    /// `damaged` and the index: every content ID of the tree looked up together, and file by file only when
+    /// one of them is damaged or missing.
     static func read(_ data: Data, id: BlobID, damaged: Set<BlobID>, index: MasterIndex) throws -> ReadTree {
         var read = ReadTree()
-        for node in try Tree.decode(data, id: id).nodes {
-            if let subtree = node.subtree { read.directories.append((node.name, subtree)) }
-            guard let content = node.content else { continue }
-            if let bad = content.first(where: { damaged.contains($0) || !index.contains($0) }) {
-                let why = damaged.contains(bad) ? "damaged" : "missing from the index"
-                read.files.append(("/" + node.name, "content blob \(bad.short) is \(why)"))
+        var ids: [BlobID] = []
+        let decodes = TreeCodec.scan(data) { node in
+            if let subtree = node.subtree { read.directories.append((node.nameString, subtree)) }
+            for i in 0..<(node.content?.count ?? 0) { ids.append(node.contentID(i)) }
+        }
+        guard decodes else { throw RepositoryError(.corrupt, "tree \(id.short) does not decode", location: id.hex) }
+        guard !index.containsAll(ids) || ids.contains(where: damaged.contains) else { return read }
+        _ = TreeCodec.scan(data) { node in
+            guard let content = node.content else { return }
+            for i in 0..<content.count {
+                let blob = node.contentID(i)
+                let isDamaged = damaged.contains(blob)
+                guard isDamaged || !index.contains(blob) else { continue }
+                read.files.append(("/" + node.nameString, "content blob \(blob.short) is \(isDamaged ? "damaged" : "missing from the index")"))
+                break
             }
         }
         return read

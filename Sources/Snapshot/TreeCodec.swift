@@ -71,46 +71,100 @@ enum TreeCodec {
         put(&out, id.w3.bigEndian)
     }
 
-    static func decode(_ data: Data) -> Tree? {
-        data.withUnsafeBytes { raw -> Tree? in
+    /// One node of an encoded tree, read in place by `scan`: its name and IDs are views of the tree's bytes,
+    /// valid during the visit. The walk of a check reads only what it needs; `node()` decodes all of it.
+    struct RawNode {
+        let raw: UnsafeRawBufferPointer
+        /// The name's bytes, checked to be UTF-8.
+        let name: UnsafeRawBufferPointer
+        let type: NodeType
+        /// Where mode, uid, gid, mtime, ctime, inode, device, links and size start.
+        let fixed: Int
+        let linkTarget: String?
+        let rdev: UInt64?
+        /// Where the content IDs start, and how many (nil: the node has no content list).
+        let content: (start: Int, count: Int)?
+        let subtree: BlobID?
+
+        var nameString: String { String(decoding: name, as: UTF8.self) }
+
+        func contentID(_ i: Int) -> BlobID {
+            var r = ByteReader(UnsafeRawBufferPointer(rebasing: raw[(content!.start + 32 * i)...]))
+            return r.id()!
+        }
+
+        func node() -> Node {
+            var r = ByteReader(UnsafeRawBufferPointer(rebasing: raw[fixed...]))
+            var node = Node(name: nameString, type: type, mode: r.u32()!, uid: r.u32()!, gid: r.u32()!,
+                            mtime: Int64(bitPattern: r.u64()!), ctime: Int64(bitPattern: r.u64()!), inode: r.u64()!,
+                            device: r.u64()!, links: r.u64()!, size: r.u64()!)
+            node.linkTarget = linkTarget
+            node.rdev = rdev
+            if let content {
+                var ids: [BlobID] = []
+                ids.reserveCapacity(content.count)
+                for i in 0..<content.count { ids.append(contentID(i)) }
+                node.content = ids
+            }
+            node.subtree = subtree
+            return node
+        }
+    }
+
+    /// Reads every node of an encoded tree in place, in order, checking every length against the input, every
+    /// name and link target for UTF-8 and that nothing is left over; false when the tree does not decode
+    /// (`visit` may have seen the nodes before the fault). Nothing is copied for a node `visit` does not ask for.
+    static func scan(_ data: Data, _ visit: (RawNode) -> Void) -> Bool {
+        data.withUnsafeBytes { raw -> Bool in
             var r = ByteReader(raw)
-            guard r.expect(Data(magic)), let count = r.u32(), Int(count) <= raw.count / 64 else { return nil }
-            var nodes: [Node] = []
-            nodes.reserveCapacity(Int(count))
+            guard r.expect(Data(magic)), let count = r.u32(), Int(count) <= raw.count / 64 else { return false }
             for _ in 0..<count {
-                guard let nameLength = r.u32(), let nameBytes = r.take(Int(nameLength)),
-                      let name = String(validating: nameBytes, as: UTF8.self),
-                      let t = r.u8(), Int(t) < types.count, let flags = r.u8(),
-                      let mode = r.u32(), let uid = r.u32(), let gid = r.u32(), let mtime = r.u64(),
-                      let ctime = r.u64(), let inode = r.u64(), let device = r.u64(), let links = r.u64(),
-                      let size = r.u64() else { return nil }
-                var node = Node(name: name, type: types[Int(t)], mode: mode, uid: uid, gid: gid,
-                                mtime: Int64(bitPattern: mtime), ctime: Int64(bitPattern: ctime), inode: inode,
-                                device: device, links: links, size: size)
+                guard let nameLength = r.u32(), let name = r.take(Int(nameLength)), isUTF8(name),
+                      let t = r.u8(), Int(t) < types.count, let flags = r.u8() else { return false }
+                let fixed = r.position
+                // mode, uid, gid: 4 bytes each; mtime, ctime, inode, device, links, size: 8 each.
+                guard r.take(60) != nil else { return false }
+                var linkTarget: String?
                 if flags & 1 != 0 {
                     guard let n = r.u32(), let bytes = r.take(Int(n)),
-                          let target = String(validating: bytes, as: UTF8.self) else { return nil }
-                    node.linkTarget = target
+                          let target = String(validating: bytes, as: UTF8.self) else { return false }
+                    linkTarget = target
                 }
+                var rdev: UInt64?
                 if flags & 2 != 0 {
-                    guard let rdev = r.u64() else { return nil }
-                    node.rdev = rdev
+                    guard let value = r.u64() else { return false }
+                    rdev = value
                 }
+                var content: (start: Int, count: Int)?
                 if flags & 4 != 0 {
-                    guard let n = r.u32(), Int(n) * 32 <= r.remaining else { return nil }
-                    var content: [BlobID] = []
-                    content.reserveCapacity(Int(n))
-                    for _ in 0..<n { content.append(r.id()!) }
-                    node.content = content
+                    guard let n = r.u32(), Int(n) * 32 <= r.remaining else { return false }
+                    content = (r.position, Int(n))
+                    _ = r.take(Int(n) * 32)
                 }
+                var subtree: BlobID?
                 if flags & 8 != 0 {
-                    guard let subtree = r.id() else { return nil }
-                    node.subtree = subtree
+                    guard let id = r.id() else { return false }
+                    subtree = id
                 }
-                nodes.append(node)
+                visit(RawNode(raw: raw, name: name, type: types[Int(t)], fixed: fixed, linkTarget: linkTarget, rdev: rdev,
+                              content: content, subtree: subtree))
             }
-            guard r.remaining == 0 else { return nil }
-            return Tree(sortedNodes: nodes)
+            return r.remaining == 0
         }
+    }
+
+    /// Whether `bytes` are UTF-8: ASCII (most names) without building a string.
+    @inline(__always)
+    static func isUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var high: UInt8 = 0
+        for byte in bytes { high |= byte }
+        return high < 0x80 || String(validating: bytes, as: UTF8.self) != nil
+    }
+
+    static func decode(_ data: Data) -> Tree? {
+        var nodes: [Node] = []
+        nodes.reserveCapacity(data.count / 96)
+        guard scan(data, { nodes.append($0.node()) }) else { return nil }
+        return Tree(sortedNodes: nodes)
     }
 }
