@@ -113,7 +113,7 @@ public enum RestorePoint {
     public enum ObjectGroup {
         /// One file ends every `spread` objects on average.
         public static let spread: UInt64 = 64
-        /// A file ends once it holds this many bytes (an object larger than this is a file alone).
+        /// A file ends once it holds this many bytes or more (so a file holds at most one object past it).
         public static let limit = 512 << 10
         public static let suffix = ".jsonl"
 
