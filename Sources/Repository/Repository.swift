@@ -580,41 +580,15 @@ public final class Repository: Sendable {
         return runs
     }
 
-    /// The order `readContent` hands a file's blobs over in.
-    public enum ContentOrder: Sendable {
-        /// As they follow each other in the file: for a writer that streams it.
-        case file
-        /// As they are stored: each pack that holds some of the file read once (blobs further apart than the
-        /// store's `readGap` in separate reads), each blob once with every offset it has in the file — for a
-        /// writer that puts blobs at their offsets. A file whose blobs alternate between packs (one changed
-        /// here and there since an earlier backup) is then read in as many requests as it has packs.
-        case stored
-    }
-
     /// Reads a file's content and hands each of its blobs, decrypted and verified, to `work` with its
-    /// offsets in the file, `width` blobs at once (on any core); `collect` receives the results in the order
-    /// the blobs were read, in the calling task. Blobs stored one after another in one pack are read with one
-    /// request however many they are — on object storage, a file's share of a pack is one GET — and streamed
-    /// blob by blob, so memory holds at most `width` blobs and the bytes of the next one, whatever the file's
-    /// size.
-    public func readContent<Result: Sendable>(_ content: [BlobID], order: ContentOrder = .file, width: Int = 4,
-                                              _ work: @escaping @Sendable (_ plain: Data, _ offsets: [Int]) async throws -> Result,
+    /// offset in the file, `width` blobs at once (on any core); `collect` receives the results in file
+    /// order, in the calling task. Blobs stored one after another in one pack are read with one request
+    /// however many they are — on object storage, a file's share of a pack is one GET — and streamed blob by
+    /// blob, so memory holds at most `width` blobs and the bytes of the next one, whatever the file's size.
+    /// (A restore reads several files' blobs by a plan across them: `readBlobs`.)
+    public func readContent<Result: Sendable>(_ content: [BlobID], width: Int = 4,
+                                              _ work: @escaping @Sendable (_ plain: Data, _ offset: Int) async throws -> Result,
                                               collect: (Result) async throws -> Void) async throws {
-        if order == .stored {
-            // Each blob once, with every offset it has in the file.
-            var offsets: [BlobID: [Int]] = [:]
-            var at = 0
-            for id in content {
-                guard let (_, place) = location(of: id) else { throw Self.notIndexed(id) }
-                offsets[id, default: []].append(at)
-                at += Int(place.rawLength)
-            }
-            let placed = offsets
-            try await readBlobs(content, width: width, { id, plain in
-                try await work(try plain.get(), placed[id] ?? [])
-            }, collect: collect)
-            return
-        }
         var offset = 0
         try await Concurrent.ordered(width: width, produce: { emit in
             for run in contiguousRuns(content, maxBytes: .max) {
@@ -624,7 +598,7 @@ public final class Repository: Sendable {
                 }
             }
         }, { (blob: SealedBlob, at: Int) in
-            try await work(try self.decryptBlob(blob.sealed, id: blob.id, location: blob.location, pack: blob.pack), [at])
+            try await work(try self.decryptBlob(blob.sealed, id: blob.id, location: blob.location, pack: blob.pack), at)
         }, collect: collect)
     }
 
@@ -711,7 +685,7 @@ public final class Repository: Sendable {
     /// An error of whoever receives the blobs `readBlobs` reads, kept apart from the run's own.
     private struct ReceiverError: Error { var error: any Error }
 
-    static func notIndexed(_ id: BlobID) -> RepositoryError {
+    public static func notIndexed(_ id: BlobID) -> RepositoryError {
         RepositoryError(.missing, "blob \(id.short) is not in the index; run `cairn repo check`", location: id.hex)
     }
 

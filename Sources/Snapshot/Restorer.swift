@@ -171,6 +171,13 @@ public final class Restorer: Sendable {
                 batch = Batch()
                 try await dispatch { try await self.writeBatch(full, asRoot: isRoot, into: written) }
             }
+            var large = Batch()
+            func flushLarge() async throws {
+                guard !large.files.isEmpty else { return }
+                let full = large
+                large = Batch()
+                try await dispatch { try await self.writeGroup(full, asRoot: isRoot, into: written) }
+            }
             try await walk(tree: tree, prefix: "", includes: includes, fresh: fresh, errors: &errors, enter: { path, names, fresh in
                 // A volume brought back to the restore point's state: what the directory holds beyond it goes.
                 if removeExtraneous, !fresh { report.errors += ExtraneousEntries.remove(in: target + path, keeping: names) }
@@ -208,18 +215,9 @@ public final class Restorer: Sendable {
                         batch.bytes += Int(node.size)
                         if batch.files.count >= Self.batchFiles || batch.bytes >= Self.batchBytes { try await flush() }
                     } else {
-                        let replacing = replacing
-                        try await dispatch {
-                            do {
-                                let bytes = try await self.restoreFile(node, to: dest, asRoot: isRoot, replacing: replacing)
-                                written.withLock { $0.files += 1; $0.bytes += bytes }
-                            } catch let error as RepositoryError where error.code != .storage {
-                                written.withLock { $0.errors.append("\(path): \(error)") }
-                            } catch let error as SnapshotError where error.code != .noSpace {
-                                // One file the target refuses; a full disk stops the restore (every file would fail).
-                                written.withLock { $0.errors.append("\(path): \(error)") }
-                            }
-                        }
+                        large.files.append((path, dest, node, replacing))
+                        large.bytes += Int(node.size)
+                        if large.files.count >= Self.groupFiles || large.bytes >= Self.groupBytes { try await flushLarge() }
                     }
                 case .symlink:
                     if let problem = NodeWriter.makeSymlink(node, at: dest, asRoot: isRoot) {
@@ -239,6 +237,7 @@ public final class Restorer: Sendable {
                 return .skip
             }
             try await flush()
+            try await flushLarge()
             try await group.waitForAll()
         }
         report.errors += errors
@@ -405,49 +404,162 @@ public final class Restorer: Sendable {
         return "/" + parts.joined(separator: "/")
     }
 
-    /// Restores one file's content; returns bytes written. A new file is written in place and removed
-    /// if anything fails; an existing file is replaced through a temporary file and a rename, so it is
-    /// never left half-written either.
-    func restoreFile(_ node: Node, to dest: String, asRoot: Bool, replacing: Bool) async throws -> Int {
-        let dir = (dest as NSString).deletingLastPathComponent
-        let tmp = replacing ? dir + "/.cairn-restore-" + UUID().uuidString.prefix(8) : dest
-        let fd = try await BlockingIO.run {
-            let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw SnapshotError.writing(errno, "create", path: tmp) }
-            return fd
+    /// Larger files (several blobs, or one above `batchedFileSize`) are written in groups of this many files
+    /// or bytes: a group's blobs are read pack by pack, each pack once, whatever files share it.
+    static let groupFiles = 64
+    static let groupBytes = 1 << 30
+    /// A group's packs are read by this many lanes at once (one request each), each with this many blobs
+    /// being decrypted while it reads on.
+    static let groupLanes = 4
+    static let laneWidth = 2
+
+    /// Writes a group of larger files together, by a plan across them: each blob of the group is read once,
+    /// from its pack (the packs shared out among `groupLanes` lanes, each pack read by one lane in as few
+    /// requests as its blobs allow — on object storage a pack that holds blobs of eight files is one GET, not
+    /// eight), decrypted, verified and written at every offset it has in every file of the group. A new file
+    /// is written in place; an existing one beside it, then renamed over it. A file whose blob is damaged or
+    /// missing, or that the target refuses, is removed and reported; the rest of the group is written. A full
+    /// disk or an unreachable store stops the restore. Memory holds the plan (a few entries per blob) and
+    /// `groupLanes × laneWidth` blobs.
+    func writeGroup(_ group: Batch, asRoot: Bool, into written: Locked<Written>) async throws {
+        let files = group.files
+        // Where each blob goes: (file, offset) pairs; the size each file will have.
+        var places: [BlobID: [(file: Int, at: Int)]] = [:]
+        var sizes = [Int](repeating: 0, count: files.count)
+        var failures = [String?](repeating: nil, count: files.count)
+        for (index, file) in files.enumerated() {
+            var at = 0
+            var mine: [(BlobID, Int)] = []
+            for id in file.node.content ?? [] {
+                guard let (_, place) = repository.location(of: id) else {
+                    failures[index] = "\(file.path): \(Repository.notIndexed(id))"
+                    break
+                }
+                mine.append((id, at))
+                at += Int(place.rawLength)
+            }
+            guard failures[index] == nil else { continue }
+            for (id, at) in mine { places[id, default: []].append((index, at)) }
+            sizes[index] = at
         }
-        var completed = false
+        // Each file created before any blob is read (exclusively: beside an existing one being replaced).
+        let targets = files.map { $0.replacing ? ($0.dest as NSString).deletingLastPathComponent + "/.cairn-restore-" + UUID().uuidString.prefix(8) : $0.dest }
+        let opened = try await BlockingIO.run { [failures] in
+            var fds = [Int32](repeating: -1, count: files.count)
+            var refused = failures
+            for index in files.indices where refused[index] == nil {
+                let fd = open(targets[index], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+                if fd >= 0 {
+                    fds[index] = fd
+                    continue
+                }
+                let error = SnapshotError.writing(errno, "create", path: targets[index])
+                if error.code == .noSpace {
+                    for fd in fds where fd >= 0 { close(fd) }
+                    for i in files.indices where fds[i] >= 0 { unlink(targets[i]) }
+                    throw error
+                }
+                refused[index] = "\(files[index].path): \(error)"
+            }
+            return (fds, refused)
+        }
+        let fds = opened.0
+        let failed = Locked(opened.1)
+        var finished = false
         defer {
-            close(fd)
-            if !completed { unlink(tmp) }
-        }
-        // A file's blobs are read as they are stored (each pack holding some of it read once, streamed), each
-        // written at its offsets through `BlockingIO` while the next ones are read and decrypted: at most 4
-        // blobs in memory per file whatever its size (files are restored several at once, so the disk and the
-        // cores stay busy).
-        var offset = 0
-        try await repository.readContent(node.content ?? [], order: .stored, { data, offsets in
-            try await BlockingIO.run {
-                for at in offsets { try NodeWriter.writeSparse(fd, data, at: at, path: dest) }
-            }
-            return data.count * offsets.count
-        }, collect: { written in
-            offset += written
-            bytesDone.withLock { $0 += written }
-        })
-        let size = offset
-        try await BlockingIO.run {
-            guard ftruncate(fd, off_t(size)) == 0 else {
-                throw SnapshotError.writing(errno, "size", path: dest)
-            }
-            NodeWriter.finishFile(fd, node: node, asRoot: asRoot)
-            if replacing {
-                guard rename(tmp, dest) == 0 else {
-                    throw SnapshotError.writing(errno, "move into place", path: dest)
+            // Thrown out of (a full disk, the store unreachable): nothing of the group stays half-written.
+            if !finished {
+                for index in files.indices where fds[index] >= 0 {
+                    close(fds[index])
+                    unlink(targets[index])
                 }
             }
         }
-        completed = true
-        return offset
+        // The packs, in the order the group first needs them, dealt out to the lanes.
+        var laneOfPack: [BlobID: Int] = [:]
+        var lanes = [[BlobID]](repeating: [], count: Self.groupLanes)
+        for file in files {
+            for id in file.node.content ?? [] where places[id] != nil {
+                guard let (pack, _) = repository.location(of: id) else { continue }
+                let lane: Int
+                if let known = laneOfPack[pack] {
+                    lane = known
+                } else {
+                    lane = laneOfPack.count % Self.groupLanes
+                    laneOfPack[pack] = lane
+                }
+                lanes[lane].append(id)
+            }
+        }
+        let plan = places
+        let work: @Sendable (BlobID, Result<Data, RepositoryError>) async throws -> Int = { id, content in
+            let targets = (plan[id] ?? []).filter { target in failed.withLock { $0[target.file] == nil } }
+            guard !targets.isEmpty else { return 0 }
+            let data: Data
+            switch content {
+            case .success(let plain):
+                data = plain
+            case .failure(let error):
+                failed.withLock { failed in
+                    for target in targets where failed[target.file] == nil { failed[target.file] = "\(files[target.file].path): \(error)" }
+                }
+                return 0
+            }
+            return try await BlockingIO.run {
+                var bytes = 0
+                for target in targets {
+                    do {
+                        try NodeWriter.writeSparse(fds[target.file], data, at: target.at, path: files[target.file].dest)
+                        bytes += data.count
+                    } catch let error as SnapshotError where error.code != .noSpace {
+                        failed.withLock { if $0[target.file] == nil { $0[target.file] = "\(files[target.file].path): \(error)" } }
+                    }
+                }
+                return bytes
+            }
+        }
+        try await Concurrent.forEach(lanes.filter { !$0.isEmpty }, width: Self.groupLanes, { lane in
+            var bytes = 0
+            try await self.repository.readBlobs(lane, width: Self.laneWidth, work, collect: { written in
+                bytes += written
+                self.bytesDone.withLock { $0 += written }
+            })
+            return bytes
+        }, collect: { _ in })
+        // Each file sized, given its metadata and moved into place — or removed.
+        let reasons = failed.withLock { $0 }
+        let done = try await BlockingIO.run { [sizes] in
+            var done = Written()
+            for index in files.indices where fds[index] >= 0 {
+                let file = files[index]
+                var problem = reasons[index]
+                if problem == nil {
+                    if ftruncate(fds[index], off_t(sizes[index])) != 0 {
+                        problem = "\(file.path): \(SnapshotError.writing(errno, "size", path: file.dest))"
+                    } else {
+                        NodeWriter.finishFile(fds[index], node: file.node, asRoot: asRoot)
+                    }
+                }
+                close(fds[index])
+                if problem == nil, file.replacing, rename(targets[index], file.dest) != 0 {
+                    problem = "\(file.path): \(SnapshotError.writing(errno, "move into place", path: file.dest))"
+                }
+                if let problem {
+                    unlink(targets[index])
+                    done.errors.append(problem)
+                } else {
+                    done.files += 1
+                    done.bytes += sizes[index]
+                }
+            }
+            for index in files.indices where fds[index] < 0 { done.errors += reasons[index].map { [$0] } ?? [] }
+            return done
+        }
+        finished = true
+        written.withLock {
+            $0.files += done.files
+            $0.bytes += done.bytes
+            $0.errors += done.errors
+        }
     }
 }
