@@ -25,11 +25,8 @@ public final class Repository: Sendable {
     /// memory stays bounded when storage is slower than the CPU.
     let packWrites = AsyncSemaphore(permits: 1)
 
-    /// Packs written whose index entries are not yet in an index file trigger an index write at this count
-    /// (or 15 s after the last one): what an interrupted backup loses is at most that much (256 MiB of
-    /// default packs, the work of a few seconds), and every open reads one index file per that much data —
-    /// one request each on object storage.
-    static let packsPerIndexFile = 16
+    /// Packs written whose index entries are not yet in an index file trigger an index write at this count.
+    static let packsPerIndexFile = 4
 
     let packMemory: PackMemory
 
