@@ -664,7 +664,17 @@ public final class Repository: Sendable {
                 }
             }
             for id in unknown { try await emit(.failed(id, Self.notIndexed(id))) }
-            for run in runs {
+            // Each run asked of the store before the one ahead of it is streamed (a file system reads it
+            // ahead meanwhile), the first two at the start.
+            func prefetch(_ k: Int) async {
+                guard k < runs.count, let first = sorted[runs[k]].first, let last = sorted[runs[k]].last,
+                      let (pack, start) = location(of: first), let (_, end) = location(of: last) else { return }
+                await store.prefetch(BlobHandle(.data, pack.hex),
+                                     range: Int(start.offset)..<(Int(end.offset) + Int(end.length)))
+            }
+            await prefetch(0)
+            for (k, run) in runs.enumerated() {
+                await prefetch(k + 1)
                 let (handed, failed) = try await stream(sorted[run])
                 guard failed != nil else { continue }
                 // The blobs of the run not handed yet are read one by one (a store reads a range in pieces,
@@ -713,26 +723,39 @@ public final class Repository: Sendable {
         }
         let range = Int(places[0].offset)..<(Int(places[places.count - 1].offset) + Int(places[places.count - 1].length))
         let what = ids.count == 1 ? "blob \(first.short)" : "\(ids.count) blobs"
-        var pending: [UInt8] = []
-        var base = range.lowerBound     // the pack offset of pending[0]
+        // The store ends its pieces at blob ends where it can (a file), so a blob is mostly a slice of the
+        // piece it came in, not a copy; what a piece leaves of a blob waits in `pending` for the next.
+        var pending = Data()
+        var base = range.lowerBound     // the pack offset of the buffer's first byte
         var next = 0
         do {
-            try await store.load(BlobHandle(.data, pack.hex), range: range) { piece in
-                pending.append(contentsOf: piece)
+            try await store.load(BlobHandle(.data, pack.hex), range: range,
+                                 ends: places.map { Int($0.offset) + Int($0.length) }) { piece in
+                let buffer: Data
+                if pending.isEmpty {
+                    buffer = piece
+                } else {
+                    pending.append(piece)
+                    buffer = pending
+                }
                 var used = 0
                 while next < places.count {
                     let from = Int(places[next].offset) - base
                     let to = from + Int(places[next].length)
-                    guard to <= pending.count else { break }
+                    guard to <= buffer.count else { break }
+                    let start = buffer.startIndex
                     let blob = SealedBlob(id: ids[ids.startIndex + next], pack: pack, location: places[next],
-                                          sealed: Data(pending[from..<to]))
+                                          sealed: buffer[(start + from)..<(start + to)])
                     next += 1
                     used = to
                     do { try await each(blob) } catch { throw Passed(error: error) }
                 }
-                if used > 0 {
-                    // What is left is part of the next blob: keep no more room than it needs.
-                    pending = Array(pending[used...])
+                // What is left is part of the next blob: kept alone (no more room than it needs), copied only
+                // when blobs in flight share its buffer.
+                if used == 0 {
+                    pending = buffer
+                } else {
+                    pending = used == buffer.count ? Data() : Data(buffer[(buffer.startIndex + used)...])
                     base += used
                 }
             }

@@ -193,7 +193,7 @@ public final class S3BlobStore: BlobStore {
     /// A GET costs a round trip and a request's price: skipping up to 1 MiB inside one read is cheaper.
     public var readGap: Int { 1 << 20 }
 
-    public func load(_ handle: BlobHandle, range: Range<Int>, pieces body: (Data) async throws -> Void) async throws {
+    public func load(_ handle: BlobHandle, range: Range<Int>, ends: [Int], pieces body: (Data) async throws -> Void) async throws {
         guard !range.isEmpty else { return }
         try await client.stream(S3Client.Request(method: .GET, key: key(handle), operation: "download",
                                                  object: handle.description), range: range) { piece in

@@ -79,8 +79,11 @@ public protocol BlobStore: Sendable {
     /// range is read with one request (on object storage) and never held whole. The pieces together are
     /// exactly the range; the errors are `load`'s (`.notFound`, `.rangeNotSatisfiable`). A store that retries
     /// asks again only for what it has not handed over yet. An error thrown by `body` ends the read and is
-    /// rethrown as it is.
-    func load(_ handle: BlobHandle, range: Range<Int>, pieces body: (Data) async throws -> Void) async throws
+    /// rethrown as it is. `ends` (ascending offsets in the object) is a hint: where the caller would have a
+    /// piece end — the ends of the blobs it reads from a pack, so that it can use them where they lie,
+    /// uncopied. A store that chooses its own pieces (a file read a MiB at a time) ends them there; one
+    /// that hands on what the network brings ignores it.
+    func load(_ handle: BlobHandle, range: Range<Int>, ends: [Int], pieces body: (Data) async throws -> Void) async throws
 
     /// Returns the size in bytes of the object.
     func size(of handle: BlobHandle) async throws -> Int
@@ -110,6 +113,9 @@ public protocol BlobStore: Sendable {
     /// The same hint for every object of `kind` (index files and snapshots while a key is derived): a file
     /// system lists them and has them read ahead; other stores ignore it without listing anything.
     func prefetch(every kind: BlobKind) async
+
+    /// The same hint for a range of one object (the next run of blobs a reader will stream from a pack).
+    func prefetch(_ handle: BlobHandle, range: Range<Int>) async
 
     /// A writer that builds one object piece by piece without holding it in memory, or nil when the store
     /// cannot (callers then buffer and use `save`). The object becomes visible only on `commit`, with the
@@ -142,6 +148,7 @@ extension BlobStore {
     public var readGap: Int { 0 }
 
     public func prefetch(_ handles: [BlobHandle]) async {}
+    public func prefetch(_ handle: BlobHandle, range: Range<Int>) async {}
 
     public func prefetch(every kind: BlobKind) async {}
 
@@ -153,12 +160,24 @@ extension BlobStore {
         try await load(handle, range: nil)
     }
 
-    /// Stores without a cost per request read a range in pieces of 1 MiB (what a reader of blobs holds
-    /// beside the blob it is waiting for).
     public func load(_ handle: BlobHandle, range: Range<Int>, pieces body: (Data) async throws -> Void) async throws {
+        try await load(handle, range: range, ends: [], pieces: body)
+    }
+
+    /// Stores without a cost per request read a range in pieces of about 1 MiB (what a reader of blobs
+    /// holds beside the blob it is waiting for), each ending at the last of `ends` it reaches — or, where no
+    /// end falls within a MiB (one blob longer than that), at the next end.
+    public func load(_ handle: BlobHandle, range: Range<Int>, ends: [Int], pieces body: (Data) async throws -> Void) async throws {
         var at = range.lowerBound
+        var next = 0    // the first of `ends` past `at`
         while at < range.upperBound {
-            let end = min(range.upperBound, at + (1 << 20))
+            var end = min(range.upperBound, at + (1 << 20))
+            while next < ends.count, ends[next] <= at { next += 1 }
+            if next < ends.count {
+                var last = next
+                while last + 1 < ends.count, ends[last + 1] <= end { last += 1 }
+                end = min(range.upperBound, ends[last] <= end ? ends[last] : ends[next])
+            }
             let piece = try await load(handle, range: at..<end)
             try await body(piece)
             at = end

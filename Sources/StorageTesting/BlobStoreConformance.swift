@@ -76,6 +76,22 @@ public struct BlobStoreConformance: Sendable {
         try await store.load(handle, range: 70_000..<expected.count) { streamed.append($0) }
         try require(streamed == expected.subdata(in: 70_000..<expected.count), "a long range read in pieces is exactly the range",
                     "\(streamed.count) of \(expected.count - 70_000) bytes")
+        // Where pieces should end (blob ends: many short, one far longer than a piece, one past the range) is
+        // a hint; the pieces are still exactly the range.
+        let ends = [70_100, 80_000, 300_000, 1_700_000, expected.count - 10, expected.count + 5]
+        streamed = Data()
+        var cuts: [Int] = []
+        try await store.load(handle, range: 70_000..<expected.count, ends: ends) { piece in
+            streamed.append(piece)
+            cuts.append(70_000 + streamed.count)
+        }
+        try require(streamed == expected.subdata(in: 70_000..<expected.count), "a long range read in pieces with ends is exactly the range",
+                    "\(streamed.count) of \(expected.count - 70_000) bytes")
+        if store.readGap == 0 {
+            // A store that chooses its own pieces ends each where the hint says.
+            try require(cuts.allSatisfy { ends.contains($0) || $0 == expected.count }, "pieces end at the ends asked for",
+                        "\(cuts)")
+        }
         try await store.remove(handle)
         if let aborted = try await store.makeAppender(.data) {
             try Data(count: 1000).withUnsafeBytes { try aborted.write($0, at: 0) }
