@@ -382,7 +382,7 @@ public final class Restorer: Sendable {
     /// Writes one small file whole (blocking): created exclusively (beside an existing one, then renamed
     /// over it), removed if anything fails.
     static func writeWhole(_ data: Data, node: Node, to dest: String, asRoot: Bool, replacing: Bool) throws {
-        let tmp = replacing ? (dest as NSString).deletingLastPathComponent + "/.cairn-restore-" + UUID().uuidString.prefix(8) : dest
+        let tmp = writtenPath(dest, replacing: replacing)
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SnapshotError.writing(errno, "create", path: tmp) }
         var completed = false
@@ -397,6 +397,12 @@ public final class Restorer: Sendable {
             guard rename(tmp, dest) == 0 else { throw SnapshotError.writing(errno, "move into place", path: dest) }
         }
         completed = true
+    }
+
+    /// Where a file is written: in place when new; beside the existing file it replaces (renamed over it
+    /// once whole), so that file is never left half-written.
+    static func writtenPath(_ dest: String, replacing: Bool) -> String {
+        replacing ? (dest as NSString).deletingLastPathComponent + "/.cairn-restore-" + UUID().uuidString.prefix(8) : dest
     }
 
     static func normalize(_ path: String) -> String {
@@ -443,7 +449,7 @@ public final class Restorer: Sendable {
             sizes[index] = at
         }
         // Each file created before any blob is read (exclusively: beside an existing one being replaced).
-        let targets = files.map { $0.replacing ? ($0.dest as NSString).deletingLastPathComponent + "/.cairn-restore-" + UUID().uuidString.prefix(8) : $0.dest }
+        let targets = files.map { Self.writtenPath($0.dest, replacing: $0.replacing) }
         let opened = try await BlockingIO.run { [failures] in
             var fds = [Int32](repeating: -1, count: files.count)
             var refused = failures
