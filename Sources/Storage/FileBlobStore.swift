@@ -12,38 +12,48 @@ import Glibc
 /// either absent or complete and durable. Leftovers in `tmp/` are harmless and removed by `prune`.
 public struct FileBlobStore: BlobStore {
     public let root: URL
+    /// `root` as a path, from which every file's path is built by joining strings: `URL` path operations
+    /// ask the file system whether a component is a directory, a blocking `stat` on every read.
+    let rootPath: String
     /// Open pack files, reused across ranged reads (a restore reads many blobs from each pack). Packs are
     /// immutable and named by their content, so a cached descriptor always reads the right bytes.
     let packFiles = DescriptorCache(capacity: 32)
 
-    public var location: String { root.path }
+    public var location: String { rootPath }
 
     public init(root: URL) {
         self.root = root.standardizedFileURL
+        let path = self.root.path
+        self.rootPath = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+    }
+
+    /// `rootPath` and `components`, joined by slashes.
+    func under(_ components: String...) -> String {
+        components.reduce(rootPath) { $0 + "/" + $1 }
     }
 
     /// Creates the directory layout. Fails if `root` exists and is not empty.
     public func create() throws {
         let fm = FileManager.default
         var isDir: ObjCBool = false
-        if fm.fileExists(atPath: root.path, isDirectory: &isDir) {
+        if fm.fileExists(atPath: rootPath, isDirectory: &isDir) {
             guard isDir.boolValue else {
                 throw StorageError(.alreadyExists, "the repository path exists and is not a directory",
-                                   location: root.path)
+                                   location: rootPath)
             }
-            let entries = (try? fm.contentsOfDirectory(atPath: root.path)) ?? []
+            let entries = (try? fm.contentsOfDirectory(atPath: rootPath)) ?? []
             if !entries.isEmpty {
                 throw StorageError(.alreadyExists,
                                    "the directory is not empty; choose an empty or new directory for a repository",
-                                   location: root.path)
+                                   location: rootPath)
             }
         }
         // Parents before children: the root, each kind's directory (data/ among them), tmp/, data/00…ff.
-        var dirs = [root.path]
-        dirs += BlobKind.allCases.filter { $0 != .config }.map { root.appendingPathComponent($0.rawValue).path }
-        dirs.append(root.appendingPathComponent("tmp").path)
+        var dirs = [rootPath]
+        dirs += BlobKind.allCases.filter { $0 != .config }.map { under($0.rawValue) }
+        dirs.append(under("tmp"))
         for i in 0..<256 {
-            dirs.append(root.appendingPathComponent("data").appendingPathComponent(String(format: "%02x", i)).path)
+            dirs.append(under("data", String(format: "%02x", i)))
         }
         for dir in dirs where mkdir(dir, 0o700) != 0 && errno != EEXIST {
             throw StorageError.posix(errno, operation: "create repository directory", path: dir)
@@ -53,22 +63,22 @@ public struct FileBlobStore: BlobStore {
     func path(_ handle: BlobHandle) -> String {
         switch handle.kind {
         case .config:
-            return root.appendingPathComponent(handle.name).path
+            return under(handle.name)
         case .data:
             let prefix = handle.name.count >= 2 ? String(handle.name.prefix(2)) : "00"
-            return root.appendingPathComponent("data").appendingPathComponent(prefix)
-                .appendingPathComponent(handle.name).path
+            return under("data", prefix, handle.name)
         default:
-            return root.appendingPathComponent(handle.kind.rawValue).appendingPathComponent(handle.name).path
+            return under(handle.kind.rawValue, handle.name)
         }
     }
 
     func directory(_ handle: BlobHandle) -> String {
-        (path(handle) as NSString).deletingLastPathComponent
+        let path = path(handle)
+        return String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
     }
 
     public func makeAppender(_ kind: BlobKind) async throws -> (any BlobAppender)? {
-        let tmpDir = root.appendingPathComponent("tmp").path
+        let tmpDir = under("tmp")
         try Self.ensureDirectory(tmpDir)
         return try FileAppender(store: self, path: tmpDir + "/" + kind.rawValue + "-" + UUID().uuidString)
     }
@@ -76,7 +86,7 @@ public struct FileBlobStore: BlobStore {
     public func save(_ handle: BlobHandle, data: Data, options: SaveOptions) async throws {
         let target = path(handle)
         let dir = directory(handle)
-        let tmpDir = root.appendingPathComponent("tmp").path
+        let tmpDir = under("tmp")
         try await BlockingIO.run {
             try Self.ensureDirectory(dir)
             try Self.ensureDirectory(tmpDir)
@@ -200,7 +210,7 @@ public struct FileBlobStore: BlobStore {
     }
 
     public func list(_ kind: BlobKind) async throws -> [BlobInfo] {
-        let base = root.path
+        let base = rootPath
         return try await BlockingIO.run {
             switch kind {
             case .config:
@@ -227,7 +237,7 @@ public struct FileBlobStore: BlobStore {
     }
 
     public func removeLeftovers() async throws -> Int {
-        let dir = root.appendingPathComponent("tmp").path
+        let dir = under("tmp")
         return try await BlockingIO.run {
             try Self.entries(dir).filter { unlink(dir + "/" + $0) == 0 }.count
         }
