@@ -48,9 +48,12 @@ final class PackMemory: Sendable {
 /// Streams into a temporary object when the store can (no pack in memory), otherwise fills pooled memory
 /// and saves it whole.
 ///
-/// Room for a blob is taken under the repository's state lock (`add`), which fixes its offset; its bytes
-/// reach the temporary object afterwards, outside any lock and off the cooperative pool (`write`), several
-/// blobs at once. `finish` waits for every write, so a pack is stored only when all its blobs are in it.
+/// Room for a blob is taken under the repository's state lock (`add`), which fixes its offset. In a streamed
+/// pack its bytes wait there with the blobs placed after it until they make a batch of `batchBytes`; the
+/// task whose blob completes a batch writes it to the temporary object, outside any lock and off the
+/// cooperative pool (`write`), while other tasks fill the next one. One write per batch, not per blob: each
+/// write is a hand-off to a thread that may block, which costs more than writing a small blob. `finish`
+/// writes what is left and waits for every write, so a pack is stored only when all its blobs are in it.
 final class PackBuffer: @unchecked Sendable {
     let memory: PackMemory
     var block: PackMemory.Block?
@@ -60,6 +63,18 @@ final class PackBuffer: @unchecked Sendable {
     private(set) var size = 0
     var blobs: [PackedBlob] = []
     let writes = PendingWrites()
+    /// A streamed pack's blobs placed and not yet handed out in a batch, the first of them at `stagedOffset`.
+    private var staged: [Data] = []
+    private var stagedOffset = 0
+    private var stagedBytes = 0
+    /// How many bytes of blobs are written to a streamed pack at once.
+    static let batchBytes = 1 << 20
+
+    /// Blobs placed one after another in a streamed pack, to be written together at `offset`.
+    struct Batch: Sendable {
+        let pieces: [Data]
+        let offset: Int
+    }
 
     /// Bytes of memory the pack starts with, when not a pooled block of a full pack's size.
     let startSize: Int?
@@ -88,26 +103,45 @@ final class PackBuffer: @unchecked Sendable {
 
     /// Places a sealed blob at the end of the pack; called under the repository's state lock. A pack in
     /// memory copies the bytes now (a memory copy, nothing that blocks) and returns nil; a streamed pack
-    /// returns the offset where the caller must `write` them, and counts that write as pending.
-    func add(type: BlobType, id: BlobID, sealed: Data, rawLength: Int) -> Int? {
+    /// keeps them, and once they complete a batch returns it for the caller to `write`, counted as pending.
+    func add(type: BlobType, id: BlobID, sealed: Data, rawLength: Int) -> Batch? {
         let offset = size
         blobs.append(PackedBlob(type: type, id: id, offset: UInt32(offset), length: UInt32(sealed.count),
                                 rawLength: UInt32(rawLength)))
         size += sealed.count
         guard appender == nil else {
-            writes.begin()
-            return offset
+            if staged.isEmpty { stagedOffset = offset }
+            staged.append(sealed)
+            stagedBytes += sealed.count
+            return stagedBytes >= Self.batchBytes ? takeBatch() : nil
         }
         reserve(sealed.count)
         sealed.withUnsafeBytes { (block!.pointer + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         return nil
     }
 
-    /// Writes the bytes of a blob placed at `offset` into the streamed pack.
-    func write(_ sealed: Data, at offset: Int) async throws {
+    /// The blobs kept so far as a batch to write, counted as pending; nil when there are none.
+    private func takeBatch() -> Batch? {
+        guard !staged.isEmpty else { return nil }
+        defer {
+            staged = []
+            stagedBytes = 0
+        }
+        writes.begin()
+        return Batch(pieces: staged, offset: stagedOffset)
+    }
+
+    /// Writes a batch of blobs into the streamed pack.
+    func write(_ batch: Batch) async throws {
         guard let appender else { return }
         do {
-            try await BlockingIO.run { try sealed.withUnsafeBytes { try appender.write($0, at: offset) } }
+            try await BlockingIO.run {
+                var offset = batch.offset
+                for piece in batch.pieces {
+                    try piece.withUnsafeBytes { try appender.write($0, at: offset) }
+                    offset += piece.count
+                }
+            }
             writes.end(failed: false)
         } catch {
             writes.end(failed: true)
@@ -117,14 +151,16 @@ final class PackBuffer: @unchecked Sendable {
 
     /// `add` and `write` for a pack with one owner (prune's repacking).
     func append(type: BlobType, id: BlobID, sealed: Data, rawLength: Int) async throws {
-        if let offset = add(type: type, id: id, sealed: sealed, rawLength: rawLength) {
-            try await write(sealed, at: offset)
+        if let batch = add(type: type, id: id, sealed: sealed, rawLength: rawLength) {
+            try await write(batch)
         }
     }
 
     /// Appends the sealed header and its length and stores the pack durably under its SHA-256 name. Waits
     /// for the blobs' writes first; a pack one of them failed to reach is never stored.
     func finish(cipher: BlobCipher, store: any BlobStore) async throws -> BlobID {
+        // Nothing is placed any more (the pack is no longer open): the last blobs are written now.
+        if let rest = takeBatch() { try await write(rest) }
         guard await writes.settled() else {
             throw RepositoryError(.storage, "a blob of this pack could not be written to its temporary file")
         }

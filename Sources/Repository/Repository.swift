@@ -403,14 +403,14 @@ public final class Repository: Sendable {
     /// Appends a sealed blob the caller has marked pending to the open pack, and writes the pack once full.
     func place(type: BlobType, id: BlobID, sealed: Data, rawLength: Int) async throws {
         var full: PackBuffer?
-        var placed: (pack: PackBuffer, offset: Int)?
+        var placed: (pack: PackBuffer, batch: PackBuffer.Batch)?
         while true {
             let pack = try await openPack(for: type)
             // Place only into the pack that is still open: another task may have taken it to write it.
             let appended = state.withLock { s -> Bool in
                 guard s.openPacks[type] === pack else { return false }
-                if let offset = pack.add(type: type, id: id, sealed: sealed, rawLength: rawLength) {
-                    placed = (pack, offset)
+                if let batch = pack.add(type: type, id: id, sealed: sealed, rawLength: rawLength) {
+                    placed = (pack, batch)
                 }
                 if pack.size >= config.packSize {
                     s.openPacks[type] = nil
@@ -422,7 +422,7 @@ public final class Repository: Sendable {
         }
         if let placed {
             do {
-                try await Self.wrapStorage { try await placed.pack.write(sealed, at: placed.offset) }
+                try await Self.wrapStorage { try await placed.pack.write(placed.batch) }
             } catch {
                 // The pack can never be stored: nobody places more into it, and its blobs are saved anew.
                 let taken = state.withLock { s -> Bool in
