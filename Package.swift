@@ -184,7 +184,7 @@ let package = Package(
             dependencies: ["TestSupport"]
         ),
         // Without a cluster.
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageTesting", "Concurrent"]),
         .testTarget(name: "S3Tests", dependencies: ["S3Storage", "Storage", "StorageTesting", "Repository", "Snapshot"]),
         .testTarget(name: "ConcurrentTests", dependencies: ["Concurrent", "TestSupport"]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", "Storage", "Concurrent", "StorageTesting"]),
