@@ -25,7 +25,8 @@ public final class FaultyBlobStore: BlobStore {
         }
     }
 
-    public enum Operation: Sendable, Hashable { case save, load, size, remove, list }
+    /// `write`: a write into an object being streamed (a `BlobAppender`'s), with `streamsPacks`.
+    public enum Operation: Sendable, Hashable { case save, load, size, remove, list, write }
 
     public let base: any BlobStore
     private let rules = Mutex<[Rule]>([])
@@ -36,9 +37,49 @@ public final class FaultyBlobStore: BlobStore {
     /// The base's, or the one given (a memory store counting reads as object storage would make them).
     public let readGap: Int
 
-    public init(_ base: any BlobStore, readGap: Int? = nil) {
+    /// Whether objects are streamed through the base's appender (each write then checked as `.write`), or
+    /// saved whole (the default: `save` calls are what most tests count).
+    public let streamsPacks: Bool
+
+    public init(_ base: any BlobStore, readGap: Int? = nil, streamsPacks: Bool = false) {
         self.base = base
         self.readGap = readGap ?? base.readGap
+        self.streamsPacks = streamsPacks
+    }
+
+    public func makeAppender(_ kind: BlobKind) async throws -> (any BlobAppender)? {
+        guard streamsPacks, let inner = try await base.makeAppender(kind) else { return nil }
+        return FaultyAppender(inner: inner, kind: kind, store: self)
+    }
+
+    /// The base's appender, each write first checked against the rules.
+    final class FaultyAppender: BlobAppender {
+        let inner: any BlobAppender
+        let kind: BlobKind
+        let store: FaultyBlobStore
+
+        init(inner: any BlobAppender, kind: BlobKind, store: FaultyBlobStore) {
+            self.inner = inner
+            self.kind = kind
+            self.store = store
+        }
+
+        func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+            try store.check(.write, kind)
+            try inner.write(bytes, at: offset)
+        }
+
+        func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+            try inner.read(at: offset, into: buffer)
+        }
+
+        func commit(as handle: BlobHandle, size: Int) async throws {
+            try await inner.commit(as: handle, size: size)
+        }
+
+        func abort() {
+            inner.abort()
+        }
     }
 
     public func inject(_ rule: Rule) {
@@ -54,7 +95,7 @@ public final class FaultyBlobStore: BlobStore {
         counts.withLock { $0[op]?[kind] ?? 0 }
     }
 
-    private func check(_ op: Operation, _ kind: BlobKind) throws {
+    fileprivate func check(_ op: Operation, _ kind: BlobKind) throws {
         counts.withLock { $0[op, default: [:]][kind, default: 0] += 1 }
         let failure: StorageError? = rules.withLock { rules in
             for i in rules.indices where rules[i].operations.contains(op) && rules[i].kinds.contains(kind) {

@@ -286,6 +286,40 @@ struct RepositoryTests {
         #expect(try await repo.loadBlob(idA) == fromA)
     }
 
+    @Test("a write into a streamed pack that fails loses the pack for every backup that placed blobs in it")
+    func failedPackWriteFailsEveryWriter() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let faulty = FaultyBlobStore(FileBlobStore(root: URL(fileURLWithPath: dir.sub("repo"))), streamsPacks: true)
+        let repo = try await newRepository(faulty, packSize: 4 << 20)
+        var rng = SeededRandom(seed: 11)
+        // Backup A places a small blob: it waits in the pack for the blobs placed after it.
+        let markA = repo.writeMark
+        let fromA = rng.bytes(100_000)
+        let idA = try await repo.saveBlob(.data, fromA).id
+        #expect(faulty.calls(.write, .data) == 0, "a small blob is written with the ones after it")
+        // Backup B's blobs complete the batch; writing it fails.
+        let markB = repo.writeMark
+        faulty.inject(.init(kinds: [.data], operations: [.write], error: StorageError(.noSpace, "injected", location: "pack"),
+                            remaining: 1))
+        var failedB: RepositoryError?
+        for _ in 0..<12 where failedB == nil {
+            failedB = await caught(RepositoryError.self) { try await repo.saveBlob(.data, rng.bytes(100_000)) }
+        }
+        #expect(failedB?.storage?.code == .noSpace, "the backup whose blob completed the batch sees the error")
+        // A's blob never reached the pack: A must not write a snapshot that refers to it.
+        #expect(await caught(RepositoryError.self) { try await repo.flush(since: markA) }?.code == .storage)
+        #expect(await caught(RepositoryError.self) { try await repo.flush(since: markB) } != nil)
+        let markC = repo.writeMark
+        #expect(!repo.hasBlob(idA))
+        #expect(try await repo.saveBlob(.data, fromA).added > 0)
+        try await repo.flush(since: markC)
+        let reopened = try await Repository.open(store: faulty.base, password: "pw")
+        try await reopened.loadIndex()
+        #expect(try await reopened.loadBlob(idA) == fromA)
+        #expect(try await reopened.check(readData: true).errors.isEmpty)
+    }
+
     @Test("blobs written into a streamed pack from many tasks at once all read back")
     func concurrentPackWrites() async throws {
         let dir = try TemporaryDirectory()
