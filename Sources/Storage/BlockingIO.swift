@@ -1,5 +1,8 @@
 import Concurrent
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs blocking system calls (file reads and writes, `fsync`, directory listings) off Swift's cooperative
 /// thread pool, so that a slow or cold disk never stalls the CPU-bound stages of a pipeline. Every blocking
@@ -20,6 +23,19 @@ public enum BlockingIO {
     /// The queues no call is using; a call that holds a turn always finds one.
     private static let idle = Locked(Array(0..<width))
     private static let turns = AsyncSemaphore(permits: width)
+
+    /// Limits glibc to one malloc arena per core (its default is up to 8 per core), for a process to call
+    /// before it starts work. Every thread that allocates gets an arena, and BlockingIO's threads read into
+    /// buffers that the cooperative threads free, so each arena would keep freed memory of its own. Measured
+    /// on a cold 1 GiB restore: peak RSS 114 MiB with the default, 70 MiB with one per core, and no slower.
+    public static func limitMallocArenas() {
+        #if canImport(Glibc)
+        // `mallopt` and `M_ARENA_MAX` (-8) are in <malloc.h>, which Swift's Glibc module does not import.
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        guard let symbol = dlsym(nil, "mallopt") else { return }
+        _ = unsafeBitCast(symbol, to: Mallopt.self)(-8, Int32(max(1, ProcessInfo.processInfo.activeProcessorCount)))
+        #endif
+    }
 
     /// Runs `body` on a thread that may block and returns its result.
     public static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {

@@ -26,6 +26,7 @@ struct Cairn: AsyncParsableCommand {
     )
 
     static func main() async {
+        BlockingIO.limitMallocArenas()
         // Logs go to stderr (stdout carries --json output); warnings and above unless CAIRN_LOG_LEVEL says
         // otherwise (trace, debug, info, notice, warning, error, critical).
         // The controller logs JSON lines at info by default (CAIRN_LOG_FORMAT=text|json overrides).
