@@ -52,8 +52,10 @@ final class PackMemory: Sendable {
 /// pack its bytes wait there with the blobs placed after it until they make a batch of `batchBytes`; the
 /// task whose blob completes a batch writes it to the temporary object, outside any lock and off the
 /// cooperative pool (`write`), while other tasks fill the next one. One write per batch, not per blob: each
-/// write is a hand-off to a thread that may block, which costs more than writing a small blob. `finish`
-/// writes what is left and waits for every write, so a pack is stored only when all its blobs are in it.
+/// write is a hand-off to a thread that may block, which costs more than writing a small blob. The pack's
+/// SHA-256 (its name) is taken from the batches in memory as they are written, in offset order, never by
+/// reading the pack back. `finish` writes what is left and waits for every write, so a pack is stored only
+/// when all its blobs are in it.
 final class PackBuffer: @unchecked Sendable {
     let memory: PackMemory
     var block: PackMemory.Block?
@@ -74,7 +76,20 @@ final class PackBuffer: @unchecked Sendable {
     struct Batch: Sendable {
         let pieces: [Data]
         let offset: Int
+        let count: Int
     }
+
+    /// A streamed pack's name is the SHA-256 of its bytes, taken from the batches in memory as they are
+    /// written, in offset order (they are written in any order: a batch written before the ones ahead of it
+    /// waits here). One writer at a time hashes (`hashing`), every batch that is ready; the others leave
+    /// theirs and go on. Only that writer touches `hasher`.
+    private struct Digest {
+        var hashed = 0
+        var waiting: [Int: Batch] = [:]
+        var hashing = false
+    }
+    private let digest = Mutex(Digest())
+    private var hasher = SHA256()
 
     /// Bytes of memory the pack starts with, when not a pooled block of a full pack's size.
     let startSize: Int?
@@ -128,7 +143,28 @@ final class PackBuffer: @unchecked Sendable {
             stagedBytes = 0
         }
         writes.begin()
-        return Batch(pieces: staged, offset: stagedOffset)
+        return Batch(pieces: staged, offset: stagedOffset, count: stagedBytes)
+    }
+
+    /// Adds a written batch to the pack's hash, with every batch after it that was written before it.
+    private func hashInOrder(_ batch: Batch) {
+        let turn = digest.withLock { d -> Bool in
+            d.waiting[batch.offset] = batch
+            guard !d.hashing else { return false }
+            d.hashing = true
+            return true
+        }
+        guard turn else { return }
+        while let next = digest.withLock({ d -> Batch? in
+            guard let next = d.waiting.removeValue(forKey: d.hashed) else {
+                d.hashing = false
+                return nil
+            }
+            d.hashed += next.count
+            return next
+        }) {
+            for piece in next.pieces { hasher.update(data: piece) }
+        }
     }
 
     /// Writes a batch of blobs into the streamed pack.
@@ -141,6 +177,7 @@ final class PackBuffer: @unchecked Sendable {
                     try piece.withUnsafeBytes { try appender.write($0, at: offset) }
                     offset += piece.count
                 }
+                self.hashInOrder(batch)
             }
             writes.end(failed: false)
         } catch {
@@ -171,22 +208,13 @@ final class PackBuffer: @unchecked Sendable {
         size += tail.count
         if let appender {
             let size = self.size
-            // Hash by reading back through the OS cache, 1 MiB at a time: the pack is never in memory.
-            let id = try await BlockingIO.run { () throws -> BlobID in
-                try tail.withUnsafeBytes { try appender.write($0, at: headerOffset) }
-                var hasher = SHA256()
-                let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
-                defer { piece.deallocate() }
-                var offset = 0
-                while offset < size {
-                    let n = min(piece.count, size - offset)
-                    let part = UnsafeMutableRawBufferPointer(rebasing: piece[0..<n])
-                    try appender.read(at: offset, into: part)
-                    hasher.update(bufferPointer: UnsafeRawBufferPointer(part))
-                    offset += n
-                }
-                return BlobID(bytes: Array(hasher.finalize()))
+            // Every batch was written, so every one was hashed: the hash covers the blobs up to the header.
+            guard digest.withLock({ $0.hashed }) == headerOffset else {
+                throw RepositoryError(.storage, "the pack's hash does not cover all of its blobs")
             }
+            try await BlockingIO.run { try tail.withUnsafeBytes { try appender.write($0, at: headerOffset) } }
+            hasher.update(data: tail)
+            let id = BlobID(bytes: Array(hasher.finalize()))
             try await appender.commit(as: BlobHandle(.data, id.hex), size: size)
             return id
         }

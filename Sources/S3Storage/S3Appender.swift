@@ -26,7 +26,7 @@ final class S3Appender: BlobAppender, @unchecked Sendable {
         try FileIO.writeAll(fd, bytes, at: offset, path: path)
     }
 
-    func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+    private func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
         try FileIO.readAll(fd, into: buffer, at: offset, path: path)
     }
 

@@ -125,13 +125,11 @@ public protocol BlobStore: Sendable {
 
 /// An object built piece by piece (see `BlobStore.makeAppender`). Each piece is written at an offset the
 /// caller chose — from several threads at once, as long as the pieces do not overlap — so nobody holds a lock
-/// while the bytes reach the operating system. The calls block (they are file writes and reads): run them
+/// while the bytes reach the operating system. The calls block (they are file writes): run them
 /// through `BlockingIO`. On `commit` the object is the bytes `0..<size`.
 public protocol BlobAppender: AnyObject, Sendable {
     /// Writes bytes at `offset`.
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws
-    /// Reads back bytes written at `offset` (to hash the object without keeping it in memory).
-    func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws
     /// Makes the object (`size` bytes, all written) durable and visible under `handle`. Atomic.
     func commit(as handle: BlobHandle, size: Int) async throws
     /// Discards everything written.

@@ -314,10 +314,6 @@ final class FileAppender: BlobAppender, @unchecked Sendable {
         try FileIO.writeAll(fd, bytes, at: offset, path: path)
     }
 
-    func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
-        try FileIO.readAll(fd, into: buffer, at: offset, path: path)
-    }
-
     func commit(as handle: BlobHandle, size: Int) async throws {
         let target = store.path(handle)
         let dir = store.directory(handle)

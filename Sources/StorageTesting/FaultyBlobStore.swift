@@ -69,10 +69,6 @@ public final class FaultyBlobStore: BlobStore {
             try inner.write(bytes, at: offset)
         }
 
-        func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
-            try inner.read(at: offset, into: buffer)
-        }
-
         func commit(as handle: BlobHandle, size: Int) async throws {
             try await inner.commit(as: handle, size: size)
         }
