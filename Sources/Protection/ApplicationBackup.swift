@@ -125,166 +125,168 @@ public struct ApplicationBackup: Sendable {
         status(state)
         // The namespace's identity, read as Cairn (a namespace's users may not be allowed to read it).
         let namespaceUID = try? await volumeClient.get(Namespace.resource, namespace).uid
-        let result = try await RepositoryLock.with(repository, exclusive: false, operation: options.lockOperation, wait: options.lockWait) {
-            try await repository.loadIndex()
-            let mark = repository.writeMark
-            // Objects go into the repository as they are listed (never all in memory); the restore point that
-            // refers to them is written last.
-            let objects = RestorePoint.ObjectWriter(repository: repository)
-            let capture = try await ApplicationCapture(client: client, volumeClient: volumeClient, rules: options.rules,
-                                                       labelSelector: options.labelSelector).capture(namespace: namespace, into: objects)
-            var warnings = capture.warnings
-            let plan = try ConsistencyPlan(objects: capture.objects, blueprints: options.blueprints,
-                                           invalid: options.invalidBlueprints, bindings: options.bindings,
-                                           hooks: options.hooks, group: options.consistencyGroup)
-            let skippedClaims = plan.skippedClaims(in: capture.objects)
-            let excluded = plan.excludedPaths(in: capture.objects)
-            var claims: [ClaimVolume] = []
-            if options.volumes {
-                for var claim in try await boundClaims(capture, warnings: &warnings) where !skippedClaims.contains(claim.claim) {
-                    claim.exclude = excluded[claim.claim] ?? []
-                    claims.append(claim)
-                }
-            }
-            // Claims whose CSI driver can snapshot them are snapshotted together and read afterwards.
-            var snapshotter = SnapshotVolumeAccess(client: volumeClient, repository: repository, moverImage: options.moverImage,
-                                                   operation: options.operation)
-            snapshotter.readyTimeout = options.snapshotTimeout
-            snapshotter.exportWidth = max(1, options.volumeWidth)
-            let leftovers = await snapshotter.removeLeftovers(namespace: namespace)
-            if !leftovers.isEmpty { progress("removed what an interrupted run of this backup left: \(leftovers.joined(separator: ", "))") }
-            var snapshotClasses: [String: String] = [:]
-            var liveReasons: [String: String] = [:]
-            let snapshotOnly = plan.snapshotOnlyClaims(in: capture.objects)
-            if !claims.isEmpty, options.volumeAccess == .auto || options.volumeAccess == .snapshot {
-                (snapshotClasses, liveReasons) = await SnapshotVolumeAccess.classes(for: claims, client: volumeClient)
-                if options.volumeAccess == .snapshot {
-                    for (claim, reason) in liveReasons.sorted(by: { $0.key < $1.key }) {
-                        warnings.append("claim \(claim) was read live, not from a snapshot: \(reason)")
+        // One unit of work (its mark taken before the lock): a pack lost meanwhile fails it at once.
+        let result = try await repository.work { mark in
+            try await RepositoryLock.with(repository, exclusive: false, operation: options.lockOperation, wait: options.lockWait) {
+                try await repository.loadIndex()
+                // Objects go into the repository as they are listed (never all in memory); the restore point that
+                // refers to them is written last.
+                let objects = RestorePoint.ObjectWriter(repository: repository)
+                let capture = try await ApplicationCapture(client: client, volumeClient: volumeClient, rules: options.rules,
+                                                           labelSelector: options.labelSelector).capture(namespace: namespace, into: objects)
+                var warnings = capture.warnings
+                let plan = try ConsistencyPlan(objects: capture.objects, blueprints: options.blueprints,
+                                               invalid: options.invalidBlueprints, bindings: options.bindings,
+                                               hooks: options.hooks, group: options.consistencyGroup)
+                let skippedClaims = plan.skippedClaims(in: capture.objects)
+                let excluded = plan.excludedPaths(in: capture.objects)
+                var claims: [ClaimVolume] = []
+                if options.volumes {
+                    for var claim in try await boundClaims(capture, warnings: &warnings) where !skippedClaims.contains(claim.claim) {
+                        claim.exclude = excluded[claim.claim] ?? []
+                        claims.append(claim)
                     }
                 }
-            }
-            // A blueprint whose fence holds only for a capture at one instant (`volumes: snapshot`): fail before
-            // any fence rather than read its claims live.
-            for claim in claims.map(\.claim).sorted() where snapshotOnly[claim] != nil && snapshotClasses[claim] == nil {
-                let why = options.volumeAccess == .auto || options.volumeAccess == .snapshot
-                    ? liveReasons[claim] ?? "it cannot be snapshotted"
-                    : "the backup's volume access is \(options.volumeAccess.rawValue) (snapshot or auto would snapshot it)"
-                throw ProtectionError(.snapshotFailed, "claim \(claim) of \(snapshotOnly[claim]!) must be captured by a CSI snapshot "
-                                      + "(the blueprint's volumes: snapshot — its fence holds only for a copy of every file at one instant), "
-                                      + "but \(why). Put the claim on a storage class whose CSI driver has a VolumeSnapshotClass, "
-                                      + "or bind a blueprint that reads it another way")
-            }
-            state.objects = capture.count
-            state.volumes = claims.count
-            state.step = claims.isEmpty ? "writing the restore point" : "reading volumes"
-            status(state)
-            var workloads: [(APIResource, String, Int)] = []
-            if options.quiesce == .scale {
-                workloads = capture.objects.compactMap { object in
-                    guard object.group == "apps", object.kind == "Deployment" || object.kind == "StatefulSet",
-                          let replicas = object["spec", "replicas"]?.int, replicas > 0 else { return nil }
-                    return (object.kind == "Deployment" ? Deployment.resource : StatefulSet.resource, object.name, Int(replicas))
+                // Claims whose CSI driver can snapshot them are snapshotted together and read afterwards.
+                var snapshotter = SnapshotVolumeAccess(client: volumeClient, repository: repository, moverImage: options.moverImage,
+                                                       operation: options.operation)
+                snapshotter.readyTimeout = options.snapshotTimeout
+                snapshotter.exportWidth = max(1, options.volumeWidth)
+                let leftovers = await snapshotter.removeLeftovers(namespace: namespace)
+                if !leftovers.isEmpty { progress("removed what an interrupted run of this backup left: \(leftovers.joined(separator: ", "))") }
+                var snapshotClasses: [String: String] = [:]
+                var liveReasons: [String: String] = [:]
+                let snapshotOnly = plan.snapshotOnlyClaims(in: capture.objects)
+                if !claims.isEmpty, options.volumeAccess == .auto || options.volumeAccess == .snapshot {
+                    (snapshotClasses, liveReasons) = await SnapshotVolumeAccess.classes(for: claims, client: volumeClient)
+                    if options.volumeAccess == .snapshot {
+                        for (claim, reason) in liveReasons.sorted(by: { $0.key < $1.key }) {
+                            warnings.append("claim \(claim) was read live, not from a snapshot: \(reason)")
+                        }
+                    }
                 }
-            }
-            let previous = try await RestorePoint.list(in: repository, namespace: namespace).last
-            var earlier: [String: Node] = [:]
-            if let previous { earlier = try await RestorePoint.volumes(of: previous.snapshot, in: repository) }
-            var nodes: [String: Node] = [:]
-            var transfers: [VolumeTransfer] = []
-            var unscaled: [String] = []
-            let runner = BlueprintRunner(client: client, namespace: namespace, repository: repository)
-            let runners = options.blueprintClients.mapValues { BlueprintRunner(client: $0, namespace: namespace, repository: repository) }
-            // One volume read, live or from its snapshot: kept for the restore point, counted, told.
-            func read(_ node: Node, _ transfer: VolumeTransfer, _ lead: String) {
-                nodes[transfer.claim] = node
-                transfers.append(transfer)
-                state.volumesDone += 1
-                state.bytes += transfer.bytes
+                // A blueprint whose fence holds only for a capture at one instant (`volumes: snapshot`): fail before
+                // any fence rather than read its claims live.
+                for claim in claims.map(\.claim).sorted() where snapshotOnly[claim] != nil && snapshotClasses[claim] == nil {
+                    let why = options.volumeAccess == .auto || options.volumeAccess == .snapshot
+                        ? liveReasons[claim] ?? "it cannot be snapshotted"
+                        : "the backup's volume access is \(options.volumeAccess.rawValue) (snapshot or auto would snapshot it)"
+                    throw ProtectionError(.snapshotFailed, "claim \(claim) of \(snapshotOnly[claim]!) must be captured by a CSI snapshot "
+                                          + "(the blueprint's volumes: snapshot — its fence holds only for a copy of every file at one instant), "
+                                          + "but \(why). Put the claim on a storage class whose CSI driver has a VolumeSnapshotClass, "
+                                          + "or bind a blueprint that reads it another way")
+                }
+                state.objects = capture.count
+                state.volumes = claims.count
+                state.step = claims.isEmpty ? "writing the restore point" : "reading volumes"
                 status(state)
-                progress(lead + "\(transfer.files) files, \(transfer.bytes) bytes, \(transfer.bytesAdded ?? 0) new, \(String(format: "%.1f", transfer.seconds)) s")
-            }
-            var taken: [SnapshotVolumeAccess.Taken] = []
-            var snapshotReport: SnapshotVolumeAccess.Report?
-            let consistency: ConsistencyPlan.Result
-            do {
-            consistency = try await plan.backup(runner: runner, runners: runners, progress: progress) {
-            if !claims.isEmpty {
-                if !workloads.isEmpty {
-                    progress("quiescing: scaling \(workloads.map { "\($0.0.kind)/\($0.1)" }.joined(separator: ", ")) to zero")
-                }
-                unscaled = try await quiesced(workloads) {
-                    let snapshotted = claims.compactMap { claim in snapshotClasses[claim.claim].map { (claim, $0) } }
-                    if !snapshotted.isEmpty {
-                        (taken, snapshotReport) = try await snapshotter.take(snapshotted, progress: progress)
-                    }
-                    // The claims read live, `volumeWidth` at once (each mover on its volume's node).
-                    let live = claims.filter { snapshotClasses[$0.claim] == nil }
-                    let known = earlier
-                    let (mode, volumeClient, repository, image) = (options.volumeAccess, volumeClient, repository, options.moverImage)
-                    try await Concurrent.forEach(live, width: max(1, options.volumeWidth), { claim in
-                        let access = await mode.accessor(for: claim, client: volumeClient, repository: repository, moverImage: image)
-                        progress("reading claim \(claim.claim) (\(access.method))")
-                        return try await access.backup(claim, previous: known[claim.claim])
-                    }) { node, transfer in
-                        read(node, transfer, "read claim \(transfer.claim): ")
+                var workloads: [(APIResource, String, Int)] = []
+                if options.quiesce == .scale {
+                    workloads = capture.objects.compactMap { object in
+                        guard object.group == "apps", object.kind == "Deployment" || object.kind == "StatefulSet",
+                              let replicas = object["spec", "replicas"]?.int, replicas > 0 else { return nil }
+                        return (object.kind == "Deployment" ? Deployment.resource : StatefulSet.resource, object.name, Int(replicas))
                     }
                 }
-            }
-            }
-            // The application runs on (its fences released, its workloads scaled back): the snapshots are read now.
-            let known = earlier
-            let exporter = snapshotter
-            try await Concurrent.forEach(taken, width: exporter.exportWidth, { item in
-                try await exporter.export(item, previous: known[item.claim.claim])
-            }) { node, transfer in
-                read(node, transfer, "read snapshot of claim \(transfer.claim): ")
-            }
-            } catch {
-                await snapshotter.remove(taken.map(\.snapshot), namespace: namespace)
+                let previous = try await RestorePoint.list(in: repository, namespace: namespace).last
+                var earlier: [String: Node] = [:]
+                if let previous { earlier = try await RestorePoint.volumes(of: previous.snapshot, in: repository) }
+                var nodes: [String: Node] = [:]
+                var transfers: [VolumeTransfer] = []
+                var unscaled: [String] = []
+                let runner = BlueprintRunner(client: client, namespace: namespace, repository: repository)
+                let runners = options.blueprintClients.mapValues { BlueprintRunner(client: $0, namespace: namespace, repository: repository) }
+                // One volume read, live or from its snapshot: kept for the restore point, counted, told.
+                func read(_ node: Node, _ transfer: VolumeTransfer, _ lead: String) {
+                    nodes[transfer.claim] = node
+                    transfers.append(transfer)
+                    state.volumesDone += 1
+                    state.bytes += transfer.bytes
+                    status(state)
+                    progress(lead + "\(transfer.files) files, \(transfer.bytes) bytes, \(transfer.bytesAdded ?? 0) new, \(String(format: "%.1f", transfer.seconds)) s")
+                }
+                var taken: [SnapshotVolumeAccess.Taken] = []
+                var snapshotReport: SnapshotVolumeAccess.Report?
+                let consistency: ConsistencyPlan.Result
+                do {
+                consistency = try await plan.backup(runner: runner, runners: runners, progress: progress) {
+                if !claims.isEmpty {
+                    if !workloads.isEmpty {
+                        progress("quiescing: scaling \(workloads.map { "\($0.0.kind)/\($0.1)" }.joined(separator: ", ")) to zero")
+                    }
+                    unscaled = try await quiesced(workloads) {
+                        let snapshotted = claims.compactMap { claim in snapshotClasses[claim.claim].map { (claim, $0) } }
+                        if !snapshotted.isEmpty {
+                            (taken, snapshotReport) = try await snapshotter.take(snapshotted, progress: progress)
+                        }
+                        // The claims read live, `volumeWidth` at once (each mover on its volume's node).
+                        let live = claims.filter { snapshotClasses[$0.claim] == nil }
+                        let known = earlier
+                        let (mode, volumeClient, repository, image) = (options.volumeAccess, volumeClient, repository, options.moverImage)
+                        try await Concurrent.forEach(live, width: max(1, options.volumeWidth), { claim in
+                            let access = await mode.accessor(for: claim, client: volumeClient, repository: repository, moverImage: image)
+                            progress("reading claim \(claim.claim) (\(access.method))")
+                            return try await access.backup(claim, previous: known[claim.claim])
+                        }) { node, transfer in
+                            read(node, transfer, "read claim \(transfer.claim): ")
+                        }
+                    }
+                }
+                }
+                // The application runs on (its fences released, its workloads scaled back): the snapshots are read now.
+                let known = earlier
+                let exporter = snapshotter
+                try await Concurrent.forEach(taken, width: exporter.exportWidth, { item in
+                    try await exporter.export(item, previous: known[item.claim.claim])
+                }) { node, transfer in
+                    read(node, transfer, "read snapshot of claim \(transfer.claim): ")
+                }
+                } catch {
+                    await snapshotter.remove(taken.map(\.snapshot), namespace: namespace)
+                    _ = await snapshotter.removeLeftovers(namespace: namespace)
+                    throw error
+                }
+                let keep = options.keepSnapshots && !taken.isEmpty
+                if !keep {
+                    await snapshotter.remove(taken.map(\.snapshot), namespace: namespace)
+                }
+                if snapshotReport != nil, !liveReasons.isEmpty { snapshotReport?.liveClaims = liveReasons }
+                if keep { snapshotReport?.kept = true }
+                transfers.sort { $0.claim < $1.claim }
+                var withWarnings = capture
+                withWarnings.warnings = warnings
+                let written: SnapshotManifest
+                do {
+                written = try await RestorePoint.write(withWarnings, objects: objects, namespace: namespace, namespaceUID: namespaceUID,
+                                                            labelSelector: options.labelSelector,
+                                                            volumes: nodes, transfers: transfers, volumeSnapshots: snapshotReport,
+                                                            tags: options.tags,
+                                                            quiesced: workloads.map { "\($0.0.kind)/\($0.1)" },
+                                                            consistency: RestorePoint.Consistency(plan: plan, result: consistency,
+                                                                                                  skippedClaims: skippedClaims,
+                                                                                                  authors: options.blueprintAuthors,
+                                                                                                  requester: options.blueprintRequester),
+                                                            to: repository,
+                                                            since: mark)
+                } catch {
+                    await snapshotter.remove(taken.map(\.snapshot), namespace: namespace)
+                    _ = await snapshotter.removeLeftovers(namespace: namespace)
+                    throw error
+                }
+                let manifest = written
+                if keep {
+                    let lost = await snapshotter.keep(taken.map(\.snapshot), namespace: namespace, restorePoint: manifest.id)
+                    if !lost.isEmpty { progress("could not keep VolumeSnapshots \(lost.joined(separator: ", ")) as the local tier; a restore reads the repository") }
+                    else { progress("kept \(taken.count) VolumeSnapshot\(taken.count == 1 ? "" : "s") as the restore point's local tier") }
+                }
+                // Anything else of this operation (an interrupted predecessor still finishing its step when this
+                // run started; snapshots that could not be kept).
                 _ = await snapshotter.removeLeftovers(namespace: namespace)
-                throw error
+                if !unscaled.isEmpty {
+                    throw ProtectionError(.quiesceFailed, "restore point \(manifest.shortID) was written, but these workloads could not be scaled back: \(unscaled.joined(separator: "; "))")
+                }
+                return manifest
             }
-            let keep = options.keepSnapshots && !taken.isEmpty
-            if !keep {
-                await snapshotter.remove(taken.map(\.snapshot), namespace: namespace)
-            }
-            if snapshotReport != nil, !liveReasons.isEmpty { snapshotReport?.liveClaims = liveReasons }
-            if keep { snapshotReport?.kept = true }
-            transfers.sort { $0.claim < $1.claim }
-            var withWarnings = capture
-            withWarnings.warnings = warnings
-            let written: SnapshotManifest
-            do {
-            written = try await RestorePoint.write(withWarnings, objects: objects, namespace: namespace, namespaceUID: namespaceUID,
-                                                        labelSelector: options.labelSelector,
-                                                        volumes: nodes, transfers: transfers, volumeSnapshots: snapshotReport,
-                                                        tags: options.tags,
-                                                        quiesced: workloads.map { "\($0.0.kind)/\($0.1)" },
-                                                        consistency: RestorePoint.Consistency(plan: plan, result: consistency,
-                                                                                              skippedClaims: skippedClaims,
-                                                                                              authors: options.blueprintAuthors,
-                                                                                              requester: options.blueprintRequester),
-                                                        to: repository,
-                                                        since: mark)
-            } catch {
-                await snapshotter.remove(taken.map(\.snapshot), namespace: namespace)
-                _ = await snapshotter.removeLeftovers(namespace: namespace)
-                throw error
-            }
-            let manifest = written
-            if keep {
-                let lost = await snapshotter.keep(taken.map(\.snapshot), namespace: namespace, restorePoint: manifest.id)
-                if !lost.isEmpty { progress("could not keep VolumeSnapshots \(lost.joined(separator: ", ")) as the local tier; a restore reads the repository") }
-                else { progress("kept \(taken.count) VolumeSnapshot\(taken.count == 1 ? "" : "s") as the restore point's local tier") }
-            }
-            // Anything else of this operation (an interrupted predecessor still finishing its step when this
-            // run started; snapshots that could not be kept).
-            _ = await snapshotter.removeLeftovers(namespace: namespace)
-            if !unscaled.isEmpty {
-                throw ProtectionError(.quiesceFailed, "restore point \(manifest.shortID) was written, but these workloads could not be scaled back: \(unscaled.joined(separator: "; "))")
-            }
-            return manifest
         }
         let metadata = try await RestorePoint.metadata(result, from: repository)
         return Result(snapshot: result, metadata: metadata, seconds: Date().timeIntervalSince(start))

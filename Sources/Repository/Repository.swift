@@ -21,9 +21,12 @@ public final class Repository: Sendable {
     let idKeyBytes: Data
     let logger: Logger
     let state: Mutex<WriteState>
-    /// At most one full pack is written (write + fsync) at a time; blob writers wait when both are busy, so
-    /// memory stays bounded when storage is slower than the CPU.
+    /// At most one full pack is written (write + fsync) at a time.
     let packWrites = AsyncSemaphore(permits: 1)
+    /// Full packs are written in the background while blobs go on being placed; a blob that fills a pack
+    /// while this many are still being written waits for the oldest, so memory stays bounded when storage is
+    /// slower than the CPU.
+    static let packsWrittenBehind = 2
 
     /// Packs written whose index entries are not yet in an index file trigger an index write at this count.
     static let packsPerIndexFile = 4
@@ -41,6 +44,11 @@ public final class Repository: Sendable {
         /// Packs that could not be stored, since the repository was opened, and the last storage cause.
         var lostPacks = 0
         var lastLoss: StorageError?
+        /// Full packs being written in the background, by the order they filled up; each task gives the
+        /// error that lost its pack. A pack is here from the moment it leaves `openPacks` (under the same
+        /// lock), so a flush always finds every pack that may hold blobs saved before it.
+        var writing: [Int: Task<(any Error)?, Never>] = [:]
+        var writesStarted = 0
     }
 
     init(store: any BlobStore, config: RepositoryConfig, master: MasterKey, keyName: String, keyGrant: KeyFile.Grant? = nil,
@@ -400,21 +408,28 @@ public final class Repository: Sendable {
         return (id, sealed.count)
     }
 
-    /// Appends a sealed blob the caller has marked pending to the open pack, and writes the pack once full.
+    /// Appends a sealed blob the caller has marked pending to the open pack, and has the pack written in the
+    /// background once full.
     func place(type: BlobType, id: BlobID, sealed: Data, rawLength: Int) async throws {
-        var full: PackBuffer?
+        var behind: Task<(any Error)?, Never>?
         var placed: (pack: PackBuffer, batch: PackBuffer.Batch)?
         while true {
             let pack = try await openPack(for: type)
             // Place only into the pack that is still open: another task may have taken it to write it.
-            let appended = state.withLock { s -> Bool in
+            let appended = try state.withLock { s -> Bool in
                 guard s.openPacks[type] === pack else { return false }
+                // A pack written in the background was lost since the work placing this blob began: its
+                // flush would fail, so it fails now, before it reads and stores the rest.
+                if let mark = Self.work, s.lostPacks > mark.lostPacks {
+                    s.pending.remove(id)
+                    throw Self.lostPacksError(s.lostPacks - mark.lostPacks, cause: s.lastLoss)
+                }
                 if let batch = pack.add(type: type, id: id, sealed: sealed, rawLength: rawLength) {
                     placed = (pack, batch)
                 }
                 if pack.size >= config.packSize {
                     s.openPacks[type] = nil
-                    full = pack
+                    behind = writeInBackground(pack, &s)
                 }
                 return true
             }
@@ -434,7 +449,24 @@ public final class Repository: Sendable {
                 throw error
             }
         }
-        if let full { try await writePack(full) }
+        // Storage slower than the CPU: the oldest pack being written is waited for, and a pack it lost is
+        // reported now rather than at the flush.
+        if let behind, let failure = await behind.value { throw failure }
+    }
+
+    /// Starts writing a pack that left `openPacks` (in the same hold of the lock, so a flush finds it); the
+    /// oldest pack being written when more than `packsWrittenBehind` are, for the caller to wait for.
+    func writeInBackground(_ pack: PackBuffer, _ s: inout WriteState) -> Task<(any Error)?, Never>? {
+        s.writesStarted += 1
+        let key = s.writesStarted
+        s.writing[key] = Task {
+            var failure: (any Error)?
+            do { try await self.writePack(pack) } catch { failure = error }
+            _ = self.state.withLock { $0.writing.removeValue(forKey: key) }
+            return failure
+        }
+        guard s.writing.count > Self.packsWrittenBehind, let oldest = s.writing.keys.min() else { return nil }
+        return s.writing[oldest]
     }
 
     /// Where a unit of work (a backup) starts: `flush(since:)` then fails if a pack written after this point
@@ -444,6 +476,17 @@ public final class Repository: Sendable {
     }
 
     public var writeMark: WriteMark { state.withLock { WriteMark(lostPacks: $0.lostPacks) } }
+
+    /// The unit of work the current task does for this process's repositories (set by `work`).
+    @TaskLocal static var work: WriteMark?
+
+    /// Runs a unit of work (a backup, a copy) from its mark, which it passes to `flush(since:)`; every blob
+    /// the work places (in its tasks and their child tasks) fails at once when a pack was lost since the
+    /// mark, as the flush would, rather than after the rest is read and stored.
+    public func work<T>(_ body: (WriteMark) async throws -> T) async throws -> T {
+        let mark = writeMark
+        return try await Self.$work.withValue(mark) { try await body(mark) }
+    }
 
     /// A pack that will never be stored: its blobs are no longer "being stored" (later saves store them
     /// again), and every unit of work that placed blobs in it learns so at its flush.
@@ -507,12 +550,18 @@ public final class Repository: Sendable {
     /// since the mark was lost (it may have held blobs of the work that took the mark, which must then not
     /// write anything that refers to them).
     public func flush(since mark: WriteMark? = nil) async throws {
-        let packs = state.withLock { s -> [PackBuffer] in
+        let (packs, writing) = state.withLock { s -> ([PackBuffer], [Task<(any Error)?, Never>]) in
             defer { s.openPacks = [:] }
-            return s.openPacks.sorted { $0.key.rawValue < $1.key.rawValue }.map(\.value).filter { !$0.isEmpty }
+            return (s.openPacks.sorted { $0.key.rawValue < $1.key.rawValue }.map(\.value).filter { !$0.isEmpty },
+                    s.writing.sorted { $0.key < $1.key }.map(\.value))
         }
         // Every pack is written (or abandoned, its blobs then saved anew later) even when one fails.
         var failure: (any Error)?
+        // A pack lost in the background fails this work if it was lost since the mark (below); without a
+        // mark, whatever was lost fails it.
+        for task in writing {
+            if let error = await task.value, mark == nil { failure = failure ?? error }
+        }
         for pack in packs {
             do { try await writePack(pack) } catch { failure = failure ?? error }
         }
@@ -524,14 +573,17 @@ public final class Repository: Sendable {
         if !batch.isEmpty { try await writeIndex(IndexFile(packs: batch)) }
         if let mark {
             let (lost, cause) = state.withLock { ($0.lostPacks - mark.lostPacks, $0.lastLoss) }
-            if lost > 0 {
-                var error = RepositoryError(.storage, "\(lost) pack\(lost == 1 ? "" : "s") written during this work could not be stored, "
-                                            + "so some of its data is missing; nothing refers to it yet — run it again")
-                error.storage = cause
-                if let cause { error.underlying = cause.description }
-                throw error
-            }
+            if lost > 0 { throw Self.lostPacksError(lost, cause: cause) }
         }
+    }
+
+    /// `lost` packs written during a unit of work could not be stored.
+    static func lostPacksError(_ lost: Int, cause: StorageError?) -> RepositoryError {
+        var error = RepositoryError(.storage, "\(lost) pack\(lost == 1 ? "" : "s") written during this work could not be stored, "
+                                    + "so some of its data is missing; nothing refers to it yet — run it again")
+        error.storage = cause
+        if let cause { error.underlying = cause.description }
+        return error
     }
 
     /// Loads, decrypts and verifies one blob.

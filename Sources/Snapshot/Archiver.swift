@@ -112,51 +112,58 @@ public final class Archiver: Sendable {
         }
         return try await RepositoryLock.with(repository, exclusive: false, operation: "backup", wait: 30) {
             try await repository.loadIndex()
-            let mark = repository.writeMark
-            // Counting runs beside the backup, through BlockingIO (it is all lstat), and stops with it.
-            let stopScan = Locked(false)
-            Task { try? await BlockingIO.run { self.scan(paths, until: stopScan) } }
-            defer { stopScan.withLock { $0 = true } }
-            var parentRoot: Tree?
-            if let parent = options.parent { parentRoot = try await repository.loadTree(parent.tree) }
-            let slots = AsyncSemaphore(permits: max(1, options.fileConcurrency))
-            var rootNodes: [Node] = []
-            for (path, name) in zip(paths, names) {
-                var st = stat()
-                guard lstat(path, &st) == 0 else {
-                    throw SnapshotError(.unreadable, "cannot back up \(path)", path: path,
-                                        cause: POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO))
-                }
-                var node = Node(name: name, stat: st)
-                let previous = parentRoot?.node(named: name)
-                switch node.type {
-                case .dir:
-                    node = try await archiveDirectory(path, node: node, previous: previous, slots: slots)
-                case .file:
-                    guard let archived = try await archiveFileOrReuse(path, node: node, previous: previous) else {
-                        throw SnapshotError(.unreadable, "cannot back up \(errors.withLock { $0.last ?? path })", path: path)
-                    }
-                    node = archived
-                default:
-                    node = try describeSpecial(path, node: node)
-                }
-                rootNodes.append(node)
+            return try await repository.work { mark in
+                try await self.archive(paths, names: names, options: options, start: start, mark: mark)
             }
-            let root = try await repository.saveBlob(.tree, Tree(nodes: rootNodes).encoded())
-            summary.withLock { $0.bytesAdded += root.added; $0.blobsAdded += root.added > 0 ? 1 : 0 }
-            // Durability order: data and index first, the snapshot that refers to them last.
-            try await repository.flush(since: mark)
-            var final = summary.withLock { $0 }
-            final.errors = errors.withLock { $0.count }
-            final.seconds = Date().timeIntervalSince(start)
-            var manifest = SnapshotManifest(time: start, hostname: options.hostname,
-                                            username: ProcessInfo.processInfo.environment["USER"] ?? "",
-                                            paths: paths, tree: root.id, parent: options.parent?.id,
-                                            tags: options.tags, program: "cairn \(CairnVersion.current)",
-                                            summary: final)
-            manifest.id = try await SnapshotFiles.save(manifest, to: repository)
-            return BackupResult(snapshot: manifest, errors: errors.withLock { $0 })
         }
+    }
+
+    /// The backup of `paths` (as `names`) as one unit of work from `mark`; the caller holds the lock.
+    func archive(_ paths: [String], names: [String], options: BackupOptions, start: Date,
+                 mark: Repository.WriteMark) async throws -> BackupResult {
+        // Counting runs beside the backup, through BlockingIO (it is all lstat), and stops with it.
+        let stopScan = Locked(false)
+        Task { try? await BlockingIO.run { self.scan(paths, until: stopScan) } }
+        defer { stopScan.withLock { $0 = true } }
+        var parentRoot: Tree?
+        if let parent = options.parent { parentRoot = try await repository.loadTree(parent.tree) }
+        let slots = AsyncSemaphore(permits: max(1, options.fileConcurrency))
+        var rootNodes: [Node] = []
+        for (path, name) in zip(paths, names) {
+            var st = stat()
+            guard lstat(path, &st) == 0 else {
+                throw SnapshotError(.unreadable, "cannot back up \(path)", path: path,
+                                    cause: POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO))
+            }
+            var node = Node(name: name, stat: st)
+            let previous = parentRoot?.node(named: name)
+            switch node.type {
+            case .dir:
+                node = try await archiveDirectory(path, node: node, previous: previous, slots: slots)
+            case .file:
+                guard let archived = try await archiveFileOrReuse(path, node: node, previous: previous) else {
+                    throw SnapshotError(.unreadable, "cannot back up \(errors.withLock { $0.last ?? path })", path: path)
+                }
+                node = archived
+            default:
+                node = try describeSpecial(path, node: node)
+            }
+            rootNodes.append(node)
+        }
+        let root = try await repository.saveBlob(.tree, Tree(nodes: rootNodes).encoded())
+        summary.withLock { $0.bytesAdded += root.added; $0.blobsAdded += root.added > 0 ? 1 : 0 }
+        // Durability order: data and index first, the snapshot that refers to them last.
+        try await repository.flush(since: mark)
+        var final = summary.withLock { $0 }
+        final.errors = errors.withLock { $0.count }
+        final.seconds = Date().timeIntervalSince(start)
+        var manifest = SnapshotManifest(time: start, hostname: options.hostname,
+                                        username: ProcessInfo.processInfo.environment["USER"] ?? "",
+                                        paths: paths, tree: root.id, parent: options.parent?.id,
+                                        tags: options.tags, program: "cairn \(CairnVersion.current)",
+                                        summary: final)
+        manifest.id = try await SnapshotFiles.save(manifest, to: repository)
+        return BackupResult(snapshot: manifest, errors: errors.withLock { $0 })
     }
 
     /// Stores one directory (a volume's files, read on the host) as a node called `name`, reusing the

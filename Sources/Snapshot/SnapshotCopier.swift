@@ -90,36 +90,38 @@ public struct SnapshotCopier: Sendable {
             result.treesRead += walk.trees.count
             result.progress.totalBytes += walk.rawBytes
             result.progress.volumes += walk.volumes.count
-            let mark = destination.writeMark
-            // Trees: already read (and decoded) for the walk; saving the plaintext again must give the same
-            // ID — a last check that the repositories really are paired.
-            for (id, plain) in walk.trees where !destination.hasBlob(id) {
-                let (saved, added) = try await destination.saveBlob(.tree, plain)
-                guard saved == id else {
-                    throw RepositoryError(.notPaired, "tree \(id.short) has another ID in the destination: the repositories are not paired")
+            // One unit of work per snapshot: a pack lost meanwhile fails it at once.
+            try await destination.work { mark in
+                // Trees: already read (and decoded) for the walk; saving the plaintext again must give the same
+                // ID — a last check that the repositories really are paired.
+                for (id, plain) in walk.trees where !destination.hasBlob(id) {
+                    let (saved, added) = try await destination.saveBlob(.tree, plain)
+                    guard saved == id else {
+                        throw RepositoryError(.notPaired, "tree \(id.short) has another ID in the destination: the repositories are not paired")
+                    }
+                    result.progress.transferredBytes += Int64(added)
+                    result.progress.readBytes += Int64(source.location(of: id)?.location.length ?? 0)
                 }
-                result.progress.transferredBytes += Int64(added)
-                result.progress.readBytes += Int64(source.location(of: id)?.location.length ?? 0)
-            }
-            // Data, one unit (a volume, or the rest) after another so that volumes complete in order.
-            for unit in walk.units {
-                let batches = stride(from: 0, to: unit.blobs.count, by: 64).map {
-                    Array(unit.blobs[$0..<min($0 + 64, unit.blobs.count)])
+                // Data, one unit (a volume, or the rest) after another so that volumes complete in order.
+                for unit in walk.units {
+                    let batches = stride(from: 0, to: unit.blobs.count, by: 64).map {
+                        Array(unit.blobs[$0..<min($0 + 64, unit.blobs.count)])
+                    }
+                    let source = self.source, destination = self.destination
+                    try await Concurrent.forEach(batches, width: width, { batch in
+                        try await destination.copyBlobs(batch, from: source)
+                    }, collect: { counts in
+                        result.blobsSent += counts.blobsRead
+                        result.progress.readBytes += Int64(counts.bytesRead)
+                        result.progress.transferredBytes += Int64(counts.bytesWritten)
+                        result.progress.seconds = (ContinuousClock.now - started).seconds
+                        if let report { await report(result.progress) }
+                    })
+                    if unit.volume != nil { result.progress.volumesDone += 1 }
                 }
-                let source = self.source, destination = self.destination
-                try await Concurrent.forEach(batches, width: width, { batch in
-                    try await destination.copyBlobs(batch, from: source)
-                }, collect: { counts in
-                    result.blobsSent += counts.blobsRead
-                    result.progress.readBytes += Int64(counts.bytesRead)
-                    result.progress.transferredBytes += Int64(counts.bytesWritten)
-                    result.progress.seconds = (ContinuousClock.now - started).seconds
-                    if let report { await report(result.progress) }
-                })
-                if unit.volume != nil { result.progress.volumesDone += 1 }
+                // Everything the snapshot refers to durable and indexed, then the snapshot: never a partial one.
+                try await destination.flush(since: mark)
             }
-            // Everything the snapshot refers to durable and indexed, then the snapshot: never a partial one.
-            try await destination.flush(since: mark)
             var copy = snapshot
             copy.original = snapshot.id
             copy.originalRepository = source.config.id

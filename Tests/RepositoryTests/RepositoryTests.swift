@@ -264,15 +264,21 @@ struct RepositoryTests {
         let markA = repo.writeMark
         let fromA = rng.bytes(300_000)
         let idA = try await repo.saveBlob(.data, fromA).id
-        // Backup B fills the same pack; storing it fails.
-        let markB = repo.writeMark
+        // Backup B fills the same pack; storing it (in the background) fails, and B's next blob fails with it.
         faulty.inject(.init(kinds: [.data], operations: [.save], error: StorageError(.unavailable, "injected", location: "pack"),
                             remaining: 1))
         var failedB: RepositoryError?
-        for _ in 0..<8 where failedB == nil {
-            failedB = await caught(RepositoryError.self) { try await repo.saveBlob(.data, rng.bytes(300_000)) }
+        var savedB = 0
+        let markB = try await repo.work { markB in
+            for _ in 0..<40 where failedB == nil {
+                failedB = await caught(RepositoryError.self) { try await repo.saveBlob(.data, rng.bytes(300_000)) }
+                if failedB == nil { savedB += 1 }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            return markB
         }
-        #expect(failedB?.storage?.code == .unavailable, "the backup that wrote the pack sees the storage error")
+        #expect(failedB?.storage?.code == .unavailable, "the backup placing blobs meanwhile sees the storage error")
+        #expect(savedB < 8, "it fails soon after the loss, not after storing everything")
         // A must not write a snapshot that refers to its blob.
         let flushA = await caught(RepositoryError.self) { try await repo.flush(since: markA) }
         #expect(flushA?.code == .storage)
