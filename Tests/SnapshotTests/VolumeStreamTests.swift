@@ -112,6 +112,30 @@ struct VolumeStreamTests {
         #expect(try await Self.listing(again.root, repo) == Self.listing(host2.node, repo))
     }
 
+    @Test("a volume restore reads a directory's small files together: a request per pack share, not one per file")
+    func smallFilesReadTogether() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        for i in 0..<400 {
+            try TestFiles.write(dir.sub("src/d\(i % 4)/f\(i).txt"), Data((0..<(1000 + i)).map { UInt8(truncatingIfNeeded: $0 * 7 + i) }))
+        }
+        try TestFiles.write(dir.sub("src/d1/large.bin"), Data((0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }))
+        // Reads counted as object storage makes them (blobs up to a MiB apart in one request).
+        let store = FaultyBlobStore(MemoryBlobStore(), readGap: 1 << 20)
+        let repo = try await newRepository(store)
+        try await repo.loadIndex()
+        let host = try await Archiver(repository: repo).archiveDirectory(dir.sub("src"), name: "data", previous: nil)
+        try await repo.flush()
+        let before = store.calls(.load, .data)
+        let pieces = try await Self.stream { writer in _ = try await TreeSender(repository: repo).send(host.node, to: writer) }
+        let reads = store.calls(.load, .data) - before
+        #expect(reads <= 24, "\(reads) reads for 401 files in 4 directories")
+        let totals = try await DirectoryReceiver(root: dir.sub("restored")).receive(from: Self.reader(pieces))
+        #expect(totals.errors.isEmpty && totals.files == 401)
+        let diff = try await ChildProcess.run(["diff", "-r", dir.sub("src"), dir.sub("restored")])
+        #expect(diff.status == 0, "\(diff.stdout)")
+    }
+
     @Test("a mover that reports a file unchanged which the earlier backup does not hold as such is refused; the parent listing is streamed and names only files whose blobs are stored")
     func unchangedClaimsChecked() async throws {
         let (dir, repo) = try await Self.scratch()

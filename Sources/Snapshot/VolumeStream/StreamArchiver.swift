@@ -157,8 +157,12 @@ public final class StreamArchiver {
 }
 
 /// Cairn's side of a volume restore through a mover pod: streams a directory of a snapshot, contents
-/// read from the repository (`Repository.readContent`: blobs stored back to back read together, the next
-/// ones decrypted while the current one is sent); blobs of zeros go as holes.
+/// read from the repository; blobs of zeros go as holes. Small files (as the restorer batches them:
+/// `Restorer.batchedFileSize`) are gathered in stream order, up to `Restorer.batchFiles` files or
+/// `Restorer.batchBytes` bytes, and their blobs read together (`Repository.readBlobs`: one request per pack
+/// share, on object storage one GET, not one per file), then sent in order. A larger file is read as stored
+/// (`Repository.readContent`: blobs stored back to back read together, the next ones decrypted while the
+/// current one is sent).
 public struct TreeSender {
     let repository: Repository
 
@@ -182,9 +186,27 @@ public struct TreeSender {
         switch node.type {
         case .dir:
             if let subtree = node.subtree {
+                var small: [Node] = []
+                var smallBytes: UInt64 = 0
                 for child in try await repository.loadTree(subtree).nodes {
+                    if child.type == .file, child.size <= Restorer.batchedFileSize {
+                        small.append(child)
+                        smallBytes += child.size
+                        if small.count >= Restorer.batchFiles || smallBytes >= UInt64(Restorer.batchBytes) {
+                            try await sendSmall(small, writer: writer, totals: &totals)
+                            small = []
+                            smallBytes = 0
+                        }
+                        continue
+                    }
+                    if !small.isEmpty {
+                        try await sendSmall(small, writer: writer, totals: &totals)
+                        small = []
+                        smallBytes = 0
+                    }
                     try await send(child, writer: writer, totals: &totals)
                 }
+                if !small.isEmpty { try await sendSmall(small, writer: writer, totals: &totals) }
             }
             try await writer.up()
         case .file:
@@ -192,12 +214,7 @@ public struct TreeSender {
             // Read as stored (one request for the file's share of each pack, streamed), decrypted ahead on
             // every core while the stream is written.
             try await repository.readContent(node.content ?? [], { data, _ in data }, collect: { data in
-                if data.withUnsafeBytes({ NodeWriter.isZero($0, 0, $0.count) }) {
-                    try await writer.hole(UInt64(data.count))
-                } else {
-                    try await writer.data(data)
-                }
-                size += UInt64(data.count)
+                size += try await Self.send(data, writer: writer)
             })
             try await writer.fileEnd(size: size)
             totals.files += 1
@@ -205,5 +222,33 @@ public struct TreeSender {
         default:
             break
         }
+    }
+
+    /// Small files of one directory, in stream order: their blobs read together, then each file sent.
+    func sendSmall(_ files: [Node], writer: VolumeStreamWriter, totals: inout (files: UInt64, bytes: UInt64)) async throws {
+        var blobs: [BlobID: Data] = [:]
+        try await repository.readBlobs(files.lazy.flatMap { $0.content ?? [] }, maxGap: Restorer.batchGap, width: 2,
+                                       { id, read in (id, try read.get()) }, collect: { blobs[$0.0] = $0.1 })
+        for file in files {
+            try await writer.node(file)
+            var size: UInt64 = 0
+            for id in file.content ?? [] {
+                guard let data = blobs[id] else { throw Repository.notIndexed(id) }
+                size += try await Self.send(data, writer: writer)
+            }
+            try await writer.fileEnd(size: size)
+            totals.files += 1
+            totals.bytes += size
+        }
+    }
+
+    /// One blob of a file's content: a hole if it is all zeros; its size.
+    static func send(_ data: Data, writer: VolumeStreamWriter) async throws -> UInt64 {
+        if data.withUnsafeBytes({ NodeWriter.isZero($0, 0, $0.count) }) {
+            try await writer.hole(UInt64(data.count))
+        } else {
+            try await writer.data(data)
+        }
+        return UInt64(data.count)
     }
 }
